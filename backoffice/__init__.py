@@ -1,0 +1,124 @@
+"""The provider-verification back-office."""
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from flask import Flask, g, render_template, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+import config
+
+
+def create_app(config_name: str | None = None, overrides: dict | None = None) -> Flask:
+    """Build the application: wiring only, no queries."""
+    app = Flask(__name__, instance_path=str(config.INSTANCE))
+    app.config.update(config.load(config_name, overrides))
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_request_hooks(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    from tasks.celery_app import init_celery
+
+    init_celery(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    logging.basicConfig(level=app.config["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
+    """Foreign keys on, WAL and a busy timeout so web, worker and beat can share one SQLite file."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+
+def register_extensions(app: Flask) -> None:
+    from backoffice.extensions import csrf, db, login_manager, migrate
+    from backoffice.services import accounts
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to open that page."
+    login_manager.login_message_category = "info"
+
+    @login_manager.user_loader
+    def load_user(session_id: str):
+        return accounts.load_session_account(db.session, session_id)
+
+    if app.config["PROXY_FIX"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
+
+
+def register_blueprints(app: Flask) -> None:
+    from backoffice.admin import init_admin
+    from backoffice.auth.views import bp as auth_bp
+    from backoffice.portal.views import bp as portal_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(portal_bp, url_prefix="/portal")
+    init_admin(app)
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def register_request_hooks(app: Flask) -> None:
+    from backoffice.services import audit
+
+    @app.before_request
+    def bind_request_context():
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        g.audit_token = audit.set_request_context(g.request_id, request.remote_addr)
+
+    @app.teardown_request
+    def unbind_request_context(exc):
+        token = g.pop("audit_token", None)
+        if token is not None:
+            audit.reset_request_context(token)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Request-ID", g.get("request_id", ""))
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from flask_wtf.csrf import CSRFError
+
+    def render_error(status: int, title: str, message: str):
+        return render_template("error.html", status=status, title=title, message=message), status
+
+    app.register_error_handler(400, lambda e: render_error(400, "Bad request", "The request could not be understood."))
+    app.register_error_handler(
+        CSRFError, lambda e: render_error(400, "Form expired", "The form was missing its security token or it expired. Go back, reload the page and try again.")
+    )
+    app.register_error_handler(403, lambda e: render_error(403, "Not allowed", "Your account does not have access to this page."))
+    app.register_error_handler(404, lambda e: render_error(404, "Not found", "There is no page at this address."))
+    app.register_error_handler(405, lambda e: render_error(405, "Method not allowed", "This page does not accept that kind of request."))
+
+
+def register_commands(app: Flask) -> None:
+    from backoffice.cli import register
+
+    register(app)

@@ -1,0 +1,44 @@
+"""The one secured base for every staff view: deny by default, each view names its roles."""
+from __future__ import annotations
+
+from flask_admin import AdminIndexView, BaseView
+from flask_admin.contrib.sqla import ModelView
+from flask_wtf import FlaskForm
+
+from backoffice.auth.access import deny, has_any_role
+from backoffice.models import Role
+
+
+class SecuredMixin:
+    #: Roles admitted to this view. Empty means nobody: a view must opt in.
+    allowed_roles: frozenset[Role] = frozenset()
+
+    def is_accessible(self) -> bool:
+        return bool(self.allowed_roles) and has_any_role(self.allowed_roles)
+
+    def inaccessible_callback(self, name, **kwargs):
+        return deny()
+
+
+class SecuredView(SecuredMixin, BaseView):
+    pass
+
+
+class SecuredIndexView(SecuredMixin, AdminIndexView):
+    pass
+
+
+class SecuredModelView(SecuredMixin, ModelView):
+    """Read-only browsing; a view opts in to any edit. Status columns are changed by services only."""
+
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = False
+    can_view_details = True
+    can_set_page_size = False
+    action_disallowed_list = ["delete"]
+    page_size = 50
+    # Avoid COUNT(*) over big tables on every page: "next page" paging instead of page numbers.
+    simple_list_pager = True
+    form_base_class = FlaskForm

@@ -1,0 +1,42 @@
+"""The staff dashboard: where the work stands, at a glance."""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, url_for
+from flask_admin import expose
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from backoffice.admin.base import SecuredIndexView
+from backoffice.dispatch import after_commit
+from backoffice.extensions import db
+from backoffice.models import RESEARCH_ROLES, STAFF_ROLES, Role, utcnow
+from backoffice.services import accounts, audit, dashboard
+
+
+class DashboardView(SecuredIndexView):
+    allowed_roles = STAFF_ROLES
+
+    @expose("/")
+    def index(self):
+        research_view = current_user.has_role(*RESEARCH_ROLES, Role.AUDITOR)
+        return self.render(
+            "admin/dashboard.html",
+            figures=dashboard.figures(db.session, utcnow()) if research_view else None,
+            staff=accounts.staff_counts(db.session) if current_user.has_role(Role.ADMIN) else None,
+            can_run_sweeps=current_user.has_role(Role.RESEARCH_LEAD),
+            sweep_form=FlaskForm(),
+        )
+
+    @expose("/sweeps/verification-expiry", methods=["POST"])
+    def run_verification_expiry_sweep(self):
+        if not current_user.has_role(Role.RESEARCH_LEAD):
+            abort(403)
+        if not FlaskForm().validate_on_submit():
+            abort(400)
+        from tasks.sweeps import verification_expiry_sweep
+
+        audit.record(db.session, current_user, "sweep.requested", "sweep", "verification_expiry")
+        after_commit(db.session, verification_expiry_sweep)
+        db.session.commit()
+        flash("The verification-expiry sweep is queued; lapsed verifications will show as expired shortly.", "info")
+        return redirect(url_for("admin.index"))

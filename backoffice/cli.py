@@ -1,0 +1,131 @@
+"""Flask commands: staff accounts, imports, demo data and the audit chain."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from tqdm import tqdm
+
+from backoffice.extensions import db
+from backoffice.importers.locator import ImportFileError, read_file
+from backoffice.models import Role
+from backoffice.services import accounts, audit, criteria, imports
+from backoffice.services.errors import DomainError
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(create_staff_user)
+    app.cli.add_command(import_group)
+    app.cli.add_command(audit_group)
+    app.cli.add_command(criteria_group)
+    app.cli.add_command(seed_demo)
+
+
+@click.command("create-staff-user")
+@click.argument("email")
+@click.option("--name", required=True, help="The person's full name.")
+@click.option("--role", "roles", multiple=True, required=True,
+              type=click.Choice([r.value for r in Role if r != Role.PROVIDER]), help="Repeat for several roles.")
+@click.password_option(help="Prompted for when not given.")
+def create_staff_user(email: str, name: str, roles: tuple[str, ...], password: str) -> None:
+    """Create a staff account with the given roles."""
+    try:
+        account = accounts.create_account(db.session, "system:cli", email=email, name=name, password=password,
+                                          roles=[Role(r) for r in roles], email_confirmed=True)
+    except DomainError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"Created {account.email} with roles {', '.join(sorted(roles))}.")
+
+
+@click.group("import")
+def import_group() -> None:
+    """Import public data files."""
+
+
+@import_group.command("findtreatment")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--partial", is_flag=True,
+              help="Import the valid rows even when some are rejected (they are listed). Default: all or nothing.")
+def import_findtreatment(path: Path, partial: bool) -> None:
+    """Import a FindTreatment.gov JSON export or a SAMHSA (OEPS) facility CSV."""
+    try:
+        source, rows = read_file(path)
+        records, summary = imports.validate(tqdm(rows, desc="reading", unit=" rows", disable=not sys.stderr.isatty()), source)
+    except ImportFileError as exc:
+        raise click.ClickException(f"{path.name}: {exc}. Nothing was imported.") from None
+    for problem in summary.rejected:
+        click.echo(f"rejected {problem}", err=True)
+    for note in summary.duplicates:
+        click.echo(f"duplicate {note}", err=True)
+    if summary.rejected and not partial:
+        click.echo(
+            f"{path.name}: {len(summary.rejected)} rows rejected, so nothing was imported. "
+            "Fix them, or run again with --partial to import the other rows.", err=True)
+        sys.exit(1)
+    with tqdm(total=len(records), desc="writing", unit=" rows", disable=not sys.stderr.isatty()) as bar:
+        imports.apply(db.session, "system:import", records, summary, progress=bar.update)
+    db.session.commit()
+    click.echo(
+        f"{path.name} ({source}): {summary.created} created, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged, {len(summary.duplicates)} duplicates skipped, "
+        f"{len(summary.rejected)} rejected."
+    )
+    if summary.rejected:
+        sys.exit(1)
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """The audit trail."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Recompute the hash chain from the first event and name the first one that does not match."""
+    report = audit.verify_chain(db.session)
+    if report.ok:
+        click.echo(f"OK: {report.checked} events verified; head is event {report.head_seq} ({report.head_hash}).")
+        return
+    click.echo(f"BROKEN at event {report.broken_seq}: {report.problem}. "
+               f"{report.checked} events before it verified.", err=True)
+    sys.exit(1)
+
+
+@click.group("criteria")
+def criteria_group() -> None:
+    """The listing-criteria catalogue."""
+
+
+@criteria_group.command("publish")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def criteria_publish(path: Path) -> None:
+    """Publish a new catalogue version from a JSON definition file."""
+    try:
+        catalogue = criteria.publish(db.session, "system:cli", criteria.load_definition(path))
+    except DomainError as exc:
+        raise click.ClickException(f"{exc}. Nothing was published.") from None
+    db.session.commit()
+    click.echo(f"Published criteria catalogue v{catalogue.version} with {len(catalogue.criteria)} criteria.")
+
+
+@click.command("seed-demo")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already holds providers.")
+def seed_demo(if_empty: bool) -> None:
+    """Demo accounts, real facilities from the shipped SAMHSA files and submissions in several states."""
+    from backoffice import demo
+
+    if not demo.is_empty(db.session):
+        if if_empty:
+            click.echo("The database already holds data; demo seeding skipped.")
+            return
+        raise click.ClickException("The database already holds providers; seed an empty database.")
+    password = current_app.config["DEMO_PASSWORD"]
+    counts = demo.seed(db.session, password)
+    db.session.commit()
+    click.echo(f"Seeded {counts['providers']} providers, {counts['submissions']} submissions and these accounts "
+               f"(password {password!r}):")
+    for account in demo.DEMO_ACCOUNTS:
+        click.echo(f"  {account.role.value:<14} {account.email}")

@@ -1,0 +1,1 @@
+"""Parsers for public facility files; they read and validate, services write."""

@@ -1,0 +1,348 @@
+"""Read SAMHSA treatment-locator exports: FindTreatment.gov JSON and the OEPS CSV files.
+
+Every row becomes either a FacilityRecord or a RowError naming the row and the reason.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlsplit
+
+from backoffice.vocab import US_STATES
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read (not JSON, unknown columns, ...)."""
+
+
+@dataclass
+class FacilityRecord:
+    source: str
+    key: str
+    where: str
+    legal_name: str
+    public_name: str
+    street1: str
+    street2: str | None
+    city: str
+    state: str
+    zip: str
+    county: str | None = None
+    phone: str | None = None
+    website: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    levels_of_care: list[str] = field(default_factory=list)
+    services: list[str] = field(default_factory=list)
+    populations: list[str] = field(default_factory=list)
+    payment_accepted: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RowError:
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+# Locator service text -> our levels of care. Checked in order against each service item (lower case).
+LEVEL_RULES: list[tuple[str, str]] = [
+    ("detox", "detox"),
+    ("withdrawal management", "detox"),
+    ("partial hospitalization", "php"),
+    ("intensive outpatient", "iop"),
+    ("residential", "residential"),
+    ("outpatient", "outpatient"),
+    ("telemedicine", "telehealth"),
+    ("telehealth", "telehealth"),
+    ("halfway house", "recovery_residence"),
+    ("sober home", "recovery_residence"),
+    ("recovery residence", "recovery_residence"),
+    ("methadone maintenance", "otp"),
+    ("opioid treatment program", "otp"),
+]
+
+SERVICE_RULES: list[tuple[str, str]] = [
+    ("substance use treatment", "substance_use_treatment"),
+    ("substance abuse treatment", "substance_use_treatment"),
+    ("mental health treatment", "mental_health_treatment"),
+    ("co-occurring", "co_occurring"),
+    ("naloxone", "naloxone"),
+    ("narcan", "naloxone"),
+    ("fentanyl test", "fentanyl_test_strips"),
+    ("syringe", "syringe_services"),
+    ("needle exchange", "syringe_services"),
+    ("buprenorphine", "moud"),
+    ("methadone", "moud"),
+    ("naltrexone", "moud"),
+    ("medication assisted", "moud"),
+    ("medications for opioid use disorder", "moud"),
+    ("peer", "peer_support"),
+]
+
+POPULATION_GROUPS = {"AGE", "GN", "SG"}
+PAYMENT_GROUPS = {"PAY"}
+# Only these locator groups describe care; matching "peer" in a payment label would be wrong.
+CARE_GROUPS = {"TC", "SET", "FT", "OT", "OM", "PHR", "AS", "TRSRV", "EDU", "SCR", "HOSP"}
+
+
+def classify(items: list[str]) -> tuple[list[str], list[str]]:
+    """Levels of care and services named by a list of locator service items."""
+    levels: set[str] = set()
+    services: set[str] = set()
+    for item in items:
+        text = item.lower()
+        for needle, level in LEVEL_RULES:
+            if needle in text:
+                levels.add(level)
+                break
+        for needle, service in SERVICE_RULES:
+            if needle in text:
+                services.add(service)
+    return sorted(levels), sorted(services)
+
+
+def split_items(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(";") if part.strip()]
+
+
+def natural_key(*parts: str | None) -> str:
+    normalised = "|".join(re.sub(r"\s+", " ", (p or "").strip().lower()) for p in parts)
+    return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def normalise_zip(zip5: str | int | None, zip4: str | int | None = None) -> str:
+    """ZIP or ZIP+4; restores the leading zeros that spreadsheet exports dropped."""
+    text = str(zip5 if zip5 is not None else "").strip()
+    if re.fullmatch(r"\d{5}-\d{4}", text):
+        return text
+    if not re.fullmatch(r"\d{3,5}", text):
+        raise ValueError(f"ZIP code {text!r} is not 5 digits" if text else "ZIP code is missing")
+    text = text.zfill(5)
+    plus4 = str(zip4 if zip4 is not None else "").strip()
+    if plus4:
+        if not re.fullmatch(r"\d{1,4}", plus4):
+            raise ValueError(f"ZIP+4 extension {plus4!r} is not 4 digits")
+        text = f"{text}-{plus4.zfill(4)}"
+    return text
+
+
+def normalise_website(url: str | None) -> str | None:
+    text = (url or "").strip()
+    if not text:
+        return None
+    if "://" not in text and not text.lower().startswith(("javascript:", "data:", "vbscript:")):
+        text = "http://" + text
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname or " " in text:
+        raise ValueError(f"website {url!r} is not an http or https address")
+    return text
+
+
+def coordinate(value, low: float, high: float, name: str) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} {value!r} is not a number") from None
+    if not low <= number <= high:
+        raise ValueError(f"{name} {number} is out of range")
+    return number
+
+
+def _text(row: dict, key: str) -> str:
+    value = row.get(key)
+    return "" if value is None else str(value).strip()
+
+
+def build_record(source: str, where: str, key: str | None, row: dict, *, name1: str, name2: str = "",
+                 street1: str, street2: str = "", city: str, state: str, zip5, zip4=None,
+                 county: str = "", phone: str = "", website: str = "", latitude=None, longitude=None,
+                 levels: list[str] = (), services: list[str] = (), populations: list[str] = (),
+                 payment: list[str] = ()) -> FacilityRecord | RowError:
+    """Validate one row's fields; every problem of the row is reported together."""
+    problems: list[str] = []
+    if not name1:
+        problems.append("facility name is missing")
+    if not street1:
+        problems.append("street address is missing")
+    if not city:
+        problems.append("city is missing")
+    state = state.upper()
+    if not state:
+        problems.append("state is missing")
+    elif state not in US_STATES:
+        problems.append(f"state {state!r} is not a US state or territory code")
+    values = {}
+    for name, fn in (
+        ("zip", lambda: normalise_zip(zip5, zip4)),
+        ("website", lambda: normalise_website(website)),
+        ("latitude", lambda: coordinate(latitude, -90, 90, "latitude")),
+        ("longitude", lambda: coordinate(longitude, -180, 180, "longitude")),
+    ):
+        try:
+            values[name] = fn()
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        return RowError(where, "; ".join(problems))
+    if name2.upper().startswith("DBA "):
+        public_name = name2[4:].strip()
+    elif name2:
+        public_name = f"{name1} ({name2})"
+    else:
+        public_name = name1
+    return FacilityRecord(
+        source=source,
+        key=key or natural_key(name1, name2, street1, city, state, values["zip"][:5]),
+        where=where,
+        legal_name=name1[:300],
+        public_name=public_name[:300],
+        street1=street1,
+        street2=street2 or None,
+        city=city,
+        state=state,
+        zip=values["zip"],
+        county=county or None,
+        phone=phone or None,
+        website=values["website"],
+        latitude=values["latitude"],
+        longitude=values["longitude"],
+        levels_of_care=list(levels),
+        services=list(services),
+        populations=list(populations),
+        payment_accepted=list(payment),
+    )
+
+
+def _findtreatment_rows(data) -> list:
+    if isinstance(data, dict) and isinstance(data.get("rows"), list):
+        return data["rows"]
+    if isinstance(data, list):
+        return data
+    raise ImportFileError("expected a FindTreatment.gov export: an object with a 'rows' list, or a list of rows")
+
+
+def parse_findtreatment(text: str) -> Iterator[FacilityRecord | RowError]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ImportFileError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    for index, row in enumerate(_findtreatment_rows(data)):
+        where = f"row {index}"
+        if not isinstance(row, dict):
+            yield RowError(where, "is not an object")
+            continue
+        frid = _text(row, "frid")
+        if frid:
+            where = f"row {index} (frid {frid[:12]}…)"
+        groups: dict[str, list[str]] = {}
+        services = row.get("services") or []
+        if not isinstance(services, list):
+            yield RowError(where, "'services' is not a list")
+            continue
+        for item in services:
+            if isinstance(item, dict) and isinstance(item.get("f3"), str):
+                groups.setdefault(str(item.get("f2", "")), []).extend(split_items(item["f3"]))
+        care_items = [i for g, items in groups.items() if g in CARE_GROUPS for i in items]
+        levels, service_codes = classify(care_items)
+        type_facility = _text(row, "typeFacility")
+        if type_facility == "SA" and "substance_use_treatment" not in service_codes:
+            service_codes = sorted({*service_codes, "substance_use_treatment"})
+        if type_facility == "MH" and "mental_health_treatment" not in service_codes:
+            service_codes = sorted({*service_codes, "mental_health_treatment"})
+        yield build_record(
+            "findtreatment", where, frid if re.fullmatch(r"[0-9a-f]{64}", frid) else None, row,
+            name1=_text(row, "name1"), name2=_text(row, "name2"), street1=_text(row, "street1"),
+            street2=_text(row, "street2"), city=_text(row, "city"), state=_text(row, "state"),
+            zip5=_text(row, "zip"), phone=_text(row, "phone"), website=_text(row, "website"),
+            latitude=row.get("latitude"), longitude=row.get("longitude"), levels=levels,
+            services=service_codes,
+            populations=sorted({i for g in POPULATION_GROUPS for i in groups.get(g, [])}),
+            payment=sorted({i for g in PAYMENT_GROUPS for i in groups.get(g, [])}),
+        )
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Some SAMHSA exports are Windows-1252; latin-1 is the last resort and never fails.
+        try:
+            return raw.decode("cp1252")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+
+OEPS_LAYOUTS = {
+    # source name: (columns that identify the layout, service implied by the file)
+    "oeps_mental_health": ({"name1", "street1", "type_facility"}, ["mental_health_treatment"], []),
+    "oeps_substance_use": ({"name1", "street1", "county"}, ["substance_use_treatment"], []),
+    "oeps_otp": ({"ID", "ADDRESS", "CITY", "STATE", "POSTAL"}, ["moud", "substance_use_treatment"], ["otp"]),
+}
+
+
+def detect_csv_layout(columns: set[str]) -> str:
+    for source, (required, _, _) in OEPS_LAYOUTS.items():
+        if required <= columns:
+            return source
+    raise ImportFileError(
+        "unknown CSV layout: expected the OEPS mental-health, substance-use or OTP columns, got "
+        + ", ".join(sorted(c for c in columns if c)[:12])
+    )
+
+
+def parse_oeps_csv(text: str) -> tuple[str, Iterator[FacilityRecord | RowError]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise ImportFileError("the CSV file is empty")
+    source = detect_csv_layout(set(reader.fieldnames))
+    _, services, levels = OEPS_LAYOUTS[source]
+
+    def rows() -> Iterator[FacilityRecord | RowError]:
+        try:
+            for row in reader:
+                where = f"line {reader.line_num}"
+                if None in row:
+                    yield RowError(where, "has more fields than the header")
+                    continue
+                if source == "oeps_otp":
+                    yield build_record(
+                        source, where, None, row, name1=_text(row, "ID"), street1=_text(row, "ADDRESS"),
+                        city=_text(row, "CITY"), state=_text(row, "STATE"), zip5=_text(row, "POSTAL"),
+                        latitude=row.get("Latitude"), longitude=row.get("Longitude"),
+                        levels=levels, services=services,
+                    )
+                else:
+                    yield build_record(
+                        source, where, None, row, name1=_text(row, "name1"), name2=_text(row, "name2"),
+                        street1=_text(row, "street1"), street2=_text(row, "street2"), city=_text(row, "city"),
+                        state=_text(row, "state"), zip5=_text(row, "zip"), zip4=_text(row, "zip4"),
+                        county=_text(row, "county"), phone=_text(row, "phone"),
+                        website=_text(row, "website"), latitude=row.get("latitude"),
+                        longitude=row.get("longitude"), levels=levels, services=services,
+                    )
+        except csv.Error as exc:
+            yield RowError(f"line {reader.line_num}", f"malformed CSV: {exc}")
+
+    return source, rows()
+
+
+def read_file(path: Path) -> tuple[str, Iterator[FacilityRecord | RowError]]:
+    """The source name and the parsed rows of a locator file, chosen by its content."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise ImportFileError("the file is empty")
+    text = _decode(raw)
+    if text.lstrip()[:1] in ("{", "["):
+        return "findtreatment", parse_findtreatment(text)
+    return parse_oeps_csv(text)

@@ -1,0 +1,20 @@
+"""All models, importable from one place."""
+from backoffice.models.account import STAFF_ROLES, RESEARCH_ROLES, Account, AccountRole, OrganisationMember, Role
+from backoffice.models.audit import GENESIS_HASH, AuditChainLock, AuditEvent
+from backoffice.models.base import Base, utcnow
+from backoffice.models.checks import (
+    OPEN_FINDING_STATES, CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity, FindingState,
+)
+from backoffice.models.criteria import CriteriaCatalogue, Criterion
+from backoffice.models.exclusion import ExclusionRecord, ExclusionRecordKind, ExclusionSource
+from backoffice.models.outbox import Notification
+from backoffice.models.provider import (
+    Accreditation, AdvertisingStatus, Licence, ListingStatus, Location, Principal, PrincipalRole,
+    Provider, VerificationStatus,
+)
+from backoffice.models.submission import (
+    OPEN_STATES, Assessment, AssessmentStatus, Decision, DecisionOutcome, Document, MessageKind,
+    Submission, SubmissionKind, SubmissionMessage, SubmissionState, SubmissionTransition,
+)
+
+__all__ = [name for name in dir() if not name.startswith("_")]

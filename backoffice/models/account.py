@@ -1,0 +1,98 @@
+"""Accounts (staff and providers), their roles and the organisations they act for."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, Boolean
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+
+
+class Role(StrEnum):
+    PROVIDER = "provider"
+    RESEARCHER = "researcher"
+    RESEARCH_LEAD = "research_lead"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+STAFF_ROLES = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR, Role.ADMIN})
+RESEARCH_ROLES = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD})
+
+
+class Account(Base):
+    __tablename__ = "account"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    email_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped on logout and password change so that other sessions of the account end.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    roles: Mapped[list[AccountRole]] = relationship(
+        back_populates="account", cascade="all, delete-orphan", lazy="selectin",
+        foreign_keys="AccountRole.account_id",
+    )
+    memberships: Mapped[list[OrganisationMember]] = relationship(
+        back_populates="account", cascade="all, delete-orphan"
+    )
+
+    @property
+    def role_set(self) -> frozenset[Role]:
+        return frozenset(r.role for r in self.roles)
+
+    def has_role(self, *roles: Role) -> bool:
+        return bool(self.role_set.intersection(roles))
+
+    @property
+    def is_staff(self) -> bool:
+        return bool(self.role_set & STAFF_ROLES)
+
+    # Flask-Login protocol
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_version}"
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class AccountRole(Base):
+    __tablename__ = "account_role"
+    __table_args__ = (UniqueConstraint("account_id", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    role: Mapped[Role] = mapped_column(enum_type(Role, "role"))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    granted_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+
+    account: Mapped[Account] = relationship(back_populates="roles", foreign_keys=[account_id])
+
+
+class OrganisationMember(Base):
+    """A provider account that may act for an organisation (a Provider)."""
+
+    __tablename__ = "organisation_member"
+    __table_args__ = (UniqueConstraint("account_id", "provider_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    account: Mapped[Account] = relationship(back_populates="memberships")
+    provider: Mapped["Provider"] = relationship(back_populates="members")  # noqa: F821

@@ -1,0 +1,93 @@
+"""Automated check runs and the findings they raise."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+
+
+class CheckKind(StrEnum):
+    WEBSITE = "website"
+    NPI = "npi"
+    EXCLUSION = "exclusion"
+    LICENCE_EXPIRY = "licence_expiry"
+    ACCREDITATION_EXPIRY = "accreditation_expiry"
+    VERIFICATION_EXPIRY = "verification_expiry"
+
+
+class CheckOutcome(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    ERROR = "error"
+
+
+class CheckRun(Base):
+    __tablename__ = "check_run"
+    __table_args__ = (Index("ix_check_run_provider_check_started", "provider_id", "check", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
+    check: Mapped[CheckKind] = mapped_column(enum_type(CheckKind, "check_kind"))
+    outcome: Mapped[CheckOutcome] = mapped_column(enum_type(CheckOutcome, "check_outcome"), index=True)
+    summary: Mapped[str] = mapped_column(String(500))
+    evidence: Mapped[dict] = mapped_column(JSON, default=dict)
+    source_version: Mapped[str | None] = mapped_column(String(200))
+    # One run per provider, check and due window: a task that runs twice finds its run already here.
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+
+    provider: Mapped["Provider"] = relationship()  # noqa: F821
+
+
+class FindingSeverity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class FindingState(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    DISMISSED = "dismissed"
+
+
+OPEN_FINDING_STATES = frozenset({FindingState.OPEN, FindingState.ACKNOWLEDGED})
+
+
+class Finding(Base):
+    __tablename__ = "finding"
+    __table_args__ = (
+        Index("ix_finding_state_severity", "state", "severity"),
+        Index("ix_finding_provider_state", "provider_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
+    check: Mapped[CheckKind] = mapped_column(enum_type(CheckKind, "finding_check_kind"))
+    # What the finding is about within the check (a licence id, an exclusion record), so that a
+    # repeated failure updates the open finding instead of opening another.
+    subject_key: Mapped[str] = mapped_column(String(200))
+    severity: Mapped[FindingSeverity] = mapped_column(enum_type(FindingSeverity, "finding_severity"))
+    state: Mapped[FindingState] = mapped_column(
+        enum_type(FindingState, "finding_state"), default=FindingState.OPEN
+    )
+    title: Mapped[str] = mapped_column(String(300))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    last_check_run_id: Mapped[int | None] = mapped_column(ForeignKey("check_run.id"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_by: Mapped[str | None] = mapped_column(String(100))
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    provider: Mapped["Provider"] = relationship()  # noqa: F821
+
+    __mapper_args__ = {"version_id_col": row_version}

@@ -1,0 +1,162 @@
+"""Providers (treatment organisations) with their locations, licences, accreditations and principals."""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import JSON, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+
+
+class ListingStatus(StrEnum):
+    UNLISTED = "unlisted"
+    LISTED = "listed"
+    SUSPENDED = "suspended"
+    DELISTED = "delisted"
+    CLOSED = "closed"
+
+
+class VerificationStatus(StrEnum):
+    UNVERIFIED = "unverified"
+    VERIFIED = "verified"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+class AdvertisingStatus(StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    ENDED = "ended"
+
+
+class PrincipalRole(StrEnum):
+    MEDICAL_DIRECTOR = "medical_director"
+    CLINICAL_DIRECTOR = "clinical_director"
+    OWNER = "owner"
+    OFFICER = "officer"
+
+
+class Provider(Base):
+    __tablename__ = "provider"
+    __table_args__ = (
+        UniqueConstraint("import_source", "import_key"),
+        Index("ix_provider_listing_verification", "listing_status", "verification_status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    legal_name: Mapped[str] = mapped_column(String(300))
+    public_name: Mapped[str] = mapped_column(String(300), index=True)
+    npi: Mapped[str | None] = mapped_column(String(10), index=True)
+    website: Mapped[str | None] = mapped_column(String(500))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    email: Mapped[str | None] = mapped_column(String(254))
+    levels_of_care: Mapped[list[str]] = mapped_column(JSON, default=list)
+    services: Mapped[list[str]] = mapped_column(JSON, default=list)
+    populations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    payment_accepted: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+    listing_status: Mapped[ListingStatus] = mapped_column(
+        enum_type(ListingStatus, "listing_status"), default=ListingStatus.UNLISTED
+    )
+    verification_status: Mapped[VerificationStatus] = mapped_column(
+        enum_type(VerificationStatus, "verification_status"), default=VerificationStatus.UNVERIFIED
+    )
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verified_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    verified_catalogue_id: Mapped[int | None] = mapped_column(ForeignKey("criteria_catalogue.id"))
+    advertising_status: Mapped[AdvertisingStatus] = mapped_column(
+        enum_type(AdvertisingStatus, "advertising_status"), default=AdvertisingStatus.NONE
+    )
+    last_rechecked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recheck_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    # Where an imported provider came from, so that a re-import updates instead of duplicating.
+    import_source: Mapped[str | None] = mapped_column(String(40))
+    import_key: Mapped[str | None] = mapped_column(String(64))
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    locations: Mapped[list[Location]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", order_by="Location.id"
+    )
+    licences: Mapped[list[Licence]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", order_by="Licence.id"
+    )
+    accreditations: Mapped[list[Accreditation]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", order_by="Accreditation.id"
+    )
+    principals: Mapped[list[Principal]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", order_by="Principal.id"
+    )
+    members: Mapped[list["OrganisationMember"]] = relationship(back_populates="provider")  # noqa: F821
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+    def __str__(self) -> str:
+        return self.public_name
+
+
+class Location(Base):
+    __tablename__ = "location"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), index=True)
+    street1: Mapped[str] = mapped_column(String(200))
+    street2: Mapped[str | None] = mapped_column(String(200))
+    city: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(2), index=True)
+    zip: Mapped[str] = mapped_column(String(10))
+    county: Mapped[str | None] = mapped_column(String(100))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    phone: Mapped[str | None] = mapped_column(String(40))
+
+    provider: Mapped[Provider] = relationship(back_populates="locations")
+
+    def __str__(self) -> str:
+        return f"{self.street1}, {self.city}, {self.state} {self.zip}"
+
+
+class Licence(Base):
+    __tablename__ = "licence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(2))
+    number: Mapped[str] = mapped_column(String(100))
+    licence_type: Mapped[str] = mapped_column(String(200))
+    issuing_agency: Mapped[str | None] = mapped_column(String(200))
+    levels_of_care: Mapped[list[str]] = mapped_column(JSON, default=list)
+    expires_on: Mapped[date | None] = mapped_column(Date, index=True)
+
+    provider: Mapped[Provider] = relationship(back_populates="licences")
+
+
+class Accreditation(Base):
+    __tablename__ = "accreditation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), index=True)
+    body: Mapped[str] = mapped_column(String(200))
+    accreditation_id: Mapped[str | None] = mapped_column(String(100))
+    expires_on: Mapped[date | None] = mapped_column(Date, index=True)
+
+    provider: Mapped[Provider] = relationship(back_populates="accreditations")
+
+
+class Principal(Base):
+    __tablename__ = "principal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[PrincipalRole] = mapped_column(enum_type(PrincipalRole, "principal_role"))
+    npi: Mapped[str | None] = mapped_column(String(10), index=True)
+    notes: Mapped[str | None] = mapped_column(Text)
+
+    provider: Mapped[Provider] = relationship(back_populates="principals")

@@ -1,0 +1,178 @@
+"""Listing requests, their documents and messages, assessments per criterion, and decisions."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+
+
+class SubmissionKind(StrEnum):
+    NEW_LISTING = "new_listing"
+    UPDATE = "update"
+    ADVERTISER_APPLICATION = "advertiser_application"
+    REINSTATEMENT = "reinstatement"
+
+
+class SubmissionState(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    IN_REVIEW = "in_review"
+    NEEDS_INFO = "needs_info"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+OPEN_STATES = frozenset(
+    {SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO}
+)
+
+
+class Submission(Base):
+    __tablename__ = "submission"
+    __table_args__ = (
+        Index("ix_submission_state_decision_due", "state", "decision_due"),
+        Index("ix_submission_assignee_state", "assignee_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    kind: Mapped[SubmissionKind] = mapped_column(enum_type(SubmissionKind, "submission_kind"))
+    state: Mapped[SubmissionState] = mapped_column(
+        enum_type(SubmissionState, "submission_state"), default=SubmissionState.DRAFT
+    )
+    # The listing data the provider proposes, in the shape of the provider profile.
+    proposed: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_response_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_response_due: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_due: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    provider: Mapped["Provider"] = relationship()  # noqa: F821
+    assignee: Mapped["Account | None"] = relationship(foreign_keys=[assignee_id])  # noqa: F821
+    created_by: Mapped["Account | None"] = relationship(foreign_keys=[created_by_id])  # noqa: F821
+    transitions: Mapped[list[SubmissionTransition]] = relationship(
+        back_populates="submission", order_by="SubmissionTransition.id"
+    )
+    assessments: Mapped[list[Assessment]] = relationship(back_populates="submission")
+    decision: Mapped[Decision | None] = relationship(back_populates="submission")
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.kind.label}"
+
+
+class SubmissionTransition(Base):
+    """One step of a submission's state machine: the provider's timeline."""
+
+    __tablename__ = "submission_transition"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    from_state: Mapped[SubmissionState | None] = mapped_column(
+        enum_type(SubmissionState, "transition_from_state")
+    )
+    to_state: Mapped[SubmissionState] = mapped_column(enum_type(SubmissionState, "transition_to_state"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+
+    submission: Mapped[Submission] = relationship(back_populates="transitions")
+
+
+class MessageKind(StrEnum):
+    INFO_REQUEST = "info_request"
+    PROVIDER_ANSWER = "provider_answer"
+
+
+class SubmissionMessage(Base):
+    __tablename__ = "submission_message"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    kind: Mapped[MessageKind] = mapped_column(enum_type(MessageKind, "message_kind"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Document(Base):
+    """An uploaded evidence file; the bytes live in the upload store under storage_key."""
+
+    __tablename__ = "document"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submission.id"), index=True)
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    original_name: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AssessmentStatus(StrEnum):
+    PENDING = "pending"
+    MET = "met"
+    NOT_MET = "not_met"
+    NOT_APPLICABLE = "not_applicable"
+
+
+class Assessment(Base):
+    __tablename__ = "assessment"
+    __table_args__ = (UniqueConstraint("submission_id", "criterion_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
+    criterion_id: Mapped[int] = mapped_column(ForeignKey("criterion.id"))
+    status: Mapped[AssessmentStatus] = mapped_column(
+        enum_type(AssessmentStatus, "assessment_status"), default=AssessmentStatus.PENDING
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(String(200))
+    url: Mapped[str | None] = mapped_column(String(500))
+    document_id: Mapped[int | None] = mapped_column(ForeignKey("document.id"))
+    check_run_id: Mapped[int | None] = mapped_column(ForeignKey("check_run.id"))
+    check_snapshot: Mapped[dict | None] = mapped_column(JSON)
+    assessed_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    assessed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    submission: Mapped[Submission] = relationship(back_populates="assessments")
+    criterion: Mapped["Criterion"] = relationship()  # noqa: F821
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+
+class DecisionOutcome(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class Decision(Base):
+    __tablename__ = "decision"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), unique=True)
+    outcome: Mapped[DecisionOutcome] = mapped_column(enum_type(DecisionOutcome, "decision_outcome"))
+    reason_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    provider_note: Mapped[str | None] = mapped_column(Text)
+    internal_note: Mapped[str | None] = mapped_column(Text)
+    catalogue_id: Mapped[int] = mapped_column(ForeignKey("criteria_catalogue.id"))
+    decided_by_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    second_signoff_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    second_signoff_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    verified_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    submission: Mapped[Submission] = relationship(back_populates="decision")

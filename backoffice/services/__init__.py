@@ -1,0 +1,1 @@
+"""The domain: every state change lives here. Services flush, never commit."""

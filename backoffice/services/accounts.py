@@ -1,0 +1,108 @@
+"""Accounts: creation, authentication, roles and session ends."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backoffice.auth.passwords import MIN_PASSWORD_LENGTH, hash_password, needs_rehash, verify_password
+from backoffice.models import Account, AccountRole, OrganisationMember, Provider, Role, utcnow
+from backoffice.services import audit
+from backoffice.services.errors import DomainError
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def find_by_email(session: Session, email: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.email == normalise_email(email)))
+
+
+def create_account(
+    session: Session,
+    actor: audit.Actor,
+    *,
+    email: str,
+    name: str,
+    password: str,
+    roles: list[Role],
+    email_confirmed: bool = False,
+) -> Account:
+    """Create an account with its roles; refuses a duplicate e-mail or a short password."""
+    email = normalise_email(email)
+    if "@" not in email or len(email) > 254:
+        raise DomainError("Enter a valid e-mail address.")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise DomainError(f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.")
+    if not roles:
+        raise DomainError("An account needs at least one role.")
+    if Role.PROVIDER in roles and len(roles) > 1:
+        raise DomainError("A provider account cannot also hold a staff role.")
+    if find_by_email(session, email) is not None:
+        raise DomainError(f"An account with the e-mail address {email} already exists.")
+    granted_by = actor if isinstance(actor, Account) else None
+    account = Account(
+        email=email,
+        name=name.strip(),
+        password_hash=hash_password(password),
+        email_confirmed_at=utcnow() if email_confirmed else None,
+        roles=[AccountRole(role=role, granted_by_id=granted_by.id if granted_by else None) for role in roles],
+    )
+    session.add(account)
+    session.flush()
+    audit.record(
+        session, actor, "account.created", "account", account.id,
+        after={"email": email, "name": account.name, "roles": sorted(r.value for r in roles)},
+    )
+    return account
+
+
+def authenticate(session: Session, email: str, password: str) -> Account | None:
+    """The active account matching the credentials, or None; the same work is done either way."""
+    account = find_by_email(session, email)
+    if not verify_password(account.password_hash if account else None, password):
+        return None
+    if not account.is_active:
+        return None
+    if needs_rehash(account.password_hash):
+        account.password_hash = hash_password(password)
+    account.last_login_at = utcnow()
+    session.flush()
+    return account
+
+
+def end_sessions(session: Session, account: Account) -> None:
+    """Invalidate every signed-in session of the account."""
+    account.session_version = Account.session_version + 1
+    session.flush()
+    session.refresh(account, ["session_version"])
+
+
+def load_session_account(session: Session, session_id: str) -> Account | None:
+    """The account for a Flask-Login id `<account id>:<session version>`, if that session is current."""
+    try:
+        account_id, version = (int(part) for part in session_id.split(":", 1))
+    except ValueError:
+        return None
+    account = session.get(Account, account_id)
+    if account is None or not account.is_active or account.session_version != version:
+        return None
+    return account
+
+
+def add_member(session: Session, actor: audit.Actor, account: Account, provider: Provider) -> OrganisationMember:
+    member = OrganisationMember(account_id=account.id, provider_id=provider.id)
+    session.add(member)
+    session.flush()
+    audit.record(
+        session, actor, "organisation.member_added", "provider", provider.id,
+        after={"account_id": account.id}, provider_id=provider.id,
+    )
+    return member
+
+
+def staff_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(AccountRole.role, func.count()).group_by(AccountRole.role)
+    ).all()
+    return {role.value: count for role, count in rows}

@@ -1,0 +1,61 @@
+"""The submission state machine: every transition is checked, timed and audited."""
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from backoffice.models import (
+    Account, Provider, Submission, SubmissionKind, SubmissionState, SubmissionTransition, utcnow,
+)
+from backoffice.services import audit
+from backoffice.services.errors import InvalidTransition
+
+S = SubmissionState
+ALLOWED: dict[SubmissionState, frozenset[SubmissionState]] = {
+    S.DRAFT: frozenset({S.SUBMITTED, S.WITHDRAWN}),
+    S.SUBMITTED: frozenset({S.IN_REVIEW, S.WITHDRAWN}),
+    S.IN_REVIEW: frozenset({S.NEEDS_INFO, S.APPROVED, S.REJECTED, S.WITHDRAWN}),
+    S.NEEDS_INFO: frozenset({S.IN_REVIEW, S.WITHDRAWN}),
+    S.APPROVED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.WITHDRAWN: frozenset(),
+}
+TERMINAL = frozenset(state for state, targets in ALLOWED.items() if not targets)
+
+
+def create_draft(session: Session, actor: Account, provider: Provider, kind: SubmissionKind,
+                 proposed: dict) -> Submission:
+    submission = Submission(provider_id=provider.id, kind=kind, proposed=audit.jsonable(proposed),
+                            created_by_id=actor.id, state=S.DRAFT)
+    session.add(submission)
+    session.flush()
+    session.add(SubmissionTransition(submission_id=submission.id, from_state=None, to_state=S.DRAFT,
+                                     actor=audit.actor_label(actor)))
+    audit.record(session, actor, "submission.created", "submission", submission.id,
+                 after={"kind": kind.value, "state": S.DRAFT.value}, provider_id=provider.id)
+    return submission
+
+
+def transition(session: Session, actor: audit.Actor, submission: Submission, to_state: SubmissionState,
+               reason: str | None = None) -> SubmissionTransition:
+    """Move a submission to `to_state`, or raise InvalidTransition and change nothing."""
+    from_state = submission.state
+    if to_state not in ALLOWED[from_state]:
+        raise InvalidTransition(
+            f"A submission that is {from_state.label} cannot become {to_state.label}."
+        )
+    now = utcnow()
+    submission.state = to_state
+    if to_state == S.SUBMITTED:
+        submission.submitted_at = now
+    if from_state == S.SUBMITTED and submission.first_response_at is None:
+        submission.first_response_at = now
+    if to_state in TERMINAL:
+        submission.closed_at = now
+    step = SubmissionTransition(submission_id=submission.id, from_state=from_state, to_state=to_state,
+                                at=now, actor=audit.actor_label(actor))
+    session.add(step)
+    audit.record(session, actor, "submission.transitioned", "submission", submission.id,
+                 before={"state": from_state.value}, after={"state": to_state.value},
+                 reason=reason, provider_id=submission.provider_id)
+    session.flush()
+    return step

@@ -1,0 +1,96 @@
+"""Verification status changes that are not a research decision: expiry."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backoffice.models import (
+    AdvertisingStatus, CheckKind, FindingSeverity, ListingStatus, Provider, VerificationStatus,
+)
+from backoffice.services import audit, findings
+
+SUSPENDABLE_ADVERTISING = (AdvertisingStatus.ACTIVE, AdvertisingStatus.PENDING)
+
+
+def suspend_advertising(session: Session, actor: audit.Actor, provider: Provider, reason: str) -> bool:
+    """Suspend a provider's advertising; True when it was active or pending."""
+    if provider.advertising_status not in SUSPENDABLE_ADVERTISING:
+        return False
+    before = provider.advertising_status
+    provider.advertising_status = AdvertisingStatus.SUSPENDED
+    audit.record(
+        session, actor, "advertising.suspended", "provider", provider.id,
+        before={"advertising_status": before.value},
+        after={"advertising_status": AdvertisingStatus.SUSPENDED.value},
+        reason=reason, provider_id=provider.id,
+    )
+    return True
+
+
+def lapsed_provider_ids(session: Session, now: datetime, limit: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(Provider.id)
+            .where(Provider.verification_status == VerificationStatus.VERIFIED, Provider.verified_until < now)
+            .order_by(Provider.id)
+            .limit(limit)
+        )
+    )
+
+
+def expire_verification(session: Session, actor: audit.Actor, provider: Provider, now: datetime) -> bool:
+    """Mark a lapsed verification `expired` and suspend advertising with it; False if nothing to do."""
+    if provider.verification_status != VerificationStatus.VERIFIED:
+        return False
+    if provider.verified_until is None or provider.verified_until >= now:
+        return False
+    provider.verification_status = VerificationStatus.EXPIRED
+    audit.record(
+        session, actor, "verification.expired", "provider", provider.id,
+        before={"verification_status": VerificationStatus.VERIFIED.value},
+        after={"verification_status": VerificationStatus.EXPIRED.value},
+        reason=f"verified_until {audit.jsonable(provider.verified_until)} has passed",
+        provider_id=provider.id,
+    )
+    suspend_advertising(session, actor, provider, "verification expired")
+    findings.open_or_update(
+        session, actor, provider, CheckKind.VERIFICATION_EXPIRY, "verification", FindingSeverity.WARNING,
+        "Verification expired: re-verification is due",
+        {"verified_until": provider.verified_until, "expired_at": now},
+    )
+    session.flush()
+    return True
+
+
+def expire_lapsed(session: Session, actor: audit.Actor, now: datetime, batch_size: int = 500) -> int:
+    """Expire one batch of lapsed verifications; returns how many changed (0 when none are left)."""
+    ids = lapsed_provider_ids(session, now, batch_size)
+    if not ids:
+        return 0
+    providers = session.scalars(select(Provider).where(Provider.id.in_(ids)).order_by(Provider.id)).all()
+    return sum(expire_verification(session, actor, provider, now) for provider in providers)
+
+
+def grant(
+    session: Session,
+    actor: audit.Actor,
+    provider: Provider,
+    catalogue_id: int,
+    verified_at: datetime,
+    verified_until: datetime,
+    reason: str,
+) -> None:
+    """Record a verification and list the provider; the research decision is what calls this."""
+    fields = ("verification_status", "verified_at", "verified_until", "verified_catalogue_id", "listing_status")
+    before = audit.snapshot(provider, fields)
+    provider.verification_status = VerificationStatus.VERIFIED
+    provider.verified_at = verified_at
+    provider.verified_until = verified_until
+    provider.verified_catalogue_id = catalogue_id
+    provider.listing_status = ListingStatus.LISTED
+    old, new = audit.changed(before, audit.snapshot(provider, fields))
+    audit.record(session, actor, "verification.granted", "provider", provider.id,
+                 before=old, after=new, reason=reason, provider_id=provider.id)
+    session.flush()

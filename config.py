@@ -1,0 +1,119 @@
+"""Settings classes. Every setting can be overridden by an environment variable of the same name.
+
+DATABASE_URL, REDIS_URL and SECRET_KEY are also read under those conventional names.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+INSTANCE = Path(os.environ.get("BACKOFFICE_INSTANCE_PATH", ROOT / "instance"))
+
+
+class Config:
+    SECRET_KEY: str | None = None
+    SQLALCHEMY_DATABASE_URI = f"sqlite:///{INSTANCE / 'backoffice.db'}"
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    REDIS_URL: str | None = None
+    # The embedded broker needs no server: kombu's filesystem transport under instance/.
+    BROKER_FOLDER = str(INSTANCE / "broker")
+    CELERY_QUEUE = "backoffice"
+    CELERY_TASK_ALWAYS_EAGER = False
+    BEAT_SCHEDULE_FILE = str(INSTANCE / "celerybeat-schedule")
+    SWEEP_VERIFICATION_EXPIRY_SECONDS = 3600
+    SWEEP_OUTBOX_SECONDS = 60
+    OUTBOX_FOLDER = str(INSTANCE / "outbox")
+    UPLOAD_FOLDER = str(INSTANCE / "uploads")
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = None
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    VERIFICATION_VALIDITY_DAYS = 365
+    RECHECK_INTERVAL_DAYS = 30
+    PROXY_FIX = False
+    LOG_LEVEL = "INFO"
+    DEMO_PASSWORD = "demo-password-2026"
+
+
+class DevelopmentConfig(Config):
+    """The embedded default `make run` uses: SQLite, a serverless broker, a secret kept under instance/."""
+
+
+class TestingConfig(Config):
+    TESTING = True
+    SECRET_KEY = "testing-secret-key-not-for-production"
+
+
+class ProductionConfig(Config):
+    SESSION_COOKIE_SECURE = True
+    PROXY_FIX = True
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+    "production": ProductionConfig,
+}
+
+_ALIASES = {"DATABASE_URL": "SQLALCHEMY_DATABASE_URI"}
+
+
+def _coerce(raw: str, default):
+    if isinstance(default, bool):
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"expected a boolean, got {raw!r}")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, (dict, list)):
+        return json.loads(raw)
+    return raw
+
+
+def load(name: str | None = None, overrides: dict | None = None) -> dict:
+    """Settings for the named environment, with environment variables and explicit overrides applied."""
+    name = name or os.environ.get("BACKOFFICE_ENV", "development")
+    if name not in CONFIGS:
+        raise RuntimeError(f"BACKOFFICE_ENV must be one of {sorted(CONFIGS)}, not {name!r}")
+    cls = CONFIGS[name]
+    settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
+    settings["ENV_NAME"] = name
+    for key, default in list(settings.items()):
+        if key in os.environ:
+            settings[key] = _coerce(os.environ[key], default)
+    for alias, key in _ALIASES.items():
+        if alias in os.environ:
+            settings[key] = os.environ[alias]
+    settings.update(overrides or {})
+    settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(settings["SQLALCHEMY_DATABASE_URI"])
+    if not settings.get("SECRET_KEY"):
+        if name == "production":
+            raise RuntimeError("SECRET_KEY must be set in production (a long random string)")
+        settings["SECRET_KEY"] = _instance_secret()
+    elif name == "production" and len(settings["SECRET_KEY"]) < 32:
+        raise RuntimeError("SECRET_KEY is too short for production: use at least 32 random characters")
+    return settings
+
+
+def normalise_database_url(url: str) -> str:
+    """Let postgres:// and postgresql:// URLs use the psycopg 3 driver that the project installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def _instance_secret() -> str:
+    """A random key kept under instance/, so development sessions survive a restart."""
+    path = INSTANCE / "secret_key"
+    if not path.exists():
+        INSTANCE.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""Celery: the app bound to Flask, the beat schedule and thin tasks that call services."""

@@ -1,0 +1,66 @@
+"""Build the Celery app for a Flask app: tasks run inside its app context."""
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from celery import Celery, Task
+from flask import Flask
+
+TASK_MODULES = ["tasks.sweeps"]
+
+
+def broker_settings(config: dict) -> dict:
+    """Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no server."""
+    if config.get("REDIS_URL"):
+        return {"broker_url": config["REDIS_URL"], "broker_transport_options": {"visibility_timeout": 3600}}
+    folder = Path(config["BROKER_FOLDER"])
+    for sub in ("queue", "processed"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    return {
+        "broker_url": "filesystem://",
+        "broker_transport_options": {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "processed_folder": str(folder / "processed"),
+            "store_processed": False,
+        },
+    }
+
+
+def beat_schedule(config: dict) -> dict:
+    return {
+        "verification-expiry-sweep": {
+            "task": "tasks.sweeps.verification_expiry_sweep",
+            "schedule": timedelta(seconds=config["SWEEP_VERIFICATION_EXPIRY_SECONDS"]),
+        },
+        "deliver-notifications": {
+            "task": "tasks.sweeps.deliver_notifications",
+            "schedule": timedelta(seconds=config["SWEEP_OUTBOX_SECONDS"]),
+        },
+    }
+
+
+def init_celery(app: Flask) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args, **kwargs):
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery = Celery(app.import_name, task_cls=FlaskTask, include=TASK_MODULES)
+    celery.conf.update(
+        **broker_settings(app.config),
+        task_default_queue=app.config["CELERY_QUEUE"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_always_eager=app.config["CELERY_TASK_ALWAYS_EAGER"],
+        beat_schedule=beat_schedule(app.config),
+        beat_schedule_filename=app.config["BEAT_SCHEDULE_FILE"],
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+    )
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

@@ -1,0 +1,29 @@
+"""Periodic sweeps: find what is due and act on it, in bounded batches, safe to run twice."""
+from __future__ import annotations
+
+from celery import shared_task
+from flask import current_app
+
+from backoffice.extensions import db
+from backoffice.models import utcnow
+from backoffice.services import outbox, verification
+
+
+@shared_task(name="tasks.sweeps.verification_expiry_sweep", time_limit=600, soft_time_limit=540)
+def verification_expiry_sweep() -> int:
+    """Expire every verification whose verified_until has passed, one committed batch at a time."""
+    total = 0
+    now = utcnow()
+    while True:
+        changed = verification.expire_lapsed(db.session, "system:verification-expiry-sweep", now)
+        db.session.commit()
+        if not changed:
+            return total
+        total += changed
+
+
+@shared_task(name="tasks.sweeps.deliver_notifications", time_limit=300, soft_time_limit=270)
+def deliver_notifications() -> int:
+    sent = outbox.deliver_pending(db.session, current_app.config["OUTBOX_FOLDER"])
+    db.session.commit()
+    return sent

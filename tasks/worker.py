@@ -1,0 +1,5 @@
+"""Entry point for `celery -A tasks.worker worker` and `celery -A tasks.worker beat`."""
+from backoffice import create_app
+
+flask_app = create_app()
+celery = flask_app.extensions["celery"]
