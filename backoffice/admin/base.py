@@ -5,6 +5,7 @@ from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_wtf import FlaskForm
 
+from backoffice.admin.filters import FilterConverter
 from backoffice.auth.access import deny, has_any_role
 from backoffice.models import Role
 
@@ -42,3 +43,4 @@ class SecuredModelView(SecuredMixin, ModelView):
     # Avoid COUNT(*) over big tables on every page: "next page" paging instead of page numbers.
     simple_list_pager = True
     form_base_class = FlaskForm
+    filter_converter = FilterConverter()

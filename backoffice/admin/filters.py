@@ -1,0 +1,35 @@
+"""List filters for enums stored by value; an unknown value is ignored instead of failing the page."""
+from __future__ import annotations
+
+from flask_admin.contrib.sqla import filters
+
+
+class _ByValue:
+    def _to_member(self, value):
+        if self.enum_class is None or isinstance(value, self.enum_class):
+            return value
+        return self.enum_class(value)  # ValueError for an unknown value: Flask-Admin then skips the filter
+
+
+class EnumEqual(_ByValue, filters.EnumEqualFilter):
+    def clean(self, value):
+        return self._to_member(value)
+
+
+class EnumNotEqual(_ByValue, filters.EnumFilterNotEqual):
+    def clean(self, value):
+        return self._to_member(value)
+
+
+class EnumInList(_ByValue, filters.EnumFilterInList):
+    def clean(self, value):
+        return [self._to_member(v) for v in filters.FilterInList.clean(self, value)]
+
+
+class EnumNotInList(_ByValue, filters.EnumFilterNotInList):
+    def clean(self, value):
+        return [self._to_member(v) for v in filters.FilterInList.clean(self, value)]
+
+
+class FilterConverter(filters.FilterConverter):
+    enum = (EnumEqual, EnumNotEqual, filters.EnumFilterEmpty, EnumInList, EnumNotInList)

@@ -1,0 +1,150 @@
+"""Deny by default: every staff view and page admits exactly the roles it names."""
+import pytest
+from flask import url_for
+
+from backoffice.admin.base import SecuredMixin
+from backoffice.auth.redirects import is_safe_path
+from backoffice.models import Role
+from tests.conftest import PASSWORD, login
+
+ALL_ROLES = list(Role)
+
+
+def secured_pages(app):
+    """(url, allowed roles) for every Flask-Admin view's landing page and the portal, from the app itself."""
+    pages = []
+    with app.test_request_context():
+        for view in app.extensions["admin"][0]._views:
+            assert isinstance(view, SecuredMixin), f"{view.endpoint} is not built on the secured base"
+            assert view.allowed_roles, f"{view.endpoint} names no roles"
+            endpoint = "admin.index" if view.endpoint == "admin" else f"{view.endpoint}.index_view"
+            pages.append((url_for(endpoint), view.allowed_roles))
+        pages.append((url_for("portal.home"), frozenset({Role.PROVIDER})))
+    return pages
+
+
+def test_every_page_refuses_anonymous_users_with_a_login_redirect(app, client):
+    for url, _ in secured_pages(app):
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response.headers["Location"].startswith("/login?next="), url
+
+
+@pytest.mark.parametrize("role", ALL_ROLES, ids=lambda r: r.value)
+def test_every_page_admits_its_roles_and_refuses_the_rest(app, client, make_account, role):
+    account = make_account(role)
+    assert login(client, account).status_code == 302
+    for url, allowed in secured_pages(app):
+        response = client.get(url)
+        expected = 200 if role in allowed else 403
+        assert response.status_code == expected, f"{role.value} on {url}: {response.status_code}"
+
+
+@pytest.mark.parametrize("role", [Role.RESEARCHER, Role.AUDITOR], ids=lambda r: r.value)
+def test_detail_pages_follow_the_same_rules(client, make_account, make_provider, role):
+    provider = make_provider()
+    login(client, make_account(role))
+    assert client.get(f"/admin/providers/details/?id={provider.id}").status_code == 200
+    audit_detail = client.get("/admin/audit_events/details/?id=1")
+    assert audit_detail.status_code == (200 if role == Role.AUDITOR else 403)
+
+
+def test_staff_views_cannot_create_edit_or_delete(app, client, session, make_account, make_provider):
+    from backoffice.models import AuditEvent, Provider
+
+    provider = make_provider(public_name="Original Name")
+    login(client, make_account(Role.RESEARCH_LEAD))
+    events_before = session.query(AuditEvent).count()
+    client.post(f"/admin/providers/edit/?id={provider.id}", data={"public_name": "Changed"})
+    client.post("/admin/providers/new/", data={"public_name": "Injected", "legal_name": "Injected"})
+    client.post("/admin/providers/delete/", data={"id": provider.id})
+    client.post("/admin/providers/action/", data={"action": "delete", "rowid": provider.id})
+    session.expire_all()
+    assert session.get(Provider, provider.id).public_name == "Original Name"
+    assert session.query(Provider).count() == 1
+    assert session.query(AuditEvent).count() == events_before
+
+
+def test_the_audit_trail_has_no_write_route_for_an_auditor(client, session, make_account):
+    from backoffice.models import AuditEvent
+
+    login(client, make_account(Role.AUDITOR))
+    first = session.query(AuditEvent).order_by(AuditEvent.seq).first()
+    for url in ("/admin/audit_events/edit/?id=1", "/admin/audit_events/new/", "/admin/audit_events/delete/"):
+        client.post(url, data={"id": first.seq, "actor": "user:999", "action": "forged"})
+    client.post("/admin/audit_events/action/", data={"action": "delete", "rowid": first.seq})
+    session.expire_all()
+    assert session.get(AuditEvent, first.seq).action == first.action
+    page = client.get("/admin/audit_events/").get_data(as_text=True)
+    assert "/admin/audit_events/edit/" not in page and "/admin/audit_events/new/" not in page
+
+
+def test_login_redirects_only_to_local_paths(client, make_account):
+    account = make_account(Role.RESEARCHER)
+    assert login(client, account, next_url="/admin/providers/").headers["Location"] == "/admin/providers/"
+    client.post("/logout")
+    response = login(client, account, next_url="//evil.example/")
+    assert response.headers["Location"] == "/admin/"
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example", "/\\evil.example", "\\\\evil.example", "http://evil.example/", "https:evil.example",
+    "http:///evil.example", "javascript:alert(1)", "/path\x00", "/ok\r\nSet-Cookie: x=1", "", None,
+    "evil.example", " //evil.example",
+])
+def test_unsafe_redirect_targets_are_refused(target):
+    assert not is_safe_path(target)
+
+
+@pytest.mark.parametrize("target", ["/admin/", "/portal/?tab=requests", "/admin/providers/details/?id=3#x"])
+def test_local_redirect_targets_are_allowed(target):
+    assert is_safe_path(target)
+
+
+def test_wrong_password_gives_one_message_for_unknown_and_known_accounts(client, make_account):
+    account = make_account(Role.RESEARCHER)
+    wrong = client.post("/login", data={"email": account.email, "password": "not the password"})
+    unknown = client.post("/login", data={"email": "nobody@example.org", "password": "not the password"})
+    message = "That e-mail address and password do not match an active account."
+    assert message in wrong.get_data(as_text=True) and message in unknown.get_data(as_text=True)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_inactive_accounts_cannot_sign_in(client, session, make_account):
+    account = make_account(Role.RESEARCHER)
+    account.is_active = False
+    session.commit()
+    login(client, account)
+    assert client.get("/admin/").status_code == 302
+
+
+def test_logout_ends_every_session_of_the_account(app, make_account):
+    account = make_account(Role.RESEARCHER)
+    first, second = app.test_client(), app.test_client()
+    login(first, account)
+    login(second, account)
+    assert second.get("/admin/").status_code == 200
+    first.post("/logout")
+    assert second.get("/admin/").status_code == 302
+
+
+def test_logout_needs_post(client, make_account):
+    login(client, make_account(Role.RESEARCHER))
+    assert client.get("/logout").status_code == 405
+    assert client.get("/admin/").status_code == 200
+
+
+def test_forms_without_a_csrf_token_are_refused(make_app, make_account):
+    app = make_app(WTF_CSRF_ENABLED=True)
+    with app.app_context():
+        account = make_account(Role.RESEARCH_LEAD)
+        client = app.test_client()
+        response = client.post("/login", data={"email": account.email, "password": PASSWORD})
+        assert response.status_code == 400
+        assert client.get("/admin/").status_code == 302
+
+
+def test_root_sends_each_kind_of_user_home(client, make_account):
+    assert client.get("/").headers["Location"] == "/login"
+    login(client, make_account(Role.PROVIDER))
+    assert client.get("/").headers["Location"] == "/portal/"
