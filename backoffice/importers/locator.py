@@ -128,6 +128,8 @@ def normalise_zip(zip5: str | int | None, zip4: str | int | None = None) -> str:
         raise ValueError(f"ZIP code {text!r} is not 5 digits" if text else "ZIP code is missing")
     text = text.zfill(5)
     plus4 = str(zip4 if zip4 is not None else "").strip()
+    if plus4.upper() == "NA":  # the OEPS exports were written by R, whose missing value is "NA"
+        plus4 = ""
     if plus4:
         if not re.fullmatch(r"\d{1,4}", plus4):
             raise ValueError(f"ZIP+4 extension {plus4!r} is not 4 digits")
@@ -137,7 +139,8 @@ def normalise_zip(zip5: str | int | None, zip4: str | int | None = None) -> str:
 
 def normalise_website(url: str | None) -> str | None:
     text = (url or "").strip()
-    if not text:
+    # The locator writes a bare scheme where a facility has no website.
+    if not text or text.lower() in {"http://", "https://", "na"}:
         return None
     if "://" not in text and not text.lower().startswith(("javascript:", "data:", "vbscript:")):
         text = "http://" + text
@@ -203,7 +206,7 @@ def build_record(source: str, where: str, key: str | None, row: dict, *, name1: 
         public_name = name1
     return FacilityRecord(
         source=source,
-        key=key or natural_key(name1, name2, street1, city, state, values["zip"][:5]),
+        key=key or natural_key(name1, name2, street1, street2, city, state, values["zip"][:5]),
         where=where,
         legal_name=name1[:300],
         public_name=public_name[:300],
