@@ -41,7 +41,7 @@ def app_overrides(url: str, tmp: Path) -> dict:
         "OUTBOX_FOLDER": str(tmp / "outbox"),
         "UPLOAD_FOLDER": str(tmp / "uploads"),
         "BEAT_SCHEDULE_FILE": str(tmp / "beat-schedule"),
-        "CELERY_QUEUE": f"test-{RUN_ID}",
+        "CELERY_QUEUE": f"test-{RUN_ID}-{uuid.uuid4().hex[:8]}",
         "WTF_CSRF_ENABLED": False,
     }
 

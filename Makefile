@@ -1,0 +1,40 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+PYTEST_ARGS ?=
+export FLASK_APP := backoffice
+
+.PHONY: run test install migrate seed clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+migrate: install
+	$(BIN)/flask db upgrade
+
+seed: migrate
+	$(BIN)/flask seed-demo --if-empty
+
+## Web, Celery worker and beat on the embedded defaults (SQLite, no-server broker),
+## or on PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set.
+run: seed
+	@echo ""
+	@echo "  Back-office: http://127.0.0.1:$(PORT)/   (web, worker and beat start below; Ctrl-C stops all three)"
+	@echo "  Demo accounts, password 'demo-password-2026':"
+	@echo "    researcher@demo.example  lead@demo.example  auditor@demo.example  admin@demo.example  provider@demo.example"
+	@echo ""
+	PORT=$(PORT) $(BIN)/honcho start -f Procfile
+
+## The whole suite: SQLite by default; PostgreSQL with DATABASE_URL; Celery over Redis with REDIS_URL.
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

@@ -1,0 +1,65 @@
+"""`flask seed-demo` and the dashboard a new user sees."""
+import re
+
+from sqlalchemy import func, select
+
+from backoffice.demo import DEMO_ACCOUNTS
+from backoffice.models import CriteriaCatalogue, Provider, Submission, SubmissionState
+from backoffice.services import audit
+
+
+def seed(app):
+    return app.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
+
+
+def sign_in(client, app, email):
+    return client.post("/login", data={"email": email, "password": app.config["DEMO_PASSWORD"]})
+
+
+def test_seed_demo_fills_an_empty_database_once(app, session):
+    first = seed(app)
+    assert first.exit_code == 0, first.output
+    for account in DEMO_ACCOUNTS:
+        assert account.email in first.output
+    providers = session.scalar(select(func.count()).select_from(Provider))
+    assert providers > 1800
+    states = set(session.scalars(select(Submission.state)))
+    assert {SubmissionState.DRAFT, SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW,
+            SubmissionState.NEEDS_INFO} <= states
+    catalogue = session.scalar(select(CriteriaCatalogue))
+    assert catalogue.version == 1 and len(catalogue.criteria) == 13
+    assert audit.verify_chain(session).ok
+
+    second = seed(app)
+    assert second.exit_code == 0 and "skipped" in second.output
+    assert session.scalar(select(func.count()).select_from(Provider)) == providers
+
+
+def test_demo_researcher_sees_a_dashboard_with_real_figures(app, client, session):
+    seed(app)
+    sign_in(client, app, "researcher@demo.example")
+    page = client.get("/admin/").get_data(as_text=True)
+    table = re.search(r'id="submissions-by-state">(.*?)</table>', page, re.S).group(1)
+    counts = dict(re.findall(r"<td>([a-z ]+)</td>\s*<td[^>]*><a[^>]*>(\d+)</a>", table))
+    expected = dict(session.execute(select(Submission.state, func.count()).group_by(Submission.state)).all())
+    assert int(counts["submitted"]) == expected[SubmissionState.SUBMITTED] > 0
+    assert int(counts["needs info"]) == expected[SubmissionState.NEEDS_INFO]
+    due = int(re.search(r'id="due-for-recheck">(\d+)<', page).group(1))
+    assert due > 0
+    assert "findings-by-severity" in page
+
+
+def test_demo_provider_sees_its_organisations_and_request_timeline(app, client):
+    seed(app)
+    sign_in(client, app, "provider@demo.example")
+    page = client.get("/portal/").get_data(as_text=True)
+    assert page.count('class="card mb-4"') == 8
+    assert "needs info" in page and "withdrawn" in page
+
+
+def test_demo_admin_sees_accounts_not_providers(app, client):
+    seed(app)
+    sign_in(client, app, "admin@demo.example")
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "accounts-by-role" in page and "submissions-by-state" not in page
+    assert client.get("/admin/providers/").status_code == 403
