@@ -10,10 +10,10 @@ from backoffice.models.exclusion import ExclusionRecord, ExclusionRecordKind, Ex
 from backoffice.models.outbox import Notification
 from backoffice.models.provider import (
     Accreditation, AdvertisingStatus, Licence, ListingStatus, Location, Principal, PrincipalRole,
-    Provider, VerificationStatus,
+    Provider, VerificationAction, VerificationActionKind, VerificationActionState, VerificationStatus,
 )
 from backoffice.models.submission import (
-    OPEN_STATES, Assessment, AssessmentStatus, Decision, DecisionOutcome, Document, MessageKind,
+    OPEN_STATES, Assessment, AssessmentStatus, Decision, DecisionOutcome, DecisionStatus, Document, MessageKind,
     Submission, SubmissionKind, SubmissionMessage, SubmissionState, SubmissionTransition,
 )
 

@@ -160,3 +160,37 @@ class Principal(Base):
     notes: Mapped[str | None] = mapped_column(Text)
 
     provider: Mapped[Provider] = relationship(back_populates="principals")
+
+
+class VerificationActionKind(StrEnum):
+    REVOKE = "revoke"
+
+
+class VerificationActionState(StrEnum):
+    AWAITING_SIGNOFF = "awaiting_signoff"
+    APPLIED = "applied"
+    DECLINED = "declined"
+
+
+class VerificationAction(Base):
+    """A revocation asked for by one researcher that takes effect when a second one signs it off."""
+
+    __tablename__ = "verification_action"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    kind: Mapped[VerificationActionKind] = mapped_column(enum_type(VerificationActionKind, "verification_action_kind"))
+    state: Mapped[VerificationActionState] = mapped_column(
+        enum_type(VerificationActionState, "verification_action_state"),
+        default=VerificationActionState.AWAITING_SIGNOFF,
+    )
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    signed_off_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    declined_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decline_reason: Mapped[str | None] = mapped_column(Text)
+
+    provider: Mapped[Provider] = relationship()

@@ -54,16 +54,22 @@ class Submission(Base):
     first_response_due: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decision_due: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The criteria catalogue the review works under, fixed when review starts.
+    catalogue_id: Mapped[int | None] = mapped_column(ForeignKey("criteria_catalogue.id"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     row_version: Mapped[int] = mapped_column(Integer, default=1)
 
     provider: Mapped["Provider"] = relationship()  # noqa: F821
+    catalogue: Mapped["CriteriaCatalogue | None"] = relationship()  # noqa: F821
     assignee: Mapped["Account | None"] = relationship(foreign_keys=[assignee_id])  # noqa: F821
     created_by: Mapped["Account | None"] = relationship(foreign_keys=[created_by_id])  # noqa: F821
     transitions: Mapped[list[SubmissionTransition]] = relationship(
         back_populates="submission", order_by="SubmissionTransition.id"
     )
     assessments: Mapped[list[Assessment]] = relationship(back_populates="submission")
-    decision: Mapped[Decision | None] = relationship(back_populates="submission")
+    decisions: Mapped[list[Decision]] = relationship(back_populates="submission", order_by="Decision.id")
+    messages: Mapped[list[SubmissionMessage]] = relationship(order_by="SubmissionMessage.id")
+    documents: Mapped[list[Document]] = relationship(order_by="Document.id")
 
     __mapper_args__ = {"version_id_col": row_version}
 
@@ -159,12 +165,21 @@ class DecisionOutcome(StrEnum):
     REJECTED = "rejected"
 
 
+class DecisionStatus(StrEnum):
+    AWAITING_SIGNOFF = "awaiting_signoff"
+    FINAL = "final"
+    DECLINED = "declined"
+
+
 class Decision(Base):
+    """A research decision; where a second sign-off is required it takes effect only once signed off."""
+
     __tablename__ = "decision"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), unique=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)
     outcome: Mapped[DecisionOutcome] = mapped_column(enum_type(DecisionOutcome, "decision_outcome"))
+    status: Mapped[DecisionStatus] = mapped_column(enum_type(DecisionStatus, "decision_status"))
     reason_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
     provider_note: Mapped[str | None] = mapped_column(Text)
     internal_note: Mapped[str | None] = mapped_column(Text)
@@ -173,6 +188,12 @@ class Decision(Base):
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     second_signoff_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
     second_signoff_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    declined_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decline_reason: Mapped[str | None] = mapped_column(Text)
     verified_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    submission: Mapped[Submission] = relationship(back_populates="decision")
+    submission: Mapped[Submission] = relationship(back_populates="decisions")
+    catalogue: Mapped["CriteriaCatalogue"] = relationship()  # noqa: F821
+    decided_by: Mapped["Account"] = relationship(foreign_keys=[decided_by_id])  # noqa: F821
+    second_signoff_by: Mapped["Account | None"] = relationship(foreign_keys=[second_signoff_by_id])  # noqa: F821
