@@ -28,8 +28,8 @@ def create_draft(session: Session, actor: Account, provider: Provider, kind: Sub
                             created_by_id=actor.id, state=S.DRAFT)
     session.add(submission)
     session.flush()
-    session.add(SubmissionTransition(submission_id=submission.id, from_state=None, to_state=S.DRAFT,
-                                     actor=audit.actor_label(actor)))
+    submission.transitions.append(SubmissionTransition(from_state=None, to_state=S.DRAFT,
+                                                       actor=audit.actor_label(actor)))
     audit.record(session, actor, "submission.created", "submission", submission.id,
                  after={"kind": kind.value, "state": S.DRAFT.value}, provider_id=provider.id)
     return submission
@@ -51,9 +51,8 @@ def transition(session: Session, actor: audit.Actor, submission: Submission, to_
         submission.first_response_at = now
     if to_state in TERMINAL:
         submission.closed_at = now
-    step = SubmissionTransition(submission_id=submission.id, from_state=from_state, to_state=to_state,
-                                at=now, actor=audit.actor_label(actor))
-    session.add(step)
+    step = SubmissionTransition(from_state=from_state, to_state=to_state, at=now, actor=audit.actor_label(actor))
+    submission.transitions.append(step)
     audit.record(session, actor, "submission.transitioned", "submission", submission.id,
                  before={"state": from_state.value}, after={"state": to_state.value},
                  reason=reason, provider_id=submission.provider_id)

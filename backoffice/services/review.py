@@ -1,0 +1,569 @@
+"""The research review: claim, assess against the criteria, ask, decide, sign off, revoke.
+
+Every function takes the acting account, refuses what the rules forbid with a DomainError (and then
+changes nothing), audits what it changes and flushes; the caller commits once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from backoffice.models import (
+    OPEN_STATES, RESEARCH_ROLES, Account, AdvertisingStatus, Assessment, AssessmentStatus, CheckRun,
+    Criterion, Decision, DecisionOutcome, DecisionStatus, Document, ListingStatus, MessageKind, Provider, Role,
+    Submission, SubmissionKind, SubmissionMessage, SubmissionState, VerificationAction,
+    VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
+)
+from backoffice.services import audit, criteria, outbox, profile, sla, submissions, verification
+from backoffice.services.errors import Conflict, DomainError, InvalidTransition, NotAllowed
+
+S = SubmissionState
+NEEDS_SECOND_SIGNOFF = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.REINSTATEMENT})
+CONFLICT_MESSAGE = ("Someone else changed this request while you were working on it. Nothing of yours was "
+                    "saved: reload the page to see their change, then try again.")
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    first_response_business_days: int = 2
+    decision_business_days: int = 10
+    verification_validity_days: int = 365
+
+    @classmethod
+    def from_config(cls, config) -> ReviewPolicy:
+        return cls(config["SLA_FIRST_RESPONSE_BUSINESS_DAYS"], config["SLA_DECISION_BUSINESS_DAYS"],
+                   config["VERIFICATION_VALIDITY_DAYS"])
+
+
+@dataclass(frozen=True)
+class Evidence:
+    note: str | None = None
+    source: str | None = None
+    url: str | None = None
+    document_id: int | None = None
+    check_run_id: int | None = None
+
+    def is_empty(self) -> bool:
+        return not any((self.note, self.source, self.url, self.document_id, self.check_run_id))
+
+
+# -- guards ---------------------------------------------------------------------------------------
+
+
+def _require_researcher(actor: Account) -> None:
+    if not actor.has_role(*RESEARCH_ROLES):
+        raise NotAllowed("Only the research team can do this.")
+
+
+def _require_lead(actor: Account) -> None:
+    if not actor.has_role(Role.RESEARCH_LEAD):
+        raise NotAllowed("Only a research lead can do this.")
+
+
+def _flush(session: Session) -> None:
+    try:
+        session.flush()
+    except (StaleDataError, IntegrityError):
+        raise Conflict(CONFLICT_MESSAGE) from None
+
+
+def lock(session: Session, submission: Submission, expected_version: int | None) -> None:
+    """Claim the submission for this transaction: a second writer gets a Conflict, never a half-write.
+
+    The version check catches a change made since the page was loaded; the versioned UPDATE catches a
+    writer that is committing at this very moment (it waits for the row, then finds the version moved).
+    """
+    if expected_version is not None and expected_version != submission.row_version:
+        raise Conflict(CONFLICT_MESSAGE)
+    submission.updated_at = utcnow()
+    _flush(session)
+
+
+def _require_state(submission: Submission, *states: SubmissionState) -> None:
+    if submission.state not in states:
+        allowed = " or ".join(s.label for s in states)
+        raise InvalidTransition(f"This request is {submission.state.label}; that needs it to be {allowed}.")
+
+
+def pending_decision(submission: Submission) -> Decision | None:
+    return next((d for d in submission.decisions if d.status == DecisionStatus.AWAITING_SIGNOFF), None)
+
+
+def final_decision(submission: Submission) -> Decision | None:
+    return next((d for d in submission.decisions if d.status == DecisionStatus.FINAL), None)
+
+
+def _require_no_pending_decision(submission: Submission) -> None:
+    if pending_decision(submission) is not None:
+        raise InvalidTransition("A decision on this request is awaiting its second sign-off; "
+                                "sign it off or decline it first.")
+
+
+def _require_reviewer(actor: Account, submission: Submission) -> None:
+    _require_researcher(actor)
+    if submission.assignee_id != actor.id and not actor.has_role(Role.RESEARCH_LEAD):
+        raise NotAllowed("Claim this request first: only its assignee or a research lead can work on it.")
+
+
+# -- submission and SLA ---------------------------------------------------------------------------
+
+
+def submit(session: Session, actor: Account, submission: Submission, policy: ReviewPolicy) -> None:
+    """The provider sends its request to the research team; the SLA clock starts."""
+    submissions.transition(session, actor, submission, S.SUBMITTED)
+    now = submission.submitted_at
+    submission.first_response_due = sla.add_business_days(now, policy.first_response_business_days)
+    submission.decision_due = sla.add_business_days(now, policy.decision_business_days)
+    _flush(session)
+
+
+def open_reinstatement(session: Session, actor: Account, provider: Provider, policy: ReviewPolicy,
+                       reason: str) -> Submission:
+    """Staff open a new review to reinstate a revoked, expired or suspended provider."""
+    _require_researcher(actor)
+    if provider.verification_status == VerificationStatus.VERIFIED and provider.listing_status == ListingStatus.LISTED:
+        raise InvalidTransition("This provider is verified and listed; there is nothing to reinstate.")
+    open_ = session.scalar(select(Submission.id).where(
+        Submission.provider_id == provider.id, Submission.kind == SubmissionKind.REINSTATEMENT,
+        Submission.state.in_(OPEN_STATES)))
+    if open_:
+        raise InvalidTransition(f"Reinstatement request #{open_} is already open for this provider.")
+    submission = submissions.create_draft(session, actor, provider, SubmissionKind.REINSTATEMENT,
+                                          profile.current(provider))
+    submit(session, actor, submission, policy)
+    audit.record(session, actor, "reinstatement.opened", "submission", submission.id, reason=reason,
+                 provider_id=provider.id)
+    return submission
+
+
+# -- queue work -----------------------------------------------------------------------------------
+
+
+def claim(session: Session, actor: Account, submission: Submission, expected_version: int | None) -> None:
+    """Take a request: it becomes the actor's, and a submitted one goes into review."""
+    _require_researcher(actor)
+    _require_state(submission, S.SUBMITTED, S.IN_REVIEW, S.NEEDS_INFO)
+    if submission.assignee_id not in (None, actor.id) and not actor.has_role(Role.RESEARCH_LEAD):
+        raise Conflict("Another researcher has already claimed this request.")
+    lock(session, submission, expected_version)
+    _set_assignee(session, actor, submission, actor)
+    if submission.state == S.SUBMITTED:
+        _start_review(session, actor, submission)
+
+
+def assign(session: Session, actor: Account, submission: Submission, assignee: Account,
+           expected_version: int | None) -> None:
+    _require_lead(actor)
+    if not assignee.is_active or not assignee.has_role(*RESEARCH_ROLES):
+        raise DomainError(f"{assignee.email} is not an active researcher.")
+    _require_state(submission, S.SUBMITTED, S.IN_REVIEW, S.NEEDS_INFO)
+    lock(session, submission, expected_version)
+    _set_assignee(session, actor, submission, assignee)
+    if submission.state == S.SUBMITTED:
+        _start_review(session, actor, submission)
+
+
+def _set_assignee(session: Session, actor: Account, submission: Submission, assignee: Account) -> None:
+    if submission.assignee_id == assignee.id:
+        return
+    before = submission.assignee_id
+    submission.assignee_id = assignee.id
+    audit.record(session, actor, "submission.assigned", "submission", submission.id,
+                 before={"assignee_id": before}, after={"assignee_id": assignee.id},
+                 provider_id=submission.provider_id)
+
+
+def _start_review(session: Session, actor: Account, submission: Submission) -> None:
+    catalogue = criteria.current(session)
+    if catalogue is None:
+        raise DomainError("No criteria catalogue is published yet; a research lead must publish one first.")
+    submission.catalogue_id = catalogue.id
+    submissions.transition(session, actor, submission, S.IN_REVIEW)
+
+
+# -- criteria and assessments ---------------------------------------------------------------------
+
+
+def levels_of_care(submission: Submission) -> set[str]:
+    proposed = submission.proposed.get("levels_of_care") if submission.proposed else None
+    return set(proposed if proposed is not None else submission.provider.levels_of_care or [])
+
+
+def is_advertiser_review(submission: Submission) -> bool:
+    return submission.kind == SubmissionKind.ADVERTISER_APPLICATION
+
+
+def applies(criterion: Criterion, submission: Submission) -> bool:
+    if criterion.advertisers_only and not is_advertiser_review(submission):
+        return False
+    if criterion.applies_to_levels and not set(criterion.applies_to_levels) & levels_of_care(submission):
+        return False
+    return True
+
+
+def is_required(criterion: Criterion, submission: Submission) -> bool:
+    return criterion.required or (criterion.required_for_advertisers and is_advertiser_review(submission))
+
+
+def applicable_criteria(session: Session, submission: Submission) -> list[Criterion]:
+    catalogue = submission.catalogue or criteria.current(session)
+    if catalogue is None:
+        return []
+    return [c for c in catalogue.criteria if applies(c, submission)]
+
+
+def assessments_by_code(submission: Submission) -> dict[str, Assessment]:
+    return {a.criterion.code: a for a in submission.assessments}
+
+
+def _validated_evidence(session: Session, submission: Submission, evidence: Evidence) -> dict:
+    if evidence.url:
+        parts = urlsplit(evidence.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DomainError("The evidence URL must be an http or https address.")
+    values = {"note": evidence.note or None, "source": evidence.source or None, "url": evidence.url or None,
+              "document_id": None, "check_run_id": None, "check_snapshot": None}
+    if evidence.document_id:
+        document = session.get(Document, evidence.document_id)
+        if document is None or document.provider_id != submission.provider_id:
+            raise DomainError("That document does not belong to this provider.")
+        values["document_id"] = document.id
+    if evidence.check_run_id:
+        run = session.get(CheckRun, evidence.check_run_id)
+        if run is None or run.provider_id != submission.provider_id:
+            raise DomainError("That check result does not belong to this provider.")
+        values["check_run_id"] = run.id
+        values["check_snapshot"] = audit.jsonable({
+            "check": run.check, "outcome": run.outcome, "summary": run.summary, "evidence": run.evidence,
+            "source_version": run.source_version, "started_at": run.started_at,
+        })
+    return values
+
+
+def record_assessment(session: Session, actor: Account, submission: Submission, criterion_code: str,
+                      status: AssessmentStatus, evidence: Evidence, expected_version: int | None) -> Assessment:
+    """Assess one criterion with its evidence; met and not met need evidence, not applicable a note."""
+    _require_reviewer(actor, submission)
+    _require_state(submission, S.IN_REVIEW)
+    _require_no_pending_decision(submission)
+    criterion = next((c for c in applicable_criteria(session, submission) if c.code == criterion_code), None)
+    if criterion is None:
+        raise DomainError(f"{criterion_code} is not a criterion that applies to this request.")
+    if status in (AssessmentStatus.MET, AssessmentStatus.NOT_MET) and evidence.is_empty():
+        raise DomainError("Record the evidence: a note, a source, a URL, a document or a check result.")
+    if status == AssessmentStatus.NOT_APPLICABLE and not evidence.note:
+        raise DomainError("Say in the note why this criterion does not apply.")
+    values = _validated_evidence(session, submission, evidence)
+    lock(session, submission, expected_version)
+    assessment = session.scalar(select(Assessment).where(
+        Assessment.submission_id == submission.id, Assessment.criterion_id == criterion.id))
+    fields = ("status", "note", "source", "url", "document_id", "check_run_id")
+    before = audit.snapshot(assessment, fields) if assessment else {}
+    if assessment is None:
+        assessment = Assessment(criterion=criterion)
+        submission.assessments.append(assessment)
+    assessment.status = status
+    for name, value in values.items():
+        setattr(assessment, name, value)
+    assessment.assessed_by_id = actor.id
+    assessment.assessed_at = utcnow()
+    _flush(session)
+    old, new = audit.changed(before, audit.snapshot(assessment, fields))
+    audit.record(session, actor, "assessment.recorded", "assessment", assessment.id, before=old, after=new,
+                 reason=criterion.code, provider_id=submission.provider_id)
+    return assessment
+
+
+# -- questions ------------------------------------------------------------------------------------
+
+
+def _provider_recipients(session: Session, submission: Submission) -> list[Account]:
+    from backoffice.models import OrganisationMember
+
+    members = session.scalars(select(Account).join(OrganisationMember, OrganisationMember.account_id == Account.id)
+                              .where(OrganisationMember.provider_id == submission.provider_id,
+                                     Account.is_active.is_(True))).all()
+    if not members and submission.created_by is not None and submission.created_by.has_role(Role.PROVIDER):
+        members = [submission.created_by]
+    return list(members)
+
+
+def _notify_provider(session: Session, submission: Submission, kind: str, subject: str, body: str) -> None:
+    for account in _provider_recipients(session, submission):
+        outbox.enqueue(session, kind=kind, subject=subject, body=body, account=account)
+
+
+def request_info(session: Session, actor: Account, submission: Submission, message: str,
+                 expected_version: int | None) -> SubmissionMessage:
+    """Ask the provider a question; the request waits in needs_info until it answers."""
+    _require_reviewer(actor, submission)
+    _require_state(submission, S.IN_REVIEW)
+    _require_no_pending_decision(submission)
+    message = (message or "").strip()
+    if not message:
+        raise DomainError("Write the question the provider should answer.")
+    lock(session, submission, expected_version)
+    note = SubmissionMessage(kind=MessageKind.INFO_REQUEST, author_id=actor.id, body=message)
+    submission.messages.append(note)
+    submissions.transition(session, actor, submission, S.NEEDS_INFO, reason=message)
+    _notify_provider(session, submission, "info_requested",
+                     f"The research team has a question about request #{submission.id}",
+                     f"{message}\n\nAnswer it from your provider portal.")
+    _flush(session)
+    return note
+
+
+def answer_info_request(session: Session, actor: Account, submission: Submission, message: str,
+                        expected_version: int | None = None) -> SubmissionMessage:
+    """The provider answers; the request goes back into review."""
+    _require_state(submission, S.NEEDS_INFO)
+    message = (message or "").strip()
+    if not message:
+        raise DomainError("Write your answer.")
+    lock(session, submission, expected_version)
+    answer = SubmissionMessage(kind=MessageKind.PROVIDER_ANSWER, author_id=actor.id, body=message)
+    submission.messages.append(answer)
+    submissions.transition(session, actor, submission, S.IN_REVIEW, reason="provider answered")
+    _flush(session)
+    return answer
+
+
+# -- decisions ------------------------------------------------------------------------------------
+
+
+def approval_blockers(session: Session, submission: Submission) -> list[Criterion]:
+    """Applicable required criteria not assessed `met`: approval waits until this is empty."""
+    assessed = assessments_by_code(submission)
+    return [c for c in applicable_criteria(session, submission)
+            if is_required(c, submission)
+            and (c.code not in assessed or assessed[c.code].status != AssessmentStatus.MET)]
+
+
+def not_met_codes(submission: Submission) -> set[str]:
+    return {a.criterion.code for a in submission.assessments if a.status == AssessmentStatus.NOT_MET}
+
+
+def decide(session: Session, actor: Account, submission: Submission, outcome: DecisionOutcome,
+           reason_codes: list[str], provider_note: str, internal_note: str, policy: ReviewPolicy,
+           expected_version: int | None) -> Decision:
+    """Approve or reject. Approval needs every applicable required criterion met; a rejection cites
+    criteria assessed not met. Advertiser applications and reinstatements wait for a second sign-off."""
+    _require_reviewer(actor, submission)
+    _require_state(submission, S.IN_REVIEW)
+    _require_no_pending_decision(submission)
+    reason_codes = sorted(set(reason_codes or []))
+    if outcome == DecisionOutcome.APPROVED:
+        blockers = approval_blockers(session, submission)
+        if blockers:
+            raise DomainError("Cannot approve: these required criteria are not assessed as met: "
+                              + ", ".join(c.code for c in blockers) + ".")
+        if is_advertiser_review(submission):
+            _require_currently_verified(submission.provider)
+    else:
+        if not reason_codes:
+            raise DomainError("A rejection must cite at least one criterion assessed as not met.")
+        uncited = set(reason_codes) - not_met_codes(submission)
+        if uncited:
+            raise DomainError("A rejection can only cite criteria assessed as not met; these are not: "
+                              + ", ".join(sorted(uncited)) + ".")
+    lock(session, submission, expected_version)
+    needs_signoff = submission.kind in NEEDS_SECOND_SIGNOFF
+    decision = Decision(
+        outcome=outcome, reason_codes=reason_codes,
+        status=DecisionStatus.AWAITING_SIGNOFF if needs_signoff else DecisionStatus.FINAL,
+        provider_note=(provider_note or "").strip() or None, internal_note=(internal_note or "").strip() or None,
+        catalogue_id=submission.catalogue_id, decided_by_id=actor.id, decided_at=utcnow(),
+    )
+    submission.decisions.append(decision)
+    _flush(session)
+    audit.record(session, actor, "decision.recorded", "decision", decision.id,
+                 after={"submission_id": submission.id, "outcome": outcome.value, "reason_codes": reason_codes,
+                        "status": decision.status.value, "catalogue_id": decision.catalogue_id},
+                 reason=decision.internal_note, provider_id=submission.provider_id)
+    if not needs_signoff:
+        _apply_decision(session, actor, submission, decision, policy)
+    return decision
+
+
+def sign_off(session: Session, actor: Account, submission: Submission, policy: ReviewPolicy,
+             expected_version: int | None) -> Decision:
+    """A second researcher confirms a decision; it then takes effect."""
+    _require_researcher(actor)
+    decision = pending_decision(submission)
+    if decision is None:
+        raise InvalidTransition("No decision on this request is awaiting sign-off.")
+    if decision.decided_by_id == actor.id:
+        raise NotAllowed("Nobody signs off their own decision: another researcher or research lead must.")
+    if decision.outcome == DecisionOutcome.APPROVED:
+        blockers = approval_blockers(session, submission)
+        if blockers:
+            raise DomainError("Cannot sign off an approval while required criteria are not met: "
+                              + ", ".join(c.code for c in blockers) + ".")
+        if is_advertiser_review(submission):
+            _require_currently_verified(submission.provider)
+    lock(session, submission, expected_version)
+    decision.status = DecisionStatus.FINAL
+    decision.second_signoff_by_id = actor.id
+    decision.second_signoff_at = utcnow()
+    audit.record(session, actor, "decision.signed_off", "decision", decision.id,
+                 before={"status": DecisionStatus.AWAITING_SIGNOFF.value}, after={"status": DecisionStatus.FINAL.value},
+                 provider_id=submission.provider_id)
+    _apply_decision(session, actor, submission, decision, policy)
+    return decision
+
+
+def decline_signoff(session: Session, actor: Account, submission: Submission, reason: str,
+                    expected_version: int | None) -> Decision:
+    """The second researcher does not confirm; the request stays in review for another decision."""
+    _require_researcher(actor)
+    decision = pending_decision(submission)
+    if decision is None:
+        raise InvalidTransition("No decision on this request is awaiting sign-off.")
+    if decision.decided_by_id == actor.id:
+        raise NotAllowed("Withdraw your own decision by asking another researcher to decline it.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Say why you decline to sign off.")
+    lock(session, submission, expected_version)
+    decision.status = DecisionStatus.DECLINED
+    decision.declined_by_id = actor.id
+    decision.declined_at = utcnow()
+    decision.decline_reason = reason
+    audit.record(session, actor, "decision.signoff_declined", "decision", decision.id,
+                 before={"status": DecisionStatus.AWAITING_SIGNOFF.value}, after={"status": DecisionStatus.DECLINED.value},
+                 reason=reason, provider_id=submission.provider_id)
+    _flush(session)
+    return decision
+
+
+def _require_currently_verified(provider: Provider) -> None:
+    if provider.verification_status != VerificationStatus.VERIFIED or (
+            provider.verified_until is not None and provider.verified_until <= utcnow()):
+        raise DomainError("Only a currently verified provider can advertise; this one is "
+                          f"{provider.verification_status.label}.")
+
+
+def _apply_decision(session: Session, actor: Account, submission: Submission, decision: Decision,
+                    policy: ReviewPolicy) -> None:
+    provider = submission.provider
+    now = utcnow()
+    if decision.outcome == DecisionOutcome.APPROVED:
+        submissions.transition(session, actor, submission, S.APPROVED)
+        if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
+            _set_advertising(session, actor, provider, AdvertisingStatus.ACTIVE, f"request #{submission.id} approved")
+        else:
+            profile.apply(session, actor, provider, submission.proposed or {}, f"request #{submission.id} approved")
+            decision.verified_until = now + timedelta(days=policy.verification_validity_days)
+            verification.grant(session, actor, provider, submission.catalogue_id, now, decision.verified_until,
+                               f"request #{submission.id} approved")
+    else:
+        submissions.transition(session, actor, submission, S.REJECTED)
+        if submission.kind == SubmissionKind.ADVERTISER_APPLICATION and provider.advertising_status == AdvertisingStatus.PENDING:
+            _set_advertising(session, actor, provider, AdvertisingStatus.NONE, f"request #{submission.id} rejected")
+    outcome = "approved" if decision.outcome == DecisionOutcome.APPROVED else "not approved"
+    lines = [f"Your request #{submission.id} ({submission.kind.label}) was {outcome}."]
+    if decision.reason_codes:
+        lines.append("Criteria not met: " + ", ".join(decision.reason_codes) + ".")
+    if decision.provider_note:
+        lines.append(decision.provider_note)
+    _notify_provider(session, submission, "decided", f"Decision on request #{submission.id}", "\n\n".join(lines))
+    _flush(session)
+
+
+def _set_advertising(session: Session, actor: Account, provider: Provider, status: AdvertisingStatus,
+                     reason: str) -> None:
+    before = provider.advertising_status
+    if before == status:
+        return
+    provider.advertising_status = status
+    audit.record(session, actor, f"advertising.{status.value}", "provider", provider.id,
+                 before={"advertising_status": before.value}, after={"advertising_status": status.value},
+                 reason=reason, provider_id=provider.id)
+
+
+# -- suspension and revocation --------------------------------------------------------------------
+
+
+def suspend_listing(session: Session, actor: Account, provider: Provider, reason: str) -> None:
+    """Take a listed provider out of the directory at once, pending review; advertising stops with it."""
+    _require_researcher(actor)
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give the reason for the suspension.")
+    if provider.listing_status != ListingStatus.LISTED:
+        raise InvalidTransition(f"Only a listed provider can be suspended; this one is {provider.listing_status.label}.")
+    provider.listing_status = ListingStatus.SUSPENDED
+    audit.record(session, actor, "listing.suspended", "provider", provider.id,
+                 before={"listing_status": ListingStatus.LISTED.value},
+                 after={"listing_status": ListingStatus.SUSPENDED.value}, reason=reason, provider_id=provider.id)
+    verification.suspend_advertising(session, actor, provider, f"listing suspended: {reason}")
+    _flush(session)
+
+
+def request_revocation(session: Session, actor: Account, provider: Provider, reason: str) -> VerificationAction:
+    _require_researcher(actor)
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give the reason for the revocation.")
+    if provider.verification_status != VerificationStatus.VERIFIED:
+        raise InvalidTransition(f"Only a verified provider can be revoked; this one is {provider.verification_status.label}.")
+    waiting = session.scalar(select(VerificationAction.id).where(
+        VerificationAction.provider_id == provider.id,
+        VerificationAction.state == VerificationActionState.AWAITING_SIGNOFF))
+    if waiting:
+        raise InvalidTransition("A revocation of this provider is already awaiting sign-off.")
+    action = VerificationAction(provider_id=provider.id, kind=VerificationActionKind.REVOKE, reason=reason,
+                                requested_by_id=actor.id)
+    session.add(action)
+    _flush(session)
+    audit.record(session, actor, "revocation.requested", "verification_action", action.id,
+                 after={"kind": "revoke", "state": action.state.value}, reason=reason, provider_id=provider.id)
+    return action
+
+
+def sign_off_revocation(session: Session, actor: Account, action: VerificationAction) -> None:
+    """A second researcher confirms: verification is revoked, the listing and its advertising end."""
+    _require_researcher(actor)
+    _require_awaiting(action)
+    if action.requested_by_id == actor.id:
+        raise NotAllowed("Nobody signs off their own revocation: another researcher or research lead must.")
+    provider = action.provider
+    action.state = VerificationActionState.APPLIED
+    action.signed_off_by_id = actor.id
+    action.signed_off_at = utcnow()
+    before = audit.snapshot(provider, ("verification_status", "listing_status"))
+    provider.verification_status = VerificationStatus.REVOKED
+    provider.listing_status = ListingStatus.DELISTED
+    audit.record(session, actor, "verification.revoked", "provider", provider.id, before=before,
+                 after=audit.snapshot(provider, ("verification_status", "listing_status")),
+                 reason=action.reason, provider_id=provider.id)
+    verification.suspend_advertising(session, actor, provider, f"verification revoked: {action.reason}")
+    _flush(session)
+
+
+def decline_revocation(session: Session, actor: Account, action: VerificationAction, reason: str) -> None:
+    _require_researcher(actor)
+    _require_awaiting(action)
+    if action.requested_by_id == actor.id:
+        raise NotAllowed("Another researcher must decline a revocation you asked for.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Say why you decline the revocation.")
+    action.state = VerificationActionState.DECLINED
+    action.declined_by_id = actor.id
+    action.declined_at = utcnow()
+    action.decline_reason = reason
+    audit.record(session, actor, "revocation.declined", "verification_action", action.id,
+                 after={"state": action.state.value}, reason=reason, provider_id=action.provider_id)
+    _flush(session)
+
+
+def _require_awaiting(action: VerificationAction) -> None:
+    if action.state != VerificationActionState.AWAITING_SIGNOFF:
+        raise InvalidTransition(f"This revocation is already {action.state.label}.")

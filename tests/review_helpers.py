@@ -1,0 +1,47 @@
+"""Builders for review tests: a published catalogue and a submission taken to a given point."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from backoffice.models import AssessmentStatus, Role, SubmissionKind
+from backoffice.services import accounts, criteria, review, submissions
+from backoffice.services.review import Evidence, ReviewPolicy
+
+CATALOGUE = Path(__file__).resolve().parent.parent / "data" / "criteria" / "catalogue-v1.json"
+POLICY = ReviewPolicy()
+
+
+def publish_catalogue(session):
+    catalogue = criteria.publish(session, "system:test", criteria.load_definition(CATALOGUE))
+    session.commit()
+    return catalogue
+
+
+def provider_member(session, make_account, provider):
+    account = make_account(Role.PROVIDER)
+    accounts.add_member(session, "system:test", account, provider)
+    session.commit()
+    return account
+
+
+def submitted(session, provider_account, provider, kind=SubmissionKind.NEW_LISTING, proposed=None):
+    submission = submissions.create_draft(session, provider_account, provider, kind,
+                                          proposed if proposed is not None else {"public_name": provider.public_name})
+    review.submit(session, provider_account, submission, POLICY)
+    session.commit()
+    return submission
+
+
+def in_review(session, researcher, submission):
+    review.claim(session, researcher, submission, None)
+    session.commit()
+    return submission
+
+
+def assess_all(session, researcher, submission, status=AssessmentStatus.MET, except_codes=()):
+    for criterion in review.applicable_criteria(session, submission):
+        if criterion.code in except_codes:
+            continue
+        review.record_assessment(session, researcher, submission, criterion.code, status,
+                                 Evidence(note=f"checked {criterion.code}", source="test"), None)
+    session.commit()
