@@ -33,7 +33,37 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
     VERIFICATION_VALIDITY_DAYS = 365
+    SLA_FIRST_RESPONSE_BUSINESS_DAYS = 2
+    SLA_DECISION_BUSINESS_DAYS = 10
     RECHECK_INTERVAL_DAYS = 30
+    # Re-checks (issue 5). Base URLs of external sources, so tests and demos point them at local servers.
+    NPPES_API_URL = "https://npiregistry.cms.hhs.gov/api/"
+    SWEEP_RECHECK_SECONDS = 900
+    SWEEP_EXCLUSION_SECONDS = 30 * 86400
+    SWEEP_EXPIRY_REMINDER_SECONDS = 86400
+    SWEEP_SLA_SECONDS = 3600
+    RECHECK_BATCH_SIZE = 200
+    # A claimed re-check that has not completed within this time is picked up again by the sweep.
+    RECHECK_LEASE_SECONDS = 6 * 3600
+    CHECK_MAX_RETRIES = 3
+    CHECK_RETRY_BACKOFF_SECONDS = 30
+    EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]
+    SLA_FIRST_RESPONSE_DAYS = 5
+    SLA_DECISION_DAYS = 30
+    AUTO_SUSPEND_ON_CRITICAL = False
+    # The guarded outbound HTTP client.
+    OUTBOUND_CONNECT_TIMEOUT_SECONDS = 5
+    OUTBOUND_TOTAL_TIMEOUT_SECONDS = 20
+    OUTBOUND_MAX_BYTES = 2_000_000
+    OUTBOUND_MAX_REDIRECTS = 5
+    OUTBOUND_PER_HOST_INTERVAL_MS = 1000
+    OUTBOUND_USER_AGENT = "provider-backoffice-recheck/1.0"
+    OUTBOUND_CA_BUNDLE = ""
+    # Names answered without DNS, e.g. {"clinic.test": "127.0.0.1"}; the answers are guarded like any other.
+    OUTBOUND_HOST_OVERRIDES: dict = {}
+    # Tests only: admit 127.0.0.1 (any port). Never set in production.
+    OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS = False
+    BROKER_VISIBILITY_TIMEOUT_SECONDS = 3600
     PROXY_FIX = False
     LOG_LEVEL = "INFO"
     DEMO_PASSWORD = "demo-password-2026"

@@ -7,13 +7,22 @@ from pathlib import Path
 from celery import Celery, Task
 from flask import Flask
 
-TASK_MODULES = ["tasks.sweeps"]
+TASK_MODULES = ["tasks.sweeps", "tasks.checks"]
 
 
 def broker_settings(config: dict) -> dict:
     """Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no server."""
     if config.get("REDIS_URL"):
-        return {"broker_url": config["REDIS_URL"], "broker_transport_options": {"visibility_timeout": 3600}}
+        # Unacknowledged messages (a worker died mid-task) come back after the visibility timeout.
+        return {
+            "broker_url": config["REDIS_URL"],
+            "broker_transport_options": {"visibility_timeout": config["BROKER_VISIBILITY_TIMEOUT_SECONDS"]},
+            # One scheduler for the whole deployment: redbeat holds a lock in Redis, so a second
+            # `celery beat` on another host waits instead of sending every periodic task twice.
+            "beat_scheduler": "redbeat.RedBeatScheduler",
+            "redbeat_redis_url": config["REDIS_URL"],
+            "redbeat_key_prefix": f"redbeat:{config['CELERY_QUEUE']}:",
+        }
     folder = Path(config["BROKER_FOLDER"])
     for sub in ("queue", "processed"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -33,6 +42,22 @@ def beat_schedule(config: dict) -> dict:
         "verification-expiry-sweep": {
             "task": "tasks.sweeps.verification_expiry_sweep",
             "schedule": timedelta(seconds=config["SWEEP_VERIFICATION_EXPIRY_SECONDS"]),
+        },
+        "recheck-sweep": {
+            "task": "tasks.checks.recheck_sweep",
+            "schedule": timedelta(seconds=config["SWEEP_RECHECK_SECONDS"]),
+        },
+        "exclusion-sweep": {
+            "task": "tasks.checks.exclusion_sweep",
+            "schedule": timedelta(seconds=config["SWEEP_EXCLUSION_SECONDS"]),
+        },
+        "expiry-sweep": {
+            "task": "tasks.checks.expiry_sweep",
+            "schedule": timedelta(seconds=config["SWEEP_EXPIRY_REMINDER_SECONDS"]),
+        },
+        "sla-sweep": {
+            "task": "tasks.checks.sla_sweep",
+            "schedule": timedelta(seconds=config["SWEEP_SLA_SECONDS"]),
         },
         "deliver-notifications": {
             "task": "tasks.sweeps.deliver_notifications",

@@ -3,7 +3,7 @@ from backoffice.models.account import STAFF_ROLES, RESEARCH_ROLES, Account, Acco
 from backoffice.models.audit import GENESIS_HASH, AuditChainLock, AuditEvent
 from backoffice.models.base import Base, utcnow
 from backoffice.models.checks import (
-    OPEN_FINDING_STATES, CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity, FindingState,
+    OPEN_FINDING_STATES, CheckKind, CheckOutcome, CheckRun, ExpiryReminder, Finding, FindingSeverity, FindingState,
 )
 from backoffice.models.criteria import CriteriaCatalogue, Criterion
 from backoffice.models.exclusion import ExclusionRecord, ExclusionRecordKind, ExclusionSource

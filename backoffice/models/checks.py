@@ -1,9 +1,9 @@
 """Automated check runs and the findings they raise."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
@@ -16,6 +16,7 @@ class CheckKind(StrEnum):
     LICENCE_EXPIRY = "licence_expiry"
     ACCREDITATION_EXPIRY = "accreditation_expiry"
     VERIFICATION_EXPIRY = "verification_expiry"
+    SUBMISSION_SLA = "submission_sla"
 
 
 class CheckOutcome(StrEnum):
@@ -91,3 +92,20 @@ class Finding(Base):
     provider: Mapped["Provider"] = relationship()  # noqa: F821
 
     __mapper_args__ = {"version_id_col": row_version}
+
+
+class ExpiryReminder(Base):
+    """A reminder sent for one expiry date at one threshold (90, 60, 30, 7 days): each is sent once."""
+
+    __tablename__ = "expiry_reminder"
+    __table_args__ = (UniqueConstraint("entity_type", "entity_id", "expires_on", "days_before"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    # licence, accreditation or verification; a renewed expiry date is a new subject.
+    entity_type: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    expires_on: Mapped[date] = mapped_column(Date)
+    days_before: Mapped[int] = mapped_column(Integer)
+    notification_id: Mapped[int | None] = mapped_column(ForeignKey("notification.id"))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -4,8 +4,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backoffice.models import OPEN_FINDING_STATES, CheckKind, Finding, FindingSeverity, Provider
+from backoffice.models import (
+    OPEN_FINDING_STATES, CheckKind, Finding, FindingSeverity, FindingState, Provider, utcnow,
+)
 from backoffice.services import audit
+from backoffice.services.errors import Conflict, DomainError, InvalidTransition
 
 
 def open_or_update(
@@ -29,8 +32,12 @@ def open_or_update(
         )
     )
     if finding is not None:
-        finding.detail = audit.jsonable(detail)
+        confirmed = {k: v for k, v in finding.detail.items() if k.startswith("confirmed")}
+        finding.detail = {**audit.jsonable(detail), **confirmed}
         finding.last_check_run_id = check_run_id or finding.last_check_run_id
+        if confirmed:
+            # A researcher confirmed it: a later automated run does not lower its severity.
+            severity = finding.severity
         if severity != finding.severity:
             before = finding.severity
             finding.severity = severity
@@ -53,3 +60,92 @@ def open_or_update(
         provider_id=provider.id,
     )
     return finding, True
+
+
+def _close_state(session: Session, actor: audit.Actor, finding: Finding, state: FindingState, reason: str,
+                 action: str, expected_version: int | None) -> Finding:
+    if expected_version is not None and finding.row_version != expected_version:
+        raise Conflict("Someone changed this finding while you were looking at it. Reload it and try again.")
+    if finding.state not in OPEN_FINDING_STATES:
+        raise InvalidTransition(f"This finding is already {finding.state.label}.")
+    before = finding.state
+    finding.state = state
+    if state in (FindingState.RESOLVED, FindingState.DISMISSED):
+        finding.closed_at = utcnow()
+        finding.closed_by = audit.actor_label(actor)
+        finding.close_reason = reason
+    audit.record(session, actor, action, "finding", finding.id, before={"state": before.value},
+                 after={"state": state.value}, reason=reason, provider_id=finding.provider_id)
+    session.flush()
+    return finding
+
+
+def _reason(reason: str | None) -> str:
+    reason = (reason or "").strip()
+    if len(reason) < 3:
+        raise DomainError("Give a reason: it is kept in the audit trail.")
+    return reason
+
+
+def acknowledge(session: Session, actor: audit.Actor, finding: Finding, reason: str | None = None,
+                expected_version: int | None = None) -> Finding:
+    """A researcher has seen the finding and is working on it."""
+    if finding.state != FindingState.OPEN:
+        raise InvalidTransition(f"Only an open finding can be acknowledged; this one is {finding.state.label}.")
+    return _close_state(session, actor, finding, FindingState.ACKNOWLEDGED, (reason or "").strip() or "acknowledged",
+                        "finding.acknowledged", expected_version)
+
+
+def resolve(session: Session, actor: audit.Actor, finding: Finding, reason: str,
+            expected_version: int | None = None) -> Finding:
+    """The problem was real and is dealt with."""
+    return _close_state(session, actor, finding, FindingState.RESOLVED, _reason(reason), "finding.resolved",
+                        expected_version)
+
+
+def dismiss(session: Session, actor: audit.Actor, finding: Finding, reason: str,
+            expected_version: int | None = None) -> Finding:
+    """The finding was wrong (e.g. a name match that is another person); it is not raised again."""
+    return _close_state(session, actor, finding, FindingState.DISMISSED, _reason(reason), "finding.dismissed",
+                        expected_version)
+
+
+def confirm(session: Session, actor: audit.Actor, finding: Finding, reason: str,
+            expected_version: int | None = None) -> Finding:
+    """A researcher confirms a probable exclusion match: it becomes critical and stays open for action."""
+    reason = _reason(reason)
+    if expected_version is not None and finding.row_version != expected_version:
+        raise Conflict("Someone changed this finding while you were looking at it. Reload it and try again.")
+    if finding.check != CheckKind.EXCLUSION or finding.state not in OPEN_FINDING_STATES:
+        raise InvalidTransition("Only an open exclusion match can be confirmed.")
+    if finding.detail.get("confirmed"):
+        raise InvalidTransition("This exclusion match is already confirmed.")
+    before = {"severity": finding.severity.value, "confirmed": False}
+    finding.severity = FindingSeverity.CRITICAL
+    finding.detail = {**finding.detail, "confirmed": True, "confirmed_by": audit.actor_label(actor)}
+    audit.record(session, actor, "finding.exclusion_confirmed", "finding", finding.id, before=before,
+                 after={"severity": FindingSeverity.CRITICAL.value, "confirmed": True}, reason=reason,
+                 provider_id=finding.provider_id)
+    session.flush()
+    return finding
+
+
+def close_cleared(session: Session, actor: audit.Actor, provider_id: int, check: CheckKind,
+                  still_failing: set[str], reason: str) -> list[Finding]:
+    """Resolve the open findings of a check whose subject no longer fails (site back, reinstatement)."""
+    open_findings = session.scalars(
+        select(Finding).where(Finding.provider_id == provider_id, Finding.check == check,
+                              Finding.state.in_(OPEN_FINDING_STATES))
+    ).all()
+    closed = [f for f in open_findings if f.subject_key not in still_failing]
+    for finding in closed:
+        _close_state(session, actor, finding, FindingState.RESOLVED, reason, "finding.cleared", None)
+    return closed
+
+
+def was_dismissed(session: Session, provider_id: int, check: CheckKind, subject_key: str) -> bool:
+    return session.scalar(
+        select(Finding.id).where(Finding.provider_id == provider_id, Finding.check == check,
+                                 Finding.subject_key == subject_key, Finding.state == FindingState.DISMISSED)
+        .limit(1)
+    ) is not None

@@ -46,21 +46,28 @@ def expire_verification(session: Session, actor: audit.Actor, provider: Provider
         return False
     if provider.verified_until is None or provider.verified_until >= now:
         return False
-    provider.verification_status = VerificationStatus.EXPIRED
-    audit.record(
-        session, actor, "verification.expired", "provider", provider.id,
-        before={"verification_status": VerificationStatus.VERIFIED.value},
-        after={"verification_status": VerificationStatus.EXPIRED.value},
-        reason=f"verified_until {audit.jsonable(provider.verified_until)} has passed",
-        provider_id=provider.id,
-    )
-    suspend_advertising(session, actor, provider, "verification expired")
+    lapse(session, actor, provider, f"verified_until {audit.jsonable(provider.verified_until)} has passed")
     findings.open_or_update(
         session, actor, provider, CheckKind.VERIFICATION_EXPIRY, "verification", FindingSeverity.WARNING,
         "Verification expired: re-verification is due",
         {"verified_until": provider.verified_until, "expired_at": now},
     )
     session.flush()
+    return True
+
+
+def lapse(session: Session, actor: audit.Actor, provider: Provider, reason: str) -> bool:
+    """Verification becomes `expired` and advertising is suspended with it; False if not verified."""
+    if provider.verification_status != VerificationStatus.VERIFIED:
+        return False
+    provider.verification_status = VerificationStatus.EXPIRED
+    audit.record(
+        session, actor, "verification.expired", "provider", provider.id,
+        before={"verification_status": VerificationStatus.VERIFIED.value},
+        after={"verification_status": VerificationStatus.EXPIRED.value},
+        reason=reason, provider_id=provider.id,
+    )
+    suspend_advertising(session, actor, provider, f"verification expired: {reason}")
     return True
 
 

@@ -1,0 +1,1 @@
+"""Automated checks and their source clients: they read and judge; services write."""

@@ -1,0 +1,339 @@
+"""The one outbound HTTP client: every fetch of a URL we did not write ourselves goes through it.
+
+Guards, at the first request and again at every redirect hop:
+- only http and https, only ports 80 and 443;
+- the host name is resolved once, and the request is refused when any answer is not a global
+  address (loopback, private, link-local incl. 169.254.169.254, CGNAT 100.64/10, multicast,
+  reserved, unspecified, and IPv4-mapped / 6to4 / Teredo IPv6 forms of those);
+- the connection goes to the address that was checked (no second lookup a rebinding DNS could answer);
+- a deadline for the whole fetch, a cap on the body size, and a minimum interval per host.
+
+Tests admit 127.0.0.1 (on any port) only when the client is built with allow_loopback_for_tests.
+"""
+from __future__ import annotations
+
+import errno
+import http.client
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+from urllib.parse import urljoin, urlsplit
+
+ALLOWED_SCHEMES = {"http", "https"}
+ALLOWED_PORTS = {80, 443}
+REDIRECT_STATUSES = {301, 302, 303, 307, 308}
+TEST_LOOPBACK = ipaddress.ip_address("127.0.0.1")
+
+Resolver = Callable[[str, int], list[str]]
+
+
+class OutboundRefused(Exception):
+    """The request breaks the outbound policy; nothing was sent to that address."""
+
+
+class OutboundError(Exception):
+    """The fetch failed on the network. `transient` errors are worth retrying later."""
+
+    def __init__(self, kind: str, detail: str, transient: bool):
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.transient = transient
+
+
+@dataclass
+class Hop:
+    url: str
+    address: str
+    status: int | None = None
+
+
+@dataclass
+class Response:
+    url: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    truncated: bool
+    hops: list[Hop] = field(default_factory=list)
+    elapsed_ms: int = 0
+
+    def text(self) -> str:
+        charset = "utf-8"
+        content_type = self.headers.get("content-type", "")
+        if "charset=" in content_type:
+            charset = content_type.split("charset=", 1)[1].split(";")[0].strip() or "utf-8"
+        try:
+            return self.body.decode(charset, errors="replace")
+        except LookupError:
+            return self.body.decode("utf-8", errors="replace")
+
+
+def address_problem(address: str, allow_loopback_for_tests: bool = False) -> str | None:
+    """Why an address may not be contacted, or None when it is a global unicast address."""
+    ip = ipaddress.ip_address(address)
+    if allow_loopback_for_tests and ip == TEST_LOOPBACK:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        # An IPv6 form that carries an IPv4 address is judged by the IPv4 address it reaches.
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            problem = address_problem(str(embedded))
+            return f"{problem} (inside {ip})" if problem else None
+    for attribute in ("is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_reserved",
+                      "is_private"):
+        if getattr(ip, attribute):
+            return f"{ip} is {attribute[3:].replace('_', '-')}"
+    if not ip.is_global:  # 100.64/10 and the other special-purpose blocks
+        return f"{ip} is not a global address"
+    return None
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+class RateLimiter(Protocol):
+    def wait(self, host: str) -> None: ...
+
+
+class LocalRateLimiter:
+    """At most one request per host per interval within this process."""
+
+    def __init__(self, interval_seconds: float):
+        self.interval = interval_seconds
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, host: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next.get(host, 0.0))
+            self._next[host] = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+
+class RedisRateLimiter:
+    """At most one request per host per interval across every worker sharing one Redis."""
+
+    def __init__(self, redis_client, interval_seconds: float, max_wait_seconds: float):
+        self.redis = redis_client
+        self.interval_ms = max(1, int(interval_seconds * 1000))
+        self.max_wait = max_wait_seconds
+
+    def wait(self, host: str) -> None:
+        deadline = time.monotonic() + self.max_wait
+        key = f"outbound:host:{host}"
+        while not self.redis.set(key, b"1", nx=True, px=self.interval_ms):
+            if time.monotonic() > deadline:
+                raise OutboundError("rate_limited", f"{host} is busy; try later", transient=True)
+            ttl = self.redis.pttl(key)
+            time.sleep(max(ttl, 10) / 1000)
+
+
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to a given, already checked address; the Host header keeps the name."""
+
+    def __init__(self, host: str, port: int, address: str, timeout: float):
+        super().__init__(host, port, timeout=timeout)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, address: str, timeout: float, context: ssl.SSLContext):
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._address = address
+        self._context = context
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        # The certificate is checked against the name, not the address we pinned.
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)
+
+
+@dataclass
+class GuardedClient:
+    connect_timeout: float = 5.0
+    total_timeout: float = 20.0
+    max_bytes: int = 2_000_000
+    max_redirects: int = 5
+    user_agent: str = "provider-backoffice-recheck/1.0"
+    ca_bundle: str | None = None
+    host_overrides: dict[str, str] = field(default_factory=dict)
+    allow_loopback_for_tests: bool = False
+    resolver: Resolver = system_resolver
+    rate_limiter: RateLimiter | None = None
+
+    @classmethod
+    def from_config(cls, config, rate_limiter: RateLimiter | None = None, **overrides) -> "GuardedClient":
+        settings = dict(
+            connect_timeout=float(config["OUTBOUND_CONNECT_TIMEOUT_SECONDS"]),
+            total_timeout=float(config["OUTBOUND_TOTAL_TIMEOUT_SECONDS"]),
+            max_bytes=int(config["OUTBOUND_MAX_BYTES"]),
+            max_redirects=int(config["OUTBOUND_MAX_REDIRECTS"]),
+            user_agent=config["OUTBOUND_USER_AGENT"],
+            ca_bundle=config["OUTBOUND_CA_BUNDLE"] or None,
+            host_overrides=dict(config["OUTBOUND_HOST_OVERRIDES"] or {}),
+            allow_loopback_for_tests=bool(config["OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS"]),
+            rate_limiter=rate_limiter,
+        )
+        settings.update(overrides)
+        return cls(**settings)
+
+    def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
+        """GET a URL, following redirects through the guards; raises OutboundRefused or OutboundError."""
+        started = time.monotonic()
+        deadline = started + self.total_timeout
+        hops: list[Hop] = []
+        current = url
+        for _ in range(self.max_redirects + 1):
+            scheme, host, port, target = self._split(current)
+            address = self._checked_address(host, port)
+            hops.append(Hop(url=current, address=address))
+            if self.rate_limiter is not None:
+                self.rate_limiter.wait(host)
+            status, response_headers, body, truncated = self._request(
+                scheme, host, port, address, target, headers or {}, deadline
+            )
+            hops[-1].status = status
+            location = response_headers.get("location")
+            if status in REDIRECT_STATUSES and location:
+                current = urljoin(current, location.strip())
+                continue
+            return Response(url=current, status=status, headers=response_headers, body=body, truncated=truncated,
+                            hops=hops, elapsed_ms=int((time.monotonic() - started) * 1000))
+        raise OutboundRefused(f"more than {self.max_redirects} redirects, last to {current}")
+
+    def _split(self, url: str) -> tuple[str, str, int, str]:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise OutboundRefused(f"not a valid URL: {url!r} ({exc})") from None
+        scheme = parts.scheme.lower()
+        if scheme not in ALLOWED_SCHEMES:
+            raise OutboundRefused(f"scheme {scheme or '(none)'!r} is not allowed; only http and https")
+        host = (parts.hostname or "").rstrip(".")
+        if not host:
+            raise OutboundRefused(f"no host in {url!r}")
+        if parts.username or parts.password:
+            raise OutboundRefused("URLs with credentials are not fetched")
+        port = port or (443 if scheme == "https" else 80)
+        loopback_test_host = self.allow_loopback_for_tests and self._literal_or_override(host) == str(TEST_LOOPBACK)
+        if port not in ALLOWED_PORTS and not loopback_test_host:
+            raise OutboundRefused(f"port {port} is not allowed; only 80 and 443")
+        target = parts.path or "/"
+        if parts.query:
+            target += "?" + parts.query
+        return scheme, host, port, target
+
+    def _literal_or_override(self, host: str) -> str | None:
+        if host.lower() in self.host_overrides:
+            return self.host_overrides[host.lower()]
+        try:
+            return str(ipaddress.ip_address(host))
+        except ValueError:
+            return None
+
+    def _checked_address(self, host: str, port: int) -> str:
+        """Resolve once; refuse unless every answer is global; return the address to connect to."""
+        fixed = self._literal_or_override(host)
+        if fixed is not None:
+            addresses = [fixed]
+        else:
+            try:
+                addresses = self.resolver(host, port)
+            except socket.gaierror as exc:
+                transient = exc.errno in (socket.EAI_AGAIN,) or getattr(exc, "errno", None) == errno.EAGAIN
+                raise OutboundError("dns", f"{host} could not be resolved ({exc.strerror or exc})", transient) from None
+        if not addresses:
+            raise OutboundError("dns", f"{host} has no addresses", transient=False)
+        for address in addresses:
+            problem = address_problem(address, self.allow_loopback_for_tests)
+            if problem:
+                raise OutboundRefused(f"{host} resolves to a non-global address: {problem}")
+        return addresses[0]
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else ssl.create_default_context()
+        return context
+
+    def _request(self, scheme, host, port, address, target, headers, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise OutboundError("timeout", f"no time left before {host}", transient=True)
+        timeout = min(self.connect_timeout, remaining)
+        if scheme == "https":
+            conn = _PinnedHTTPSConnection(host, port, address, timeout, self._context())
+        else:
+            conn = _PinnedHTTPConnection(host, port, address, timeout)
+        try:
+            conn.putrequest("GET", target, skip_accept_encoding=True)
+            # identity only: a compressed body could expand past the size cap after we checked it.
+            all_headers = {"User-Agent": self.user_agent, "Accept-Encoding": "identity",
+                           "Accept": "text/html,application/json;q=0.9,*/*;q=0.5", **headers}
+            for name, value in all_headers.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            response = conn.getresponse()
+            body, truncated = self._read_capped(conn, response, deadline)
+            response_headers = {name.lower(): value for name, value in response.getheaders()}
+            return response.status, response_headers, body, truncated
+        except ssl.SSLCertVerificationError as exc:
+            raise OutboundError("tls_certificate", f"{host}: {exc.verify_message or exc}", transient=False) from None
+        except ssl.SSLError as exc:
+            raise OutboundError("tls", f"{host}: {exc}", transient=False) from None
+        except ConnectionRefusedError:
+            raise OutboundError("connection_refused", f"{host} ({address}) refused the connection",
+                                transient=False) from None
+        except (socket.timeout, TimeoutError):
+            raise OutboundError("timeout", f"{host} did not answer in time", transient=True) from None
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            raise OutboundError("network", f"{host}: {exc.__class__.__name__}: {exc}", transient=True) from None
+        finally:
+            conn.close()
+
+    def _read_capped(self, conn, response, deadline) -> tuple[bytes, bool]:
+        chunks: list[bytes] = []
+        size = 0
+        while size <= self.max_bytes:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OutboundError("timeout", "the body did not arrive within the time cap", transient=True)
+            if conn.sock is not None:
+                conn.sock.settimeout(min(self.connect_timeout, remaining))
+            chunk = response.read1(min(65536, self.max_bytes + 1 - size))
+            if not chunk:
+                return b"".join(chunks), False
+            chunks.append(chunk)
+            size += len(chunk)
+        return b"".join(chunks)[: self.max_bytes], True
+
+
+_limiters: dict[tuple, RateLimiter] = {}
+
+
+def client_for(config, **overrides) -> GuardedClient:
+    """A client from configuration, sharing one rate limiter per process (or one Redis for all workers)."""
+    interval = int(config["OUTBOUND_PER_HOST_INTERVAL_MS"]) / 1000
+    key = (config.get("REDIS_URL"), interval)
+    limiter = _limiters.get(key)
+    if limiter is None:
+        if config.get("REDIS_URL"):
+            import redis
+
+            limiter = RedisRateLimiter(redis.Redis.from_url(config["REDIS_URL"]), interval,
+                                       max_wait_seconds=float(config["OUTBOUND_TOTAL_TIMEOUT_SECONDS"]))
+        else:
+            limiter = LocalRateLimiter(interval)
+        _limiters[key] = limiter
+    return GuardedClient.from_config(config, rate_limiter=limiter, **overrides)

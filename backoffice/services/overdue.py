@@ -1,0 +1,66 @@
+"""The SLA sweep: submissions waiting past their first-response or decision due date are flagged once."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from backoffice.models import (
+    OPEN_STATES, CheckKind, Finding, FindingSeverity, Provider, Submission, SubmissionState,
+)
+from backoffice.services import audit, findings
+
+
+def overdue(session: Session, now: datetime, first_response_days: int, decision_days: int,
+            limit: int) -> list[tuple[Submission, str, datetime]]:
+    """(submission, 'first_response' | 'decision', due) for open submissions past a due date.
+
+    A submission without a recorded due date is judged by the configured days after it was submitted.
+    """
+    first_due = or_(Submission.first_response_due < now,
+                    and_(Submission.first_response_due.is_(None),
+                         Submission.submitted_at < now - timedelta(days=first_response_days)))
+    decision_due = or_(Submission.decision_due < now,
+                       and_(Submission.decision_due.is_(None),
+                            Submission.submitted_at < now - timedelta(days=decision_days)))
+    rows = session.scalars(
+        select(Submission).where(
+            Submission.state.in_(OPEN_STATES),
+            or_(and_(Submission.state == SubmissionState.SUBMITTED, Submission.first_response_at.is_(None), first_due),
+                decision_due),
+        ).order_by(Submission.id).limit(limit)
+    ).all()
+    found = []
+    for submission in rows:
+        if submission.state == SubmissionState.SUBMITTED and submission.first_response_at is None:
+            due = submission.first_response_due or submission.submitted_at + timedelta(days=first_response_days)
+            if due < now:
+                found.append((submission, "first_response", due))
+        due = submission.decision_due or submission.submitted_at + timedelta(days=decision_days)
+        if due < now:
+            found.append((submission, "decision", due))
+    return found
+
+
+def flag_overdue(session: Session, actor: audit.Actor, now: datetime, first_response_days: int,
+                 decision_days: int, limit: int = 1000) -> int:
+    """Open one finding per overdue submission and due date, never twice; returns how many were opened."""
+    flagged = 0
+    for submission, what, due in overdue(session, now, first_response_days, decision_days, limit):
+        subject = f"submission:{submission.id}:{what}"
+        seen = session.scalar(select(Finding.id).where(
+            Finding.provider_id == submission.provider_id, Finding.check == CheckKind.SUBMISSION_SLA,
+            Finding.subject_key == subject))
+        if seen is not None:
+            continue
+        provider = session.get(Provider, submission.provider_id)
+        label = "first response" if what == "first_response" else "decision"
+        findings.open_or_update(
+            session, actor, provider, CheckKind.SUBMISSION_SLA, subject, FindingSeverity.WARNING,
+            f"Submission #{submission.id}: {label} overdue since {due:%Y-%m-%d %H:%M} UTC",
+            {"submission_id": submission.id, "state": submission.state.value, "due": due, "overdue": what},
+        )
+        flagged += 1
+    session.flush()
+    return flagged

@@ -1,0 +1,212 @@
+"""Scheduled re-checks: claim what is due, run one check for one provider, record the run and its findings.
+
+A re-check of a provider is a *window* (its due time, an import, or a researcher's "re-check now") in
+which each network check runs once: the run's idempotency key is check + provider + window, so a task
+delivered twice finds its run already recorded and changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from backoffice.checks import nppes, website
+from backoffice.checks.http import GuardedClient
+from backoffice.checks.result import CheckResult, FindingSpec
+from backoffice.models import (
+    CheckKind, CheckOutcome, CheckRun, FindingSeverity, ListingStatus, Provider, utcnow,
+)
+from backoffice.services import audit, findings, screening, verification
+
+NETWORK_CHECKS = (CheckKind.WEBSITE, CheckKind.NPI, CheckKind.EXCLUSION)
+
+
+def run_key(provider_id: int, check: CheckKind, window: str) -> str:
+    return f"{check.value}:{provider_id}:{window}"
+
+
+def window_for(due_at: datetime | None, now: datetime) -> str:
+    return "due-" + (due_at or now).strftime("%Y%m%dT%H%M%S")
+
+
+def claim_due(session: Session, now: datetime, batch_size: int, lease_seconds: int) -> list[tuple[int, str]]:
+    """Claim up to batch_size listed providers whose re-check is due: (provider id, window) each.
+
+    The claim moves recheck_due_at forward by a lease, so the next sweep does not enqueue them again;
+    if their checks never complete (a lost message), the lease runs out and they are claimed again.
+    """
+    rows = session.execute(
+        select(Provider.id, Provider.recheck_due_at)
+        .where(Provider.listing_status == ListingStatus.LISTED,
+               or_(Provider.recheck_due_at.is_(None), Provider.recheck_due_at <= now))
+        .order_by(Provider.recheck_due_at.is_(None).desc(), Provider.recheck_due_at, Provider.id)
+        .limit(batch_size)
+    ).all()
+    if not rows:
+        return []
+    # A plain UPDATE: scheduling is bookkeeping, not a change of the provider (no row_version bump).
+    session.execute(
+        update(Provider).where(Provider.id.in_([r.id for r in rows]))
+        .values(recheck_due_at=now + timedelta(seconds=lease_seconds)),
+        execution_options={"synchronize_session": False},
+    )
+    session.flush()
+    return [(r.id, window_for(r.recheck_due_at, now)) for r in rows]
+
+
+def listed_provider_ids(session: Session, after_id: int, limit: int) -> list[int]:
+    return list(session.scalars(
+        select(Provider.id).where(Provider.listing_status == ListingStatus.LISTED, Provider.id > after_id)
+        .order_by(Provider.id).limit(limit)
+    ))
+
+
+def already_done(session: Session, key: str) -> bool:
+    return session.scalar(select(CheckRun.id).where(CheckRun.idempotency_key == key)) is not None
+
+
+@dataclass
+class ProviderFacts:
+    """Everything a check needs, read before any network call so no transaction stays open during one."""
+
+    id: int
+    legal_name: str
+    public_name: str
+    website: str | None
+    npi: str | None
+    locations: list[dict] = field(default_factory=list)
+    principals: list[tuple[str, str | None]] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return list(dict.fromkeys(n for n in (self.public_name, self.legal_name) if n))
+
+
+def facts(session: Session, provider_id: int) -> ProviderFacts | None:
+    provider = session.scalar(
+        select(Provider).where(Provider.id == provider_id)
+        .options(selectinload(Provider.locations), selectinload(Provider.principals))
+    )
+    if provider is None:
+        return None
+    return ProviderFacts(
+        id=provider.id, legal_name=provider.legal_name, public_name=provider.public_name,
+        website=provider.website, npi=provider.npi,
+        locations=[{"street1": l.street1, "city": l.city, "state": l.state, "zip": l.zip} for l in provider.locations],
+        principals=[(p.name, p.npi) for p in provider.principals],
+    )
+
+
+@dataclass
+class Sources:
+    """The outbound clients a check may use, built by the caller from configuration."""
+
+    http: GuardedClient
+    nppes_url: str
+
+
+def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources: Sources, today: date) -> CheckResult:
+    """Run one check. Transient network errors (OutboundError with .transient) propagate for a retry."""
+    if check == CheckKind.WEBSITE:
+        return website.check(sources.http, subject.website, subject.names)
+    if check == CheckKind.NPI:
+        if not subject.npi:
+            return CheckResult(CheckOutcome.WARN, "No NPI on file", {},
+                               [FindingSpec("npi:missing", FindingSeverity.INFO, "No organisation NPI on file")])
+        try:
+            answer = nppes.NppesClient(sources.http, sources.nppes_url).lookup(subject.npi)
+        except nppes.NppesFormatError as exc:
+            return CheckResult.error(f"NPPES answer not understood: {exc}")
+        return nppes.compare(nppes.ProviderFacts(subject.npi, subject.names, subject.locations), answer)
+    if check == CheckKind.EXCLUSION:
+        parties = screening.parties(subject.legal_name, subject.public_name, subject.npi, subject.principals)
+        return screening.screen(session, parties, {l["state"] for l in subject.locations},
+                                {l["city"] for l in subject.locations}, today)
+    raise ValueError(f"{check} is not a network re-check")
+
+
+def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckKind, key: str,
+           result: CheckResult, started_at: datetime, *, auto_suspend: bool, cadence_days: int) -> CheckRun:
+    """Write the run, open/update/clear its findings, apply auto-suspension; the caller commits once.
+
+    A second writer of the same key fails on the unique idempotency key when flushing: the caller
+    rolls back and treats the check as done.
+    """
+    finished = utcnow()
+    run = CheckRun(
+        provider_id=provider_id, check=check, outcome=result.outcome, summary=result.summary[:500],
+        evidence=audit.jsonable(result.evidence), source_version=result.source_version, idempotency_key=key,
+        started_at=started_at, finished_at=finished,
+        duration_ms=int((finished - started_at).total_seconds() * 1000),
+    )
+    session.add(run)
+    session.flush()
+    provider = session.get(Provider, provider_id)
+    new_critical = []
+    for spec in result.findings:
+        if check == CheckKind.EXCLUSION and findings.was_dismissed(session, provider_id, check, spec.subject_key):
+            continue  # a researcher decided this record is someone else
+        finding, created = findings.open_or_update(
+            session, actor, provider, check, spec.subject_key, spec.severity, spec.title, spec.detail, run.id,
+        )
+        if created and finding.severity == FindingSeverity.CRITICAL:
+            new_critical.append(finding)
+    if not result.inconclusive:
+        findings.close_cleared(session, actor, provider_id, check, {s.subject_key for s in result.findings},
+                               f"check run {run.id}: {check.label} no longer finds this")
+    if auto_suspend and new_critical:
+        suspend_for_review(session, actor, provider, f"critical finding #{new_critical[0].id}: {new_critical[0].title}")
+    _complete_window(session, provider, key, finished, cadence_days)
+    session.flush()
+    return run
+
+
+def suspend_for_review(session: Session, actor: audit.Actor, provider: Provider, reason: str) -> bool:
+    """Suspend the listing and advertising pending a researcher's review of a critical finding."""
+    changed = False
+    if provider.listing_status == ListingStatus.LISTED:
+        provider.listing_status = ListingStatus.SUSPENDED
+        audit.record(session, actor, "listing.suspended", "provider", provider.id,
+                     before={"listing_status": ListingStatus.LISTED.value},
+                     after={"listing_status": ListingStatus.SUSPENDED.value},
+                     reason=f"automatic, pending review: {reason}", provider_id=provider.id)
+        changed = True
+    changed = verification.suspend_advertising(session, actor, provider, f"automatic, pending review: {reason}") or changed
+    return changed
+
+
+def _complete_window(session: Session, provider: Provider, key: str, now: datetime, cadence_days: int) -> None:
+    """When every network check of the window has run, the provider is due again after the cadence."""
+    window = key.split(":", 2)[2]
+    keys = [run_key(provider.id, check, window) for check in NETWORK_CHECKS]
+    done = session.scalar(select(func.count()).select_from(CheckRun).where(CheckRun.idempotency_key.in_(keys)))
+    if done == len(keys):
+        session.execute(
+            update(Provider).where(Provider.id == provider.id)
+            .values(last_rechecked_at=now, recheck_due_at=now + timedelta(days=cadence_days)),
+            execution_options={"synchronize_session": False},
+        )
+
+
+def request_now(session: Session, actor: audit.Actor, provider: Provider) -> str:
+    """A researcher asks for an immediate re-check; returns the window the tasks run in."""
+    window = "manual-" + utcnow().strftime("%Y%m%dT%H%M%S%f")
+    audit.record(session, actor, "recheck.requested", "provider", provider.id,
+                 after={"window": window, "checks": [c.value for c in NETWORK_CHECKS]}, provider_id=provider.id)
+    session.flush()
+    return window
+
+
+def latest_runs(session: Session, provider_id: int) -> dict[CheckKind, CheckRun]:
+    """The most recent run of each check for one provider (for the case page and the findings page)."""
+    latest: dict[CheckKind, CheckRun] = {}
+    for check in CheckKind:
+        run = session.scalar(
+            select(CheckRun).where(CheckRun.provider_id == provider_id, CheckRun.check == check)
+            .order_by(CheckRun.started_at.desc(), CheckRun.id.desc()).limit(1)
+        )
+        if run is not None:
+            latest[check] = run
+    return latest

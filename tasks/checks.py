@@ -1,0 +1,112 @@
+"""Re-check tasks: sweeps that enqueue one small task per provider and check, and that task itself."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from backoffice.checks.http import OutboundError, client_for
+from backoffice.checks.result import CheckResult
+from backoffice.dispatch import after_commit
+from backoffice.extensions import db
+from backoffice.models import CheckKind, utcnow
+from backoffice.services import expiry, overdue, rechecks
+
+log = logging.getLogger(__name__)
+
+CHECK_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True, time_limit=180, soft_time_limit=150)
+
+
+@shared_task(name="tasks.checks.recheck_sweep", time_limit=600, soft_time_limit=540)
+def recheck_sweep() -> int:
+    """Claim due providers in bounded batches; each batch commits, then its tasks are sent."""
+    config = current_app.config
+    claimed_total = 0
+    while True:
+        claimed = rechecks.claim_due(db.session, utcnow(), config["RECHECK_BATCH_SIZE"],
+                                     config["RECHECK_LEASE_SECONDS"])
+        for provider_id, window in claimed:
+            for check in rechecks.NETWORK_CHECKS:
+                after_commit(db.session, run_check, provider_id, check.value, window)
+        db.session.commit()
+        claimed_total += len(claimed)
+        if len(claimed) < config["RECHECK_BATCH_SIZE"]:
+            return claimed_total
+
+
+@shared_task(name="tasks.checks.exclusion_sweep", time_limit=600, soft_time_limit=540)
+def exclusion_sweep(window: str | None = None) -> int:
+    """Screen every listed provider: after a list import (window import-<id>) and monthly."""
+    window = window or "monthly-" + utcnow().strftime("%Y%m")
+    batch_size = current_app.config["RECHECK_BATCH_SIZE"]
+    after_id, total = 0, 0
+    while True:
+        ids = rechecks.listed_provider_ids(db.session, after_id, batch_size)
+        for provider_id in ids:
+            after_commit(db.session, run_check, provider_id, CheckKind.EXCLUSION.value, window)
+        db.session.commit()
+        total += len(ids)
+        if len(ids) < batch_size:
+            return total
+        after_id = ids[-1]
+
+
+@shared_task(bind=True, name="tasks.checks.run_check", **CHECK_TASK_OPTIONS)
+def run_check(self, provider_id: int, check: str, window: str) -> str:
+    """Run one check for one provider in one window; a second delivery finds the run and does nothing."""
+    config = current_app.config
+    kind = CheckKind(check)
+    key = rechecks.run_key(provider_id, kind, window)
+    if rechecks.already_done(db.session, key):
+        db.session.rollback()
+        return "already done"
+    subject = rechecks.facts(db.session, provider_id)
+    # End the read transaction: nothing stays open (or locked, on SQLite) while we wait on the network.
+    db.session.rollback()
+    if subject is None:
+        return "provider gone"
+    started = utcnow()
+    sources = rechecks.Sources(http=client_for(config), nppes_url=config["NPPES_API_URL"])
+    try:
+        result = rechecks.perform(db.session, kind, subject, sources, started.date())
+    except OutboundError as exc:
+        if not exc.transient:
+            raise
+        retries = config["CHECK_MAX_RETRIES"]
+        if self.request.retries < retries:
+            countdown = config["CHECK_RETRY_BACKOFF_SECONDS"] * (2 ** self.request.retries)
+            log.info("%s: transient error (%s), retry %s in %s s", key, exc, self.request.retries + 1, countdown)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=retries)
+        result = CheckResult.error(f"Could not complete after {retries} retries: {exc}", {"error": exc.kind})
+    try:
+        rechecks.record(db.session, f"system:recheck-{kind.value}", provider_id, kind, key, result, started,
+                        auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"], cadence_days=config["RECHECK_INTERVAL_DAYS"])
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        if rechecks.already_done(db.session, key):
+            return "already done"
+        raise
+    return result.outcome.value
+
+
+@shared_task(name="tasks.checks.expiry_sweep", time_limit=600, soft_time_limit=540)
+def expiry_sweep() -> dict:
+    """Daily: reminders at the configured days before expiry, then the credentials that have lapsed."""
+    today = utcnow().date()
+    sent = expiry.send_reminders(db.session, "system:expiry-sweep", today, current_app.config["EXPIRY_REMINDER_DAYS"])
+    db.session.commit()
+    lapsed = expiry.lapse_credentials(db.session, "system:expiry-sweep", today)
+    db.session.commit()
+    return {"reminders": sent, "lapsed": lapsed}
+
+
+@shared_task(name="tasks.checks.sla_sweep", time_limit=300, soft_time_limit=270)
+def sla_sweep() -> int:
+    config = current_app.config
+    flagged = overdue.flag_overdue(db.session, "system:sla-sweep", utcnow(), config["SLA_FIRST_RESPONSE_DAYS"],
+                                   config["SLA_DECISION_DAYS"])
+    db.session.commit()
+    return flagged
