@@ -79,7 +79,15 @@ def register_blueprints(app: Flask) -> None:
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
+def safe_url(value: str | None) -> str:
+    """Only http and https links leave our pages; anything else becomes an inert '#'."""
+    text = (value or "").strip()
+    return text if text.lower().startswith(("http://", "https://")) else "#"
+
+
 def register_request_hooks(app: Flask) -> None:
+    app.jinja_env.filters["safe_url"] = safe_url
+
     from backoffice.services import audit
 
     @app.before_request

@@ -6,6 +6,7 @@ import json
 from markupsafe import Markup, escape
 
 from backoffice.admin.base import SecuredModelView
+from backoffice.admin.findings import build_views as findings_views
 from backoffice.models import (
     Account, AuditEvent, CheckRun, Criterion, Finding, Provider, Role, Submission,
 )
@@ -105,8 +106,12 @@ class AccountView(SecuredModelView):
     }
 
 
-def build_views(db) -> list[SecuredModelView]:
+def build_views(db) -> list:
+    from backoffice.admin.review import CatalogueView, ReviewView
+
     return [
+        ReviewView(name="Review queue", endpoint="review", url="/admin/review"),
+        CatalogueView(name="Criteria catalogue", endpoint="catalogue", url="/admin/catalogue", category="Directory"),
         ProviderView(Provider, db, name="Providers", endpoint="providers", category="Directory"),
         SubmissionView(Submission, db, name="Submissions", endpoint="submissions", category="Directory"),
         CriterionView(Criterion, db, name="Criteria", endpoint="criteria", category="Directory"),
@@ -114,4 +119,5 @@ def build_views(db) -> list[SecuredModelView]:
         CheckRunView(CheckRun, db, name="Check runs", endpoint="check_runs", category="Re-checks"),
         AuditEventView(AuditEvent, db, name="Audit trail", endpoint="audit_events", category="Audit"),
         AccountView(Account, db, name="Accounts", endpoint="accounts", category="Administration"),
+        *findings_views(),
     ]

@@ -1,0 +1,429 @@
+"""Review workflow pages: the queue, the case page and its actions, each calling the review service."""
+from __future__ import annotations
+
+import json
+from functools import wraps
+from pathlib import Path
+
+from flask import abort, current_app, flash, redirect, request, send_file, url_for
+from flask_admin import expose
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from backoffice.admin.base import SecuredView
+from backoffice.admin.review_forms import (
+    AssessmentForm, AssignForm, CatalogueForm, ClaimForm, DeclineForm, DecisionForm, ReasonForm, RequestInfoForm,
+    SignOffForm,
+)
+from backoffice.extensions import db
+from backoffice.models import (
+    OPEN_FINDING_STATES, RESEARCH_ROLES, Account, AccountRole, AssessmentStatus, CheckKind, CheckRun,
+    CriteriaCatalogue, DecisionOutcome, Document, Finding, Provider, Role, Submission, SubmissionKind,
+    VerificationAction, VerificationActionState, utcnow,
+)
+from backoffice.services import criteria, profile, queue, review
+from backoffice.services.errors import Conflict, DomainError, NotAllowed
+from backoffice.services.review import Evidence, ReviewPolicy
+from backoffice.vocab import US_STATES
+
+READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
+
+
+def research_only(view):
+    """State-changing actions: the research team only (an auditor reads but never changes)."""
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.has_role(*RESEARCH_ROLES):
+            abort(403)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def policy() -> ReviewPolicy:
+    return ReviewPolicy.from_config(current_app.config)
+
+
+class ReviewView(SecuredView):
+    allowed_roles = READERS
+
+    # -- queue ------------------------------------------------------------------------------------
+
+    @expose("/")
+    def index(self):
+        filters, problems = self._filters()
+        try:
+            result = queue.page(db.session, filters, current_user.id, utcnow(), request.args.get("cursor"))
+        except queue.BadCursor as exc:
+            problems.append(f"{exc} Showing the first page.")
+            result = queue.page(db.session, filters, current_user.id, utcnow())
+        for problem in problems:
+            flash(problem, "warning")
+        args = {k: v for k, v in request.args.items() if k != "cursor"}
+        return self.render("admin/review/queue.html", page=result, filters=filters, args=args, now=utcnow(),
+                           states=sorted(US_STATES), kinds=list(SubmissionKind))
+
+    def _filters(self) -> tuple[queue.QueueFilters, list[str]]:
+        problems = []
+        state = (request.args.get("state") or "").upper() or None
+        if state and state not in US_STATES:
+            problems.append(f"{state!r} is not a US state code; the state filter was ignored.")
+            state = None
+        kind = request.args.get("kind") or None
+        if kind:
+            try:
+                kind = SubmissionKind(kind)
+            except ValueError:
+                problems.append(f"{kind!r} is not a kind of request; the kind filter was ignored.")
+                kind = None
+        assignee = request.args.get("assignee") or None
+        if assignee not in (None, "mine", "unassigned"):
+            problems.append("The assignee filter takes 'mine' or 'unassigned'; it was ignored.")
+            assignee = None
+        return queue.QueueFilters(state=state, kind=kind, assignee=assignee,
+                                  overdue=request.args.get("overdue") == "1"), problems
+
+    # -- case page --------------------------------------------------------------------------------
+
+    def _submission(self, submission_id: int) -> Submission:
+        submission = db.session.get(Submission, submission_id, options=[
+            selectinload(Submission.assessments), selectinload(Submission.decisions),
+            selectinload(Submission.messages), selectinload(Submission.documents),
+            selectinload(Submission.transitions)])
+        if submission is None:
+            abort(404)
+        return submission
+
+    @expose("/case/<int:submission_id>")
+    def case(self, submission_id: int):
+        return self._render_case(self._submission(submission_id))
+
+    def _render_case(self, submission: Submission, bound: dict | None = None, status: int = 200):
+        bound = bound or {}
+        provider = submission.provider
+        criteria_list = review.applicable_criteria(db.session, submission)
+        assessed = review.assessments_by_code(submission)
+        documents = db.session.scalars(select(Document).where(Document.provider_id == provider.id)
+                                       .order_by(Document.id.desc()).limit(100)).all()
+        runs = self._latest_runs(provider.id)
+        version = submission.row_version
+
+        def versioned(form_cls, **data):
+            return form_cls(formdata=None, version=version, **data)
+
+        assessment_forms = {}
+        for criterion in criteria_list:
+            form = bound.get(("assess", criterion.code))
+            if form is None:
+                current = assessed.get(criterion.code)
+                form = versioned(AssessmentForm, criterion=criterion.code,
+                                 status=(current.status.value if current else AssessmentStatus.PENDING.value),
+                                 note=current.note if current else None, source=current.source if current else None,
+                                 url=current.url if current else None,
+                                 document_id=current.document_id if current else None,
+                                 check_run_id=current.check_run_id if current else None)
+            self._evidence_choices(form, documents, runs)
+            assessment_forms[criterion.code] = form
+        decision_form = bound.get("decide") or versioned(DecisionForm)
+        decision_form.reason_codes.choices = sorted(review.not_met_codes(submission))
+        assign_form = bound.get("assign") or versioned(AssignForm, assignee=submission.assignee_id)
+        assign_form.assignee.choices = self._researchers()
+        findings = db.session.scalars(select(Finding).where(
+            Finding.provider_id == provider.id, Finding.state.in_(OPEN_FINDING_STATES))
+            .order_by(Finding.severity.desc(), Finding.id)).all()
+        return self.render(
+            "admin/review/case.html", submission=submission, provider=provider,
+            diff=profile.diff(provider, submission.proposed or {}), criteria=criteria_list, assessed=assessed,
+            required={c.code: review.is_required(c, submission) for c in criteria_list},
+            blockers=review.approval_blockers(db.session, submission) if criteria_list else [],
+            pending=review.pending_decision(submission), final=review.final_decision(submission),
+            documents=documents, runs=runs, findings=findings,
+            forms={
+                "claim": versioned(ClaimForm), "assign": assign_form, "assess": assessment_forms,
+                "request_info": bound.get("request_info") or versioned(RequestInfoForm),
+                "decide": decision_form, "sign_off": versioned(SignOffForm),
+                "decline": bound.get("decline") or versioned(DeclineForm),
+            },
+            can_act=current_user.has_role(*RESEARCH_ROLES), is_lead=current_user.has_role(Role.RESEARCH_LEAD),
+            accounts=self._accounts(submission),
+            now=utcnow(),
+        ), status
+
+    @staticmethod
+    def _accounts(submission: Submission) -> dict[int, Account]:
+        """Everyone the case page names, loaded in one query."""
+        ids = {submission.assignee_id} | {m.author_id for m in submission.messages}
+        for d in submission.decisions:
+            ids |= {d.decided_by_id, d.second_signoff_by_id, d.declined_by_id}
+        ids.discard(None)
+        return {a.id: a for a in db.session.scalars(select(Account).where(Account.id.in_(ids)))}
+
+    def _latest_runs(self, provider_id: int) -> list[CheckRun]:
+        runs = []
+        for kind in CheckKind:
+            run = db.session.scalar(select(CheckRun).where(CheckRun.provider_id == provider_id, CheckRun.check == kind)
+                                    .order_by(CheckRun.started_at.desc()).limit(1))
+            if run:
+                runs.append(run)
+        return runs
+
+    @staticmethod
+    def _evidence_choices(form: AssessmentForm, documents, runs) -> None:
+        form.document_id.choices = [(None, "—")] + [(d.id, f"{d.original_name} ({d.sha256[:12]}…)") for d in documents]
+        form.check_run_id.choices = [(None, "—")] + [
+            (r.id, f"{r.check.label}: {r.outcome.label} on {r.started_at:%d %b %Y}") for r in runs]
+
+    def _researchers(self) -> list[tuple[int, str]]:
+        accounts = db.session.scalars(
+            select(Account).join(AccountRole, AccountRole.account_id == Account.id)
+            .where(AccountRole.role.in_(RESEARCH_ROLES), Account.is_active.is_(True))
+            .order_by(Account.name)).unique().all()
+        return [(a.id, f"{a.name} <{a.email}>") for a in accounts]
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def _act(self, submission: Submission, key, form, action, success: str, anchor: str = ""):
+        """Validate, call the service, commit once; on any refusal re-render with the error beside the form."""
+        if form.validate_on_submit():
+            try:
+                action(form)
+                db.session.commit()
+                flash(success, "success")
+                return redirect(url_for(".case", submission_id=submission.id) + anchor)
+            except Conflict as exc:
+                db.session.rollback()
+                form.form_errors.append(str(exc))
+                return self._render_case(self._submission(submission.id), {key: form}, 409)
+            except DomainError as exc:
+                db.session.rollback()
+                form.form_errors.append(str(exc))
+        submission = self._submission(submission.id)
+        return self._render_case(submission, {key: form}, 400)
+
+    @expose("/case/<int:submission_id>/claim", methods=["POST"])
+    @research_only
+    def claim(self, submission_id: int):
+        submission = self._submission(submission_id)
+        return self._act(submission, "claim", ClaimForm(),
+                         lambda f: review.claim(db.session, current_user, submission, f.version.data),
+                         "The request is yours.")
+
+    @expose("/case/<int:submission_id>/assign", methods=["POST"])
+    @research_only
+    def assign(self, submission_id: int):
+        submission = self._submission(submission_id)
+        form = AssignForm()
+        form.assignee.choices = self._researchers()
+
+        def do(f):
+            assignee = db.session.get(Account, f.assignee.data)
+            if assignee is None:
+                raise DomainError("Choose a researcher.")
+            review.assign(db.session, current_user, submission, assignee, f.version.data)
+
+        return self._act(submission, "assign", form, do, "Assigned.")
+
+    @expose("/case/<int:submission_id>/assess", methods=["POST"])
+    @research_only
+    def assess(self, submission_id: int):
+        submission = self._submission(submission_id)
+        form = AssessmentForm()
+        documents = db.session.scalars(select(Document).where(Document.provider_id == submission.provider_id)).all()
+        self._evidence_choices(form, documents, self._latest_runs(submission.provider_id))
+        code = form.criterion.data or ""
+
+        def do(f):
+            review.record_assessment(
+                db.session, current_user, submission, code, AssessmentStatus(f.status.data),
+                Evidence(note=f.note.data, source=f.source.data, url=f.url.data,
+                         document_id=f.document_id.data, check_run_id=f.check_run_id.data),
+                f.version.data)
+
+        return self._act(submission, ("assess", code), form, do, f"{code} assessed.", f"#criterion-{code}")
+
+    @expose("/case/<int:submission_id>/request-info", methods=["POST"])
+    @research_only
+    def request_info(self, submission_id: int):
+        submission = self._submission(submission_id)
+        return self._act(submission, "request_info", RequestInfoForm(),
+                         lambda f: review.request_info(db.session, current_user, submission, f.message.data,
+                                                       f.version.data),
+                         "The question is sent; the request waits for the provider's answer.")
+
+    @expose("/case/<int:submission_id>/decide", methods=["POST"])
+    @research_only
+    def decide(self, submission_id: int):
+        submission = self._submission(submission_id)
+        form = DecisionForm()
+        form.reason_codes.choices = sorted(review.not_met_codes(submission))
+
+        def do(f):
+            review.decide(db.session, current_user, submission, DecisionOutcome(f.outcome.data),
+                          f.reason_codes.data or [], f.provider_note.data, f.internal_note.data, policy(),
+                          f.version.data)
+
+        return self._act(submission, "decide", form, do, "Decision recorded.", "#decision")
+
+    @expose("/case/<int:submission_id>/sign-off", methods=["POST"])
+    @research_only
+    def sign_off(self, submission_id: int):
+        submission = self._submission(submission_id)
+        return self._act(submission, "sign_off", SignOffForm(),
+                         lambda f: review.sign_off(db.session, current_user, submission, policy(), f.version.data),
+                         "Signed off: the decision has taken effect.", "#decision")
+
+    @expose("/case/<int:submission_id>/decline-signoff", methods=["POST"])
+    @research_only
+    def decline_signoff(self, submission_id: int):
+        submission = self._submission(submission_id)
+        return self._act(submission, "decline", DeclineForm(),
+                         lambda f: review.decline_signoff(db.session, current_user, submission, f.reason.data,
+                                                          f.version.data),
+                         "Sign-off declined; the request is back in review.", "#decision")
+
+    @expose("/documents/<int:document_id>")
+    def document(self, document_id: int):
+        document = db.session.get(Document, document_id)
+        if document is None:
+            abort(404)
+        path = Path(current_app.config["UPLOAD_FOLDER"]) / document.storage_key
+        if not path.is_file():
+            abort(404)
+        return send_file(path, mimetype=document.content_type, as_attachment=True,
+                         download_name=document.original_name)
+
+    # -- provider verification --------------------------------------------------------------------
+
+    def _provider(self, provider_id: int) -> Provider:
+        provider = db.session.get(Provider, provider_id)
+        if provider is None:
+            abort(404)
+        return provider
+
+    @expose("/provider/<int:provider_id>")
+    def provider(self, provider_id: int, forms: dict | None = None, status: int = 200):
+        provider = self._provider(provider_id)
+        forms = forms or {}
+        actions = db.session.scalars(select(VerificationAction).where(VerificationAction.provider_id == provider.id)
+                                     .order_by(VerificationAction.id.desc())).all()
+        submissions = db.session.scalars(select(Submission).where(Submission.provider_id == provider.id)
+                                         .order_by(Submission.id.desc()).limit(50)).all()
+        return self.render(
+            "admin/review/provider.html", provider=provider, actions=actions, submissions=submissions,
+            forms={name: forms.get(name) or ReasonForm(formdata=None) for name in
+                   ("suspend", "revoke", "reinstate", "decline_revocation")},
+            can_act=current_user.has_role(*RESEARCH_ROLES), now=utcnow(),
+        ), status
+
+    def _provider_act(self, provider: Provider, key: str, action, success: str):
+        form = ReasonForm()
+        if form.validate_on_submit():
+            try:
+                result = action(form.reason.data)
+                db.session.commit()
+                flash(success, "success")
+                if isinstance(result, Submission):
+                    return redirect(url_for(".case", submission_id=result.id))
+                return redirect(url_for(".provider", provider_id=provider.id))
+            except DomainError as exc:
+                db.session.rollback()
+                form.reason.errors = list(form.reason.errors) + [str(exc)]
+        return self.provider(provider.id, {key: form}, 400)
+
+    @expose("/provider/<int:provider_id>/suspend", methods=["POST"])
+    @research_only
+    def suspend(self, provider_id: int):
+        provider = self._provider(provider_id)
+        return self._provider_act(provider, "suspend",
+                                  lambda reason: review.suspend_listing(db.session, current_user, provider, reason),
+                                  "The listing is suspended and its advertising with it.")
+
+    @expose("/provider/<int:provider_id>/revoke", methods=["POST"])
+    @research_only
+    def revoke(self, provider_id: int):
+        provider = self._provider(provider_id)
+        return self._provider_act(provider, "revoke",
+                                  lambda reason: review.request_revocation(db.session, current_user, provider, reason),
+                                  "Revocation requested: another researcher must sign it off.")
+
+    @expose("/provider/<int:provider_id>/reinstate", methods=["POST"])
+    @research_only
+    def reinstate(self, provider_id: int):
+        provider = self._provider(provider_id)
+        return self._provider_act(provider, "reinstate",
+                                  lambda reason: review.open_reinstatement(db.session, current_user, provider,
+                                                                           policy(), reason),
+                                  "A reinstatement review is open.")
+
+    def _action(self, action_id: int) -> VerificationAction:
+        action = db.session.get(VerificationAction, action_id)
+        if action is None:
+            abort(404)
+        return action
+
+    @expose("/revocations/<int:action_id>/sign-off", methods=["POST"])
+    @research_only
+    def sign_off_revocation(self, action_id: int):
+        action = self._action(action_id)
+        try:
+            review.sign_off_revocation(db.session, current_user, action)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(str(exc), "danger")
+            return self.provider(action.provider_id, None, 400)
+        flash("Revocation signed off: verification revoked, listing and advertising ended.", "success")
+        return redirect(url_for(".provider", provider_id=action.provider_id))
+
+    @expose("/revocations/<int:action_id>/decline", methods=["POST"])
+    @research_only
+    def decline_revocation(self, action_id: int):
+        action = self._action(action_id)
+        provider = self._provider(action.provider_id)
+        return self._provider_act(provider, "decline_revocation",
+                                  lambda reason: review.decline_revocation(db.session, current_user, action, reason),
+                                  "Revocation declined.")
+
+
+class CatalogueView(SecuredView):
+    """Criteria catalogue versions; a research lead publishes the next one."""
+
+    allowed_roles = READERS
+
+    @expose("/", methods=["GET"])
+    def index(self, form: CatalogueForm | None = None, status: int = 200):
+        catalogues = db.session.scalars(select(CriteriaCatalogue).order_by(CriteriaCatalogue.version.desc())).all()
+        current = catalogues[0] if catalogues else None
+        if form is None:
+            form = CatalogueForm(formdata=None, definition=json.dumps(_definition(current), indent=2) if current else "")
+        return self.render("admin/review/catalogue.html", catalogues=catalogues, current=current, form=form,
+                           can_publish=current_user.has_role(Role.RESEARCH_LEAD)), status
+
+    @expose("/publish", methods=["POST"])
+    def publish(self):
+        if not current_user.has_role(Role.RESEARCH_LEAD):
+            abort(403)
+        form = CatalogueForm()
+        if form.validate_on_submit():
+            try:
+                definition = json.loads(form.definition.data)
+                catalogue = criteria.publish(db.session, current_user, definition)
+                db.session.commit()
+                flash(f"Criteria catalogue v{catalogue.version} is published; new reviews use it.", "success")
+                return redirect(url_for(".index"))
+            except json.JSONDecodeError as exc:
+                form.definition.errors = [f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."]
+            except DomainError as exc:
+                db.session.rollback()
+                form.definition.errors = [str(exc)]
+        return self.index(form, 400)
+
+
+def _definition(catalogue: CriteriaCatalogue) -> dict:
+    return {"notes": catalogue.notes, "criteria": [
+        {"code": c.code, "title": c.title, "required": c.required,
+         "required_for_advertisers": c.required_for_advertisers, "advertisers_only": c.advertisers_only,
+         "applies_to_levels": c.applies_to_levels, "guidance": c.guidance, "evidence": c.evidence,
+         "automated_check": c.automated_check}
+        for c in catalogue.criteria]}

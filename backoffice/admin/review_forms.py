@@ -1,0 +1,74 @@
+"""Forms of the review workflow pages; each carries the request version it was drawn from."""
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, IntegerField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.validators import URL, DataRequired, InputRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
+
+from backoffice.models import AssessmentStatus, DecisionOutcome
+
+
+class VersionedForm(FlaskForm):
+    version = IntegerField(widget=HiddenInput(), validators=[InputRequired()])
+
+
+class ClaimForm(VersionedForm):
+    pass
+
+
+class AssignForm(VersionedForm):
+    assignee = SelectField("Assign to", coerce=int, validators=[InputRequired()])
+
+
+def _optional_int(value):
+    return int(value) if value not in (None, "", "None") else None
+
+
+class AssessmentForm(VersionedForm):
+    criterion = HiddenField(validators=[DataRequired()])
+    status = SelectField("Assessment", choices=[(s.value, s.label) for s in AssessmentStatus],
+                         validators=[DataRequired()])
+    note = TextAreaField("Note", validators=[Optional(), Length(max=5000)])
+    source = StringField("Source", validators=[Optional(), Length(max=200)])
+    url = StringField("URL", validators=[Optional(), Length(max=500), URL(require_tld=False,
+                                                                        message="Enter an http or https address.")])
+    document_id = SelectField("Document", coerce=_optional_int, validators=[Optional()])
+    check_run_id = SelectField("Check result", coerce=_optional_int, validators=[Optional()])
+
+
+class RequestInfoForm(VersionedForm):
+    message = TextAreaField("Question for the provider", validators=[DataRequired(message="Write the question."),
+                                                                     Length(max=5000)])
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class DecisionForm(VersionedForm):
+    outcome = RadioField("Decision", choices=[(DecisionOutcome.APPROVED.value, "Approve"),
+                                              (DecisionOutcome.REJECTED.value, "Reject")],
+                         validators=[DataRequired(message="Choose approve or reject.")])
+    reason_codes = MultiCheckboxField("Criteria not met (for a rejection)", choices=[], validate_choice=False)
+    provider_note = TextAreaField("Note the provider sees", validators=[Optional(), Length(max=5000)])
+    internal_note = TextAreaField("Internal note (research team and auditors only)",
+                                  validators=[Optional(), Length(max=5000)])
+
+
+class SignOffForm(VersionedForm):
+    pass
+
+
+class DeclineForm(VersionedForm):
+    reason = TextAreaField("Why you decline to sign off", validators=[DataRequired(message="Give the reason."),
+                                                                      Length(max=5000)])
+
+
+class ReasonForm(FlaskForm):
+    reason = TextAreaField("Reason", validators=[DataRequired(message="Give the reason."), Length(max=5000)])
+
+
+class CatalogueForm(FlaskForm):
+    definition = TextAreaField("Catalogue definition (JSON)", validators=[DataRequired(), Length(max=200_000)])

@@ -1,0 +1,111 @@
+"""The review queue: open requests, filtered, ordered by SLA due date, paged by keyset."""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.orm import Session, joinedload
+
+from backoffice.models import (
+    OPEN_FINDING_STATES, OPEN_STATES, Finding, FindingSeverity, Location, Submission, SubmissionKind,
+)
+
+PAGE_SIZE = 50
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    state: str | None = None
+    kind: SubmissionKind | None = None
+    assignee: str | None = None  # "mine" or "unassigned"
+    overdue: bool = False
+
+
+@dataclass
+class QueueRow:
+    submission: Submission
+    states: list[str]
+    critical_finding: bool
+    overdue: bool
+
+
+@dataclass
+class QueuePage:
+    rows: list[QueueRow] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+def encode_cursor(submission: Submission) -> str:
+    raw = f"{submission.decision_due.isoformat()}|{submission.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        due, ident = raw.split("|")
+        moment = datetime.fromisoformat(due)
+        if moment.tzinfo is None:
+            raise ValueError
+        return moment, int(ident)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise BadCursor("That page link is not valid.") from None
+
+
+def overdue_clause(now: datetime):
+    return or_(
+        and_(Submission.first_response_at.is_(None), Submission.first_response_due < now),
+        Submission.decision_due < now,
+    )
+
+
+def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
+         cursor: str | None = None, limit: int = PAGE_SIZE) -> QueuePage:
+    """One page of open requests, soonest decision due first; no count over the table."""
+    query = select(Submission).where(Submission.state.in_(OPEN_STATES))
+    if filters.state:
+        query = query.where(exists().where(Location.provider_id == Submission.provider_id,
+                                           Location.state == filters.state))
+    if filters.kind:
+        query = query.where(Submission.kind == filters.kind)
+    if filters.assignee == "mine":
+        query = query.where(Submission.assignee_id == viewer_id)
+    elif filters.assignee == "unassigned":
+        query = query.where(Submission.assignee_id.is_(None))
+    if filters.overdue:
+        query = query.where(overdue_clause(now))
+    if cursor:
+        due, ident = decode_cursor(cursor)
+        query = query.where(or_(Submission.decision_due > due,
+                                and_(Submission.decision_due == due, Submission.id > ident)))
+    query = (query.options(joinedload(Submission.provider), joinedload(Submission.assignee))
+             .order_by(Submission.decision_due, Submission.id).limit(limit + 1))
+    submissions = session.scalars(query).unique().all()
+    more = len(submissions) > limit
+    submissions = submissions[:limit]
+    provider_ids = {s.provider_id for s in submissions}
+    states: dict[int, set[str]] = {}
+    critical: set[int] = set()
+    if provider_ids:
+        for provider_id, state in session.execute(
+                select(Location.provider_id, Location.state).where(Location.provider_id.in_(provider_ids))):
+            states.setdefault(provider_id, set()).add(state)
+        critical = set(session.scalars(select(Finding.provider_id).where(
+            Finding.provider_id.in_(provider_ids), Finding.severity == FindingSeverity.CRITICAL,
+            Finding.state.in_(OPEN_FINDING_STATES))))
+    rows = [
+        QueueRow(
+            submission=s, states=sorted(states.get(s.provider_id, ())), critical_finding=s.provider_id in critical,
+            overdue=bool((s.decision_due and s.decision_due < now)
+                         or (s.first_response_at is None and s.first_response_due and s.first_response_due < now)),
+        )
+        for s in submissions
+    ]
+    return QueuePage(rows=rows, next_cursor=encode_cursor(submissions[-1]) if more else None)
