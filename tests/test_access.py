@@ -17,7 +17,7 @@ def secured_pages(app):
         for view in app.extensions["admin"][0]._views:
             assert isinstance(view, SecuredMixin), f"{view.endpoint} is not built on the secured base"
             assert view.allowed_roles, f"{view.endpoint} names no roles"
-            endpoint = "admin.index" if view.endpoint == "admin" else f"{view.endpoint}.index_view"
+            endpoint = f"{view.endpoint}.index_view" if hasattr(view, "index_view") else f"{view.endpoint}.index"
             pages.append((url_for(endpoint), view.allowed_roles))
         pages.append((url_for("portal.home"), frozenset({Role.PROVIDER})))
     return pages
