@@ -77,6 +77,57 @@ def import_findtreatment(path: Path, partial: bool) -> None:
         sys.exit(1)
 
 
+def _import_exclusions(path: Path, expect: set[str], file_date) -> None:
+    """Read the whole file, refuse it with every problem listed, or import it and queue screening."""
+    from backoffice.checks.exclusion_lists import ExclusionFileError, read
+    from backoffice.dispatch import after_commit
+    from backoffice.services import screening
+    from tasks.checks import exclusion_sweep
+
+    try:
+        parsed = read(path, expect=expect)
+    except ExclusionFileError as exc:
+        raise click.ClickException(f"{path.name}: {exc}. Nothing was imported.") from None
+    for note in parsed.warnings:
+        click.echo(f"note {note}", err=True)
+    if parsed.errors:
+        for problem in parsed.errors:
+            click.echo(f"rejected {problem}", err=True)
+        raise click.ClickException(
+            f"{path.name}: {len(parsed.errors)} rows rejected, so nothing was imported. Fix them and run again.")
+    previous = screening.find_source(db.session, parsed.sha256)
+    if previous is not None:
+        click.echo(f"{path.name}: this file was already imported on {previous.imported_at:%Y-%m-%d} "
+                   f"(as {previous.file_name}); nothing added.")
+        return
+    result = screening.import_file(db.session, "system:import", parsed, file_date.date() if file_date else None)
+    after_commit(db.session, exclusion_sweep, f"import-{result.source.id}")
+    db.session.commit()
+    click.echo(f"{path.name} ({parsed.list_name}, file date {result.source.file_date}): {result.added} records added, "
+               f"{result.already_known} already known, {parsed.duplicates} duplicate lines skipped. "
+               "Screening of listed providers is queued.")
+
+
+_FILE_DATE = click.option("--file-date", type=click.DateTime(formats=["%Y-%m-%d"]),
+                          help="The list's publication date (default: the latest date in the file).")
+
+
+@import_group.command("leie")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_FILE_DATE
+def import_leie(path: Path, file_date) -> None:
+    """Import an OIG LEIE CSV: the full file, a monthly supplement or a reinstatement file."""
+    _import_exclusions(path, {"oig_leie"}, file_date)
+
+
+@import_group.command("state-list")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_FILE_DATE
+def import_state_list(path: Path, file_date) -> None:
+    """Import a state Medicaid exclusion list (NY OMIG TSV, PA Medicheck CSV)."""
+    _import_exclusions(path, {"ny_omig", "pa_medicheck"}, file_date)
+
+
 @click.group("audit")
 def audit_group() -> None:
     """The audit trail."""

@@ -117,12 +117,12 @@ def _npi(value: str, column: str, notes: list[str]) -> str | None:
 
 
 def _state(value: str, column: str) -> str | None:
-    value = _clean(value).upper()
+    value = _clean(value)
     if not value:
         return None
-    if not re.fullmatch(r"[A-Z]{2}", value):
+    if not re.fullmatch(r"[A-Za-z]{2}", value):
         raise _RowProblem(f"{column} {value!r} is not a two-letter state")
-    return value
+    return value.upper()
 
 
 def _decode(data: bytes, encoding: str | None) -> str:

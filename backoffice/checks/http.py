@@ -198,6 +198,7 @@ class GuardedClient:
         for _ in range(self.max_redirects + 1):
             scheme, host, port, target = self._split(current)
             address = self._checked_address(host, port)
+            self._check_port(port, address)
             hops.append(Hop(url=current, address=address))
             if self.rate_limiter is not None:
                 self.rate_limiter.wait(host)
@@ -228,13 +229,18 @@ class GuardedClient:
         if parts.username or parts.password:
             raise OutboundRefused("URLs with credentials are not fetched")
         port = port or (443 if scheme == "https" else 80)
-        loopback_test_host = self.allow_loopback_for_tests and self._literal_or_override(host) == str(TEST_LOOPBACK)
-        if port not in ALLOWED_PORTS and not loopback_test_host:
-            raise OutboundRefused(f"port {port} is not allowed; only 80 and 443")
+        if not self.allow_loopback_for_tests:
+            self._check_port(port, None)
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
         return scheme, host, port, target
+
+    def _check_port(self, port: int, address: str | None) -> None:
+        # Test servers listen on random ports: with the test switch, 127.0.0.1 may use any port.
+        if port in ALLOWED_PORTS or (self.allow_loopback_for_tests and address == str(TEST_LOOPBACK)):
+            return
+        raise OutboundRefused(f"port {port} is not allowed; only 80 and 443")
 
     def _literal_or_override(self, host: str) -> str | None:
         if host.lower() in self.host_overrides:

@@ -6,9 +6,10 @@ import unicodedata
 
 # Words that do not tell two organisations apart: legal forms and filler.
 BUSINESS_NOISE = frozenset({
-    "THE", "INC", "INCORPORATED", "LLC", "L", "C", "LLP", "LP", "PLLC", "PC", "PA", "CORP", "CORPORATION",
+    "THE", "INC", "INCORPORATED", "LLC", "LLP", "LP", "PLLC", "PC", "PA", "CORP", "CORPORATION",
     "CO", "COMPANY", "LTD", "LIMITED", "DBA", "OF", "AND",
 })
+_INITIALS = {"P", "L", "LL", "I", "N", "C", "CO", "PL", "PLL", "LT"}
 # Titles and post-nominals that a principal's name may carry.
 PERSON_NOISE = frozenset({
     "DR", "MR", "MRS", "MS", "MX", "PROF", "MD", "DO", "PHD", "PSYD", "RN", "NP", "PA", "LCSW", "LPC",
@@ -34,8 +35,14 @@ def tokens(text: str | None) -> list[str]:
 
 def business_key(name: str | None) -> str:
     """An organisation name without legal forms and punctuation: 'The Harbor Center, LLC' -> 'HARBOR CENTER'."""
-    words = [w for w in tokens(name) if w not in BUSINESS_NOISE]
-    return " ".join(words)
+    merged: list[str] = []
+    for word in tokens(name):
+        # "P.C." and "L.L.C." arrive as single letters: read them as the abbreviation they spell.
+        if len(word) == 1 and merged and len(merged[-1]) <= 3 and merged[-1].isalpha() and merged[-1] in _INITIALS:
+            merged[-1] += word
+        else:
+            merged.append(word)
+    return " ".join(w for w in merged if w not in BUSINESS_NOISE)
 
 
 def person_key(first: str | None, last: str | None) -> str:

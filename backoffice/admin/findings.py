@@ -1,0 +1,118 @@
+"""Finding workflow pages: acknowledge, resolve, dismiss or confirm a finding with a reason; re-check now."""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import case, select
+from sqlalchemy.orm import selectinload
+from wtforms import HiddenField, TextAreaField
+from wtforms.validators import DataRequired, Length
+
+from backoffice.admin.base import SecuredView
+from backoffice.dispatch import after_commit
+from backoffice.extensions import db
+from backoffice.models import (
+    OPEN_FINDING_STATES, RESEARCH_ROLES, CheckKind, CheckRun, ExclusionRecord, Finding, FindingSeverity, Provider,
+    Role,
+)
+from backoffice.services import findings, rechecks
+from backoffice.services.errors import DomainError
+
+SEVERITY_ORDER = case({FindingSeverity.CRITICAL.value: 0, FindingSeverity.WARNING.value: 1}, value=Finding.severity,
+                      else_=2)
+
+
+class ReasonForm(FlaskForm):
+    reason = TextAreaField("Reason", validators=[DataRequired(), Length(min=3, max=2000)])
+    row_version = HiddenField()
+
+
+class FindingWorkView(SecuredView):
+    """Readable by research and audit; every POST is for researchers and research leads only."""
+
+    allowed_roles = frozenset({*RESEARCH_ROLES, Role.AUDITOR})
+    ACTIONS = {
+        "acknowledge": findings.acknowledge,
+        "resolve": findings.resolve,
+        "dismiss": findings.dismiss,
+        "confirm": findings.confirm,
+    }
+
+    def _can_act(self) -> bool:
+        return current_user.has_role(*RESEARCH_ROLES)
+
+    @expose("/")
+    def index(self):
+        open_findings = db.session.scalars(
+            select(Finding).where(Finding.state.in_(OPEN_FINDING_STATES))
+            .options(selectinload(Finding.provider))
+            .order_by(SEVERITY_ORDER, Finding.opened_at.desc()).limit(200)
+        ).all()
+        return self.render("admin/findings/index.html", findings=open_findings)
+
+    @expose("/<int:finding_id>")
+    def finding(self, finding_id: int):
+        finding = db.session.get(Finding, finding_id) or abort(404)
+        record = None
+        if finding.check == CheckKind.EXCLUSION and finding.detail.get("exclusion_record_id"):
+            record = db.session.get(ExclusionRecord, finding.detail["exclusion_record_id"])
+        run = db.session.get(CheckRun, finding.last_check_run_id) if finding.last_check_run_id else None
+        form = ReasonForm(row_version=finding.row_version)
+        return self.render("admin/findings/finding.html", finding=finding, provider=finding.provider, record=record,
+                           run=run, form=form, can_act=self._can_act())
+
+    @expose("/<int:finding_id>/<action>", methods=["POST"])
+    def act(self, finding_id: int, action: str):
+        if not self._can_act():
+            abort(403)
+        service = self.ACTIONS.get(action) or abort(404)
+        finding = db.session.get(Finding, finding_id) or abort(404)
+        form = ReasonForm()
+        reason = (form.reason.data or "").strip()
+        if not form.validate_on_submit() and action != "acknowledge":
+            flash("Give a reason (at least 3 characters): it is kept in the audit trail.", "error")
+            return redirect(url_for(".finding", finding_id=finding_id))
+        expected = int(form.row_version.data) if (form.row_version.data or "").isdigit() else None
+        try:
+            service(db.session, current_user, finding, reason, expected_version=expected)
+            db.session.commit()
+        except DomainError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+        else:
+            flash(f"Finding #{finding_id}: {action} recorded.", "success")
+        return redirect(url_for(".finding", finding_id=finding_id))
+
+    @expose("/provider/<int:provider_id>")
+    def provider(self, provider_id: int):
+        provider = db.session.get(Provider, provider_id) or abort(404)
+        open_findings = db.session.scalars(
+            select(Finding).where(Finding.provider_id == provider_id, Finding.state.in_(OPEN_FINDING_STATES))
+            .order_by(SEVERITY_ORDER, Finding.id)
+        ).all()
+        return self.render("admin/findings/provider.html", provider=provider, findings=open_findings,
+                           latest=rechecks.latest_runs(db.session, provider_id), form=FlaskForm(),
+                           can_act=self._can_act())
+
+    @expose("/provider/<int:provider_id>/recheck", methods=["POST"])
+    def recheck(self, provider_id: int):
+        if not self._can_act():
+            abort(403)
+        if not FlaskForm().validate_on_submit():
+            abort(400)
+        provider = db.session.get(Provider, provider_id) or abort(404)
+        from tasks.checks import run_check
+
+        window = rechecks.request_now(db.session, current_user, provider)
+        for check in rechecks.NETWORK_CHECKS:
+            after_commit(db.session, run_check, provider.id, check.value, window)
+        db.session.commit()
+        flash("Re-check queued: website, NPI and exclusion screening results will appear here shortly.", "info")
+        return redirect(url_for(".provider", provider_id=provider_id))
+
+
+def build_views() -> list[SecuredView]:
+    return [FindingWorkView(name="Work findings", endpoint="finding_work", url="/admin/finding-work",
+                            category="Re-checks")]
