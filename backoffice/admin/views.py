@@ -7,7 +7,6 @@ from markupsafe import Markup, escape
 
 from backoffice.admin.base import SecuredModelView
 from backoffice.admin.findings import build_views as findings_views
-from backoffice.admin.findings import build_views as findings_views
 from backoffice.models import (
     Account, AuditEvent, CheckRun, Criterion, Finding, Provider, Role, Submission,
 )
