@@ -159,3 +159,54 @@ def test_concurrent_appenders_do_not_fork_the_chain(app):
         assert seqs == list(range(1, len(seqs) + 1))
         assert len(seqs) >= writers * per_writer
         assert audit.verify_chain(check).ok
+
+
+def test_verify_detects_events_removed_from_the_end(session):
+    append(session, 6)
+    tamper(session, "DELETE FROM audit_event WHERE seq >= 5")
+    report = audit.verify_chain(session)
+    assert not report.ok
+    assert report.broken_seq == 5 and report.checked == 4
+    assert "should end at event 6" in report.problem
+
+
+def test_the_chain_head_cannot_be_deleted_or_moved_back(session):
+    append(session, 3)
+    for statement in ("DELETE FROM audit_chain_lock", "UPDATE audit_chain_lock SET head_seq = 1"):
+        with pytest.raises(DBAPIError, match="cannot be deleted or moved back"):
+            session.execute(text(statement))
+        session.rollback()
+    assert audit.verify_chain(session).ok
+
+
+def test_events_of_a_rolled_back_savepoint_never_reach_the_chain(session):
+    audit.record(session, "system:test", "kept.before", "thing", 1)
+    try:
+        with session.begin_nested():
+            audit.record(session, "system:test", "dropped", "thing", 2)
+            raise RuntimeError("the nested work failed")
+    except RuntimeError:
+        pass
+    with session.begin_nested():
+        audit.record(session, "system:test", "kept.nested", "thing", 3)
+    session.commit()
+    actions = [e.action for e in session.query(AuditEvent).order_by(AuditEvent.seq)]
+    assert actions == ["kept.before", "kept.nested"]
+    assert audit.verify_chain(session).ok
+
+
+def test_events_of_a_closed_session_are_dropped(app):
+    with Session(db.engine) as first:
+        audit.record(first, "system:test", "abandoned", "thing", 1)
+    with Session(db.engine) as second:
+        audit.record(second, "system:test", "kept", "thing", 2)
+        second.commit()
+        assert [e.action for e in second.query(AuditEvent)] == ["kept"]
+        assert audit.verify_chain(second).ok
+
+
+def test_a_commit_without_events_leaves_the_head_alone(session, make_provider):
+    append(session, 2)
+    head = session.execute(text("SELECT head_seq, head_hash FROM audit_chain_lock")).one()
+    make_provider()
+    assert session.execute(text("SELECT head_seq, head_hash FROM audit_chain_lock")).one() == head

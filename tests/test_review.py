@@ -125,6 +125,8 @@ def test_rejection_must_cite_criteria_assessed_not_met(session, setting):
 def test_payment_and_advertising_take_no_part_in_the_decision(session, setting, payment, advertising):
     provider = setting["provider"]
     provider.payment_accepted = payment
+    if advertising == AdvertisingStatus.ACTIVE:
+        provider.verification_status = VerificationStatus.VERIFIED
     provider.advertising_status = advertising
     session.commit()
     submission = reviewed(session, setting, proposed={"payment_accepted": payment})
@@ -277,6 +279,7 @@ def test_revocation_needs_a_second_signoff_and_ends_advertising_with_it(session,
 def test_suspending_a_listing_suspends_its_advertising_at_once(session, setting):
     provider = setting["provider"]
     provider.listing_status = ListingStatus.LISTED
+    provider.verification_status = VerificationStatus.VERIFIED
     provider.advertising_status = AdvertisingStatus.ACTIVE
     session.commit()
     with pytest.raises(DomainError, match="reason"):
@@ -387,3 +390,12 @@ def test_business_days(start, days, expected):
         return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
 
     assert sla.add_business_days(at(start), days) == at(expected)
+
+
+def test_the_database_refuses_an_unverified_active_advertiser(session, setting):
+    from sqlalchemy.exc import IntegrityError
+
+    setting["provider"].advertising_status = AdvertisingStatus.ACTIVE
+    with pytest.raises(IntegrityError):
+        session.commit()
+    session.rollback()

@@ -40,9 +40,12 @@ class AuditEvent(Base):
 
 
 class AuditChainLock(Base):
-    """A single row that every audit append locks first, so appends to the chain are serialised."""
+    """The single row every commit that appends to the chain locks first; it records the chain's head,
+    so that events removed from the end are detected. Triggers refuse to delete it or move it back."""
 
     __tablename__ = "audit_chain_lock"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    head_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
+    head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
@@ -44,6 +44,9 @@ class Provider(Base):
     __table_args__ = (
         UniqueConstraint("import_source", "import_key"),
         Index("ix_provider_listing_verification", "listing_status", "verification_status"),
+        # Invariant 3: an active advertiser is always a verified provider.
+        CheckConstraint("advertising_status != 'active' OR verification_status = 'verified'",
+                        name="advertiser_is_verified"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,6 +12,7 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
+from backoffice import txn
 from backoffice.models import Account, AuditChainLock, AuditEvent, GENESIS_HASH, utcnow
 
 
@@ -76,53 +77,28 @@ def canonical(event_fields: dict[str, Any]) -> str:
     return json.dumps(event_fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+HASHED_FIELDS = (
+    "seq", "occurred_at", "actor", "action", "entity_type", "entity_id", "provider_id",
+    "before", "after", "reason", "request_id", "ip",
+)
+
+
 def event_fields(ev: AuditEvent) -> dict[str, Any]:
     """The hashed content of an event: everything but the hashes themselves."""
-    return {
-        "seq": ev.seq,
-        "occurred_at": jsonable(ev.occurred_at),
-        "actor": ev.actor,
-        "action": ev.action,
-        "entity_type": ev.entity_type,
-        "entity_id": ev.entity_id,
-        "provider_id": ev.provider_id,
-        "before": ev.before,
-        "after": ev.after,
-        "reason": ev.reason,
-        "request_id": ev.request_id,
-        "ip": ev.ip,
-    }
+    fields = {name: getattr(ev, name) for name in HASHED_FIELDS}
+    fields["occurred_at"] = jsonable(fields["occurred_at"])
+    return fields
 
 
 def compute_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical(fields)).encode("utf-8")).hexdigest()
 
 
-_HEAD_KEY = "audit_chain_head"
+_QUEUE = "audit_events"
 
 
-def _chain_head(session: Session) -> tuple[int, str]:
-    """The last (seq, hash), locking the chain for the rest of the caller's transaction."""
-    head = session.info.get(_HEAD_KEY)
-    if head is None:
-        # An UPDATE takes a row lock on PostgreSQL and the write lock on SQLite: a second appender
-        # waits here until this transaction ends, so both cannot read the same head.
-        session.execute(
-            update(AuditChainLock).where(AuditChainLock.id == 1).values(locked_at=utcnow()),
-            execution_options={"synchronize_session": False},
-        )
-        last = session.execute(
-            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-        ).first()
-        head = (last.seq, last.hash) if last else (0, GENESIS_HASH)
-    return head
-
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_head(session: Session, *args: Any) -> None:
-    session.info.pop(_HEAD_KEY, None)
+class ChainLockMissing(RuntimeError):
+    """The row that serialises appends and records the head is gone: the trail has been tampered with."""
 
 
 def record(
@@ -137,12 +113,13 @@ def record(
     reason: str | None = None,
     provider_id: int | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain in the caller's transaction."""
-    seq, prev_hash = _chain_head(session)
+    """Record one event in the caller's transaction; it joins the chain when that transaction commits.
+
+    Chaining at commit keeps the chain lock for the commit only, not for the whole transaction, and an
+    event recorded in a rolled-back savepoint never reaches the chain.
+    """
     context = _request_context.get()
     ev = AuditEvent(
-        seq=seq + 1,
-        occurred_at=utcnow(),
         actor=actor_label(actor),
         action=action,
         entity_type=entity_type,
@@ -153,13 +130,45 @@ def record(
         reason=reason,
         request_id=context.request_id,
         ip=context.ip,
-        prev_hash=prev_hash,
     )
-    # Hash what the database will give back: microsecond precision, UTC.
-    ev.hash = compute_hash(prev_hash, event_fields(ev))
-    session.add(ev)
-    session.info[_HEAD_KEY] = (ev.seq, ev.hash)
+    txn.queue(session, _QUEUE, ev)
     return ev
+
+
+@event.listens_for(Session, "before_commit")
+def _chain_pending_events(session: Session) -> None:
+    """Lock the chain, number and hash this transaction's events after the head, and move the head."""
+    transaction = txn.innermost(session)
+    if transaction is None or transaction.parent is not None:
+        return  # a savepoint is being released; the outermost commit chains everything
+    events = [ev for ev in txn.pending(session, _QUEUE) if ev.seq is None]
+    if not events:
+        return
+    # An UPDATE takes a row lock on PostgreSQL and the write lock on SQLite: a second committer waits
+    # here until this one ends, so both cannot extend the same head.
+    locked = session.execute(
+        update(AuditChainLock).where(AuditChainLock.id == 1).values(locked_at=utcnow()),
+        execution_options={"synchronize_session": False},
+    )
+    if locked.rowcount != 1:
+        raise ChainLockMissing("the audit chain's head row is missing; refusing to write to a tampered trail")
+    seq, prev_hash = session.execute(
+        select(AuditChainLock.head_seq, AuditChainLock.head_hash).where(AuditChainLock.id == 1)
+    ).one()
+    now = utcnow()
+    for ev in events:
+        seq += 1
+        ev.seq, ev.occurred_at, ev.prev_hash = seq, now, prev_hash
+        ev.hash = compute_hash(prev_hash, event_fields(ev))
+        prev_hash = ev.hash
+        session.add(ev)
+    session.execute(
+        update(AuditChainLock).where(AuditChainLock.id == 1).values(head_seq=seq, head_hash=prev_hash),
+        execution_options={"synchronize_session": False},
+    )
+
+
+txn.on_root_end(_QUEUE, lambda session, items, committed: None)
 
 
 @dataclass
@@ -183,18 +192,12 @@ def verify_events(events: Iterable[dict[str, Any]]) -> ChainReport:
         if row["prev_hash"] != prev_hash:
             return ChainReport(False, checked, seq - 1, prev_hash, seq,
                                "prev_hash does not match the hash of the event before it")
-        fields = {k: row[k] for k in _HASHED_FIELDS}
+        fields = {k: row[k] for k in HASHED_FIELDS}
         if compute_hash(prev_hash, fields) != row["hash"]:
             return ChainReport(False, checked, seq - 1, prev_hash, seq,
                                "content does not match its hash: the event was altered")
         prev_hash, expected_seq, checked = row["hash"], seq + 1, checked + 1
     return ChainReport(True, checked, expected_seq - 1, prev_hash)
-
-
-_HASHED_FIELDS = (
-    "seq", "occurred_at", "actor", "action", "entity_type", "entity_id", "provider_id",
-    "before", "after", "reason", "request_id", "ip",
-)
 
 
 def iter_event_rows(session: Session, batch_size: int = 20_000) -> Iterator[dict[str, Any]]:
@@ -208,7 +211,7 @@ def iter_event_rows(session: Session, batch_size: int = 20_000) -> Iterator[dict
         if not rows:
             return
         for row in rows:
-            out = {k: row[k] for k in _HASHED_FIELDS}
+            out = {k: row[k] for k in HASHED_FIELDS}
             out["occurred_at"] = jsonable(row["occurred_at"])
             out["prev_hash"], out["hash"] = row["prev_hash"], row["hash"]
             yield out
@@ -216,5 +219,21 @@ def iter_event_rows(session: Session, batch_size: int = 20_000) -> Iterator[dict
 
 
 def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
-    """Walk the stored chain from the first event and report the first one that does not match."""
-    return verify_events(iter_event_rows(session, batch_size))
+    """Walk the stored chain from the first event, then check it ends at the head the lock row records.
+
+    The second check catches events removed from the end, which leave an intact but shorter chain.
+    """
+    report = verify_events(iter_event_rows(session, batch_size))
+    if not report.ok:
+        return report
+    recorded = session.execute(
+        select(AuditChainLock.head_seq, AuditChainLock.head_hash).where(AuditChainLock.id == 1)
+    ).first()
+    if recorded is None:
+        return ChainReport(False, report.checked, report.head_seq, report.head_hash, report.head_seq + 1,
+                           "the chain's head record is missing")
+    if recorded.head_seq != report.head_seq or recorded.head_hash != report.head_hash:
+        return ChainReport(False, report.checked, report.head_seq, report.head_hash, report.head_seq + 1,
+                           f"the chain should end at event {recorded.head_seq} but the stored events end at "
+                           f"{report.head_seq}: events after {report.head_seq} are missing or replaced")
+    return report
