@@ -207,3 +207,34 @@ def test_harm_reduction_services_are_recognised():
     ])
     assert services == ["fentanyl_test_strips", "moud", "naloxone", "peer_support", "syringe_services"]
     assert levels == ["detox", "iop", "recovery_residence"]
+
+
+def test_overlong_fields_are_rejected_not_truncated_or_crashing(app, session, tmp_path):
+    data = json.loads(FINDTREATMENT.read_text())
+    data["rows"][0]["street1"] = "1 " + "Very Long Street Name " * 12
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"rows": data["rows"][:2]}))
+    result = run_import(app, path)
+    assert result.exit_code == 1
+    assert "row 0" in result.output and "street address is 265 characters long; at most 200 fit" in result.output
+    assert count(session, Provider) == 0
+
+
+def test_deeply_nested_json_gets_a_message_not_a_traceback(app, session, tmp_path):
+    path = tmp_path / "nested.json"
+    path.write_text("[" * 100_000)
+    result = run_import(app, path)
+    assert result.exit_code == 1 and "nested too deeply" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_csv_that_breaks_midway_imports_nothing_even_when_partial(app, session, tmp_path):
+    header = "name1,name2,street1,street2,city,state,zip,zip4,county,latitude,longitude\n"
+    good = "Good Place {n},,{n} Main St,,Town,AL,35630,,Lauderdale,34.8,-87.6\n"
+    broken = 'Broken,,"' + "x" * 200_000 + '",,Town,AL,35630,,Lauderdale,34.8,-87.6\n'
+    path = tmp_path / "broken.csv"
+    path.write_text(header + good.format(n=1) + broken + good.format(n=3))
+    result = run_import(app, path, "--partial")
+    assert result.exit_code == 1
+    assert "malformed CSV after line 2" in result.output and "Nothing was imported" in result.output
+    assert count(session, Provider) == 0

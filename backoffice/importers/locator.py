@@ -185,6 +185,13 @@ def build_record(source: str, where: str, key: str | None, row: dict, *, name1: 
         problems.append("state is missing")
     elif state not in US_STATES:
         problems.append(f"state {state!r} is not a US state or territory code")
+    for label, value, limit in (
+        ("facility name", name1, 300), ("second name", name2, 300), ("street address", street1, 200),
+        ("second address line", street2, 200), ("city", city, 100), ("county", county, 100),
+        ("phone", phone, 40), ("website", website, 500),
+    ):
+        if value and len(value) > limit:
+            problems.append(f"{label} is {len(value)} characters long; at most {limit} fit")
     values = {}
     for name, fn in (
         ("zip", lambda: normalise_zip(zip5, zip4)),
@@ -208,7 +215,7 @@ def build_record(source: str, where: str, key: str | None, row: dict, *, name1: 
         source=source,
         key=key or natural_key(name1, name2, street1, street2, city, state, values["zip"][:5]),
         where=where,
-        legal_name=name1[:300],
+        legal_name=name1,
         public_name=public_name[:300],
         street1=street1,
         street2=street2 or None,
@@ -240,6 +247,8 @@ def parse_findtreatment(text: str) -> Iterator[FacilityRecord | RowError]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFileError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise ImportFileError("not a locator export: the JSON is nested too deeply") from None
     for index, row in enumerate(_findtreatment_rows(data)):
         where = f"row {index}"
         if not isinstance(row, dict):
@@ -335,7 +344,9 @@ def parse_oeps_csv(text: str) -> tuple[str, Iterator[FacilityRecord | RowError]]
                         longitude=row.get("longitude"), levels=levels, services=services,
                     )
         except csv.Error as exc:
-            yield RowError(f"line {reader.line_num}", f"malformed CSV: {exc}")
+            # The reader cannot go on past a broken line, so the rest of the file would go unread.
+            raise ImportFileError(f"malformed CSV after line {reader.line_num}: {exc}; the rows from there on "
+                                  "cannot be read") from None
 
     return source, rows()
 
