@@ -25,6 +25,7 @@ class Config:
     BEAT_SCHEDULE_FILE = str(INSTANCE / "celerybeat-schedule")
     SWEEP_VERIFICATION_EXPIRY_SECONDS = 3600
     SWEEP_OUTBOX_SECONDS = 60
+    SWEEP_ON_WORKER_START = True
     OUTBOX_FOLDER = str(INSTANCE / "outbox")
     UPLOAD_FOLDER = str(INSTANCE / "uploads")
     WTF_CSRF_ENABLED = True
@@ -75,6 +76,7 @@ class DevelopmentConfig(Config):
 
 class TestingConfig(Config):
     TESTING = True
+    SWEEP_ON_WORKER_START = False
     SECRET_KEY = "testing-secret-key-not-for-production"
 
 

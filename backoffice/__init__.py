@@ -5,7 +5,7 @@ import logging
 import re
 import uuid
 
-from flask import Flask, g, render_template, request
+from flask import Flask, abort, g, render_template, request
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -89,6 +89,17 @@ def register_request_hooks(app: Flask) -> None:
     app.jinja_env.filters["safe_url"] = safe_url
 
     from backoffice.services import audit
+
+    admin_blueprints = {view.endpoint for view in app.extensions["admin"][0]._views}
+
+    @app.before_request
+    def deny_undeclared_routes():
+        """Deny by default: a route must say who may use it (Flask-Admin views do so on their secured base)."""
+        if request.endpoint is None or request.blueprint in admin_blueprints or request.endpoint == "static":
+            return None
+        if getattr(app.view_functions[request.endpoint], "allowed_roles", None) is None:
+            abort(403)
+        return None
 
     @app.before_request
     def bind_request_context():

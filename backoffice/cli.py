@@ -168,6 +168,8 @@ def seed_demo(if_empty: bool) -> None:
     """Demo accounts, real facilities from the shipped SAMHSA files and submissions in several states."""
     from backoffice import demo
 
+    if current_app.config["ENV_NAME"] == "production":
+        raise click.ClickException("Demo data has published passwords; it is never seeded in production.")
     if not demo.is_empty(db.session):
         if if_empty:
             click.echo("The database already holds data; demo seeding skipped.")

@@ -5,6 +5,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from celery import Celery, Task
+from celery.signals import worker_ready
 from flask import Flask
 
 TASK_MODULES = ["tasks.sweeps", "tasks.checks"]
@@ -24,7 +25,7 @@ def broker_settings(config: dict) -> dict:
             "redbeat_key_prefix": f"redbeat:{config['CELERY_QUEUE']}:",
         }
     folder = Path(config["BROKER_FOLDER"])
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
         "broker_url": "filesystem://",
@@ -32,6 +33,7 @@ def broker_settings(config: dict) -> dict:
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "processed_folder": str(folder / "processed"),
+            "control_folder": str(folder / "control"),
             "store_processed": False,
         },
     }
@@ -76,6 +78,7 @@ def init_celery(app: Flask) -> Celery:
     celery.conf.update(
         **broker_settings(app.config),
         task_default_queue=app.config["CELERY_QUEUE"],
+        backoffice_sweep_on_start=app.config["SWEEP_ON_WORKER_START"],
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -89,3 +92,13 @@ def init_celery(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     return celery
+
+
+@worker_ready.connect
+def _sweep_on_start(sender, **kwargs) -> None:
+    """Run every sweep once when a worker starts, so work that fell due while nothing ran is not left
+    waiting a whole interval for beat (sweeps are idempotent, so several workers starting is harmless)."""
+    app = sender.app
+    if app.conf.get("backoffice_sweep_on_start"):
+        for entry in app.conf.beat_schedule.values():
+            app.send_task(entry["task"])

@@ -148,3 +148,26 @@ def test_root_sends_each_kind_of_user_home(client, make_account):
     assert client.get("/").headers["Location"] == "/login"
     login(client, make_account(Role.PROVIDER))
     assert client.get("/").headers["Location"] == "/portal/"
+
+
+def test_every_route_declares_who_may_use_it(app):
+    admin_views = {view.endpoint: view for view in app.extensions["admin"][0]._views}
+    undeclared = []
+    for rule in app.url_map.iter_rules():
+        blueprint = rule.endpoint.rsplit(".", 1)[0] if "." in rule.endpoint else None
+        if rule.endpoint == "static" or blueprint in admin_views:
+            continue
+        if getattr(app.view_functions[rule.endpoint], "allowed_roles", None) is None:
+            undeclared.append(rule.rule)
+    assert undeclared == []
+    assert all(isinstance(view, SecuredMixin) and view.allowed_roles for view in admin_views.values())
+
+
+def test_a_route_that_names_no_roles_is_closed_to_everyone(make_app, make_account):
+    app = make_app()
+    app.add_url_rule("/forgotten", "forgotten", lambda: "secret")
+    with app.app_context():
+        client = app.test_client()
+        assert client.get("/forgotten").status_code == 403
+        login(client, make_account(Role.RESEARCH_LEAD))
+        assert client.get("/forgotten").status_code == 403

@@ -63,3 +63,10 @@ def test_demo_admin_sees_accounts_not_providers(app, client):
     page = client.get("/admin/").get_data(as_text=True)
     assert "accounts-by-role" in page and "submissions-by-state" not in page
     assert client.get("/admin/providers/").status_code == 403
+
+
+def test_seed_demo_refuses_production(make_app):
+    app = make_app(ENV_NAME="production")
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
+    assert result.exit_code == 1 and "never seeded in production" in result.output
