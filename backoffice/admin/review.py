@@ -7,6 +7,7 @@ from pathlib import Path
 
 from flask import abort, current_app, flash, redirect, request, send_file, url_for
 from flask_admin import expose
+from wtforms.fields.choices import SelectChoice
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -125,8 +126,11 @@ class ReviewView(SecuredView):
                                  check_run_id=current.check_run_id if current else None)
             self._evidence_choices(form, documents, runs)
             assessment_forms[criterion.code] = form
+        shown = {("assess", c.code) for c in criteria_list}
+        stray_errors = [error for key, form in bound.items()
+                        if isinstance(key, tuple) and key not in shown for error in form.form_errors]
         decision_form = bound.get("decide") or versioned(DecisionForm)
-        decision_form.reason_codes.choices = sorted(review.not_met_codes(submission))
+        decision_form.reason_codes.choices = [SelectChoice(code) for code in sorted(review.not_met_codes(submission))]
         assign_form = bound.get("assign") or versioned(AssignForm, assignee=submission.assignee_id)
         assign_form.assignee.choices = self._researchers()
         findings = db.session.scalars(select(Finding).where(
@@ -147,7 +151,7 @@ class ReviewView(SecuredView):
             },
             can_act=current_user.has_role(*RESEARCH_ROLES), is_lead=current_user.has_role(Role.RESEARCH_LEAD),
             accounts=self._accounts(submission),
-            now=utcnow(),
+            stray_errors=stray_errors, now=utcnow(),
         ), status
 
     @staticmethod
@@ -170,16 +174,17 @@ class ReviewView(SecuredView):
 
     @staticmethod
     def _evidence_choices(form: AssessmentForm, documents, runs) -> None:
-        form.document_id.choices = [(None, "—")] + [(d.id, f"{d.original_name} ({d.sha256[:12]}…)") for d in documents]
-        form.check_run_id.choices = [(None, "—")] + [
-            (r.id, f"{r.check.label}: {r.outcome.label} on {r.started_at:%d %b %Y}") for r in runs]
+        form.document_id.choices = [SelectChoice("", "—")] + [
+            SelectChoice(str(d.id), f"{d.original_name} ({d.sha256[:12]}…)") for d in documents]
+        form.check_run_id.choices = [SelectChoice("", "—")] + [
+            SelectChoice(str(r.id), f"{r.check.label}: {r.outcome.label} on {r.started_at:%d %b %Y}") for r in runs]
 
     def _researchers(self) -> list[tuple[int, str]]:
         accounts = db.session.scalars(
             select(Account).join(AccountRole, AccountRole.account_id == Account.id)
             .where(AccountRole.role.in_(RESEARCH_ROLES), Account.is_active.is_(True))
             .order_by(Account.name)).unique().all()
-        return [(a.id, f"{a.name} <{a.email}>") for a in accounts]
+        return [SelectChoice(str(a.id), f"{a.name} <{a.email}>") for a in accounts]
 
     # -- actions ----------------------------------------------------------------------------------
 
@@ -256,7 +261,7 @@ class ReviewView(SecuredView):
     def decide(self, submission_id: int):
         submission = self._submission(submission_id)
         form = DecisionForm()
-        form.reason_codes.choices = sorted(review.not_met_codes(submission))
+        form.reason_codes.choices = [SelectChoice(code) for code in sorted(review.not_met_codes(submission))]
 
         def do(f):
             review.decide(db.session, current_user, submission, DecisionOutcome(f.outcome.data),

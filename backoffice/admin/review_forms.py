@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, IntegerField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
@@ -27,7 +28,7 @@ def _optional_int(value):
 
 class AssessmentForm(VersionedForm):
     criterion = HiddenField(validators=[DataRequired()])
-    status = SelectField("Assessment", choices=[(s.value, s.label) for s in AssessmentStatus],
+    status = SelectField("Assessment", choices=[SelectChoice(s.value, s.label) for s in AssessmentStatus],
                          validators=[DataRequired()])
     note = TextAreaField("Note", validators=[Optional(), Length(max=5000)])
     source = StringField("Source", validators=[Optional(), Length(max=200)])
@@ -48,8 +49,8 @@ class MultiCheckboxField(SelectMultipleField):
 
 
 class DecisionForm(VersionedForm):
-    outcome = RadioField("Decision", choices=[(DecisionOutcome.APPROVED.value, "Approve"),
-                                              (DecisionOutcome.REJECTED.value, "Reject")],
+    outcome = RadioField("Decision", choices=[SelectChoice(DecisionOutcome.APPROVED.value, "Approve"),
+                                              SelectChoice(DecisionOutcome.REJECTED.value, "Reject")],
                          validators=[DataRequired(message="Choose approve or reject.")])
     reason_codes = MultiCheckboxField("Criteria not met (for a rejection)", choices=[], validate_choice=False)
     provider_note = TextAreaField("Note the provider sees", validators=[Optional(), Length(max=5000)])

@@ -1,0 +1,226 @@
+"""The review workflow through the pages alone: queue, case page, forms, errors, paging."""
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from backoffice.models import (
+    AuditEvent, CriteriaCatalogue, Decision, Location, Provider, Role, Submission, SubmissionKind, SubmissionState,
+    VerificationStatus, utcnow,
+)
+from backoffice.services import audit
+from tests.conftest import login
+from tests.review_helpers import provider_member, publish_catalogue, submitted
+
+
+def version(page: str) -> str:
+    return re.search(r'name="version" type="hidden" value="(\d+)"', page).group(1)
+
+
+def errors(response) -> list[str]:
+    return re.findall(r'(?:alert-danger[^>]*>|invalid-feedback d-block">)\s*([^<]+?)\s*<', response.get_data(as_text=True))
+
+
+@pytest.fixture
+def world(session, make_account, make_provider):
+    catalogue = publish_catalogue(session)
+    provider = make_provider(public_name="Blue Ridge Recovery <script>alert(1)</script>")
+    member = provider_member(session, make_account, provider)
+    return {"catalogue": catalogue, "provider": provider, "member": member,
+            "researcher": make_account(Role.RESEARCHER), "lead": make_account(Role.RESEARCH_LEAD)}
+
+
+def test_a_researcher_takes_a_request_from_the_queue_to_a_decision(client, session, world):
+    submission = submitted(session, world["member"], world["provider"],
+                           proposed={"public_name": "Blue Ridge Recovery", "levels_of_care": ["outpatient"]})
+    login(client, world["researcher"])
+    queue_page = client.get("/admin/review/?assignee=unassigned").get_data(as_text=True)
+    assert f"/admin/review/case/{submission.id}" in queue_page
+    assert "<script>alert(1)</script>" not in queue_page
+
+    case_url = f"/admin/review/case/{submission.id}"
+    page = client.get(case_url).get_data(as_text=True)
+    assert client.post(f"{case_url}/claim", data={"version": version(page)}).status_code == 302
+
+    page = client.get(case_url).get_data(as_text=True)
+    codes = re.findall(r'id="criterion-([A-Z_]+)"', page)
+    assert "LEGAL_ENTITY" in codes and "ADVERTISER_STANDARDS" not in codes and "PRESCRIBING" not in codes
+    for code in codes:
+        response = client.post(f"{case_url}/assess", data={
+            "version": version(client.get(case_url).get_data(as_text=True)), "criterion": code, "status": "met",
+            "note": f"{code} checked against the source", "source": "research team"})
+        assert response.status_code == 302, errors(response)
+
+    page = client.get(case_url).get_data(as_text=True)
+    assert "Every required criterion is met." in page
+    response = client.post(f"{case_url}/decide", data={
+        "version": version(page), "outcome": "approved", "provider_note": "Listed: welcome.",
+        "internal_note": "clean"})
+    assert response.status_code == 302, errors(response)
+    page = client.get(case_url).get_data(as_text=True)
+    assert 'id="final-decision"' in page and "catalogue v1" in page
+    session.expire_all()
+    provider = session.get(Provider, world["provider"].id)
+    assert provider.verification_status == VerificationStatus.VERIFIED
+    assert provider.public_name == "Blue Ridge Recovery"
+    assert audit.verify_chain(session).ok
+
+
+def test_bad_input_is_shown_beside_the_form_and_changes_nothing(client, session, world):
+    submission = submitted(session, world["member"], world["provider"])
+    login(client, world["researcher"])
+    case_url = f"/admin/review/case/{submission.id}"
+    client.post(f"{case_url}/claim", data={"version": version(client.get(case_url).get_data(as_text=True))})
+    events = session.scalar(select(func.count()).select_from(AuditEvent))
+    page = client.get(case_url).get_data(as_text=True)
+    cases = [
+        ({"criterion": "LEGAL_ENTITY", "status": "met"}, "Record the evidence"),
+        ({"criterion": "LEGAL_ENTITY", "status": "met", "note": "x", "url": "javascript:alert(1)"}, "http or https"),
+        ({"criterion": "LEGAL_ENTITY", "status": "exploded", "note": "x"}, "Not a valid choice"),
+        ({"criterion": "NOT_A_CODE", "status": "met", "note": "x"}, "not a criterion that applies"),
+    ]
+    for data, message in cases:
+        response = client.post(f"{case_url}/assess", data={"version": version(page), **data})
+        assert response.status_code == 400
+        assert any(message in e for e in errors(response)), (data, errors(response))
+    response = client.post(f"{case_url}/decide", data={"version": version(page), "outcome": "approved"})
+    assert response.status_code == 400 and any("Cannot approve" in e for e in errors(response))
+    response = client.post(f"{case_url}/decide", data={"version": version(page), "outcome": "rejected"})
+    assert any("at least one criterion" in e for e in errors(response))
+    response = client.post(f"{case_url}/request-info", data={"version": version(page), "message": ""})
+    assert any("Write the question" in e for e in errors(response))
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
+    assert session.scalar(select(func.count()).select_from(Decision)) == 0
+
+
+def test_a_stale_page_gets_the_conflict_message(client, session, world):
+    submission = submitted(session, world["member"], world["provider"])
+    login(client, world["researcher"])
+    case_url = f"/admin/review/case/{submission.id}"
+    client.post(f"{case_url}/claim", data={"version": version(client.get(case_url).get_data(as_text=True))})
+    stale = version(client.get(case_url).get_data(as_text=True))
+    client.post(f"{case_url}/assess", data={"version": stale, "criterion": "LEGAL_ENTITY", "status": "met",
+                                            "note": "ok"})
+    response = client.post(f"{case_url}/assess", data={"version": stale, "criterion": "STATE_LICENCE",
+                                                       "status": "met", "note": "ok"})
+    assert response.status_code == 409
+    assert any("Someone else changed this request" in e for e in errors(response))
+
+
+def test_auditors_read_the_case_but_every_action_is_refused(client, session, world, make_account):
+    submission = submitted(session, world["member"], world["provider"])
+    login(client, make_account(Role.AUDITOR))
+    case_url = f"/admin/review/case/{submission.id}"
+    page = client.get(case_url)
+    assert page.status_code == 200 and "Claim this request" not in page.get_data(as_text=True)
+    for action in ("claim", "assign", "assess", "request-info", "decide", "sign-off", "decline-signoff"):
+        assert client.post(f"{case_url}/{action}", data={"version": "1"}).status_code == 403, action
+    for url in (f"/admin/review/provider/{world['provider'].id}/suspend",
+                f"/admin/review/provider/{world['provider'].id}/revoke",
+                f"/admin/review/provider/{world['provider'].id}/reinstate",
+                "/admin/review/revocations/1/sign-off", "/admin/catalogue/publish"):
+        assert client.post(url, data={"reason": "x"}).status_code == 403, url
+    session.expire_all()
+    assert session.get(Submission, submission.id).state == SubmissionState.SUBMITTED
+
+
+def test_queue_filters_and_flags(client, session, world, make_provider):
+    texas = make_provider(public_name="Lone Star Treatment")
+    texas.locations[0].state = "TX"
+    session.commit()
+    ours = submitted(session, world["member"], world["provider"])
+    theirs = submitted(session, world["member"], texas, SubmissionKind.UPDATE)
+    theirs.decision_due = utcnow() - timedelta(days=1)
+    session.commit()
+    login(client, world["researcher"])
+
+    def listed(query: str) -> set[int]:
+        page = client.get(f"/admin/review/?{query}").get_data(as_text=True)
+        return {int(i) for i in re.findall(r'/admin/review/case/(\d+)"', page)}
+
+    assert listed("") == {ours.id, theirs.id}
+    assert listed("state=TX") == {theirs.id}
+    assert listed("kind=update") == {theirs.id}
+    assert listed("overdue=1") == {theirs.id}
+    assert listed("assignee=mine") == set()
+    page = client.get("/admin/review/?state=ZZ&kind=nonsense&cursor=%%%").get_data(as_text=True)
+    assert "not a US state code" in page and "not a kind of request" in page and "page link is not valid" in page
+    first_row = re.search(r'<tbody>.*?/admin/review/case/(\d+)"', page, re.S).group(1)
+    assert int(first_row) == theirs.id  # soonest decision due first
+
+
+def test_queue_pages_by_keyset_without_gaps_or_repeats(client, session, world, make_provider):
+    from backoffice.services import queue as queue_service
+
+    ids = []
+    for n in range(7):
+        provider = make_provider()
+        s = submitted(session, world["member"], provider)
+        s.decision_due = utcnow() + timedelta(days=n % 3)  # ties on the due date
+        ids.append(s.id)
+    session.commit()
+    seen, cursor = [], None
+    while True:
+        page = queue_service.page(session, queue_service.QueueFilters(), world["researcher"].id, utcnow(),
+                                  cursor, limit=3)
+        seen += [row.submission.id for row in page.rows]
+        if not page.next_cursor:
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+
+
+def test_only_a_lead_publishes_a_catalogue_and_bad_definitions_are_explained(client, session, world):
+    login(client, world["researcher"])
+    assert client.post("/admin/catalogue/publish", data={"definition": "{}"}).status_code == 403
+    client.post("/logout")
+    login(client, world["lead"])
+    bad = client.post("/admin/catalogue/publish", data={"definition": "{not json"})
+    assert bad.status_code == 400 and any("Not valid JSON" in e for e in errors(bad))
+    empty = client.post("/admin/catalogue/publish", data={"definition": json.dumps({"criteria": []})})
+    assert any("non-empty" in e for e in errors(empty))
+    page = client.get("/admin/catalogue/").get_data(as_text=True)
+    definition = re.search(r'<textarea[^>]*name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    import html
+    data = json.loads(html.unescape(definition))
+    data["criteria"][0]["guidance"] += " Also check the assumed-name register."
+    ok = client.post("/admin/catalogue/publish", data={"definition": json.dumps(data)})
+    assert ok.status_code == 302
+    assert [c.version for c in session.scalars(select(CriteriaCatalogue).order_by(CriteriaCatalogue.version))] == [1, 2]
+
+
+def test_a_decision_keeps_the_catalogue_version_it_was_made_under(client, session, world):
+    from tests.review_helpers import assess_all, in_review, POLICY
+    from backoffice.services import criteria, review
+    from backoffice.models import DecisionOutcome
+
+    submission = in_review(session, world["researcher"], submitted(session, world["member"], world["provider"]))
+    criteria.publish(session, world["lead"], {"criteria": [
+        {"code": "LEGAL_ENTITY", "title": "t", "guidance": "g", "required": True, "evidence": "e"}]})
+    session.commit()
+    assess_all(session, world["researcher"], submission)
+    decision = review.decide(session, world["researcher"], submission, DecisionOutcome.APPROVED, [], "", "",
+                             POLICY, None)
+    session.commit()
+    assert decision.catalogue.version == 1
+    assert session.get(Provider, world["provider"].id).verified_catalogue_id == world["catalogue"].id
+
+
+def test_provider_page_suspends_with_a_reason(client, session, world):
+    provider = world["provider"]
+    provider.verification_status = VerificationStatus.VERIFIED
+    from backoffice.models import ListingStatus
+    provider.listing_status = ListingStatus.LISTED
+    session.commit()
+    login(client, world["researcher"])
+    url = f"/admin/review/provider/{provider.id}"
+    missing = client.post(f"{url}/suspend", data={"reason": ""})
+    assert missing.status_code == 400 and any("Give the reason" in e for e in errors(missing))
+    assert client.post(f"{url}/suspend", data={"reason": "critical finding"}).status_code == 302
+    session.expire_all()
+    assert session.get(Provider, provider.id).listing_status == ListingStatus.SUSPENDED
+    assert session.scalar(select(Location.state).where(Location.provider_id == provider.id)) == "VA"
