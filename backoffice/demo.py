@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 
 from backoffice.importers.locator import read_file
 from backoffice.models import (
-    AdvertisingStatus, Provider, Role, SubmissionKind, SubmissionState, utcnow,
+    AssessmentStatus, DecisionOutcome, Provider, Role, SubmissionKind, SubmissionState, utcnow,
 )
-from backoffice.services import accounts, audit, criteria, imports, submissions, verification
+from backoffice.services import accounts, criteria, imports, review, submissions, verification
+from backoffice.services.review import ReviewPolicy
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DEMO_FILES = [
@@ -21,6 +22,7 @@ DEMO_FILES = [
     DATA / "public" / "oeps_OpioidTreatmentProgram_Geocoded.csv",
 ]
 ACTOR = "system:seed-demo"
+POLICY = ReviewPolicy()
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def seed(session: Session, password: str) -> dict[str, int]:
         imported += summary.created
     providers = session.scalars(select(Provider).order_by(Provider.id).limit(40)).all()
     now = utcnow()
+    researcher, lead = people[Role.RESEARCHER], people[Role.RESEARCH_LEAD]
     # Verified and listed: most current, a few lapsed so the expiry sweep has work on first start.
     for index, provider in enumerate(providers[:24]):
         lapsed = index % 8 == 7
@@ -66,30 +69,53 @@ def seed(session: Session, password: str) -> dict[str, int]:
         verification.grant(session, ACTOR, provider, catalogue.id, verified_at,
                            verified_at + timedelta(days=365), "demo data: verified under catalogue v1")
         provider.recheck_due_at = now + timedelta(days=index - 8)
-        if index % 6 == 0:
-            provider.advertising_status = AdvertisingStatus.ACTIVE
-            audit.record(session, ACTOR, "advertising.activated", "provider", provider.id,
-                         before={"advertising_status": "none"}, after={"advertising_status": "active"},
-                         reason="demo data", provider_id=provider.id)
+    # Advertisers become active only through a reviewed, signed-off advertiser application.
+    for provider in providers[0:24:6]:
+        application = submissions.create_draft(session, researcher, provider, SubmissionKind.ADVERTISER_APPLICATION, {})
+        _review_to_decision(session, researcher, lead, application, DecisionOutcome.APPROVED)
     provider_account = people[Role.PROVIDER]
     plan = [
         SubmissionState.DRAFT, SubmissionState.SUBMITTED, SubmissionState.SUBMITTED,
         SubmissionState.IN_REVIEW, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO,
-        SubmissionState.WITHDRAWN, SubmissionState.SUBMITTED,
+        SubmissionState.WITHDRAWN, SubmissionState.APPROVED, SubmissionState.REJECTED,
     ]
-    path_to = {
-        SubmissionState.DRAFT: [],
-        SubmissionState.SUBMITTED: [SubmissionState.SUBMITTED],
-        SubmissionState.IN_REVIEW: [SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW],
-        SubmissionState.NEEDS_INFO: [SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO],
-        SubmissionState.WITHDRAWN: [SubmissionState.SUBMITTED, SubmissionState.WITHDRAWN],
-    }
     for provider, target in zip(providers[24:24 + len(plan)], plan):
         accounts.add_member(session, ACTOR, provider_account, provider)
         submission = submissions.create_draft(session, provider_account, provider, SubmissionKind.NEW_LISTING,
-                                              {"public_name": provider.public_name, "website": provider.website})
-        for step in path_to[target]:
-            actor = provider_account if step in (SubmissionState.SUBMITTED, SubmissionState.WITHDRAWN) else people[Role.RESEARCHER]
-            submissions.transition(session, actor, submission, step)
+                                              {"public_name": provider.public_name, "website": provider.website,
+                                               "levels_of_care": provider.levels_of_care})
+        if target == SubmissionState.DRAFT:
+            continue
+        review.submit(session, provider_account, submission, POLICY)
+        if target == SubmissionState.WITHDRAWN:
+            submissions.transition(session, provider_account, submission, SubmissionState.WITHDRAWN)
+        elif target == SubmissionState.NEEDS_INFO:
+            review.claim(session, researcher, submission, None)
+            review.request_info(session, researcher, submission,
+                                "Please upload your current state licence for every level of care you list.", None)
+        elif target == SubmissionState.IN_REVIEW:
+            review.claim(session, researcher, submission, None)
+        elif target in (SubmissionState.APPROVED, SubmissionState.REJECTED):
+            outcome = DecisionOutcome.APPROVED if target == SubmissionState.APPROVED else DecisionOutcome.REJECTED
+            _review_to_decision(session, researcher, lead, submission, outcome)
     session.flush()
-    return {"accounts": len(people), "providers": imported, "submissions": len(plan)}
+    return {"accounts": len(people), "providers": imported, "submissions": len(plan) + 4}
+
+
+def _review_to_decision(session: Session, researcher, lead, submission, outcome: DecisionOutcome) -> None:
+    """Take a demo request through the real review: claim, assess every criterion, decide, sign off."""
+    if submission.state == SubmissionState.DRAFT:
+        review.submit(session, researcher, submission, POLICY)
+    review.claim(session, researcher, submission, None)
+    failing = "CONTACT_CONFIRMED" if outcome == DecisionOutcome.REJECTED else None
+    for criterion in review.applicable_criteria(session, submission):
+        status = AssessmentStatus.NOT_MET if criterion.code == failing else AssessmentStatus.MET
+        note = ("demo: the admissions number reached a referral call centre, not the provider"
+                if status == AssessmentStatus.NOT_MET else f"demo: {criterion.evidence}")
+        review.record_assessment(session, researcher, submission, criterion.code, status,
+                                 review.Evidence(note=note, source="demo data"), None)
+    review.decide(session, researcher, submission, outcome, [failing] if failing else [],
+                  "Thank you; see the criteria for what to change." if failing else "Welcome to the directory.",
+                  "demo decision", POLICY, None)
+    if review.pending_decision(submission):
+        review.sign_off(session, lead, submission, POLICY, None)

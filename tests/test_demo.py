@@ -4,7 +4,9 @@ import re
 from sqlalchemy import func, select
 
 from backoffice.demo import DEMO_ACCOUNTS
-from backoffice.models import CriteriaCatalogue, Provider, Submission, SubmissionState
+from backoffice.models import (
+    OPEN_STATES, AdvertisingStatus, CriteriaCatalogue, Provider, Submission, SubmissionState, VerificationStatus,
+)
 from backoffice.services import audit
 
 
@@ -25,7 +27,12 @@ def test_seed_demo_fills_an_empty_database_once(app, session):
     assert providers > 1800
     states = set(session.scalars(select(Submission.state)))
     assert {SubmissionState.DRAFT, SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW,
-            SubmissionState.NEEDS_INFO} <= states
+            SubmissionState.NEEDS_INFO, SubmissionState.APPROVED, SubmissionState.REJECTED} <= states
+    advertisers = session.scalars(select(Provider).where(Provider.advertising_status == AdvertisingStatus.ACTIVE)).all()
+    assert len(advertisers) == 4
+    assert all(p.verification_status == VerificationStatus.VERIFIED for p in advertisers)
+    open_requests = session.scalars(select(Submission).where(Submission.state.in_(OPEN_STATES))).all()
+    assert all(s.decision_due is not None for s in open_requests)
     catalogue = session.scalar(select(CriteriaCatalogue))
     assert catalogue.version == 1 and len(catalogue.criteria) == 13
     assert audit.verify_chain(session).ok
@@ -53,7 +60,7 @@ def test_demo_provider_sees_its_organisations_and_request_timeline(app, client):
     seed(app)
     sign_in(client, app, "provider@demo.example")
     page = client.get("/portal/").get_data(as_text=True)
-    assert page.count('class="card mb-4"') == 8
+    assert page.count('class="card mb-4"') == 9
     assert "needs info" in page and "withdrawn" in page
 
 
