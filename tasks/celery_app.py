@@ -15,9 +15,15 @@ def broker_settings(config: dict) -> dict:
     """Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no server."""
     if config.get("REDIS_URL"):
         # Unacknowledged messages (a worker died mid-task) come back after the visibility timeout.
+        visibility = config["BROKER_VISIBILITY_TIMEOUT_SECONDS"]
         return {
             "broker_url": config["REDIS_URL"],
-            "broker_transport_options": {"visibility_timeout": config["BROKER_VISIBILITY_TIMEOUT_SECONDS"]},
+            "broker_transport_options": {
+                "visibility_timeout": visibility,
+                # Look for abandoned messages often enough that they come back about one timeout later.
+                "unacked_restore_interval": max(1, min(10, visibility // 3)),
+                "unacked_restore_throttle": 1 if visibility < 600 else 10,
+            },
             # One scheduler for the whole deployment: redbeat holds a lock in Redis, so a second
             # `celery beat` on another host waits instead of sending every periodic task twice.
             "beat_scheduler": "redbeat.RedBeatScheduler",
