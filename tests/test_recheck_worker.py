@@ -15,9 +15,11 @@ from backoffice.extensions import db
 from backoffice.models import (
     AdvertisingStatus, CheckKind, CheckRun, Finding, ListingStatus, Location, Provider, VerificationStatus, utcnow,
 )
-from backoffice.services import rechecks
+from backoffice.checks import exclusion_lists
+from backoffice.services import rechecks, screening
 from tasks.checks import recheck_sweep, run_check
 from tests.celery_helpers import start_celery  # noqa: F401 (fixture)
+from tests.test_exclusions import HEADER
 from tests.servers import LocalServer, fake_nppes, html_page, make_certificates, redirect, tls_context
 
 HOSTS = ["fine.clinic.test", "gone.clinic.test", "moved.clinic.test", "renamed.clinic.test", "refused.clinic.test",
@@ -93,7 +95,8 @@ def subjects(session, provider) -> set[str]:
     return set(session.scalars(select(Finding.subject_key).where(Finding.provider_id == provider.id)))
 
 
-def test_a_sweep_rechecks_every_listed_provider_end_to_end(app, session, make_provider, start_celery, sites, registry):
+def test_a_sweep_rechecks_every_listed_provider_end_to_end(app, session, make_provider, start_celery, sites, registry,
+                                                          tmp_path):
     port = sites.port
     sites.routes.update({
         "fine.clinic.test": lambda p: html_page("<h1>Peach State Medical Practice</h1>"),
@@ -112,6 +115,10 @@ def test_a_sweep_rechecks_every_listed_provider_end_to_end(app, session, make_pr
     renamed = listed(make_provider, "Harbor Recovery Center", f"https://renamed.clinic.test:{port}/")
     refused = listed(make_provider, "Refused Clinic", f"https://refused.clinic.test:{free_port()}/")
     unlisted = make_provider(public_name="Not Listed")
+    leie = tmp_path / "2601EXCL.csv"
+    leie.write_text(HEADER + '"","","","GONE CLINIC INC","","","","0000000000","","","RICHMOND","VA","","1128b7",'
+                    '"20250115","00000000","00000000","",""\n')
+    screening.import_file(session, "system:test", exclusion_lists.read(leie), None)
     session.commit()
 
     start_celery("worker", **worker_settings(sites, registry, AUTO_SUSPEND_ON_CRITICAL="1"))
@@ -124,6 +131,9 @@ def test_a_sweep_rechecks_every_listed_provider_end_to_end(app, session, make_pr
     assert outcomes(session, fine) == {"website": "pass", "npi": "pass", "exclusion": "pass"}
     assert subjects(session, fine) == set()
     assert outcomes(session, gone)["website"] == "fail" and "website:http_404" in subjects(session, gone)
+    # The name and state match on the imported list is a probable match for a researcher to judge.
+    assert outcomes(session, gone)["exclusion"] == "warn"
+    assert any(s.startswith("exclusion:") for s in subjects(session, gone))
     assert "website:off_domain" in subjects(session, moved)
     assert "website:not_named" in subjects(session, renamed)
     assert "website:connection_refused" in subjects(session, refused)

@@ -78,7 +78,7 @@ def source_version(session: Session) -> str:
         select(ExclusionSource.list_name, func.max(ExclusionSource.file_date), func.count())
         .group_by(ExclusionSource.list_name).order_by(ExclusionSource.list_name)
     ).all()
-    return "; ".join(f"{name} {latest or '?'} ({count} files)" for name, latest, count in rows) or "no lists imported"
+    return "; ".join(f"{name} {latest or '?'} ({count} files)" for name, latest, count in rows)
 
 
 @dataclass(frozen=True)
@@ -160,6 +160,9 @@ def screen(session: Session, screened: list[Party], states: set[str], cities: se
             break
     evidence = {"screened": [{"role": p.role, "name": p.name, "npi": p.npi} for p in screened],
                 "states": sorted(states), "matches": len(found)}
+    if session.scalar(select(ExclusionSource.id).limit(1)) is None:
+        # Screening against nothing is not a pass.
+        return CheckResult.error("No exclusion list has been imported: nothing to screen against", evidence)
     version = source_version(session)
     if not found:
         return CheckResult(CheckOutcome.PASS, f"No exclusion match ({version})"[:500], evidence, source_version=version[:200])
