@@ -12,7 +12,6 @@ Tests admit 127.0.0.1 (on any port) only when the client is built with allow_loo
 """
 from __future__ import annotations
 
-import errno
 import http.client
 import ipaddress
 import socket
@@ -259,7 +258,8 @@ class GuardedClient:
             try:
                 addresses = self.resolver(host, port)
             except socket.gaierror as exc:
-                transient = exc.errno in (socket.EAI_AGAIN,) or getattr(exc, "errno", None) == errno.EAGAIN
+                # "Temporary failure in name resolution" is worth a retry; "Name or service not known" is not.
+                transient = exc.errno == socket.EAI_AGAIN
                 raise OutboundError("dns", f"{host} could not be resolved ({exc.strerror or exc})", transient) from None
         if not addresses:
             raise OutboundError("dns", f"{host} has no addresses", transient=False)

@@ -75,7 +75,8 @@ def check(client: GuardedClient, url: str | None, provider_names: list[str]) -> 
         evidence = {"url": url, "refused": str(exc)}
         return CheckResult(CheckOutcome.FAIL, f"Website not fetched: {exc}"[:500], evidence,
                            [FindingSpec("website:refused", FindingSeverity.WARNING,
-                                        "Website points at an address we do not contact", evidence)])
+                                        "Website refused by the outbound policy (non-public address, port, "
+                                        "scheme or redirect loop)", evidence)])
     except OutboundError as exc:
         if exc.transient:
             raise
