@@ -89,4 +89,10 @@ def test_sla_sweep_flags_overdue_submissions_once(session, make_provider, make_a
     session.commit()
     subjects = sorted(session.scalars(select(Finding.subject_key)))
     assert subjects == sorted([f"submission:{late_decision.id}:decision", f"submission:{waiting.id}:first_response"])
-    assert overdue.flag_overdue(session, "system:test", now + timedelta(hours=1), 5, 30) == 0
+    assert overdue.flag_overdue(session, "system:test", now + timedelta(hours=1), 5, 30, limit=1) == 0
+    # A batch of one walks past flagged submissions instead of stalling on them.
+    fresh = Submission(provider_id=provider.id, kind=SubmissionKind.UPDATE, state=SubmissionState.SUBMITTED,
+                       created_by_id=owner.id, submitted_at=now - timedelta(days=8))
+    session.add(fresh)
+    session.commit()
+    assert overdue.flag_overdue(session, "system:test", now, 5, 30, limit=1) == 1

@@ -12,9 +12,9 @@ from backoffice.models import (
 from backoffice.services import audit, findings
 
 
-def overdue(session: Session, now: datetime, first_response_days: int, decision_days: int,
-            limit: int) -> list[tuple[Submission, str, datetime]]:
-    """(submission, 'first_response' | 'decision', due) for open submissions past a due date.
+def overdue_submissions(session: Session, now: datetime, first_response_days: int, decision_days: int,
+                        limit: int, after_id: int = 0) -> list[Submission]:
+    """Open submissions past a due date, in id order after `after_id`.
 
     A submission without a recorded due date is judged by the configured days after it was submitted.
     """
@@ -24,43 +24,55 @@ def overdue(session: Session, now: datetime, first_response_days: int, decision_
     decision_due = or_(Submission.decision_due < now,
                        and_(Submission.decision_due.is_(None),
                             Submission.submitted_at < now - timedelta(days=decision_days)))
-    rows = session.scalars(
+    return list(session.scalars(
         select(Submission).where(
-            Submission.state.in_(OPEN_STATES),
+            Submission.state.in_(OPEN_STATES), Submission.id > after_id,
             or_(and_(Submission.state == SubmissionState.SUBMITTED, Submission.first_response_at.is_(None), first_due),
                 decision_due),
         ).order_by(Submission.id).limit(limit)
-    ).all()
+    ))
+
+
+def missed(submission: Submission, now: datetime, first_response_days: int,
+           decision_days: int) -> list[tuple[str, datetime]]:
+    """Which due dates ('first_response', 'decision') the submission has missed, with the date."""
     found = []
-    for submission in rows:
-        if submission.state == SubmissionState.SUBMITTED and submission.first_response_at is None:
-            due = submission.first_response_due or submission.submitted_at + timedelta(days=first_response_days)
-            if due < now:
-                found.append((submission, "first_response", due))
-        due = submission.decision_due or submission.submitted_at + timedelta(days=decision_days)
+    if submission.state == SubmissionState.SUBMITTED and submission.first_response_at is None:
+        due = submission.first_response_due or submission.submitted_at + timedelta(days=first_response_days)
         if due < now:
-            found.append((submission, "decision", due))
+            found.append(("first_response", due))
+    due = submission.decision_due or submission.submitted_at + timedelta(days=decision_days)
+    if due < now:
+        found.append(("decision", due))
     return found
 
 
 def flag_overdue(session: Session, actor: audit.Actor, now: datetime, first_response_days: int,
                  decision_days: int, limit: int = 1000) -> int:
     """Open one finding per overdue submission and due date, never twice; returns how many were opened."""
-    flagged = 0
-    for submission, what, due in overdue(session, now, first_response_days, decision_days, limit):
-        subject = f"submission:{submission.id}:{what}"
-        seen = session.scalar(select(Finding.id).where(
-            Finding.provider_id == submission.provider_id, Finding.check == CheckKind.SUBMISSION_SLA,
-            Finding.subject_key == subject))
-        if seen is not None:
-            continue
-        provider = session.get(Provider, submission.provider_id)
-        label = "first response" if what == "first_response" else "decision"
-        findings.open_or_update(
-            session, actor, provider, CheckKind.SUBMISSION_SLA, subject, FindingSeverity.WARNING,
-            f"Submission #{submission.id}: {label} overdue since {due:%Y-%m-%d %H:%M} UTC",
-            {"submission_id": submission.id, "state": submission.state.value, "due": due, "overdue": what},
-        )
-        flagged += 1
+    flagged, after_id = 0, 0
+    # Walk every overdue submission in id order, a batch at a time: already flagged ones do not stall the sweep.
+    while batch := overdue_submissions(session, now, first_response_days, decision_days, limit, after_id):
+        after_id = batch[-1].id
+        for submission in batch:
+            for what, due in missed(submission, now, first_response_days, decision_days):
+                flagged += _flag(session, actor, submission, what, due)
     session.flush()
     return flagged
+
+
+def _flag(session: Session, actor: audit.Actor, submission: Submission, what: str, due: datetime) -> int:
+    subject = f"submission:{submission.id}:{what}"
+    seen = session.scalar(select(Finding.id).where(
+        Finding.provider_id == submission.provider_id, Finding.check == CheckKind.SUBMISSION_SLA,
+        Finding.subject_key == subject))
+    if seen is not None:
+        return 0
+    provider = session.get(Provider, submission.provider_id)
+    label = "first response" if what == "first_response" else "decision"
+    findings.open_or_update(
+        session, actor, provider, CheckKind.SUBMISSION_SLA, subject, FindingSeverity.WARNING,
+        f"Submission #{submission.id}: {label} overdue since {due:%Y-%m-%d %H:%M} UTC",
+        {"submission_id": submission.id, "state": submission.state.value, "due": due, "overdue": what},
+    )
+    return 1
