@@ -106,13 +106,15 @@ class Provider(Base):
 
 class Location(Base):
     __tablename__ = "location"
+    # The queue's and the feed's state filter: find the providers of a state without a table scan.
+    __table_args__ = (Index("ix_location_state_provider", "state", "provider_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), index=True)
     street1: Mapped[str] = mapped_column(String(200))
     street2: Mapped[str | None] = mapped_column(String(200))
     city: Mapped[str] = mapped_column(String(100))
-    state: Mapped[str] = mapped_column(String(2), index=True)
+    state: Mapped[str] = mapped_column(String(2))
     zip: Mapped[str] = mapped_column(String(10))
     county: Mapped[str | None] = mapped_column(String(100))
     latitude: Mapped[float | None] = mapped_column(Float)

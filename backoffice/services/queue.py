@@ -69,7 +69,7 @@ def overdue_clause(now: datetime):
 def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
          cursor: str | None = None, limit: int = PAGE_SIZE) -> QueuePage:
     """One page of open requests, soonest decision due first; no count over the table."""
-    query = select(Submission).where(Submission.state.in_(OPEN_STATES))
+    query = select(Submission.id).where(Submission.state.in_(OPEN_STATES))
     if filters.state:
         query = query.where(exists().where(Location.provider_id == Submission.provider_id,
                                            Location.state == filters.state))
@@ -85,11 +85,15 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
         due, ident = decode_cursor(cursor)
         query = query.where(or_(Submission.decision_due > due,
                                 and_(Submission.decision_due == due, Submission.id > ident)))
-    query = (query.options(joinedload(Submission.provider), joinedload(Submission.assignee))
-             .order_by(Submission.decision_due, Submission.id).limit(limit + 1))
-    submissions = session.scalars(query).unique().all()
-    more = len(submissions) > limit
-    submissions = submissions[:limit]
+    # Pick the page's ids from the index first, then load just those rows with what they show:
+    # ordering joined rows would sort the whole open set.
+    ids = list(session.scalars(query.order_by(Submission.decision_due, Submission.id).limit(limit + 1)))
+    more = len(ids) > limit
+    ids = ids[:limit]
+    loaded = {s.id: s for s in session.scalars(
+        select(Submission).where(Submission.id.in_(ids))
+        .options(joinedload(Submission.provider), joinedload(Submission.assignee)))}
+    submissions = [loaded[i] for i in ids]
     provider_ids = {s.provider_id for s in submissions}
     states: dict[int, set[str]] = {}
     critical: set[int] = set()
