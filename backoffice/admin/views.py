@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from flask import url_for
 from markupsafe import Markup, escape
 
 from backoffice.admin.base import SecuredModelView
@@ -19,6 +20,14 @@ def _json_block(view, context, model, name):
     if value is None:
         return ""
     return Markup("<pre class='mb-0'>{}</pre>").format(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _verification_link(view, context, model, name):
+    return Markup('<a href="{}">{}</a>').format(url_for("review.provider", provider_id=model.id), model.public_name)
+
+
+def _case_link(view, context, model, name):
+    return Markup('<a href="{}">#{}</a>').format(url_for("review.case", submission_id=model.id), model.id)
 
 
 def _enum_value(view, context, model, name):
@@ -43,6 +52,7 @@ class ProviderView(SecuredModelView):
     column_filters = ["listing_status", "verification_status", "advertising_status"]
     column_default_sort = ("id", True)
     column_formatters = {
+        "public_name": _verification_link,
         "listing_status": _enum_value,
         "verification_status": _enum_value,
         "advertising_status": _enum_value,
@@ -55,7 +65,7 @@ class SubmissionView(SecuredModelView):
     column_filters = ["state", "kind"]
     column_default_sort = ("id", True)
     column_details_exclude_list = ["row_version"]
-    column_formatters = {"kind": _enum_value, "state": _enum_value, "proposed": _json_block}
+    column_formatters = {"id": _case_link, "kind": _enum_value, "state": _enum_value, "proposed": _json_block}
 
 
 class FindingView(SecuredModelView):
