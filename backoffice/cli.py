@@ -136,13 +136,50 @@ def audit_group() -> None:
 @audit_group.command("verify")
 def audit_verify() -> None:
     """Recompute the hash chain from the first event and name the first one that does not match."""
-    report = audit.verify_chain(db.session)
-    if report.ok:
-        click.echo(f"OK: {report.checked} events verified; head is event {report.head_seq} ({report.head_hash}).")
+    result = audit.run_verification(db.session, "system:cli")
+    db.session.commit()
+    if result.ok:
+        head_seq, head_hash = audit.chain_head(db.session)
+        click.echo(f"OK: {result.checked} events verified; head is event {head_seq} ({head_hash}).")
         return
-    click.echo(f"BROKEN at event {report.broken_seq}: {report.problem}. "
-               f"{report.checked} events before it verified.", err=True)
+    click.echo(f"BROKEN at event {result.broken_seq}: {result.problem}. "
+               f"{result.checked} events before it verified.", err=True)
     sys.exit(1)
+
+
+@audit_group.command("verify-export")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def audit_verify_export(path: str) -> None:
+    """Verify an exported trail (JSONL or CSV) without the database: the same check as backoffice/auditverify.py."""
+    from backoffice import auditverify
+
+    try:
+        result = auditverify.verify_file(path)
+    except (ValueError, KeyError) as exc:
+        raise click.ClickException(f"cannot read {path}: {exc}") from None
+    click.echo(str(result), err=not result.ok)
+    if not result.ok:
+        sys.exit(1)
+
+
+@audit_group.command("export")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--from-seq", type=click.IntRange(min=1), default=1)
+@click.option("--to-seq", type=click.IntRange(min=1), default=None)
+@click.option("--provider", "provider_id", type=int, default=None, help="Only this provider's events.")
+def audit_export(path: str, fmt: str, from_seq: int, to_seq: int | None, provider_id: int | None) -> None:
+    """Write an export of the trail (streamed; memory stays flat however long the trail)."""
+    from backoffice.services import audit_export as export
+
+    selection = export.ExportRange(from_seq=from_seq, to_seq=to_seq, provider_id=provider_id)
+    audit.record(db.session, "system:cli", "audit.exported", "audit_trail", "export",
+                 after={"format": fmt, **selection.describe()})
+    db.session.commit()
+    lines = (export.jsonl if fmt == "jsonl" else export.csv_lines)(db.session, selection, "system:cli")
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        out.writelines(lines)
+    click.echo(f"Wrote {path}.")
 
 
 @click.group("criteria")

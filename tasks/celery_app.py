@@ -67,6 +67,10 @@ def beat_schedule(config: dict) -> dict:
             "task": "tasks.checks.sla_sweep",
             "schedule": timedelta(seconds=config["SWEEP_SLA_SECONDS"]),
         },
+        "audit-verification": {
+            "task": "tasks.sweeps.audit_verification",
+            "schedule": timedelta(seconds=config["SWEEP_AUDIT_VERIFICATION_SECONDS"]),
+        },
         "deliver-notifications": {
             "task": "tasks.sweeps.deliver_notifications",
             "schedule": timedelta(seconds=config["SWEEP_OUTBOX_SECONDS"]),

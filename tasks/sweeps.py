@@ -27,3 +27,13 @@ def deliver_notifications() -> int:
     sent = outbox.deliver_pending(db.session, current_app.config["OUTBOX_FOLDER"])
     db.session.commit()
     return sent
+
+
+@shared_task(name="tasks.sweeps.audit_verification", time_limit=3600, soft_time_limit=3500)
+def audit_verification() -> bool:
+    """The daily full verification of the audit chain, with a checkpoint of its head when it verifies."""
+    from backoffice.services import audit
+
+    result = audit.run_verification(db.session, "system:audit-verification")
+    db.session.commit()
+    return result.ok

@@ -40,7 +40,7 @@ def test_events_form_a_chain(session):
     for earlier, later in zip(events, events[1:]):
         assert later.prev_hash == earlier.hash
     report = audit.verify_chain(session)
-    assert report.ok and report.checked == 5 and report.head_hash == events[-1].hash
+    assert report.ok and report.checked == 5 and report.last_seq == 5
 
 
 def test_event_records_only_given_changes_and_the_request_context(session):
@@ -89,7 +89,7 @@ def test_verify_names_the_altered_event(session):
     tamper(session, "UPDATE audit_event SET reason = 'nothing to see' WHERE seq = 4")
     report = audit.verify_chain(session)
     assert not report.ok
-    assert report.broken_seq == 4 and report.checked == 3
+    assert report.first_bad_seq == 4 and report.checked == 3
     assert "altered" in report.problem
 
 
@@ -97,7 +97,7 @@ def test_verify_names_a_deleted_event(session):
     append(session, 6)
     tamper(session, "DELETE FROM audit_event WHERE seq = 3")
     report = audit.verify_chain(session)
-    assert (report.ok, report.broken_seq) == (False, 3)
+    assert (report.ok, report.first_bad_seq) == (False, 3)
 
 
 def test_verify_detects_a_rehashed_event_by_the_next_link(session):
@@ -108,7 +108,7 @@ def test_verify_detects_a_rehashed_event_by_the_next_link(session):
     session.expunge_all()
     tamper(session, "UPDATE audit_event SET reason = 'forged', hash = :h WHERE seq = 2", h=forged_hash)
     report = audit.verify_chain(session)
-    assert (report.ok, report.broken_seq) == (False, 3)
+    assert (report.ok, report.first_bad_seq) == (False, 3)
 
 
 def test_cli_verify_passes_on_a_good_chain_and_names_the_broken_event(app, session):
@@ -166,8 +166,8 @@ def test_verify_detects_events_removed_from_the_end(session):
     tamper(session, "DELETE FROM audit_event WHERE seq >= 5")
     report = audit.verify_chain(session)
     assert not report.ok
-    assert report.broken_seq == 5 and report.checked == 4
-    assert "should end at event 6" in report.problem
+    assert report.first_bad_seq == 5 and report.checked == 4
+    assert "recorded head is event 6" in report.problem
 
 
 def test_the_chain_head_cannot_be_deleted_or_moved_back(session):

@@ -24,8 +24,14 @@ class DashboardView(SecuredIndexView):
             figures=dashboard.figures(db.session, utcnow()) if research_view else None,
             staff=accounts.staff_counts(db.session) if current_user.has_role(Role.ADMIN) else None,
             can_run_sweeps=current_user.has_role(Role.RESEARCH_LEAD),
+            chain=self._chain_status() if current_user.has_role(Role.AUDITOR) else None,
             sweep_form=FlaskForm(),
         )
+
+    @staticmethod
+    def _chain_status() -> dict:
+        return {"verification": audit.latest_verification(db.session),
+                "checkpoint": audit.latest_checkpoint(db.session), "head": audit.chain_head(db.session)}
 
     @expose("/sweeps/verification-expiry", methods=["POST"])
     def run_verification_expiry_sweep(self):

@@ -9,7 +9,7 @@ from markupsafe import Markup, escape
 from backoffice.admin.base import SecuredModelView
 from backoffice.admin.findings import build_views as findings_views
 from backoffice.models import (
-    Account, AuditEvent, CheckRun, Criterion, Finding, Provider, Role, Submission,
+    Account, CheckRun, Criterion, Finding, Provider, Role, Submission,
 )
 
 READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
@@ -92,20 +92,6 @@ class CriterionView(SecuredModelView):
     column_default_sort = [("catalogue_id", True), ("position", False)]
 
 
-class AuditEventView(SecuredModelView):
-    """The audit trail, read-only for every role: no create, edit, delete or action exists here."""
-
-    allowed_roles = frozenset({Role.AUDITOR})
-    column_list = ["seq", "occurred_at", "actor", "action", "entity_type", "entity_id", "reason"]
-    column_filters = ["actor", "action", "entity_type", "entity_id", "provider_id"]
-    column_default_sort = ("seq", True)
-    column_formatters = {"before": _json_block, "after": _json_block}
-    action_disallowed_list = ["delete"]
-
-    def get_actions_list(self):
-        return [], {}
-
-
 class AccountView(SecuredModelView):
     allowed_roles = frozenset({Role.ADMIN})
     column_list = ["id", "email", "name", "roles", "is_active", "last_login_at", "created_at"]
@@ -117,6 +103,7 @@ class AccountView(SecuredModelView):
 
 
 def build_views(db) -> list:
+    from backoffice.admin.audit import AuditLogView
     from backoffice.admin.review import CatalogueView, ReviewView
 
     return [
@@ -127,7 +114,7 @@ def build_views(db) -> list:
         CriterionView(Criterion, db, name="Criteria", endpoint="criteria", category="Directory"),
         FindingView(Finding, db, name="Findings", endpoint="findings", category="Re-checks"),
         CheckRunView(CheckRun, db, name="Check runs", endpoint="check_runs", category="Re-checks"),
-        AuditEventView(AuditEvent, db, name="Audit trail", endpoint="audit_events", category="Audit"),
+        AuditLogView(name="Audit log", endpoint="audit", url="/admin/audit", category="Audit"),
         AccountView(Account, db, name="Accounts", endpoint="accounts", category="Administration"),
         *findings_views(),
     ]

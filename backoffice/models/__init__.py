@@ -1,6 +1,6 @@
 """All models, importable from one place."""
 from backoffice.models.account import STAFF_ROLES, RESEARCH_ROLES, Account, AccountRole, OrganisationMember, Role
-from backoffice.models.audit import GENESIS_HASH, AuditChainLock, AuditEvent
+from backoffice.models.audit import GENESIS_HASH, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification
 from backoffice.models.base import Base, utcnow
 from backoffice.models.checks import (
     OPEN_FINDING_STATES, CheckKind, CheckOutcome, CheckRun, ExpiryReminder, Finding, FindingSeverity, FindingState,

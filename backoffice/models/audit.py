@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backoffice.models.base import Base, UTCDateTime
@@ -49,3 +49,30 @@ class AuditChainLock(Base):
     locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     head_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), default=0)
     head_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH)
+
+
+class AuditCheckpoint(Base):
+    """The chain's head as recorded by the daily verification; kept apart so that exports carry it and a
+    truncated or rewritten tail is caught even if the head row were tampered with. Append-only."""
+
+    __tablename__ = "audit_checkpoint"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    head_seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditVerification(Base):
+    """One full verification of the chain: when, how many events, and the first broken one if any."""
+
+    __tablename__ = "audit_verification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    checked: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    broken_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    problem: Mapped[str | None] = mapped_column(Text)
+    run_by: Mapped[str] = mapped_column(String(100))

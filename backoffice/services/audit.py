@@ -2,8 +2,7 @@
 from __future__ import annotations
 
 import contextvars
-import hashlib
-import json
+import itertools
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
@@ -12,8 +11,11 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
-from backoffice import txn
-from backoffice.models import Account, AuditChainLock, AuditEvent, GENESIS_HASH, utcnow
+from backoffice import auditverify, txn
+from backoffice.auditverify import HASHED_FIELDS, canonical, compute_hash  # noqa: F401 - one hash for all
+from backoffice.models import (
+    GENESIS_HASH, Account, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification, utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -73,25 +75,11 @@ def changed(before: dict[str, Any], after: dict[str, Any]) -> tuple[dict, dict]:
     return ({k: before.get(k) for k in keys}, {k: after.get(k) for k in keys})
 
 
-def canonical(event_fields: dict[str, Any]) -> str:
-    return json.dumps(event_fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-HASHED_FIELDS = (
-    "seq", "occurred_at", "actor", "action", "entity_type", "entity_id", "provider_id",
-    "before", "after", "reason", "request_id", "ip",
-)
-
-
 def event_fields(ev: AuditEvent) -> dict[str, Any]:
     """The hashed content of an event: everything but the hashes themselves."""
     fields = {name: getattr(ev, name) for name in HASHED_FIELDS}
     fields["occurred_at"] = jsonable(fields["occurred_at"])
     return fields
-
-
-def compute_hash(prev_hash: str, fields: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical(fields)).encode("utf-8")).hexdigest()
 
 
 _QUEUE = "audit_events"
@@ -171,69 +159,74 @@ def _chain_pending_events(session: Session) -> None:
 txn.on_root_end(_QUEUE, lambda session, items, committed: None)
 
 
-@dataclass
-class ChainReport:
-    ok: bool
-    checked: int
-    head_seq: int
-    head_hash: str
-    broken_seq: int | None = None
-    problem: str | None = None
+ChainReport = auditverify.Result
 
 
-def verify_events(events: Iterable[dict[str, Any]]) -> ChainReport:
-    """Recompute the chain over events given as dicts (the export's shape) in sequence order."""
-    prev_hash, expected_seq, checked = GENESIS_HASH, 1, 0
-    for row in events:
-        seq = row["seq"]
-        if seq != expected_seq:
-            problem = f"expected event {expected_seq} next, found {seq}: events are missing or out of order"
-            return ChainReport(False, checked, expected_seq - 1, prev_hash, expected_seq, problem)
-        if row["prev_hash"] != prev_hash:
-            return ChainReport(False, checked, seq - 1, prev_hash, seq,
-                               "prev_hash does not match the hash of the event before it")
-        fields = {k: row[k] for k in HASHED_FIELDS}
-        if compute_hash(prev_hash, fields) != row["hash"]:
-            return ChainReport(False, checked, seq - 1, prev_hash, seq,
-                               "content does not match its hash: the event was altered")
-        prev_hash, expected_seq, checked = row["hash"], seq + 1, checked + 1
-    return ChainReport(True, checked, expected_seq - 1, prev_hash)
-
-
-def iter_event_rows(session: Session, batch_size: int = 20_000) -> Iterator[dict[str, Any]]:
-    """Every event in sequence order as plain dicts, read in keyset batches so memory stays flat."""
+def iter_event_rows(session: Session, batch_size: int = 20_000, *, from_seq: int = 1, to_seq: int | None = None,
+                    provider_id: int | None = None) -> Iterator[dict[str, Any]]:
+    """Events in sequence order as export records, read in keyset batches so memory stays flat."""
     table = AuditEvent.__table__
-    last = 0
+    last = from_seq - 1
     while True:
-        rows = session.execute(
-            select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch_size)
-        ).mappings().all()
+        query = select(table).where(table.c.seq > last)
+        if to_seq is not None:
+            query = query.where(table.c.seq <= to_seq)
+        if provider_id is not None:
+            query = query.where(table.c.provider_id == provider_id)
+        rows = session.execute(query.order_by(table.c.seq).limit(batch_size)).mappings().all()
         if not rows:
             return
         for row in rows:
-            out = {k: row[k] for k in HASHED_FIELDS}
-            out["occurred_at"] = jsonable(row["occurred_at"])
-            out["prev_hash"], out["hash"] = row["prev_hash"], row["hash"]
-            yield out
+            record = {"record": "event", **{k: row[k] for k in HASHED_FIELDS}}
+            record["occurred_at"] = jsonable(row["occurred_at"])
+            record["prev_hash"], record["hash"] = row["prev_hash"], row["hash"]
+            yield record
         last = rows[-1]["seq"]
 
 
-def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
-    """Walk the stored chain from the first event, then check it ends at the head the lock row records.
+def chain_head(session: Session) -> tuple[int, str]:
+    row = session.execute(select(AuditChainLock.head_seq, AuditChainLock.head_hash)
+                          .where(AuditChainLock.id == 1)).first()
+    if row is None:
+        raise ChainLockMissing("the audit chain's head row is missing")
+    return row.head_seq, row.head_hash
 
-    The second check catches events removed from the end, which leave an intact but shorter chain.
-    """
-    report = verify_events(iter_event_rows(session, batch_size))
-    if not report.ok:
-        return report
-    recorded = session.execute(
-        select(AuditChainLock.head_seq, AuditChainLock.head_hash).where(AuditChainLock.id == 1)
-    ).first()
-    if recorded is None:
-        return ChainReport(False, report.checked, report.head_seq, report.head_hash, report.head_seq + 1,
-                           "the chain's head record is missing")
-    if recorded.head_seq != report.head_seq or recorded.head_hash != report.head_hash:
-        return ChainReport(False, report.checked, report.head_seq, report.head_hash, report.head_seq + 1,
-                           f"the chain should end at event {recorded.head_seq} but the stored events end at "
-                           f"{report.head_seq}: events after {report.head_seq} are missing or replaced")
-    return report
+
+def checkpoint_records(session: Session) -> Iterator[dict[str, Any]]:
+    for cp in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)):
+        yield {"record": "checkpoint", "seq": cp.head_seq, "hash": cp.head_hash, "taken_at": jsonable(cp.taken_at)}
+
+
+def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
+    """Walk the stored chain from the first event, checking every checkpoint on the way, and check it
+    ends at the head the chain records; the same check the offline script makes on an export."""
+    try:
+        head_seq, head_hash = chain_head(session)
+    except ChainLockMissing as exc:
+        return ChainReport(False, 0, None, str(exc))
+    header = {"record": "export", "contiguous": True, "through_head": True,
+              "head_seq": head_seq, "head_hash": head_hash}
+    records = itertools.chain([header], checkpoint_records(session), iter_event_rows(session, batch_size))
+    return auditverify.verify_records(records)
+
+
+def run_verification(session: Session, run_by: str) -> AuditVerification:
+    """Verify the whole chain, keep the result, and take a checkpoint of the head if it verified."""
+    started = utcnow()
+    head_seq, head_hash = chain_head(session)
+    report = verify_chain(session)
+    result = AuditVerification(started_at=started, finished_at=utcnow(), checked=report.checked, ok=report.ok,
+                               broken_seq=report.first_bad_seq, problem=report.problem, run_by=run_by)
+    session.add(result)
+    if report.ok:
+        session.add(AuditCheckpoint(taken_at=utcnow(), head_seq=head_seq, head_hash=head_hash))
+    session.flush()
+    return result
+
+
+def latest_verification(session: Session) -> AuditVerification | None:
+    return session.scalar(select(AuditVerification).order_by(AuditVerification.id.desc()).limit(1))
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    return session.scalar(select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1))

@@ -1,0 +1,141 @@
+"""The auditor's workspace: audit log search, event detail, provider history, export and chain status."""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
+
+from flask import Response, abort, current_app, request, stream_with_context, url_for
+from flask_admin import expose
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import DateField, IntegerField, RadioField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import NumberRange, Optional, ValidationError
+
+from backoffice.admin.base import SecuredView
+from backoffice.extensions import db
+from backoffice.models import Account, AuditEvent, Provider, Role
+from backoffice.services import accounts, audit, audit_export, history
+
+
+def _as_utc_start(day) -> datetime | None:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc) if day else None
+
+
+class LogSearchForm(FlaskForm):
+    class Meta:
+        csrf = False  # a search reads; it changes nothing
+
+    actor = StringField("Actor (e-mail, user:ID or system:JOB)", validators=[Optional()])
+    action = StringField("Action (exact, or a prefix ending in *)", validators=[Optional()])
+    entity_type = StringField("Entity type", validators=[Optional()])
+    entity_id = StringField("Entity id", validators=[Optional()])
+    provider_id = IntegerField("Provider id", validators=[Optional(), NumberRange(min=1)])
+    date_from = DateField("From (UTC date)", validators=[Optional()])
+    date_to = DateField("To (UTC date, inclusive)", validators=[Optional()])
+
+    def validate_date_to(self, field):
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError("The end date is before the start date.")
+
+
+class ExportForm(FlaskForm):
+    format = RadioField("Format", choices=[SelectChoice("jsonl", "JSON lines"), SelectChoice("csv", "CSV")],
+                        default="jsonl")
+    provider_id = IntegerField("Provider id (a provider's history)", validators=[Optional(), NumberRange(min=1)])
+    date_from = DateField("From (UTC date)", validators=[Optional()])
+    date_to = DateField("To (UTC date, inclusive)", validators=[Optional()])
+
+
+class AuditLogView(SecuredView):
+    """Read-only for everyone: the only write here is the record of an auditor's own export."""
+
+    allowed_roles = frozenset({Role.AUDITOR})
+
+    def _query(self, form: LogSearchForm) -> history.LogQuery | None:
+        if not form.validate():
+            return None
+        actor = (form.actor.data or "").strip() or None
+        if actor and "@" in actor:
+            account = accounts.find_by_email(db.session, actor)
+            if account is None:
+                form.actor.errors = list(form.actor.errors) + ["No account has that e-mail address."]
+                return None
+            actor = f"user:{account.id}"
+        elif actor and not history.ACTOR_PATTERN.match(actor):
+            form.actor.errors = list(form.actor.errors) + ["Use an e-mail address, user:ID or system:JOB."]
+            return None
+        end = _as_utc_start(form.date_to.data + timedelta(days=1)) if form.date_to.data else None
+        return history.LogQuery(actor=actor, action=(form.action.data or "").strip() or None,
+                                entity_type=(form.entity_type.data or "").strip() or None,
+                                entity_id=(form.entity_id.data or "").strip() or None,
+                                provider_id=form.provider_id.data, start=_as_utc_start(form.date_from.data), end=end)
+
+    @expose("/")
+    def index(self):
+        form = LogSearchForm(request.args)
+        query = self._query(form)
+        before = request.args.get("before", type=int)
+        page = history.search(db.session, query, before) if query else history.LogPage()
+        names = history.actor_names(db.session, {e.actor for e in page.events})
+        args = {k: v for k, v in request.args.items() if k != "before"}
+        return self.render("admin/audit/log.html", form=form, page=page, names=names, args=args,
+                           export_form=ExportForm(formdata=None), status=self._status()), 200 if query else 400
+
+    def _status(self):
+        return {"verification": audit.latest_verification(db.session), "checkpoint": audit.latest_checkpoint(db.session),
+                "head": audit.chain_head(db.session)}
+
+    @expose("/event/<int:seq>")
+    def event(self, seq: int):
+        event = db.session.get(AuditEvent, seq)
+        if event is None:
+            abort(404)
+        intact = audit.compute_hash(event.prev_hash, audit.event_fields(event)) == event.hash
+        previous = db.session.get(AuditEvent, seq - 1)
+        linked = (previous.hash == event.prev_hash) if previous else seq == 1
+        names = history.actor_names(db.session, {event.actor})
+        return self.render("admin/audit/event.html", event=event, changes=history.changes(event), intact=intact,
+                           linked=linked, names=names, has_next=db.session.get(AuditEvent, seq + 1) is not None)
+
+    @expose("/provider/<int:provider_id>")
+    def provider(self, provider_id: int):
+        provider = db.session.get(Provider, provider_id)
+        if provider is None:
+            abort(404)
+        timeline = history.provider_timeline(db.session, provider.id, request.args.get("before", type=int))
+        names = history.actor_names(db.session, {i.event.actor for i in timeline.items if i.event})
+        return self.render("admin/audit/provider.html", provider=provider, timeline=timeline, names=names,
+                           basis=history.verification_basis(db.session, provider), status=self._status(),
+                           export_form=ExportForm(formdata=None, provider_id=provider.id))
+
+    @expose("/verify")
+    def verify(self):
+        """Verify the whole chain now and show the result; nothing is stored (the daily run stores its own)."""
+        return self.render("admin/audit/verify.html", report=audit.verify_chain(db.session),
+                           head=audit.chain_head(db.session), status=self._status())
+
+    @expose("/export", methods=["POST"])
+    def export(self):
+        form = ExportForm()
+        if not form.validate_on_submit():
+            abort(400)
+        if form.provider_id.data:
+            if db.session.get(Provider, form.provider_id.data) is None:
+                abort(404)
+            selection = audit_export.ExportRange(provider_id=form.provider_id.data)
+        else:
+            end = _as_utc_start(form.date_to.data + timedelta(days=1)) if form.date_to.data else None
+            first, last = audit_export.seq_range_for_dates(db.session, _as_utc_start(form.date_from.data), end)
+            selection = audit_export.ExportRange(from_seq=first, to_seq=last)
+        fmt = form.format.data
+        audit.record(db.session, current_user, "audit.exported", "audit_trail", "export",
+                     after={"format": fmt, **selection.describe()})
+        db.session.commit()
+        lines = (audit_export.jsonl if fmt == "jsonl" else audit_export.csv_lines)(
+            db.session, selection, f"user:{current_user.id}")
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        name = f"audit-{'provider-%d' % selection.provider_id if selection.provider_id else 'trail'}-{stamp}.{fmt}"
+        mimetype = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+        return Response(stream_with_context(lines), mimetype=mimetype,
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Verify an exported audit trail without trusting the database. Standard library only.
+
+    python backoffice/auditverify.py EXPORT.jsonl     (or EXPORT.csv)
+
+Exit status 0 when the export verifies, 1 when it does not (the first event that fails is named),
+2 when the file cannot be read.
+
+How the chain works
+  Every audit event carries `prev_hash` (the hash of the event before it; 64 zeros before the first)
+  and `hash = sha256(prev_hash + canonical(fields))`, where `fields` are the event's seq, occurred_at,
+  actor, action, entity_type, entity_id, provider_id, before, after, reason, request_id and ip, and
+  `canonical` is JSON with sorted keys, no spaces and UTF-8 text. Changing, removing or re-ordering any
+  event breaks its own hash or the next event's link.
+
+What an export holds (one record per JSON line; in CSV one row per record, every cell a JSON value so
+that null and empty text stay distinct)
+  record "export"      the first record: `contiguous` (true for a seq range, false for a provider's
+                       history), `head_seq` / `head_hash` of the chain when exported, `through_head`
+                       (true when the range runs to that head)
+  record "checkpoint"  a head recorded by the daily verification: `seq`, `hash`, `taken_at`
+  record "event"       one audit event: the fields above plus `prev_hash` and `hash`
+
+What is checked
+  every event's hash from its own content; for a contiguous export, that seqs follow one another and
+  each prev_hash is the hash before it (an export from seq 1 must start from 64 zeros); that every
+  checkpoint inside the range matches the event at its seq; and, for an export through the head, that
+  the events end exactly at the exported head and at or after the newest checkpoint, so that events
+  removed from the end are caught.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+GENESIS_HASH = "0" * 64
+HASHED_FIELDS = (
+    "seq", "occurred_at", "actor", "action", "entity_type", "entity_id", "provider_id",
+    "before", "after", "reason", "request_id", "ip",
+)
+CSV_COLUMNS = ("record", *HASHED_FIELDS, "prev_hash", "hash", "contiguous", "head_seq", "head_hash",
+               "through_head", "taken_at", "filters", "exported_at", "exported_by")
+
+
+def canonical(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def compute_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical(fields)).encode("utf-8")).hexdigest()
+
+
+@dataclass
+class Result:
+    ok: bool
+    checked: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    last_seq: int | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"OK: {self.checked} events verified" + (f", up to event {self.last_seq}" if self.last_seq else "")
+        return f"BROKEN at event {self.first_bad_seq}: {self.problem} ({self.checked} events before it verified)"
+
+
+def verify_records(records: Iterable[dict[str, Any]]) -> Result:
+    """Check an export's records (header first, then checkpoints and events in any order of kind)."""
+    header: dict[str, Any] | None = None
+    checkpoints: dict[int, str] = {}
+    newest_checkpoint = 0
+    checked, prev_hash, prev_seq = 0, None, None
+    for record in records:
+        kind = record.get("record")
+        if kind == "export":
+            header = record
+            continue
+        if kind == "checkpoint":
+            checkpoints[int(record["seq"])] = record["hash"]
+            newest_checkpoint = max(newest_checkpoint, int(record["seq"]))
+            continue
+        if kind != "event":
+            return Result(False, checked, None, f"unknown record kind {kind!r}")
+        if header is None:
+            return Result(False, checked, None, "the export header is missing: it must be the first record")
+        seq = int(record["seq"])
+        contiguous = bool(header.get("contiguous"))
+        if prev_seq is not None and seq <= prev_seq:
+            return Result(False, checked, seq, f"event {seq} comes after event {prev_seq}: events are out of order")
+        if contiguous:
+            expected = prev_seq + 1 if prev_seq is not None else _first_seq(header)
+            if seq != expected:
+                return Result(False, checked, expected, f"event {expected} is missing")
+            if seq == 1 and record["prev_hash"] != GENESIS_HASH:
+                return Result(False, checked, seq, "the first event does not start from the genesis hash")
+            if prev_hash is not None and record["prev_hash"] != prev_hash:
+                return Result(False, checked, seq, "prev_hash does not match the hash of the event before it")
+        fields = {name: record[name] for name in HASHED_FIELDS}
+        if compute_hash(record["prev_hash"], fields) != record["hash"]:
+            return Result(False, checked, seq, "content does not match its hash: the event was altered")
+        if seq in checkpoints and checkpoints[seq] != record["hash"]:
+            return Result(False, checked, seq, "the event differs from the daily checkpoint taken at it")
+        prev_hash, prev_seq, checked = record["hash"], seq, checked + 1
+    if header is None:
+        return Result(False, 0, None, "the export header is missing")
+    if header.get("through_head"):
+        head_seq = int(header.get("head_seq") or 0)
+        if (prev_seq or 0) != head_seq or (prev_hash or GENESIS_HASH) != (header.get("head_hash") or GENESIS_HASH):
+            return Result(False, checked, (prev_seq or 0) + 1,
+                          f"the chain's recorded head is event {head_seq}, but the events end at "
+                          f"{prev_seq or 0}: events at the end are missing")
+        if newest_checkpoint > (prev_seq or 0):
+            return Result(False, checked, (prev_seq or 0) + 1,
+                          f"a checkpoint was taken at event {newest_checkpoint}, but the events end at "
+                          f"{prev_seq or 0}: events at the end are missing")
+    return Result(True, checked, last_seq=prev_seq)
+
+
+def _first_seq(header: dict[str, Any]) -> int:
+    """Where a contiguous export starts: its `from_seq` filter, else the beginning of the chain."""
+    filters = header.get("filters") if isinstance(header.get("filters"), dict) else {}
+    return int(filters.get("from_seq") or 1)
+
+
+def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {number} is not JSON: {exc.msg}") from None
+
+
+def read_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    reader = csv.DictReader(lines)
+    for row in reader:
+        try:
+            yield {key: json.loads(value) for key, value in row.items() if value not in (None, "")}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"line {reader.line_num}: a cell is not a JSON value ({exc.msg})") from None
+
+
+def verify_file(path: str) -> Result:
+    with open(path, encoding="utf-8", newline="") as handle:
+        first = handle.read(1)
+        handle.seek(0)
+        records = read_jsonl(handle) if first == "{" else read_csv(handle)
+        return verify_records(records)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    try:
+        result = verify_file(argv[1])
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"cannot read {argv[1]}: {exc}", file=sys.stderr)
+        return 2
+    print(result)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,264 @@
+"""The auditor's workspace: read everything, change nothing, export, and prove nothing was rewritten."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from backoffice import auditverify
+from backoffice.models import (
+    AuditCheckpoint, AuditEvent, AuditVerification, DecisionOutcome, Role, SubmissionKind, VerificationStatus,
+    ListingStatus,
+)
+from backoffice.services import audit, review
+from tests.conftest import BACKEND, login
+from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLIC_POSTS = {"auth.login", "auth.logout"}
+AUDITOR_WRITES = {"audit.export"}  # the record of an auditor's own export is the one write they make
+
+
+def append(session, n):
+    for i in range(n):
+        audit.record(session, "system:test", "test.event", "thing", i, before={"n": i}, after={"n": i + 1},
+                     reason="because", provider_id=1)
+    session.commit()
+
+
+def disable_guards(session):
+    if BACKEND == "postgresql":
+        session.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
+        session.execute(text("ALTER TABLE audit_chain_lock DISABLE TRIGGER USER"))
+    else:
+        for name in ("audit_event_no_update", "audit_event_no_delete", "audit_chain_lock_no_rewind"):
+            session.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
+
+
+def tamper(session, *statements):
+    disable_guards(session)
+    for statement in statements:
+        session.execute(text(statement))
+    session.commit()
+
+
+def export(client, **form) -> str:
+    response = client.post("/admin/audit/export", data={"format": "jsonl", **form})
+    assert response.status_code == 200, response.status_code
+    return response.get_data(as_text=True)
+
+
+def offline(tmp_path, content: str, name="export.jsonl") -> subprocess.CompletedProcess:
+    path = tmp_path / name
+    path.write_text(content)
+    return subprocess.run([sys.executable, str(ROOT / "backoffice" / "auditverify.py"), str(path)],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def auditor(client, make_account):
+    account = make_account(Role.AUDITOR)
+    login(client, account)
+    return account
+
+
+def test_every_state_changing_route_refuses_an_auditor(app, client, session, auditor, make_provider):
+    make_provider()
+    append(session, 3)
+    events = session.scalar(select(func.count()).select_from(AuditEvent))
+    checked = []
+    for rule in app.url_map.iter_rules():
+        methods = rule.methods - {"GET", "HEAD", "OPTIONS"}
+        if not methods or rule.endpoint in PUBLIC_POSTS | AUDITOR_WRITES:
+            continue
+        url = re.sub(r"<(?:\w+:)?\w+>", "1", rule.rule)
+        for method in methods:
+            response = client.open(url, method=method, data={"reason": "x", "version": "1", "id": "1"})
+            assert response.status_code == 403, f"{method} {url} answered {response.status_code}"
+            checked.append(url)
+    assert len(checked) > 20
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
+
+
+def test_auditor_reads_every_kind_of_page(client, session, auditor, make_provider, make_account):
+    publish_catalogue(session)
+    provider = make_provider()
+    member = provider_member(session, make_account, provider)
+    submission = submitted(session, member, provider)
+    for url in ("/admin/", "/admin/providers/", f"/admin/providers/details/?id={provider.id}", "/admin/submissions/",
+                "/admin/review/", f"/admin/review/case/{submission.id}", f"/admin/review/provider/{provider.id}",
+                "/admin/findings/", "/admin/check_runs/", "/admin/criteria/", "/admin/catalogue/",
+                "/admin/audit/", "/admin/audit/event/1", f"/admin/audit/provider/{provider.id}", "/admin/audit/verify"):
+        assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("how", ["change", "delete", "reorder"])
+def test_any_single_tampered_event_is_pinpointed(client, session, auditor, tmp_path, where, how):
+    append(session, 8)
+    head = session.scalar(select(func.max(AuditEvent.seq)))
+    seq = {"first": 1, "middle": head // 2, "last": head}[where]
+    if how == "change":
+        tamper(session, f"UPDATE audit_event SET reason = 'rewritten' WHERE seq = {seq}")
+        expected = seq
+    elif how == "delete":
+        tamper(session, f"DELETE FROM audit_event WHERE seq = {seq}")
+        expected = seq
+    else:
+        other = seq + 1 if seq < head else seq - 1
+        low = min(seq, other)
+        tamper(session, f"UPDATE audit_event SET seq = -1 WHERE seq = {low}",
+               f"UPDATE audit_event SET seq = {low} WHERE seq = {low + 1}",
+               f"UPDATE audit_event SET seq = {low + 1} WHERE seq = -1")
+        expected = low
+    report = audit.verify_chain(session)
+    assert not report.ok and report.first_bad_seq == expected, report
+    offline_result = offline(tmp_path, export(client))
+    assert offline_result.returncode == 1
+    assert f"BROKEN at event {expected}:" in offline_result.stdout
+
+
+def test_removing_events_after_the_last_checkpoint_is_detected(client, session, auditor, tmp_path):
+    append(session, 6)
+    audit.run_verification(session, "system:test")
+    session.commit()
+    head = session.scalar(select(func.max(AuditEvent.seq)))
+    assert session.scalar(select(AuditCheckpoint.head_seq)) == head
+    # Remove the tail and rewind the head row too, as someone covering their tracks would.
+    keep = head - 2
+    last_kept = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == keep))
+    tamper(session, f"DELETE FROM audit_event WHERE seq > {keep}",
+           f"UPDATE audit_chain_lock SET head_seq = {keep}, head_hash = '{last_kept}'")
+    report = audit.verify_chain(session)
+    assert not report.ok and report.first_bad_seq == keep + 1
+    assert f"checkpoint was taken at event {head}" in report.problem
+    # The export request itself appends its own record after the rewound head; the checkpoint still tells.
+    result = offline(tmp_path, export(client))
+    assert result.returncode == 1 and f"a checkpoint was taken at event {head}" in result.stdout
+
+
+def test_exports_verify_offline_and_are_themselves_recorded(client, session, auditor, tmp_path):
+    append(session, 25)
+    jsonl = export(client)
+    lines = [json.loads(line) for line in jsonl.splitlines()]
+    assert lines[0]["record"] == "export" and lines[0]["through_head"] is True
+    exported = session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.exported")).all()
+    assert len(exported) == 1 and exported[0].actor == f"user:{auditor.id}"
+    assert [r["seq"] for r in lines if r["record"] == "event"][-1] == exported[0].seq
+    ok = offline(tmp_path, jsonl)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"OK: {exported[0].seq} events verified" in ok.stdout
+
+    csv_text = client.post("/admin/audit/export", data={"format": "csv"}).get_data(as_text=True)
+    assert offline(tmp_path, csv_text, "export.csv").returncode == 0
+
+    forged = jsonl.replace('"reason":"because"', '"reason":"nothing to see"', 1)
+    broken = offline(tmp_path, forged)
+    first_forged = next(r["seq"] for r in lines if r["record"] == "event" and r["reason"] == "because")
+    assert broken.returncode == 1 and f"BROKEN at event {first_forged}:" in broken.stdout
+    assert "altered" in broken.stdout
+
+    cut = "\n".join(jsonl.splitlines()[:-3]) + "\n"
+    truncated = offline(tmp_path, cut)
+    assert truncated.returncode == 1 and "events at the end are missing" in truncated.stdout
+
+
+def test_cli_verify_export_is_the_same_check(app, client, session, auditor, tmp_path):
+    append(session, 5)
+    path = tmp_path / "e.jsonl"
+    path.write_text(export(client))
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["audit", "verify-export", str(path)]).exit_code == 0
+    path.write_text(path.read_text().replace('"actor":"system:test"', '"actor":"user:1"', 1))
+    result = runner.invoke(args=["audit", "verify-export", str(path)])
+    assert result.exit_code == 1 and "BROKEN at event 1" in result.output
+
+
+def test_a_provider_history_export_verifies_each_event(client, session, auditor, tmp_path, make_provider):
+    provider = make_provider()
+    for i in range(4):
+        audit.record(session, "system:test", "mine", "provider", provider.id, after={"i": i}, provider_id=provider.id)
+        audit.record(session, "system:test", "other", "provider", 999, after={"i": i}, provider_id=999)
+    session.commit()
+    content = export(client, provider_id=str(provider.id))
+    events = [json.loads(line) for line in content.splitlines() if '"record":"event"' in line]
+    assert {e["action"] for e in events} == {"mine"}
+    assert offline(tmp_path, content).returncode == 0
+
+
+def test_the_provider_history_answers_who_verified_on_what_under_which_criteria(client, session, auditor,
+                                                                                make_account, make_provider):
+    publish_catalogue(session)
+    provider = make_provider(public_name="Harbor <b>Recovery</b>")
+    member = provider_member(session, make_account, provider)
+    researcher, lead = make_account(Role.RESEARCHER), make_account(Role.RESEARCH_LEAD)
+    provider.verification_status = VerificationStatus.REVOKED
+    session.commit()
+    submission = in_review(session, researcher, submitted(session, member, provider, SubmissionKind.REINSTATEMENT, {}))
+    assess_all(session, researcher, submission)
+    review.decide(session, researcher, submission, DecisionOutcome.APPROVED, [], "", "looked fine", POLICY, None)
+    review.sign_off(session, lead, submission, POLICY, None)
+    session.commit()
+    page = client.get(f"/admin/audit/provider/{provider.id}").get_data(as_text=True)
+    basis = re.search(r'id="verification-basis">(.*?)</div></div>', page, re.S).group(1)
+    assert researcher.name in basis and lead.name in basis and "catalogue <strong>v1</strong>" in basis
+    assert "NO_PATIENT_BROKERING" in basis and "checked NO_PATIENT_BROKERING" in basis
+    assert "Harbor <b>Recovery</b>" not in page
+    history = page[page.index('id="provider-history"'):]
+    for action in ("decision.recorded", "decision.signed_off", "verification.granted", "assessment.recorded"):
+        assert action in history
+
+
+def test_log_search_filters_and_pages(client, session, auditor, make_account):
+    someone = make_account(Role.RESEARCHER, email="someone@example.org")
+    for i in range(7):
+        audit.record(session, someone, f"decision.test{i % 2}", "decision", i, provider_id=42)
+    append(session, 3)
+
+    def seqs(query):
+        page = client.get(f"/admin/audit/?{query}").get_data(as_text=True)
+        return [int(s) for s in re.findall(r'/admin/audit/event/(\d+)">', page)]
+
+    assert len(seqs("actor=someone@example.org")) == 7
+    assert len(seqs("action=decision.*")) == 7
+    assert len(seqs("action=decision.test1")) == 3
+    assert len(seqs("provider_id=42&entity_type=decision&entity_id=3")) == 1
+    assert len(seqs("date_from=2000-01-01&date_to=2999-12-31")) >= 10
+    assert seqs("date_from=2999-01-01") == []
+    bad = client.get("/admin/audit/?date_from=2026-12-01&date_to=2026-11-01&actor=nobody@example.org")
+    assert bad.status_code == 400 and "The end date is before the start date." in bad.get_data(as_text=True)
+    first = seqs("")
+    assert first == sorted(first, reverse=True)
+
+
+def test_daily_verification_records_its_result_and_a_checkpoint(client, session, auditor):
+    from tasks.sweeps import audit_verification
+
+    append(session, 4)
+    head = session.scalar(select(func.max(AuditEvent.seq)))
+    assert audit_verification() is True
+    run = session.scalar(select(AuditVerification))
+    assert run.ok and run.checked == head
+    page = client.get("/admin/").get_data(as_text=True)
+    assert 'id="chain-status"' in page and f"{head} events" in page
+    tamper(session, "UPDATE audit_event SET actor = 'user:7' WHERE seq = 2")
+    assert audit_verification() is False
+    page = client.get("/admin/").get_data(as_text=True)
+    assert "BROKEN at event 2" in page
+    assert session.scalar(select(func.count()).select_from(AuditCheckpoint)) == 1
+
+
+def test_checkpoints_cannot_be_changed(session):
+    append(session, 2)
+    audit.run_verification(session, "system:test")
+    session.commit()
+    from sqlalchemy.exc import DBAPIError
+    for statement in ("UPDATE audit_checkpoint SET head_seq = 1", "DELETE FROM audit_checkpoint"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            session.execute(text(statement))
+        session.rollback()
