@@ -26,6 +26,7 @@ class Config:
     SWEEP_VERIFICATION_EXPIRY_SECONDS = 3600
     SWEEP_OUTBOX_SECONDS = 60
     SWEEP_ON_WORKER_START = True
+    SWEEP_AUDIT_VERIFICATION_SECONDS = 86400
     OUTBOX_FOLDER = str(INSTANCE / "outbox")
     UPLOAD_FOLDER = str(INSTANCE / "uploads")
     WTF_CSRF_ENABLED = True
@@ -65,6 +66,23 @@ class Config:
     # Tests only: admit 127.0.0.1 (any port). Never set in production.
     OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS = False
     BROKER_VISIBILITY_TIMEOUT_SECONDS = 3600
+    # Provider portal (issue 4).
+    UPLOAD_MAX_BYTES = 10 * 1024 * 1024
+    UPLOAD_MAX_FILES_PER_REQUEST = 5
+    # Flask refuses (413) any request body above this: the files allowed at once at the cap, plus the form.
+    MAX_CONTENT_LENGTH = 5 * 10 * 1024 * 1024 + 1024 * 1024
+    CONFIRM_TOKEN_MAX_AGE_SECONDS = 3 * 86400
+    RESET_TOKEN_MAX_AGE_SECONDS = 3600
+    # Rate limits ("N per minute;M per hour"), counted in Redis when REDIS_URL is set, in memory otherwise.
+    RATELIMIT_ENABLED = True
+    RATELIMIT_STORAGE_URI = ""
+    RATELIMIT_KEY_PREFIX = "backoffice-limits"
+    LOGIN_RATE_LIMIT = "10 per minute;60 per hour"
+    # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses.
+    LOGIN_ACCOUNT_RATE_LIMIT = "10 per 15 minutes"
+    RESET_RATE_LIMIT = "5 per 15 minutes;20 per day"
+    RESET_ACCOUNT_RATE_LIMIT = "3 per hour"
+    REGISTER_RATE_LIMIT = "5 per 15 minutes;20 per day"
     PROXY_FIX = False
     LOG_LEVEL = "INFO"
     DEMO_PASSWORD = "demo-password-2026"
