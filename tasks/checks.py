@@ -13,6 +13,7 @@ from backoffice.dispatch import after_commit
 from backoffice.extensions import db
 from backoffice.models import CheckKind, utcnow
 from backoffice.services import expiry, overdue, rechecks
+from backoffice.services.review import ReviewPolicy
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,7 @@ def expiry_sweep() -> dict:
 
 @shared_task(name="tasks.checks.sla_sweep", time_limit=300, soft_time_limit=270)
 def sla_sweep() -> int:
-    config = current_app.config
-    flagged = overdue.flag_overdue(db.session, "system:sla-sweep", utcnow(), config["SLA_FIRST_RESPONSE_DAYS"],
-                                   config["SLA_DECISION_DAYS"])
+    flagged = overdue.flag_overdue(db.session, "system:sla-sweep", utcnow(),
+                                   ReviewPolicy.from_config(current_app.config))
     db.session.commit()
     return flagged

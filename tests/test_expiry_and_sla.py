@@ -10,6 +10,7 @@ from backoffice.models import (
     Notification, Role, Submission, SubmissionKind, SubmissionState, VerificationStatus,
 )
 from backoffice.services import accounts, audit, expiry, overdue
+from backoffice.services.review import ReviewPolicy
 
 TODAY = date(2026, 3, 1)
 THRESHOLDS = [90, 60, 30, 7]
@@ -85,14 +86,14 @@ def test_sla_sweep_flags_overdue_submissions_once(session, make_provider, make_a
                                first_response_at=now - timedelta(days=19), decision_due=now - timedelta(hours=1))
     session.add_all([waiting, recent, late_decision])
     session.commit()
-    assert overdue.flag_overdue(session, "system:test", now, first_response_days=5, decision_days=30) == 2
+    assert overdue.flag_overdue(session, "system:test", now, ReviewPolicy(5, 30)) == 2
     session.commit()
     subjects = sorted(session.scalars(select(Finding.subject_key)))
     assert subjects == sorted([f"submission:{late_decision.id}:decision", f"submission:{waiting.id}:first_response"])
-    assert overdue.flag_overdue(session, "system:test", now + timedelta(hours=1), 5, 30, limit=1) == 0
+    assert overdue.flag_overdue(session, "system:test", now + timedelta(hours=1), ReviewPolicy(5, 30), limit=1) == 0
     # A batch of one walks past flagged submissions instead of stalling on them.
     fresh = Submission(provider_id=provider.id, kind=SubmissionKind.UPDATE, state=SubmissionState.SUBMITTED,
                        created_by_id=owner.id, submitted_at=now - timedelta(days=8))
     session.add(fresh)
     session.commit()
-    assert overdue.flag_overdue(session, "system:test", now, 5, 30, limit=1) == 1
+    assert overdue.flag_overdue(session, "system:test", now, ReviewPolicy(5, 30), limit=1) == 1

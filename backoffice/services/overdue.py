@@ -9,21 +9,24 @@ from sqlalchemy.orm import Session
 from backoffice.models import (
     OPEN_STATES, CheckKind, Finding, FindingSeverity, Provider, Submission, SubmissionState,
 )
-from backoffice.services import audit, findings
+from backoffice.services import audit, findings, sla
+from backoffice.services.review import ReviewPolicy
 
 
-def overdue_submissions(session: Session, now: datetime, first_response_days: int, decision_days: int,
+def overdue_submissions(session: Session, now: datetime, policy: ReviewPolicy,
                         limit: int, after_id: int = 0) -> list[Submission]:
-    """Open submissions past a due date, in id order after `after_id`.
+    """Open submissions that may be past a due date, in id order after `after_id`.
 
-    A submission without a recorded due date is judged by the configured days after it was submitted.
+    A submission without recorded due dates is judged by the review policy's business days after it was
+    submitted; n business days are at least n calendar days, so the calendar test here finds every
+    candidate and `missed` decides exactly.
     """
     first_due = or_(Submission.first_response_due < now,
                     and_(Submission.first_response_due.is_(None),
-                         Submission.submitted_at < now - timedelta(days=first_response_days)))
+                         Submission.submitted_at < now - timedelta(days=policy.first_response_business_days)))
     decision_due = or_(Submission.decision_due < now,
                        and_(Submission.decision_due.is_(None),
-                            Submission.submitted_at < now - timedelta(days=decision_days)))
+                            Submission.submitted_at < now - timedelta(days=policy.decision_business_days)))
     return list(session.scalars(
         select(Submission).where(
             Submission.state.in_(OPEN_STATES), Submission.id > after_id,
@@ -33,29 +36,29 @@ def overdue_submissions(session: Session, now: datetime, first_response_days: in
     ))
 
 
-def missed(submission: Submission, now: datetime, first_response_days: int,
-           decision_days: int) -> list[tuple[str, datetime]]:
+def missed(submission: Submission, now: datetime, policy: ReviewPolicy) -> list[tuple[str, datetime]]:
     """Which due dates ('first_response', 'decision') the submission has missed, with the date."""
     found = []
     if submission.state == SubmissionState.SUBMITTED and submission.first_response_at is None:
-        due = submission.first_response_due or submission.submitted_at + timedelta(days=first_response_days)
+        due = submission.first_response_due or sla.add_business_days(
+            submission.submitted_at, policy.first_response_business_days)
         if due < now:
             found.append(("first_response", due))
-    due = submission.decision_due or submission.submitted_at + timedelta(days=decision_days)
+    due = submission.decision_due or sla.add_business_days(submission.submitted_at, policy.decision_business_days)
     if due < now:
         found.append(("decision", due))
     return found
 
 
-def flag_overdue(session: Session, actor: audit.Actor, now: datetime, first_response_days: int,
-                 decision_days: int, limit: int = 1000) -> int:
+def flag_overdue(session: Session, actor: audit.Actor, now: datetime, policy: ReviewPolicy,
+                 limit: int = 1000) -> int:
     """Open one finding per overdue submission and due date, never twice; returns how many were opened."""
     flagged, after_id = 0, 0
     # Walk every overdue submission in id order, a batch at a time: already flagged ones do not stall the sweep.
-    while batch := overdue_submissions(session, now, first_response_days, decision_days, limit, after_id):
+    while batch := overdue_submissions(session, now, policy, limit, after_id):
         after_id = batch[-1].id
         for submission in batch:
-            for what, due in missed(submission, now, first_response_days, decision_days):
+            for what, due in missed(submission, now, policy):
                 flagged += _flag(session, actor, submission, what, due)
     session.flush()
     return flagged
