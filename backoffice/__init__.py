@@ -19,6 +19,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     configure_logging(app)
     register_extensions(app)
     register_blueprints(app)
+    register_rate_limits(app)
     register_request_hooks(app)
     register_errorhandlers(app)
     register_commands(app)
@@ -68,12 +69,20 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from backoffice.admin import init_admin
+    from backoffice.auth.account_views import bp as account_bp
     from backoffice.auth.views import bp as auth_bp
     from backoffice.portal.views import bp as portal_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(account_bp)
     app.register_blueprint(portal_bp, url_prefix="/portal")
     init_admin(app)
+
+
+def register_rate_limits(app: Flask) -> None:
+    from backoffice import ratelimit
+
+    ratelimit.init_app(app)
 
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -134,6 +143,10 @@ def register_errorhandlers(app: Flask) -> None:
     )
     app.register_error_handler(403, lambda e: render_error(403, "Not allowed", "Your account does not have access to this page."))
     app.register_error_handler(404, lambda e: render_error(404, "Not found", "There is no page at this address."))
+    app.register_error_handler(413, lambda e: render_error(
+        413, "Upload too large", "What you sent is larger than this site accepts. Upload fewer or smaller files."))
+    app.register_error_handler(429, lambda e: render_error(
+        429, "Too many attempts", "You have tried this too often. Wait a few minutes, then try again."))
     app.register_error_handler(405, lambda e: render_error(405, "Method not allowed", "This page does not accept that kind of request."))
 
 

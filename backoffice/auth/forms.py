@@ -1,6 +1,9 @@
+import email_validator
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SubmitField
-from wtforms.validators import DataRequired, Length
+from wtforms import EmailField, PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+
+from backoffice.auth.passwords import MIN_PASSWORD_LENGTH
 
 
 class LoginForm(FlaskForm):
@@ -11,3 +14,34 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     submit = SubmitField("Sign out")
+
+
+class RegisterForm(FlaskForm):
+    name = StringField("Your full name", validators=[DataRequired("Tell us your name."), Length(max=200)])
+    email = EmailField("Work e-mail address", validators=[DataRequired("Give your e-mail address."), Length(max=254)])
+    password = PasswordField(f"Password (at least {MIN_PASSWORD_LENGTH} characters)", validators=[
+        DataRequired("Choose a password."),
+        Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"Use at least {MIN_PASSWORD_LENGTH} characters.")])
+    confirm = PasswordField("Password again", validators=[
+        DataRequired("Type the password again."), EqualTo("password", "The two passwords are not the same.")])
+    submit = SubmitField("Register")
+
+    def validate_email(self, field):
+        try:
+            field.data = email_validator.validate_email(field.data.strip(), check_deliverability=False).normalized
+        except email_validator.EmailNotValidError as error:
+            raise ValidationError(f"Enter a valid e-mail address ({error}).") from None
+
+
+class EmailForm(FlaskForm):
+    email = EmailField("E-mail address", validators=[DataRequired("Give your e-mail address."), Length(max=254)])
+    submit = SubmitField("Send me a link")
+
+
+class NewPasswordForm(FlaskForm):
+    password = PasswordField(f"New password (at least {MIN_PASSWORD_LENGTH} characters)", validators=[
+        DataRequired("Choose a password."),
+        Length(min=MIN_PASSWORD_LENGTH, max=1024, message=f"Use at least {MIN_PASSWORD_LENGTH} characters.")])
+    confirm = PasswordField("New password again", validators=[
+        DataRequired("Type the password again."), EqualTo("password", "The two passwords are not the same.")])
+    submit = SubmitField("Set new password")

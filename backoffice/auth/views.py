@@ -8,6 +8,7 @@ from backoffice.auth.access import public
 from backoffice.auth.forms import LoginForm, LogoutForm
 from backoffice.auth.redirects import safe_next
 from backoffice.extensions import db
+from backoffice.models import Role
 from backoffice.services import accounts
 
 bp = Blueprint("auth", __name__)
@@ -36,6 +37,10 @@ def login():
         if account is None:
             db.session.commit()
             form.password.errors.append("That e-mail address and password do not match an active account.")
+        elif account.has_role(Role.PROVIDER) and account.email_confirmed_at is None:
+            db.session.rollback()
+            form.email.errors.append("Confirm your e-mail address first: open the link we sent when you "
+                                     "registered, or ask for a new one below.")
         else:
             db.session.commit()
             login_user(account)

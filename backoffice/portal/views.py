@@ -1,28 +1,65 @@
-"""Provider home: the organisations this account acts for and where their requests stand."""
+"""The provider portal: organisations, listing requests, questions, documents, decisions.
+
+Every page loads its organisation, request or document through the signed-in account's memberships, so
+another provider's id in a URL or a form finds nothing (404); the services check membership again.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from backoffice.auth.access import roles_required
 from backoffice.extensions import db
-from backoffice.models import OrganisationMember, Provider, Role, Submission
+from backoffice.models import (
+    OPEN_STATES, Account, Criterion, Document, OrganisationMember, Provider, Role, Submission,
+    SubmissionKind, SubmissionState,
+)
+from backoffice.portal.forms import (
+    ActionForm, AnswerForm, ListingForm, OrganisationForm, UploadForm, WithdrawForm,
+)
+from backoffice.services import advertising, documents, listing_requests, profile, review
+from backoffice.services.errors import DomainError
+from backoffice.services.listing_requests import IncompleteRequest
 
 bp = Blueprint("portal", __name__)
+provider_only = roles_required(Role.PROVIDER)
+
+
+def _policy() -> review.ReviewPolicy:
+    return review.ReviewPolicy.from_config(current_app.config)
+
+
+def _mine(query):
+    """Restrict a query over Provider to the organisations the signed-in account acts for."""
+    return query.join(OrganisationMember, OrganisationMember.provider_id == Provider.id).where(
+        OrganisationMember.account_id == current_user.id)
+
+
+def _own_provider(provider_id: int) -> Provider:
+    provider = db.session.scalar(_mine(select(Provider).where(Provider.id == provider_id)))
+    if provider is None:
+        abort(404)
+    return provider
+
+
+def _own_submission(submission_id: int) -> Submission:
+    submission = db.session.scalar(_mine(
+        select(Submission).join(Provider, Provider.id == Submission.provider_id)
+        .where(Submission.id == submission_id)
+        .options(selectinload(Submission.transitions), selectinload(Submission.messages),
+                 selectinload(Submission.documents), selectinload(Submission.decisions))))
+    if submission is None:
+        abort(404)
+    return submission
 
 
 @bp.route("/")
-@roles_required(Role.PROVIDER)
+@provider_only
 def home():
     providers = db.session.scalars(
-        select(Provider)
-        .join(OrganisationMember, OrganisationMember.provider_id == Provider.id)
-        .where(OrganisationMember.account_id == current_user.id)
-        .options(selectinload(Provider.locations))
-        .order_by(Provider.public_name)
-    ).all()
+        _mine(select(Provider)).options(selectinload(Provider.locations)).order_by(Provider.public_name)).all()
     submissions = db.session.scalars(
         select(Submission)
         .where(Submission.provider_id.in_([p.id for p in providers]))
@@ -33,3 +70,301 @@ def home():
     for submission in submissions:
         by_provider.setdefault(submission.provider_id, []).append(submission)
     return render_template("portal/home.html", providers=providers, by_provider=by_provider)
+
+
+# -- organisations --------------------------------------------------------------------------------
+
+
+@bp.route("/organisations/new", methods=["GET", "POST"])
+@provider_only
+def new_organisation():
+    form = OrganisationForm()
+    if form.validate_on_submit():
+        try:
+            draft = listing_requests.create_organisation(db.session, current_user, form.legal_name.data,
+                                                         form.public_name.data)
+        except DomainError as error:
+            db.session.rollback()
+            form.legal_name.errors.append(str(error))
+        else:
+            db.session.commit()
+            flash("Organisation created. Fill in the listing request below; save it as a draft at any time.",
+                  "success")
+            return redirect(url_for(".edit_request", submission_id=draft.id))
+    return render_template("portal/organisation_new.html", form=form), 400 if form.errors else 200
+
+
+@bp.route("/organisations/<int:provider_id>")
+@provider_only
+def organisation(provider_id: int, error: str | None = None, status: int = 200):
+    provider = _own_provider(provider_id)
+    requests = db.session.scalars(select(Submission).where(Submission.provider_id == provider.id)
+                                  .order_by(Submission.id.desc())).all()
+    return render_template(
+        "portal/organisation.html", provider=provider, listing=profile.current(provider), requests=requests,
+        next_kind=listing_requests.next_listing_kind(provider),
+        open_request=listing_requests.open_listing_request(db.session, provider),
+        advertising_blocked=advertising.why_not(db.session, provider), action=ActionForm(), error=error,
+        labels=_labels(),
+    ), status
+
+
+@bp.route("/organisations/<int:provider_id>/requests", methods=["POST"])
+@provider_only
+def start_request(provider_id: int):
+    provider = _own_provider(provider_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        draft = listing_requests.start_listing_request(db.session, current_user, provider)
+    except DomainError as error:
+        db.session.rollback()
+        return organisation(provider_id, error=str(error), status=409)
+    db.session.commit()
+    return redirect(url_for(".edit_request", submission_id=draft.id))
+
+
+@bp.route("/organisations/<int:provider_id>/advertise", methods=["GET", "POST"])
+@provider_only
+def advertise(provider_id: int):
+    provider = _own_provider(provider_id)
+    form = ActionForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            application = advertising.apply(db.session, current_user, provider, _policy())
+        except DomainError as refused:
+            db.session.rollback()
+            error = str(refused)
+        else:
+            db.session.commit()
+            flash("Your application to advertise is with the research team. Its status is below.", "success")
+            return redirect(url_for(".request_page", submission_id=application.id))
+    blocked = advertising.why_not(db.session, provider)
+    return render_template("portal/advertise.html", provider=provider, blocked=blocked, error=error,
+                           form=form), 409 if error else 200
+
+
+# -- listing requests -----------------------------------------------------------------------------
+
+
+def _labels() -> dict[str, dict[str, str]]:
+    from backoffice.services import listing_rules as rules
+
+    return {"levels_of_care": rules.LEVELS_OF_CARE, "services": rules.SERVICES, "populations": rules.POPULATIONS,
+            "payment_accepted": rules.PAYMENT_ACCEPTED, "fields": profile.LABELS}
+
+
+def _people(submission: Submission) -> dict[int, str]:
+    """Names of the provider's own people; staff appear as "the research team", never by name or id."""
+    ids = {m.author_id for m in submission.messages}
+    members = db.session.scalars(select(Account).join(OrganisationMember).where(
+        OrganisationMember.provider_id == submission.provider_id, Account.id.in_(ids))).all()
+    return {account.id: account.name for account in members}
+
+
+def _timeline(submission: Submission) -> list[dict]:
+    members = {f"user:{account_id}" for account_id in db.session.scalars(
+        select(OrganisationMember.account_id).where(OrganisationMember.provider_id == submission.provider_id))}
+    return [{"at": step.at, "state": step.to_state,
+             "by": "you" if step.actor in members else ("the research team" if step.actor.startswith("user:")
+                                                        else "the system")}
+            for step in submission.transitions]
+
+
+def _reason_titles(decision) -> dict[str, str]:
+    if decision is None or not decision.reason_codes:
+        return {}
+    rows = db.session.execute(select(Criterion.code, Criterion.title).where(
+        Criterion.catalogue_id == decision.catalogue_id, Criterion.code.in_(decision.reason_codes))).all()
+    return dict(rows)
+
+
+def _render_request(submission: Submission, forms: dict | None = None, error: str | None = None,
+                    status: int = 200):
+    forms = forms or {}
+    version = {"version": submission.row_version}
+    forms.setdefault("answer", AnswerForm(formdata=None, data=version))
+    forms.setdefault("upload", UploadForm(formdata=None))
+    forms.setdefault("withdraw", WithdrawForm(formdata=None, data=version))
+    decision = review.final_decision(submission)
+    return render_template(
+        "portal/request.html", submission=submission, provider=submission.provider, forms=forms, error=error,
+        timeline=_timeline(submission), people=_people(submission), decision=decision,
+        reason_titles=_reason_titles(decision), labels=_labels(), open_states=OPEN_STATES,
+        can_withdraw=submission.state in OPEN_STATES | {SubmissionState.DRAFT} and not review.pending_decision(submission),
+        diff=profile.diff(submission.provider, submission.proposed or {}) if submission.kind == SubmissionKind.UPDATE else None,
+        attestation=(submission.proposed or {}).get(listing_requests.ATTESTATION_KEY),
+        max_upload=documents.human_size(current_app.config["UPLOAD_MAX_BYTES"]),
+    ), status
+
+
+@bp.route("/requests/<int:submission_id>")
+@provider_only
+def request_page(submission_id: int):
+    return _render_request(_own_submission(submission_id))
+
+
+def _listing_form(submission: Submission, formdata: bool) -> ListingForm:
+    vocabularies = listing_requests.vocabularies(profile.current(submission.provider))
+    if formdata:
+        form = ListingForm()
+    else:
+        form = ListingForm(formdata=None, data={**ListingForm.data_from(submission.proposed or {}),
+                                                "version": submission.row_version})
+    form.use_vocabularies(vocabularies)
+    return form
+
+
+def _show_missing(form: ListingForm, missing: dict[str, str]) -> None:
+    for name, message in missing.items():
+        form[name].errors = list(form[name].errors or []) + [message]
+
+
+@bp.route("/requests/<int:submission_id>/edit", methods=["GET", "POST"])
+@provider_only
+def edit_request(submission_id: int):
+    submission = _own_submission(submission_id)
+    if submission.state != SubmissionState.DRAFT or submission.kind not in listing_requests.LISTING_KINDS:
+        flash(f"This request is {submission.state.label}; only a draft listing request can be changed.", "info")
+        return redirect(url_for(".request_page", submission_id=submission.id))
+    form = _listing_form(submission, formdata=True)
+    status, error = 200, None
+    if form.is_submitted():
+        status = 400
+        if form.validate():
+            try:
+                listing_requests.save_draft(db.session, current_user, submission, form.proposed(),
+                                            _version(form))
+                if form.submit_request.data:
+                    listing_requests.submit(db.session, current_user, submission, form.attestation(), _policy())
+            except IncompleteRequest as incomplete:
+                db.session.rollback()
+                _show_missing(form, incomplete.missing)
+                error = str(incomplete)
+            except DomainError as refused:
+                db.session.rollback()
+                error = str(refused)
+            else:
+                db.session.commit()
+                if form.submit_request.data:
+                    flash("Your request is submitted. The research team will answer here; we e-mail you when "
+                          "they ask a question or decide.", "success")
+                    return redirect(url_for(".request_page", submission_id=submission.id))
+                flash("Draft saved. Nothing is sent to the research team until you submit.", "success")
+                return redirect(url_for(".edit_request", submission_id=submission.id))
+        else:
+            error = "Some fields need correcting; nothing was saved. The problems are shown next to each field."
+    else:
+        form = _listing_form(submission, formdata=False)
+    form.add_blank_rows()
+    return render_template("portal/request_edit.html", form=form, submission=submission,
+                           provider=submission.provider, error=error,
+                           upload=UploadForm(formdata=None),
+                           max_upload=documents.human_size(current_app.config["UPLOAD_MAX_BYTES"])), status
+
+
+def _version(form) -> int | None:
+    try:
+        return int(form.version.data) if form.version.data not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _store_uploads(submission: Submission, files) -> list[Document]:
+    """Store every uploaded file, or raise and store none (the caller rolls back)."""
+    files = [f for f in files or [] if f and f.filename]
+    limit = current_app.config["UPLOAD_MAX_FILES_PER_REQUEST"]
+    if len(files) > limit:
+        raise documents.UploadRefused(f"Upload at most {limit} files at a time.")
+    return [documents.store(db.session, current_user, submission, f.stream, f.filename,
+                            current_app.config["UPLOAD_FOLDER"], current_app.config["UPLOAD_MAX_BYTES"])
+            for f in files]
+
+
+@bp.route("/requests/<int:submission_id>/documents", methods=["POST"])
+@provider_only
+def upload(submission_id: int):
+    submission = _own_submission(submission_id)
+    form = UploadForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            stored = _store_uploads(submission, form.files.data)
+            if not stored:
+                raise documents.UploadRefused("Choose at least one file to upload.")
+        except documents.UploadRefused as refused:
+            db.session.rollback()
+            form.files.errors = [str(refused)]
+        except DomainError as refused:
+            db.session.rollback()
+            error = str(refused)
+        else:
+            db.session.commit()
+            flash(f"Uploaded {', '.join(d.original_name for d in stored)}.", "success")
+            return redirect(url_for(".request_page", submission_id=submission.id) + "#documents")
+    return _render_request(submission, {"upload": form}, error=error, status=400)
+
+
+@bp.route("/requests/<int:submission_id>/answer", methods=["POST"])
+@provider_only
+def answer(submission_id: int):
+    submission = _own_submission(submission_id)
+    form = AnswerForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            # Documents first: they can only be added while the question is open.
+            _store_uploads(submission, form.files.data)
+            listing_requests.answer(db.session, current_user, submission, form.message.data, form.version.data)
+        except documents.UploadRefused as refused:
+            db.session.rollback()
+            form.files.errors = [str(refused)]
+        except DomainError as refused:
+            db.session.rollback()
+            error = str(refused)
+        else:
+            db.session.commit()
+            flash("Your answer is sent; the request is back with the research team.", "success")
+            return redirect(url_for(".request_page", submission_id=submission.id))
+    return _render_request(submission, {"answer": form}, error=error, status=400)
+
+
+@bp.route("/requests/<int:submission_id>/withdraw", methods=["POST"])
+@provider_only
+def withdraw(submission_id: int):
+    submission = _own_submission(submission_id)
+    form = WithdrawForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            listing_requests.withdraw(db.session, current_user, submission, form.reason.data, form.version.data)
+        except DomainError as refused:
+            db.session.rollback()
+            error = str(refused)
+        else:
+            db.session.commit()
+            flash(f"Request #{submission.id} is withdrawn.", "info")
+            return redirect(url_for(".request_page", submission_id=submission.id))
+    return _render_request(submission, {"withdraw": form}, error=error, status=400)
+
+
+# -- documents ------------------------------------------------------------------------------------
+
+
+@bp.route("/documents/<int:document_id>")
+@roles_required(Role.PROVIDER, *documents.EVIDENCE_READERS)
+def document(document_id: int):
+    found = db.session.get(Document, document_id)
+    # One answer for "no such document" and "not yours", so ids cannot be probed.
+    if found is None or not documents.may_read(db.session, current_user, found):
+        abort(404)
+    try:
+        path = documents.path_of(current_app.config["UPLOAD_FOLDER"], found)
+    except DomainError:
+        abort(404)
+    if not path.is_file():
+        abort(404)
+    return send_file(path, mimetype=found.content_type, as_attachment=True, download_name=found.original_name,
+                     max_age=0)
+

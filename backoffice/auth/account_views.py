@@ -1,0 +1,118 @@
+"""Provider self-service: register, confirm the e-mail address, reset a forgotten password.
+
+Pages that take an e-mail address answer the same whether or not an account has it, so they cannot be
+used to find out who is registered. Rate limits for these pages are set in backoffice.ratelimit.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, flash, redirect, render_template, url_for
+from flask_login import current_user, logout_user
+
+from backoffice.auth.access import public
+from backoffice.auth.forms import EmailForm, NewPasswordForm, RegisterForm
+from backoffice.extensions import db
+from backoffice.services import provider_accounts
+from backoffice.services.errors import DomainError
+
+bp = Blueprint("account", __name__)
+
+
+def _settings() -> provider_accounts.TokenSettings:
+    return provider_accounts.TokenSettings.from_config(current_app.config)
+
+
+def _confirm_link(token: str) -> str:
+    return url_for("account.confirm", token=token, _external=True)
+
+
+def _reset_link(token: str) -> str:
+    return url_for("account.reset", token=token, _external=True)
+
+
+def _sent(title: str, message: str):
+    return render_template("account/sent.html", title=title, message=message)
+
+
+@bp.route("/register", methods=["GET", "POST"])
+@public
+def register():
+    form = RegisterForm()
+    if form.validate_on_submit():
+        try:
+            provider_accounts.register(db.session, _settings(), email=form.email.data, name=form.name.data,
+                                       password=form.password.data, confirm_link=_confirm_link,
+                                       sign_in_link=url_for("auth.login", _external=True))
+        except DomainError as error:
+            db.session.rollback()
+            form.email.errors.append(str(error))
+        else:
+            db.session.commit()
+            return _sent("Check your e-mail",
+                         f"We sent a link to {form.email.data}. Open it to confirm your address, then sign in. "
+                         "If nothing arrives within a few minutes, look in your spam folder or ask for a new link.")
+    return render_template("account/register.html", form=form)
+
+
+@bp.route("/confirm/<token>")
+@public
+def confirm(token: str):
+    try:
+        provider_accounts.confirm_email(db.session, _settings(), token)
+    except DomainError as error:
+        db.session.rollback()
+        flash(str(error), "warning")
+        return redirect(url_for("account.resend_confirmation"))
+    db.session.commit()
+    flash("Your e-mail address is confirmed. Sign in to continue.", "success")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/confirm", methods=["GET", "POST"])
+@public
+def resend_confirmation():
+    form = EmailForm()
+    if form.validate_on_submit():
+        provider_accounts.resend_confirmation(db.session, _settings(), form.email.data, _confirm_link)
+        db.session.commit()
+        return _sent("Check your e-mail", "If that address has an account waiting for confirmation, a new link "
+                     "is on its way. Links from earlier messages still work until they expire.")
+    return render_template("account/email_form.html", form=form, title="Confirm your e-mail address",
+                           intro="Give the address you registered with and we will send a new confirmation link.")
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+@public
+def reset_request():
+    form = EmailForm()
+    if form.validate_on_submit():
+        provider_accounts.request_reset(db.session, _settings(), form.email.data, _reset_link)
+        db.session.commit()
+        return _sent("Check your e-mail", "If that address has an account, a link to choose a new password is on "
+                     "its way. It works once and expires soon.")
+    return render_template("account/email_form.html", form=form, title="Forgot your password?",
+                           intro="Give your account's e-mail address and we will send a link to choose a new password.")
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@public
+def reset(token: str):
+    try:
+        provider_accounts.account_for_reset(db.session, _settings(), token)
+    except DomainError as error:
+        flash(str(error), "warning")
+        return redirect(url_for("account.reset_request"))
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            provider_accounts.reset_password(db.session, _settings(), token, form.password.data)
+        except DomainError as error:
+            db.session.rollback()
+            form.password.errors.append(str(error))
+        else:
+            db.session.commit()
+            if current_user.is_authenticated:
+                logout_user()
+            flash("Your password is changed and every other session is signed out. Sign in with the new one.",
+                  "success")
+            return redirect(url_for("auth.login"))
+    return render_template("account/reset.html", form=form)

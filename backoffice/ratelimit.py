@@ -1,0 +1,66 @@
+"""Rate limits on sign-in, registration and password reset: the one place they are set up.
+
+Each app gets its own Limiter, because Flask-Limiter keeps its storage on the Limiter object and a
+module-level one would be shared by every app a process builds. Limits are attached to endpoints here
+rather than with decorators in the views, so the views stay plain and the whole policy reads in one table.
+"""
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+
+def _submitted_email() -> str:
+    """The e-mail address in the posted form, so one account is protected however many addresses attack it."""
+    return "email:" + (request.form.get("email") or "").strip().lower()[:254]
+
+
+def _failed(response) -> bool:
+    """A sign-in that re-renders the form failed; a redirect is a success and costs nothing."""
+    return response.status_code != 302
+
+
+# endpoint -> [(setting holding the limit, key function, count only failures)]
+LIMITS = {
+    "auth.login": [
+        ("LOGIN_RATE_LIMIT", get_remote_address, False),
+        ("LOGIN_ACCOUNT_RATE_LIMIT", _submitted_email, True),
+    ],
+    "account.reset_request": [
+        ("RESET_RATE_LIMIT", get_remote_address, False),
+        ("RESET_ACCOUNT_RATE_LIMIT", _submitted_email, False),
+    ],
+    "account.reset": [("RESET_RATE_LIMIT", get_remote_address, False)],
+    "account.resend_confirmation": [
+        ("RESET_RATE_LIMIT", get_remote_address, False),
+        ("RESET_ACCOUNT_RATE_LIMIT", _submitted_email, False),
+    ],
+    "account.register": [("REGISTER_RATE_LIMIT", get_remote_address, False)],
+}
+
+
+def storage_uri(config) -> str:
+    """Redis when the deployment has it, so every web process counts together; memory otherwise."""
+    return config.get("RATELIMIT_STORAGE_URI") or config.get("REDIS_URL") or "memory://"
+
+
+def init_app(app: Flask) -> Limiter:
+    """Build this app's limiter and attach the limits to their endpoints (call after blueprints)."""
+    prefix = app.config["RATELIMIT_KEY_PREFIX"]
+    if app.testing:
+        # Tests share one Redis: each app counts on its own so one test's sign-ins never throttle the next.
+        prefix = f"{prefix}-{uuid.uuid4().hex}"
+    app.config["RATELIMIT_STORAGE_URI"] = storage_uri(app.config)
+    limiter = Limiter(get_remote_address, app=app, key_prefix=prefix, default_limits=[], headers_enabled=True)
+    for endpoint, limits in LIMITS.items():
+        view = app.view_functions[endpoint]
+        for setting, key_func, failures_only in limits:
+            view = limiter.limit(
+                lambda setting=setting: current_app.config[setting], key_func=key_func, methods=["POST"],
+                scope=setting.lower(), deduct_when=_failed if failures_only else None,
+            )(view)
+        app.view_functions[endpoint] = view
+    return limiter

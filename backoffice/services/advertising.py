@@ -1,0 +1,59 @@
+"""Applying to advertise: only a currently verified, listed provider may, and the research team decides."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backoffice.models import (
+    OPEN_STATES, Account, AdvertisingStatus, ListingStatus, Provider, Submission, SubmissionKind,
+    VerificationStatus, utcnow,
+)
+from backoffice.services import audit, listing_requests, review, submissions
+from backoffice.services.errors import InvalidTransition
+
+APPLICABLE_FROM = (AdvertisingStatus.NONE, AdvertisingStatus.ENDED, AdvertisingStatus.SUSPENDED)
+
+
+def open_application(session: Session, provider: Provider) -> Submission | None:
+    return session.scalar(select(Submission).where(
+        Submission.provider_id == provider.id, Submission.kind == SubmissionKind.ADVERTISER_APPLICATION,
+        Submission.state.in_(OPEN_STATES)).limit(1))
+
+
+def why_not(session: Session, provider: Provider) -> str | None:
+    """Why this provider cannot apply to advertise right now, and what to do; None when it can."""
+    if provider.verification_status != VerificationStatus.VERIFIED:
+        return (f"Your verification is {provider.verification_status.label}. Only providers the research team "
+                "has verified can advertise: submit a listing request (or answer the open one) and apply "
+                "once it is approved.")
+    if provider.verified_until is not None and provider.verified_until <= utcnow():
+        return ("Your verification has lapsed. Submit an update to your listing so the research team can "
+                "verify you again, then apply.")
+    if provider.listing_status != ListingStatus.LISTED:
+        return f"Your listing is {provider.listing_status.label}. Advertisers must be listed in the directory."
+    if provider.advertising_status == AdvertisingStatus.ACTIVE:
+        return "You already advertise; nothing to apply for."
+    application = open_application(session, provider)
+    if application is not None or provider.advertising_status == AdvertisingStatus.PENDING:
+        number = f" #{application.id}" if application else ""
+        return f"Your application{number} is waiting for the research team's decision."
+    return None
+
+
+def apply(session: Session, actor: Account, provider: Provider, policy: review.ReviewPolicy) -> Submission:
+    """Create and submit an advertiser application; advertising becomes pending until it is decided."""
+    listing_requests.require_member(session, actor, provider.id)
+    reason = why_not(session, provider)
+    if reason is not None:
+        raise InvalidTransition(reason)
+    # The application proposes no listing change: the research team reviews the listing as it stands.
+    application = submissions.create_draft(session, actor, provider, SubmissionKind.ADVERTISER_APPLICATION, {})
+    review.submit(session, actor, application, policy)
+    before = provider.advertising_status
+    provider.advertising_status = AdvertisingStatus.PENDING
+    audit.record(session, actor, "advertising.pending", "provider", provider.id,
+                 before={"advertising_status": before.value},
+                 after={"advertising_status": AdvertisingStatus.PENDING.value},
+                 reason=f"advertiser application #{application.id}", provider_id=provider.id)
+    session.flush()
+    return application
