@@ -81,6 +81,7 @@ class Config:
     RESET_RATE_LIMIT = "5 per 15 minutes;20 per day"
     RESET_ACCOUNT_RATE_LIMIT = "3 per hour"
     REGISTER_RATE_LIMIT = "5 per 15 minutes;20 per day"
+    API_RATE_LIMIT = "300 per minute"
     PROXY_FIX = False
     LOG_LEVEL = "INFO"
     DEMO_PASSWORD = "demo-password-2026"

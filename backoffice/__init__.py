@@ -76,6 +76,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(portal_bp, url_prefix="/portal")
+    from backoffice.api.views import bp as api_bp
+
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
     init_admin(app)
 
 
@@ -135,6 +138,9 @@ def register_errorhandlers(app: Flask) -> None:
     from flask_wtf.csrf import CSRFError
 
     def render_error(status: int, title: str, message: str):
+        if request.path.startswith("/api/"):
+            # The feed's consumers are programs: they get JSON in the shape the OpenAPI document gives.
+            return {"error": {"status": status, "message": f"{title}: {message}"}}, status
         return render_template("error.html", status=status, title=title, message=message), status
 
     app.register_error_handler(400, lambda e: render_error(400, "Bad request", "The request could not be understood."))
@@ -146,7 +152,7 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(413, lambda e: render_error(
         413, "Upload too large", "What you sent is larger than this site accepts. Upload fewer or smaller files."))
     app.register_error_handler(429, lambda e: render_error(
-        429, "Too many attempts", "You have tried this too often. Wait a few minutes, then try again."))
+        429, "Too many attempts", f"You have tried this too often ({e.description}). Wait a little, then try again."))
     app.register_error_handler(405, lambda e: render_error(405, "Method not allowed", "This page does not accept that kind of request."))
 
 

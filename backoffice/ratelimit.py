@@ -42,6 +42,14 @@ LIMITS = {
 }
 
 
+# The public feed is read with GET; limited per client address so one consumer cannot starve the rest.
+READ_LIMITS = {
+    "api.listings_feed": "API_RATE_LIMIT",
+    "api.verification_receipt": "API_RATE_LIMIT",
+    "api.openapi": "API_RATE_LIMIT",
+}
+
+
 def storage_uri(config) -> str:
     """Redis when the deployment has it, so every web process counts together; memory otherwise."""
     return config.get("RATELIMIT_STORAGE_URI") or config.get("REDIS_URL") or "memory://"
@@ -63,4 +71,8 @@ def init_app(app: Flask) -> Limiter:
                 scope=setting.lower(), deduct_when=_failed if failures_only else None,
             )(view)
         app.view_functions[endpoint] = view
+    for endpoint, setting in READ_LIMITS.items():
+        app.view_functions[endpoint] = limiter.limit(
+            lambda setting=setting: current_app.config[setting], methods=["GET"], scope=setting.lower(),
+        )(app.view_functions[endpoint])
     return limiter

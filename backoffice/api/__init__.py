@@ -1,0 +1,1 @@
+"""The public listing feed the directory reads."""

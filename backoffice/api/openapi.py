@@ -1,0 +1,138 @@
+"""The OpenAPI 3.1 description of the listing feed; a test checks real responses against it."""
+from __future__ import annotations
+
+from backoffice.services.listings import ADVERTISER_DISCLOSURE, DEFAULT_LIMIT, MAX_LIMIT
+from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+SCHEMAS = {
+    "Location": {
+        "type": "object", "additionalProperties": False,
+        "required": ["street1", "street2", "city", "state", "zip", "latitude", "longitude"],
+        "properties": {
+            "street1": {"type": "string"}, "street2": _NULLABLE_STRING, "city": {"type": "string"},
+            "state": {"type": "string", "enum": sorted(US_STATES)},
+            "zip": {"type": "string", "pattern": r"^\d{5}(-\d{4})?$"},
+            "latitude": {"type": ["number", "null"]}, "longitude": {"type": ["number", "null"]},
+        },
+    },
+    "Verification": {
+        "type": "object", "additionalProperties": False,
+        "required": ["status", "verified_at", "verified_until", "criteria_version", "last_rechecked_at"],
+        "properties": {
+            "status": {"type": "string", "enum": ["verified"]},
+            "verified_at": _DATE_TIME, "verified_until": {"type": "string", "format": "date-time"},
+            "criteria_version": {"type": ["integer", "null"]}, "last_rechecked_at": _DATE_TIME,
+        },
+    },
+    "Listing": {
+        "type": "object", "additionalProperties": False,
+        "required": ["id", "public_name", "legal_name", "website", "phone", "locations", "levels_of_care",
+                     "services", "populations", "payment_accepted", "verification", "advertiser",
+                     "advertiser_disclosure"],
+        "properties": {
+            "id": {"type": "integer"}, "public_name": {"type": "string"}, "legal_name": {"type": "string"},
+            "website": _NULLABLE_STRING, "phone": _NULLABLE_STRING,
+            "locations": {"type": "array", "items": {"$ref": "#/components/schemas/Location"}},
+            "levels_of_care": {"type": "array", "items": {"type": "string", "enum": sorted(LEVELS_OF_CARE)}},
+            "services": {"type": "array", "items": {"type": "string", "enum": sorted(SERVICES)}},
+            "populations": {"type": "array", "items": {"type": "string"}},
+            "payment_accepted": {"type": "array", "items": {"type": "string"}},
+            "verification": {"$ref": "#/components/schemas/Verification"},
+            "advertiser": {"type": "boolean", "description": "True for every provider that advertises."},
+            "advertiser_disclosure": {"type": ["string", "null"], "enum": [ADVERTISER_DISCLOSURE, None],
+                                      "description": "Shown beside every advertiser; null otherwise."},
+        },
+    },
+    "ListingPage": {
+        "type": "object", "additionalProperties": False, "required": ["listings", "next_cursor"],
+        "properties": {
+            "listings": {"type": "array", "items": {"$ref": "#/components/schemas/Listing"}},
+            "next_cursor": _NULLABLE_STRING,
+            "next": {"type": "string", "description": "The next page's URL, when there is one."},
+        },
+    },
+    "Receipt": {
+        "type": "object", "additionalProperties": False,
+        "required": ["id", "public_name", "verification", "criteria", "advertiser", "advertiser_disclosure"],
+        "properties": {
+            "id": {"type": "integer"}, "public_name": {"type": "string"},
+            "verification": {
+                "type": "object", "additionalProperties": False,
+                "required": ["status", "verified_at", "verified_until", "criteria_version", "last_rechecked_at",
+                             "decided_at", "second_signoff"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["verified"]}, "verified_at": _DATE_TIME,
+                    "verified_until": {"type": "string", "format": "date-time"},
+                    "criteria_version": {"type": ["integer", "null"]}, "last_rechecked_at": _DATE_TIME,
+                    "decided_at": _DATE_TIME, "second_signoff": {"type": "boolean"},
+                },
+            },
+            "criteria": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "required": ["code", "title", "status"],
+                "properties": {"code": {"type": "string"}, "title": {"type": "string"},
+                               "status": {"type": "string", "enum": ["met", "not_applicable"]}}}},
+            "advertiser": {"type": "boolean"},
+            "advertiser_disclosure": {"type": ["string", "null"], "enum": [ADVERTISER_DISCLOSURE, None]},
+        },
+    },
+    "Error": {
+        "type": "object", "additionalProperties": False, "required": ["error"],
+        "properties": {"error": {
+            "type": "object", "additionalProperties": False, "required": ["status", "message"],
+            "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}},
+    },
+}
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def document() -> dict:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Treatment provider directory: verified listings",
+            "version": "1",
+            "description": "Listed, currently verified providers. Listing is free; advertisers are verified "
+                           "first, always marked, and advertising never changes the order.",
+        },
+        "paths": {
+            "/api/v1/listings": {"get": {
+                "summary": "Listed, currently verified providers in a stable order (by id)",
+                "parameters": [
+                    {"name": "state", "in": "query", "schema": {"type": "string", "enum": sorted(US_STATES)}},
+                    {"name": "level_of_care", "in": "query",
+                     "schema": {"type": "string", "enum": sorted(LEVELS_OF_CARE)}},
+                    {"name": "service", "in": "query", "schema": {"type": "string", "enum": sorted(SERVICES)}},
+                    {"name": "limit", "in": "query",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "next_cursor from the previous page"},
+                ],
+                "responses": {
+                    "200": {"description": "A page of listings", "headers": {"ETag": {"schema": {"type": "string"}}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ListingPage"}}}},
+                    "304": {"description": "Not modified since the ETag given in If-None-Match"},
+                    "400": _error("A parameter the feed cannot use"),
+                    "429": _error("Too many requests"),
+                },
+            }},
+            "/api/v1/listings/{id}/verification": {"get": {
+                "summary": "The verification receipt of one listing",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {
+                    "200": {"description": "The receipt",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Receipt"}}}},
+                    "304": {"description": "Not modified"},
+                    "404": _error("No listed, currently verified provider has this id"),
+                    "429": _error("Too many requests"),
+                },
+            }},
+        },
+        "components": {"schemas": SCHEMAS},
+    }

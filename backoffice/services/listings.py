@@ -1,0 +1,196 @@
+"""The public listing feed: which providers leave this system, and exactly what is said about them.
+
+Every advertiser is marked wherever a listing leaves (feed and receipt); the order never depends on
+advertising.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.sql import ColumnElement
+
+from backoffice.models import (
+    AdvertisingStatus, Assessment, AssessmentStatus, CriteriaCatalogue, Decision, DecisionOutcome, DecisionStatus,
+    ListingStatus, Location, Provider, Submission, VerificationStatus,
+)
+from backoffice.services.audit import jsonable
+from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES
+
+ADVERTISER_DISCLOSURE = (
+    "Advertiser: this provider pays to advertise in the directory. It was verified against the same "
+    "criteria as every listing, and advertising does not change its place in the listings."
+)
+MAX_LIMIT = 100
+DEFAULT_LIMIT = 50
+
+
+class BadRequest(ValueError):
+    """A parameter the feed cannot use; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class FeedQuery:
+    state: str | None = None
+    level_of_care: str | None = None
+    service: str | None = None
+    limit: int = DEFAULT_LIMIT
+    after_id: int = 0
+
+
+def parse_query(args: dict[str, str]) -> FeedQuery:
+    """Validate the feed's query parameters; every problem is reported at once."""
+    problems = []
+    known = {"state", "level_of_care", "service", "limit", "cursor"}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        problems.append(f"unknown parameter(s) {', '.join(unknown)}; the feed takes {', '.join(sorted(known))}")
+    state = (args.get("state") or "").upper() or None
+    if state and state not in US_STATES:
+        problems.append(f"state {state!r} is not a US state or territory code")
+    level = args.get("level_of_care") or None
+    if level and level not in LEVELS_OF_CARE:
+        problems.append(f"level_of_care {level!r} is not one of {', '.join(sorted(LEVELS_OF_CARE))}")
+    service = args.get("service") or None
+    if service and service not in SERVICES:
+        problems.append(f"service {service!r} is not one of {', '.join(sorted(SERVICES))}")
+    limit = DEFAULT_LIMIT
+    if "limit" in args:
+        try:
+            limit = int(args["limit"])
+            if not 1 <= limit <= MAX_LIMIT:
+                raise ValueError
+        except ValueError:
+            problems.append(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    after_id = 0
+    if args.get("cursor"):
+        try:
+            after_id = decode_cursor(args["cursor"])
+        except ValueError:
+            problems.append("cursor is not one this feed gave out; start again without it")
+    if problems:
+        raise BadRequest("; ".join(problems))
+    return FeedQuery(state=state, level_of_care=level, service=service, limit=limit, after_id=after_id)
+
+
+def encode_cursor(provider_id: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{provider_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("bad cursor") from None
+    version, _, ident = raw.partition(":")
+    if version != "v1" or not ident.isdigit():
+        raise ValueError("bad cursor")
+    return int(ident)
+
+
+def listed_clause(now: datetime) -> ColumnElement:
+    """Listed and currently verified: nothing else leaves this system."""
+    return and_(Provider.listing_status == ListingStatus.LISTED,
+                Provider.verification_status == VerificationStatus.VERIFIED,
+                Provider.verified_until > now)
+
+
+def _list_contains(session: Session, column, value: str) -> ColumnElement:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.cast(column, JSONB).contains([value])
+    member = func.json_each(column).table_valued("value")
+    return exists(select(1).select_from(member).where(member.c.value == value))
+
+
+def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Provider], str | None]:
+    stmt = select(Provider).where(listed_clause(now), Provider.id > query.after_id)
+    if query.state:
+        stmt = stmt.where(exists().where(Location.provider_id == Provider.id, Location.state == query.state))
+    if query.level_of_care:
+        stmt = stmt.where(_list_contains(session, Provider.levels_of_care, query.level_of_care))
+    if query.service:
+        stmt = stmt.where(_list_contains(session, Provider.services, query.service))
+    providers = list(session.scalars(stmt.options(selectinload(Provider.locations))
+                                     .order_by(Provider.id).limit(query.limit + 1)))
+    more = len(providers) > query.limit
+    providers = providers[:query.limit]
+    return providers, encode_cursor(providers[-1].id) if more else None
+
+
+def catalogue_versions(session: Session, providers: list[Provider]) -> dict[int, int]:
+    ids = {p.verified_catalogue_id for p in providers if p.verified_catalogue_id}
+    return dict(session.execute(select(CriteriaCatalogue.id, CriteriaCatalogue.version)
+                                .where(CriteriaCatalogue.id.in_(ids))).all()) if ids else {}
+
+
+def advertiser_fields(provider: Provider) -> dict[str, Any]:
+    advertiser = provider.advertising_status == AdvertisingStatus.ACTIVE
+    return {"advertiser": advertiser, "advertiser_disclosure": ADVERTISER_DISCLOSURE if advertiser else None}
+
+
+def listing(provider: Provider, versions: dict[int, int]) -> dict[str, Any]:
+    return jsonable({
+        "id": provider.id,
+        "public_name": provider.public_name,
+        "legal_name": provider.legal_name,
+        "website": provider.website,
+        "phone": provider.phone,
+        "locations": [{"street1": loc.street1, "street2": loc.street2, "city": loc.city, "state": loc.state,
+                       "zip": loc.zip, "latitude": loc.latitude, "longitude": loc.longitude}
+                      for loc in provider.locations],
+        "levels_of_care": sorted(provider.levels_of_care or []),
+        "services": sorted(provider.services or []),
+        "populations": sorted(provider.populations or []),
+        "payment_accepted": sorted(provider.payment_accepted or []),
+        "verification": {
+            "status": provider.verification_status,
+            "verified_at": provider.verified_at,
+            "verified_until": provider.verified_until,
+            "criteria_version": versions.get(provider.verified_catalogue_id),
+            "last_rechecked_at": provider.last_rechecked_at,
+        },
+        **advertiser_fields(provider),
+    })
+
+
+def listed_provider(session: Session, provider_id: int, now: datetime) -> Provider | None:
+    return session.scalar(select(Provider).where(Provider.id == provider_id, listed_clause(now)))
+
+
+def receipt(session: Session, provider: Provider) -> dict[str, Any]:
+    """Which criteria were met, under which catalogue version, when, and when last re-checked."""
+    decision = session.scalar(
+        select(Decision).join(Submission, Submission.id == Decision.submission_id)
+        .where(Submission.provider_id == provider.id, Decision.status == DecisionStatus.FINAL,
+               Decision.outcome == DecisionOutcome.APPROVED, Decision.catalogue_id == provider.verified_catalogue_id,
+               Decision.verified_until.is_not(None))
+        .order_by(Decision.decided_at.desc()).limit(1))
+    criteria = []
+    if decision is not None:
+        assessments = session.scalars(select(Assessment).where(Assessment.submission_id == decision.submission_id)
+                                      .options(selectinload(Assessment.criterion))).all()
+        criteria = [{"code": a.criterion.code, "title": a.criterion.title, "status": a.status}
+                    for a in sorted(assessments, key=lambda a: a.criterion.position)
+                    if a.status in (AssessmentStatus.MET, AssessmentStatus.NOT_APPLICABLE)]
+    versions = catalogue_versions(session, [provider])
+    return jsonable({
+        "id": provider.id,
+        "public_name": provider.public_name,
+        "verification": {
+            "status": provider.verification_status,
+            "verified_at": provider.verified_at,
+            "verified_until": provider.verified_until,
+            "criteria_version": versions.get(provider.verified_catalogue_id),
+            "last_rechecked_at": provider.last_rechecked_at,
+            "decided_at": decision.decided_at if decision else None,
+            "second_signoff": bool(decision and decision.second_signoff_by_id),
+        },
+        "criteria": criteria,
+        **advertiser_fields(provider),
+    })
