@@ -23,7 +23,7 @@ from backoffice.models import (
     CriteriaCatalogue, DecisionOutcome, Document, Finding, Provider, Role, Submission, SubmissionKind,
     VerificationAction, VerificationActionState, utcnow,
 )
-from backoffice.services import criteria, profile, queue, review
+from backoffice.services import advertising, criteria, profile, queue, review
 from backoffice.services.errors import Conflict, DomainError, NotAllowed
 from backoffice.services.review import Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
@@ -317,7 +317,8 @@ class ReviewView(SecuredView):
         return self.render(
             "admin/review/provider.html", provider=provider, actions=actions, submissions=submissions,
             forms={name: forms.get(name) or ReasonForm(formdata=None) for name in
-                   ("suspend", "revoke", "reinstate", "decline_revocation")},
+                   ("suspend", "revoke", "reinstate", "decline_revocation", "suspend_advertising",
+                    "end_advertising")},
             can_act=current_user.has_role(*RESEARCH_ROLES), now=utcnow(),
         ), status
 
@@ -360,6 +361,22 @@ class ReviewView(SecuredView):
                                   lambda reason: review.open_reinstatement(db.session, current_user, provider,
                                                                            policy(), reason),
                                   "A reinstatement review is open.")
+
+    @expose("/provider/<int:provider_id>/advertising/suspend", methods=["POST"])
+    @research_only
+    def suspend_advertising(self, provider_id: int):
+        provider = self._provider(provider_id)
+        return self._provider_act(provider, "suspend_advertising",
+                                  lambda reason: advertising.suspend(db.session, current_user, provider, reason),
+                                  "Advertising is suspended; it resumes only through a new advertiser review.")
+
+    @expose("/provider/<int:provider_id>/advertising/end", methods=["POST"])
+    @research_only
+    def end_advertising(self, provider_id: int):
+        provider = self._provider(provider_id)
+        return self._provider_act(provider, "end_advertising",
+                                  lambda reason: advertising.end(db.session, current_user, provider, reason),
+                                  "Advertising has ended.")
 
     def _action(self, action_id: int) -> VerificationAction:
         action = db.session.get(VerificationAction, action_id)

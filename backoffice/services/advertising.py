@@ -8,8 +8,9 @@ from backoffice.models import (
     OPEN_STATES, Account, AdvertisingStatus, ListingStatus, Provider, Submission, SubmissionKind,
     VerificationStatus, utcnow,
 )
-from backoffice.services import audit, listing_requests, review, submissions
-from backoffice.services.errors import InvalidTransition
+from backoffice.models import RESEARCH_ROLES
+from backoffice.services import audit, listing_requests, review, submissions, verification
+from backoffice.services.errors import DomainError, InvalidTransition
 
 APPLICABLE_FROM = (AdvertisingStatus.NONE, AdvertisingStatus.ENDED, AdvertisingStatus.SUSPENDED)
 
@@ -57,3 +58,32 @@ def apply(session: Session, actor: Account, provider: Provider, policy: review.R
                  reason=f"advertiser application #{application.id}", provider_id=provider.id)
     session.flush()
     return application
+
+
+def suspend(session: Session, actor: Account, provider: Provider, reason: str) -> None:
+    """The research team suspends an advertiser by hand, with a reason; resuming needs a new application."""
+    review.require_researcher(actor)
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give the reason for suspending the advertising.")
+    if provider.advertising_status not in (AdvertisingStatus.ACTIVE, AdvertisingStatus.PENDING):
+        raise InvalidTransition(f"Advertising is {provider.advertising_status.label}; there is nothing to suspend.")
+    verification.suspend_advertising(session, actor, provider, reason)
+    session.flush()
+
+
+def end(session: Session, actor: Account, provider: Provider, reason: str) -> None:
+    """Advertising ends for good: the provider stops, or the research team ends it. A new application starts over."""
+    if not actor.has_role(*RESEARCH_ROLES):
+        listing_requests.require_member(session, actor, provider.id)
+    reason = (reason or "").strip()
+    if not reason:
+        raise DomainError("Give the reason for ending the advertising.")
+    if provider.advertising_status in (AdvertisingStatus.NONE, AdvertisingStatus.ENDED):
+        raise InvalidTransition(f"Advertising is {provider.advertising_status.label}; there is nothing to end.")
+    before = provider.advertising_status
+    provider.advertising_status = AdvertisingStatus.ENDED
+    audit.record(session, actor, "advertising.ended", "provider", provider.id,
+                 before={"advertising_status": before.value},
+                 after={"advertising_status": AdvertisingStatus.ENDED.value}, reason=reason, provider_id=provider.id)
+    session.flush()

@@ -46,6 +46,8 @@ def open_or_update(
                 before={"severity": before.value}, after={"severity": severity.value},
                 provider_id=provider.id,
             )
+            if severity == FindingSeverity.CRITICAL:
+                _stop_advertising(session, actor, provider, finding)
         session.flush()
         return finding, False
     finding = Finding(
@@ -59,7 +61,16 @@ def open_or_update(
         after={"check": check.value, "subject_key": subject_key, "severity": severity.value, "title": title},
         provider_id=provider.id,
     )
+    if severity == FindingSeverity.CRITICAL:
+        _stop_advertising(session, actor, provider, finding)
     return finding, True
+
+
+def _stop_advertising(session: Session, actor: audit.Actor, provider: Provider, finding: Finding) -> None:
+    """A critical finding suspends advertising in the same transaction; resuming needs a new review."""
+    from backoffice.services import verification  # verification opens findings too
+
+    verification.suspend_advertising(session, actor, provider, f"critical finding #{finding.id}: {finding.title}")
 
 
 def _close_state(session: Session, actor: audit.Actor, finding: Finding, state: FindingState, reason: str,
@@ -126,6 +137,7 @@ def confirm(session: Session, actor: audit.Actor, finding: Finding, reason: str,
     audit.record(session, actor, "finding.exclusion_confirmed", "finding", finding.id, before=before,
                  after={"severity": FindingSeverity.CRITICAL.value, "confirmed": True}, reason=reason,
                  provider_id=finding.provider_id)
+    _stop_advertising(session, actor, finding.provider, finding)
     session.flush()
     return finding
 

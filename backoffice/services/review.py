@@ -56,7 +56,7 @@ class Evidence:
 # -- guards ---------------------------------------------------------------------------------------
 
 
-def _require_researcher(actor: Account) -> None:
+def require_researcher(actor: Account) -> None:
     if not actor.has_role(*RESEARCH_ROLES):
         raise NotAllowed("Only the research team can do this.")
 
@@ -106,7 +106,7 @@ def _require_no_pending_decision(submission: Submission) -> None:
 
 
 def _require_reviewer(actor: Account, submission: Submission) -> None:
-    _require_researcher(actor)
+    require_researcher(actor)
     if submission.assignee_id != actor.id and not actor.has_role(Role.RESEARCH_LEAD):
         raise NotAllowed("Claim this request first: only its assignee or a research lead can work on it.")
 
@@ -126,7 +126,7 @@ def submit(session: Session, actor: Account, submission: Submission, policy: Rev
 def open_reinstatement(session: Session, actor: Account, provider: Provider, policy: ReviewPolicy,
                        reason: str) -> Submission:
     """Staff open a new review to reinstate a revoked, expired or suspended provider."""
-    _require_researcher(actor)
+    require_researcher(actor)
     if provider.verification_status == VerificationStatus.VERIFIED and provider.listing_status == ListingStatus.LISTED:
         raise InvalidTransition("This provider is verified and listed; there is nothing to reinstate.")
     open_ = session.scalar(select(Submission.id).where(
@@ -147,7 +147,7 @@ def open_reinstatement(session: Session, actor: Account, provider: Provider, pol
 
 def claim(session: Session, actor: Account, submission: Submission, expected_version: int | None) -> None:
     """Take a request: it becomes the actor's, and a submitted one goes into review."""
-    _require_researcher(actor)
+    require_researcher(actor)
     _require_state(submission, S.SUBMITTED, S.IN_REVIEW, S.NEEDS_INFO)
     if submission.assignee_id not in (None, actor.id) and not actor.has_role(Role.RESEARCH_LEAD):
         raise Conflict("Another researcher has already claimed this request.")
@@ -394,7 +394,7 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
 def sign_off(session: Session, actor: Account, submission: Submission, policy: ReviewPolicy,
              expected_version: int | None) -> Decision:
     """A second researcher confirms a decision; it then takes effect."""
-    _require_researcher(actor)
+    require_researcher(actor)
     decision = pending_decision(submission)
     if decision is None:
         raise InvalidTransition("No decision on this request is awaiting sign-off.")
@@ -421,7 +421,7 @@ def sign_off(session: Session, actor: Account, submission: Submission, policy: R
 def decline_signoff(session: Session, actor: Account, submission: Submission, reason: str,
                     expected_version: int | None) -> Decision:
     """The second researcher does not confirm; the request stays in review for another decision."""
-    _require_researcher(actor)
+    require_researcher(actor)
     decision = pending_decision(submission)
     if decision is None:
         raise InvalidTransition("No decision on this request is awaiting sign-off.")
@@ -492,7 +492,7 @@ def _set_advertising(session: Session, actor: Account, provider: Provider, statu
 
 def suspend_listing(session: Session, actor: Account, provider: Provider, reason: str) -> None:
     """Take a listed provider out of the directory at once, pending review; advertising stops with it."""
-    _require_researcher(actor)
+    require_researcher(actor)
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Give the reason for the suspension.")
@@ -507,7 +507,7 @@ def suspend_listing(session: Session, actor: Account, provider: Provider, reason
 
 
 def request_revocation(session: Session, actor: Account, provider: Provider, reason: str) -> VerificationAction:
-    _require_researcher(actor)
+    require_researcher(actor)
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Give the reason for the revocation.")
@@ -529,7 +529,7 @@ def request_revocation(session: Session, actor: Account, provider: Provider, rea
 
 def sign_off_revocation(session: Session, actor: Account, action: VerificationAction) -> None:
     """A second researcher confirms: verification is revoked, the listing and its advertising end."""
-    _require_researcher(actor)
+    require_researcher(actor)
     _require_awaiting(action)
     if action.requested_by_id == actor.id:
         raise NotAllowed("Nobody signs off their own revocation: another researcher or research lead must.")
@@ -548,7 +548,7 @@ def sign_off_revocation(session: Session, actor: Account, action: VerificationAc
 
 
 def decline_revocation(session: Session, actor: Account, action: VerificationAction, reason: str) -> None:
-    _require_researcher(actor)
+    require_researcher(actor)
     _require_awaiting(action)
     if action.requested_by_id == actor.id:
         raise NotAllowed("Another researcher must decline a revocation you asked for.")

@@ -1,0 +1,150 @@
+"""Random sequences of real service operations never break the listing promise.
+
+After every step: no active advertiser without a current verification; the feed holds only listed,
+currently verified providers; every advertiser in it is marked; its order is the same with the
+advertising flags flipped; the audit chain verifies.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from backoffice.models import (
+    OPEN_FINDING_STATES, OPEN_STATES, AdvertisingStatus, CheckKind, DecisionOutcome, Finding, FindingSeverity,
+    ListingStatus, Provider, Role, Submission, SubmissionKind, VerificationStatus, utcnow,
+)
+from backoffice.services import (
+    accounts, advertising, audit, findings, listings, review, submissions, verification,
+)
+from backoffice.services.errors import DomainError
+from tests.review_helpers import POLICY, publish_catalogue
+
+OPERATIONS = ["list", "expire", "revoke", "reinstate", "apply_to_advertise", "mark_advertiser",
+              "suspend_listing", "open_critical_finding", "resolve_findings", "suspend_advertising",
+              "end_advertising"]
+# Weighted so that most sequences get a provider listed and advertising before things go wrong for it.
+WEIGHTED = st.sampled_from(["list"] * 3 + ["apply_to_advertise"] * 2 + ["mark_advertiser"] * 3 + OPERATIONS)
+
+
+class World:
+    def __init__(self, session, researcher, lead, member):
+        self.session, self.researcher, self.lead, self.member = session, researcher, lead, member
+
+    def approve(self, submission):
+        s = self.session
+        review.claim(s, self.researcher, submission, None)
+        for criterion in review.applicable_criteria(s, submission):
+            review.record_assessment(s, self.researcher, submission, criterion.code,
+                                     review.AssessmentStatus.MET, review.Evidence(note="checked"), None)
+        review.decide(s, self.researcher, submission, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
+        if review.pending_decision(submission):
+            review.sign_off(s, self.lead, submission, POLICY, None)
+
+    def open_request(self, provider, kind):
+        return self.session.scalar(select(Submission).where(
+            Submission.provider_id == provider.id, Submission.kind == kind, Submission.state.in_(OPEN_STATES)))
+
+    def run(self, operation: str, provider: Provider) -> None:
+        s, now = self.session, utcnow()
+        if operation == "list":
+            if provider.verification_status == VerificationStatus.UNVERIFIED and not self.open_request(
+                    provider, SubmissionKind.NEW_LISTING):
+                submission = submissions.create_draft(s, self.member, provider, SubmissionKind.NEW_LISTING, {})
+                review.submit(s, self.member, submission, POLICY)
+                self.approve(submission)
+        elif operation == "expire":
+            if provider.verification_status == VerificationStatus.VERIFIED:
+                provider.verified_until = now - timedelta(seconds=1)  # time passes
+                verification.expire_lapsed(s, "system:test", utcnow())
+        elif operation == "revoke":
+            action = review.request_revocation(s, self.researcher, provider, "test revocation")
+            review.sign_off_revocation(s, self.lead, action)
+        elif operation == "reinstate":
+            self.approve(review.open_reinstatement(s, self.researcher, provider, POLICY, "test reinstatement"))
+        elif operation == "apply_to_advertise":
+            advertising.apply(s, self.member, provider, POLICY)
+        elif operation == "mark_advertiser":
+            application = self.open_request(provider, SubmissionKind.ADVERTISER_APPLICATION)
+            if application is not None:
+                self.approve(application)
+        elif operation == "suspend_listing":
+            review.suspend_listing(s, self.researcher, provider, "test suspension")
+        elif operation == "open_critical_finding":
+            findings.open_or_update(s, "system:test", provider, CheckKind.EXCLUSION, f"test:{utcnow().timestamp()}",
+                                    FindingSeverity.CRITICAL, "Confirmed exclusion", {})
+        elif operation == "resolve_findings":
+            for finding in s.scalars(select(Finding).where(Finding.provider_id == provider.id,
+                                                            Finding.state.in_(OPEN_FINDING_STATES))):
+                findings.resolve(s, self.researcher, finding, "dealt with")
+        elif operation == "suspend_advertising":
+            advertising.suspend(s, self.researcher, provider, "test")
+        elif operation == "end_advertising":
+            advertising.end(s, self.member, provider, "test")
+
+
+def check_invariants(session) -> None:
+    now = utcnow()
+    for provider in session.scalars(select(Provider).where(Provider.advertising_status == AdvertisingStatus.ACTIVE)):
+        assert provider.verification_status == VerificationStatus.VERIFIED, provider.id
+        assert provider.verified_until is not None and provider.verified_until > now, provider.id
+    feed, _ = listings.page(session, listings.FeedQuery(limit=listings.MAX_LIMIT), now)
+    versions = listings.catalogue_versions(session, feed)
+    for provider in feed:
+        assert provider.listing_status == ListingStatus.LISTED
+        assert provider.verification_status == VerificationStatus.VERIFIED and provider.verified_until > now
+        item = listings.listing(provider, versions)
+        assert item["advertiser"] is (provider.advertising_status == AdvertisingStatus.ACTIVE)
+        assert (item["advertiser_disclosure"] is not None) is item["advertiser"]
+    order = [p.id for p in feed]
+    assert order == sorted(order)
+    # The same feed with every advertising flag flipped (never committed) keeps its order.
+    with session.begin_nested() as flipped:
+        for provider in session.scalars(select(Provider)):
+            active = provider.advertising_status == AdvertisingStatus.ACTIVE
+            provider.advertising_status = AdvertisingStatus.NONE if active else (
+                AdvertisingStatus.ACTIVE if provider.verification_status == VerificationStatus.VERIFIED
+                else AdvertisingStatus.NONE)
+        session.flush()
+        assert [p.id for p in listings.page(session, listings.FeedQuery(limit=listings.MAX_LIMIT), now)[0]] == order
+        flipped.rollback()
+    assert audit.verify_chain(session).ok
+
+
+@pytest.fixture
+def world(session, make_account):
+    publish_catalogue(session)
+    return World(session, make_account(Role.RESEARCHER), make_account(Role.RESEARCH_LEAD),
+                 make_account(Role.PROVIDER))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(WEIGHTED, st.integers(0, 1)), min_size=3, max_size=16))
+def test_random_operations_keep_the_listing_promise(world, make_provider, steps):
+    session = world.session
+    providers = [make_provider(levels_of_care=["outpatient"]) for _ in range(2)]
+    for provider in providers:
+        accounts.add_member(session, "system:test", world.member, provider)
+    session.commit()
+    for operation, which in steps:
+        provider = providers[which]
+        try:
+            world.run(operation, provider)
+            session.commit()
+        except DomainError:
+            session.rollback()  # a refused operation changes nothing; the invariants must still hold
+        session.expire_all()
+        check_invariants(session)
+        reached.add((operation, provider.advertising_status))
+
+
+reached: set = set()
+
+
+def test_the_random_walk_reached_advertisers_in_trouble():
+    """The property above is only worth something if its sequences got advertisers into trouble."""
+    operations_on_advertisers = {op for op, status in reached if status != AdvertisingStatus.NONE}
+    assert {"expire", "revoke", "open_critical_finding"} & operations_on_advertisers, reached
