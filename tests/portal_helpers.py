@@ -46,8 +46,9 @@ def listing_data(**overrides) -> dict:
 
 def submit_data(**overrides) -> dict:
     """A complete listing form post that submits, with the attestation signed."""
-    return listing_data(save=None, submit_request="Submit for review", no_referral_fees="y",
-                        no_lead_generation="y", no_patient_brokering="y", signed_by="Ada Byron", **overrides)
+    signed = {"save": None, "submit_request": "Submit for review", "no_referral_fees": "y",
+              "no_lead_generation": "y", "no_patient_brokering": "y", "signed_by": "Ada Byron"}
+    return listing_data(**{**signed, **overrides})
 
 
 def provider_with_draft(session, make_account, client=None, legal_name="Harbor Recovery Center LLC",

@@ -90,7 +90,7 @@ class LocationForm(RowForm):
     street1 = StringField("Street address", [Length(max=200)])
     street2 = StringField("Address line 2 (optional)", [Length(max=200)])
     city = StringField("City", [Length(max=100)])
-    state = SelectField("State", choices=STATE_CHOICES, validators=[rule(rules.state)])
+    state = SelectField("State", choices=STATE_CHOICES, default="", validators=[rule(rules.state)])
     zip = StringField("ZIP code", [rule(rules.zip_code)])
     county = StringField("County (optional)", [Length(max=100)])
     latitude = FloatField("Latitude (optional)", [Optional(), rule(rules.latitude)])
@@ -102,7 +102,7 @@ class LocationForm(RowForm):
 class LicenceForm(RowForm):
     required = ("state", "number", "licence_type", "expires_on")
     fields = ("state", "number", "licence_type", "issuing_agency", "levels_of_care", "expires_on")
-    state = SelectField("Issuing state", choices=STATE_CHOICES, validators=[rule(rules.state)])
+    state = SelectField("Issuing state", choices=STATE_CHOICES, default="", validators=[rule(rules.state)])
     number = StringField("Licence number", [Length(max=100)])
     licence_type = StringField("Licence type", [Length(max=200)])
     issuing_agency = StringField("Issuing agency (optional)", [Length(max=200)])
@@ -124,7 +124,7 @@ class PrincipalForm(RowForm):
     required = ("name", "role")
     fields = ("name", "role", "npi")
     name = StringField("Full name", [Length(max=200)])
-    role = SelectField("Role", choices=ROLE_CHOICES)
+    role = SelectField("Role", choices=ROLE_CHOICES, default="")
     npi = StringField("Individual NPI (optional)", [rule(rules.npi)])
     remove = BooleanField("Remove this person")
 
