@@ -12,20 +12,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Iterator
 
-from sqlalchemy import JSON, select, update
+from sqlalchemy import JSON, create_engine, make_url, select, update
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from backoffice.auditverify import compute_hash  # noqa: E402
+from config import normalise_database_url  # noqa: E402
 from backoffice.checks import exclusion_lists, names  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 from backoffice.importers.locator import FacilityRecord, read_file  # noqa: E402
@@ -377,6 +381,39 @@ def bench_app(**overrides):
     from backoffice import create_app
 
     return create_app("testing", {"WTF_CSRF_ENABLED": False, "RATELIMIT_ENABLED": False, **overrides})
+
+
+@contextmanager
+def scratch_database(name: str, folder: Path) -> Iterator[str]:
+    """A new, empty database for one benchmark: a SQLite file in `folder`, or on DATABASE_URL's PostgreSQL
+    server a database named after it with `_name` appended, dropped afterwards."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql")):
+        yield f"sqlite:///{folder / (name + '.db')}"
+        return
+    server = make_url(normalise_database_url(url))
+    scratch = f"{server.database}_{name}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(db.text(f'DROP DATABASE IF EXISTS "{scratch}"'))
+        conn.execute(db.text(f'CREATE DATABASE "{scratch}"'))
+    try:
+        yield server.set(database=scratch).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(db.text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def sign_in(client, email: str = BENCH_EMAIL) -> None:
+    """Put a signed-in staff session on a test client, as Flask-Login's login_user would (no login form,
+    so no password hashing or sign-in throttling in the figures)."""
+    from backoffice.models import Account
+
+    account = db.session.scalar(select(Account).where(Account.email == email))
+    with client.session_transaction() as session:
+        session["_user_id"] = account.get_id()
+        session["_fresh"] = True
 
 
 def ensure_built(scale: Scale, log=print) -> dict | None:

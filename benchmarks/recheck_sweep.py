@@ -1,0 +1,199 @@
+"""Re-check sweep throughput: N website checks through a real Celery worker against a local farm of slow sites.
+
+Usage: DATABASE_URL=... [REDIS_URL=...] python -m benchmarks.recheck_sweep [--checks 10000] [--hosts 1000]
+
+The farm: threaded HTTP servers on 127.0.0.1, each answer delayed 100-300 ms (uniform), reached under
+`--hosts` distinct names through OUTBOUND_HOST_OVERRIDES with OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS (only this
+benchmark sets them). The worker is started with the Procfile's worker command (same pool and concurrency)
+on its own database (a new SQLite file, or DATABASE_URL's server with a database of its own), and runs the
+product's `run_check` task for each listed provider's website. Baseline: the same check one after another
+in this process, timed on a sample and extrapolated. Bound: mean latency x checks / worker concurrency.
+Plain HTTP: TLS handshakes are CPU work measured by benchmarks/website_checks.py, not network waiting.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from sqlalchemy import func, insert, select
+
+from backoffice.checks import website
+from backoffice.checks.http import client_for
+from backoffice.extensions import db
+from backoffice.models import CheckRun, ListingStatus, Location, Provider, utcnow
+from benchmarks.generate import bench_app, scratch_database
+
+ROOT = Path(__file__).resolve().parent.parent
+LATENCY = (0.100, 0.300)
+
+
+class SlowSite(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512
+
+
+def farm(servers: int) -> list[SlowSite]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"
+
+        def do_GET(self):
+            time.sleep(random.uniform(*LATENCY))
+            name = self.path.strip("/").replace("-", " ")
+            body = f"<html><body><h1>{name}</h1><p>Admissions and services.</p></body></html>".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    started = []
+    for _ in range(servers):
+        server = SlowSite(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+    return started
+
+
+def worker_command() -> list[str]:
+    """The Procfile's worker line, run with this interpreter."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("worker:"):
+            args = shlex.split(line.split(":", 1)[1])
+            return [sys.executable, "-m", "celery", *args[1:]]
+    raise SystemExit("no worker line in the Procfile")
+
+
+def concurrency_of(command: list[str]) -> int:
+    for flag in ("--concurrency", "-c"):
+        if flag in command:
+            return int(command[command.index(flag) + 1])
+    return os.cpu_count() or 1
+
+
+def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int = 50, log=print) -> dict:
+    instance = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    sites = farm(servers)
+    names = [f"site{n}.farm.test" for n in range(hosts)]
+    settings = {
+        "OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS": "1",
+        "OUTBOUND_HOST_OVERRIDES": json.dumps({name: "127.0.0.1" for name in names}),
+        "CHECK_MAX_RETRIES": "0",
+        "BROKER_FOLDER": str(instance / "broker"),
+        "CELERY_QUEUE": f"bench-sweep-{os.getpid()}",
+        "BEAT_SCHEDULE_FILE": str(instance / "beat"),
+        "OUTBOX_FOLDER": str(instance / "outbox"),
+    }
+    with scratch_database("sweep", instance) as url:
+        env = {**os.environ, **settings, "BACKOFFICE_ENV": "testing", "BACKOFFICE_INSTANCE_PATH": str(instance),
+               "DATABASE_URL": url}
+        app = bench_app(SQLALCHEMY_DATABASE_URI=url, **{**settings, "OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS": True,
+                                                         "OUTBOUND_HOST_OVERRIDES": {n: "127.0.0.1" for n in names},
+                                                         "CHECK_MAX_RETRIES": 0})
+        from tasks.checks import run_check
+
+        with app.app_context():
+            from flask_migrate import upgrade
+
+            upgrade()
+            now = utcnow()
+            urls = {}
+            for start in range(0, checks, 5000):
+                ids = range(start + 1, min(start + 5000, checks) + 1)
+                rows = []
+                for pid in ids:
+                    site = sites[pid % servers]
+                    urls[pid] = f"http://{names[pid % hosts]}:{site.server_address[1]}/Clinic-{pid}"
+                    rows.append({"id": pid, "legal_name": f"Clinic {pid}", "public_name": f"Clinic {pid}",
+                                 "website": urls[pid], "levels_of_care": [], "services": [], "populations": [],
+                                 "payment_accepted": [], "listing_status": ListingStatus.LISTED, "created_at": now,
+                                 "updated_at": now, "row_version": 1})
+                db.session.execute(insert(Provider), rows)
+                db.session.execute(insert(Location), [{"provider_id": pid, "street1": "1 Main St", "city": "Town",
+                                                       "state": "VA", "zip": "22902"} for pid in ids])
+            db.session.commit()
+
+            # Baseline: the same check, one after another.
+            client = client_for(app.config)
+            started = time.perf_counter()
+            for pid in range(1, sample + 1):
+                # Plain HTTP: "warn" (not HTTPS) is the expected outcome; anything else means the farm is wrong.
+                assert website.check(client, urls[pid], [f"Clinic {pid}"]).outcome.value == "warn"
+            sequential_per_check = (time.perf_counter() - started) / sample
+
+            command = worker_command() + ["-Q", settings["CELERY_QUEUE"], "--without-mingle", "--without-gossip"]
+            concurrency = concurrency_of(command)
+            log_file = instance / "worker.log"
+            worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file.open("w"), stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 60
+                while "ready." not in log_file.read_text():
+                    if worker.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit(f"worker did not start:\n{log_file.read_text()[-3000:]}")
+                    time.sleep(0.2)
+                started = time.perf_counter()
+                for pid in range(1, checks + 1):
+                    run_check.delay(pid, "website", "bench")
+                enqueued = time.perf_counter() - started
+                budget = checks * LATENCY[1] / max(1, concurrency) * 3 + 120
+                while True:
+                    db.session.rollback()
+                    done = db.session.scalar(select(func.count()).select_from(CheckRun))
+                    if done >= checks:
+                        break
+                    if time.perf_counter() - started > budget or worker.poll() is not None:
+                        raise SystemExit(f"{done} of {checks} checks after {time.perf_counter() - started:.0f} s:\n"
+                                         f"{log_file.read_text()[-3000:]}")
+                    time.sleep(0.5)
+                elapsed = time.perf_counter() - started
+                outcomes = dict(db.session.execute(select(CheckRun.outcome, func.count()).group_by(CheckRun.outcome)).all())
+                db.session.rollback()
+            finally:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+            db.session.remove()
+            db.engine.dispose()
+    for site in sites:
+        site.shutdown()
+    mean_latency = sum(LATENCY) / 2
+    bound = mean_latency * checks / concurrency
+    rate = checks / elapsed
+    result = {
+        "checks": checks, "hosts": hosts, "worker": " ".join(command[3:]), "concurrency": concurrency,
+        "seconds": round(elapsed, 1), "enqueue_seconds": round(enqueued, 1), "checks_per_s": round(rate, 1),
+        "outcomes": {str(k): v for k, v in outcomes.items()},
+        "sequential_ms_per_check": round(sequential_per_check * 1000, 1),
+        "sequential_checks_per_s": round(1 / sequential_per_check, 2),
+        "ratio_to_sequential": round(rate * sequential_per_check, 1),
+        "bound_seconds": round(bound, 1), "ratio_to_bound": round(elapsed / bound, 2),
+    }
+    log(f"  sweep {checks:,} checks: {elapsed:.1f} s, {rate:.1f} checks/s, {result['ratio_to_sequential']}x sequential, "
+        f"bound {bound:.0f} s ({result['ratio_to_bound']}x the bound) with concurrency {concurrency}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checks", type=int, default=10_000)
+    parser.add_argument("--hosts", type=int, default=1000)
+    args = parser.parse_args()
+    print(json.dumps(run(args.checks, args.hosts), indent=1))
+
+
+if __name__ == "__main__":
+    main()
