@@ -65,6 +65,9 @@ class Config:
     OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS = False
     BROKER_VISIBILITY_TIMEOUT_SECONDS = 3600
     # Provider portal (issue 4).
+    # Links in e-mails are built on this address, never on the request's Host header (which a client can
+    # forge to have a reset link point at its own site). Empty: the request's host, for local use only.
+    PUBLIC_BASE_URL = ""
     UPLOAD_MAX_BYTES = 10 * 1024 * 1024
     UPLOAD_MAX_FILES_PER_REQUEST = 5
     # Flask refuses (413) any request body above this: the files allowed at once at the cap, plus the form.

@@ -296,3 +296,13 @@ def test_portal_forms_refuse_posts_without_a_csrf_token(make_app, make_account):
         assert withdrawn.status_code == 302
         assert reload(session, draft).state == SubmissionState.WITHDRAWN
         assert session.scalar(select(Submission.state).where(Submission.id == draft.id)) == SubmissionState.WITHDRAWN
+
+
+def test_mailed_links_use_the_public_address_not_a_forged_host_header(make_app, make_account):
+    app = make_app(PUBLIC_BASE_URL="https://backoffice.example.org/")
+    with app.app_context():
+        account = make_account(Role.PROVIDER)
+        client = app.test_client()
+        client.post("/reset", data={"email": account.email}, headers={"Host": "evil.example"})
+        body = latest_mail(db.session, account.email, "password_reset").body
+        assert "https://backoffice.example.org/reset/" in body and "evil.example" not in body

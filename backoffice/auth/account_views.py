@@ -21,12 +21,20 @@ def _settings() -> provider_accounts.TokenSettings:
     return provider_accounts.TokenSettings.from_config(current_app.config)
 
 
+def _mailed_url(endpoint: str, **values) -> str:
+    """An absolute link for an e-mail, on the configured public address when there is one."""
+    base = current_app.config["PUBLIC_BASE_URL"]
+    if base:
+        return base.rstrip("/") + url_for(endpoint, **values)
+    return url_for(endpoint, **values, _external=True)
+
+
 def _confirm_link(token: str) -> str:
-    return url_for("account.confirm", token=token, _external=True)
+    return _mailed_url("account.confirm", token=token)
 
 
 def _reset_link(token: str) -> str:
-    return url_for("account.reset", token=token, _external=True)
+    return _mailed_url("account.reset", token=token)
 
 
 def _sent(title: str, message: str):
@@ -41,7 +49,7 @@ def register():
         try:
             provider_accounts.register(db.session, _settings(), email=form.email.data, name=form.name.data,
                                        password=form.password.data, confirm_link=_confirm_link,
-                                       sign_in_link=url_for("auth.login", _external=True))
+                                       sign_in_link=_mailed_url("auth.login"))
         except DomainError as error:
             db.session.rollback()
             form.email.errors.append(str(error))
