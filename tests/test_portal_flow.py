@@ -102,6 +102,8 @@ def test_register_confirm_submit_answer_and_see_the_decision(client, session, ma
     login(staff, researcher)
     case = staff.get(f"/admin/review/case/{submission.id}").get_data(as_text=True)
     assert "carf-letter.png" in case and "Attached." in case and "1234567893" in case
+    attestation = re.search(r'<div id="attestation"[^>]*>(.*?)</div>', case, re.S).group(1)
+    assert "No patient brokering: attested" in attestation and "NOT attested" not in attestation
 
 
 def test_a_rejection_shows_its_reason_codes_and_provider_note_but_never_the_internal_note(
