@@ -24,13 +24,16 @@ ADDRESS_WORDS = {
 }
 
 
+_WORD = re.compile(r"[A-Z0-9]+")
+
+
 def tokens(text: str | None) -> list[str]:
     """Upper-case ASCII words: accents folded, '&' read as AND, punctuation dropped."""
     if not text:
         return []
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").upper()
     folded = folded.replace("&", " AND ").replace("'", "")
-    return re.findall(r"[A-Z0-9]+", folded)
+    return _WORD.findall(folded)
 
 
 def business_key(name: str | None) -> str:

@@ -111,16 +111,72 @@ def _record_summary(record: ExclusionRecord) -> dict:
     }
 
 
+@dataclass
+class Subject:
+    """One provider to screen: its parties and the states and cities it operates in."""
+
+    parties: list[Party]
+    states: set[str]
+    cities: set[str]
+
+
+SCREEN_CHUNK = 500
+
+
 def screen(session: Session, screened: list[Party], states: set[str], cities: set[str], today: date) -> CheckResult:
     """Match the parties against every imported list; reinstated or ended exclusions do not count."""
-    npis = {p.npi for p in screened if p.npi}
-    keys = {p.name_key for p in screened if p.name_key}
+    return screen_many(session, [Subject(screened, states, cities)], today)[0]
+
+
+def screen_many(session: Session, subjects: list[Subject], today: date) -> list[CheckResult]:
+    """Screen many providers with one candidate query per chunk of them, not several queries each."""
+    if session.scalar(select(ExclusionSource.id).limit(1)) is None:
+        # Screening against nothing is not a pass.
+        return [CheckResult.error("No exclusion list has been imported: nothing to screen against", _evidence(s, 0))
+                for s in subjects]
+    version = source_version(session)
+    results = []
+    for start in range(0, len(subjects), SCREEN_CHUNK):
+        chunk = subjects[start:start + SCREEN_CHUNK]
+        by_npi, by_name = _candidates(session, chunk)
+        for subject in chunk:
+            npis = {p.npi for p in subject.parties if p.npi}
+            keys = {p.name_key for p in subject.parties if p.name_key}
+            candidates = {r.id: r for npi in npis for r in by_npi.get(npi, ())}
+            if subject.states:
+                candidates.update((r.id, r) for key in keys for r in by_name.get(key, ()) if r.state in subject.states)
+            results.append(_judge(list(candidates.values()), subject, today, version))
+    return results
+
+
+def _candidates(session: Session, chunk: list[Subject]) -> tuple[dict, dict]:
+    """The exclusion records sharing an NPI, or a name key in a state, with anyone in the chunk."""
+    npis = {p.npi for s in chunk for p in s.parties if p.npi}
+    keys = {p.name_key for s in chunk if s.states for p in s.parties if p.name_key}
+    states = {state for s in chunk for state in s.states}
     conditions = []
     if npis:
         conditions.append(ExclusionRecord.npi.in_(npis))
     if keys and states:
         conditions.append(and_(ExclusionRecord.name_key.in_(keys), ExclusionRecord.state.in_(states)))
-    candidates = session.scalars(select(ExclusionRecord).where(or_(*conditions))).all() if conditions else []
+    by_npi: dict[str, list[ExclusionRecord]] = {}
+    by_name: dict[str, list[ExclusionRecord]] = {}
+    if conditions:
+        for record in session.scalars(select(ExclusionRecord).where(or_(*conditions))):
+            if record.npi:
+                by_npi.setdefault(record.npi, []).append(record)
+            by_name.setdefault(record.name_key, []).append(record)
+    return by_npi, by_name
+
+
+def _evidence(subject: Subject, matches: int) -> dict:
+    return {"screened": [{"role": p.role, "name": p.name, "npi": p.npi} for p in subject.parties],
+            "states": sorted(subject.states), "matches": matches}
+
+
+def _judge(candidates: list[ExclusionRecord], subject: Subject, today: date, version: str) -> CheckResult:
+    screened, states, cities = subject.parties, subject.states, subject.cities
+    candidates.sort(key=lambda r: r.id)
     reinstated = {
         marker
         for r in candidates if r.kind == ExclusionRecordKind.REINSTATEMENT
@@ -158,12 +214,7 @@ def screen(session: Session, screened: list[Party], states: set[str], cities: se
                 f"{label}: {party.role} {party.name} on {record.list_name} ({how})"[:300], detail,
             ))
             break
-    evidence = {"screened": [{"role": p.role, "name": p.name, "npi": p.npi} for p in screened],
-                "states": sorted(states), "matches": len(found)}
-    if session.scalar(select(ExclusionSource.id).limit(1)) is None:
-        # Screening against nothing is not a pass.
-        return CheckResult.error("No exclusion list has been imported: nothing to screen against", evidence)
-    version = source_version(session)
+    evidence = _evidence(subject, len(found))
     if not found:
         return CheckResult(CheckOutcome.PASS, f"No exclusion match ({version})"[:500], evidence, source_version=version[:200])
     critical = any(f.severity == FindingSeverity.CRITICAL for f in found)
