@@ -1,0 +1,234 @@
+"""`make bench`: build the scale dataset, run every benchmark, write benchmarks/RESULTS.md and its charts.
+
+Usage: python -m benchmarks.run [--size small|medium|full|N] [--only pages,sweep,screening,audit,import]
+
+SQLite by default (a new file under BACKOFFICE_INSTANCE_PATH, default /tmp/backoffice-bench); PostgreSQL when
+DATABASE_URL is set: the dataset goes into a database of its own on that server (`<name>_bench_<size>`),
+which is kept for a rerun and dropped with --drop. Each engine's figures are kept in
+benchmarks/results/<engine>-<size>.json; RESULTS.md shows every run recorded there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import create_engine, make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "benchmarks"
+RESULTS = HERE / "results"
+TARGET_PAGE_MS = 100
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (0, 0, 0)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory": memory, "python": platform.python_version(),
+            "load_at_start": [round(x, 1) for x in load]}
+
+
+def database_for(size: str) -> tuple[str, str]:
+    """(engine, URL) of the scale database; creates it on PostgreSQL if missing."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql")):
+        folder = Path(os.environ.get("BACKOFFICE_INSTANCE_PATH", "/tmp/backoffice-bench"))
+        folder.mkdir(parents=True, exist_ok=True)
+        return "sqlite", f"sqlite:///{folder / f'bench-{size}.db'}"
+    from config import normalise_database_url
+
+    server = make_url(normalise_database_url(url))
+    name = f"{server.database}_bench_{size}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        from sqlalchemy import text
+
+        if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}) is None:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return "postgresql", server.set(database=name).render_as_string(hide_password=False)
+
+
+def run(size: str, only: set[str], runs: int) -> dict:
+    from benchmarks.generate import parse_size
+
+    engine, url = database_for(size)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("BACKOFFICE_INSTANCE_PATH", "/tmp/backoffice-bench")
+    scale = parse_size(size)
+    record = {"engine": engine, "size": size, "providers": scale.providers, "machine": machine(),
+              "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    from benchmarks import audit_chain, generate, importer, pages, recheck_sweep, screening
+
+    app = generate.bench_app()
+    with app.app_context():
+        record["build_seconds"] = generate.ensure_built(scale)
+        generate.db.session.remove()
+        generate.db.engine.dispose()
+    if "pages" in only:
+        print("staff pages (ms: median / p95)")
+        record["pages"] = [vars(r) for r in pages.run(size, runs)]
+    if "screening" in only:
+        record["screening"] = screening.run(size)
+    if "audit" in only:
+        record["audit"] = audit_chain.run(size)
+    if "import" in only:
+        record["import"] = importer.run()
+    if "sweep" in only:
+        checks = min(10_000, scale.providers // 10)
+        record["sweep"] = recheck_sweep.run(checks=checks, hosts=max(10, checks // 10))
+    record["load_at_end"] = machine()["load_at_start"]
+    return record
+
+
+def chart(record: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pages = record["pages"]
+    labels = [p["page"] for p in pages]
+    ours = [p["p95_ms"] for p in pages]
+    base = [p["baseline_p95_ms"] or 0 for p in pages]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(pages) + 1.5), dpi=80)
+    y = range(len(pages))
+    ax.barh([i + 0.2 for i in y], ours, height=0.4, label="ours, p95", color="#2b6cb0")
+    ax.barh([i - 0.2 for i in y], base, height=0.4, label="stock Flask-Admin ModelView, p95", color="#c0c0c0")
+    ax.axvline(TARGET_PAGE_MS, color="#c53030", linestyle="--", linewidth=1, label="target 100 ms")
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("server time, ms (log scale)")
+    ax.set_title(f"Staff pages, {record['engine']}, {record['providers']:,} providers", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _ratio(ours, base) -> str:
+    return f"{base / ours:.1f}x" if ours and base else ""
+
+
+def render(records: list[dict]) -> str:
+    lines = ["# Benchmark results", "",
+             "Written by `make bench` (benchmarks/run.py) from benchmarks/results/*.json; see DESIGN.md section 7. "
+             "Server times are measured through the Flask test client in one process (routing, session, queries, "
+             "template), median and p95 of repeated requests after a warm-up. The machine is shared with other "
+             "engineers' test runs: the load average at start and end of each run is given, and figures taken "
+             "under load are noisier and slower than on an idle machine.", ""]
+    for r in records:
+        m = r["machine"]
+        lines += [f"## {r['engine']}, size {r['size']} ({r['providers']:,} providers)", "",
+                  f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Python {m['python']}; run {r['started']}; "
+                  f"load average at start {m['load_at_start']}, at end {r.get('load_at_end')}"]
+        if r.get("build_seconds"):
+            b = r["build_seconds"]
+            lines.append(f"- Dataset built in {b['total']:.0f} s (" + ", ".join(
+                f"{k} {v:.0f} s" for k, v in b.items() if k != "total") + ")")
+        lines.append("")
+        if r.get("pages"):
+            chart_name = f"pages-{r['engine']}-{r['size']}.png"
+            lines += ["### Staff pages (target: p95 < 100 ms)", "",
+                      "| page | median ms | p95 ms | baseline median ms | baseline p95 ms | baseline p95 / ours | target |",
+                      "|---|---:|---:|---:|---:|---:|---|"]
+            for p in r["pages"]:
+                base = p.get("baseline_p95_ms")
+                lines.append(f"| {p['page']} | {p['median_ms']} | {p['p95_ms']} | {p.get('baseline_median_ms') or '-'} "
+                             f"| {base or '-'} | {_ratio(p['p95_ms'], base)} | "
+                             f"{'met' if p['p95_ms'] < TARGET_PAGE_MS else '**missed**'} |")
+            lines += ["", f"![p95 of each page beside its baseline](results/{chart_name})", ""]
+        if r.get("sweep"):
+            s = r["sweep"]
+            lines += ["### Re-check sweep (target: within 2x the bound, >= 50x sequential)", "",
+                      f"{s['checks']:,} website checks over {s['hosts']:,} host names, sites answering in 100-300 ms, "
+                      f"worker `{s['worker']}` (concurrency {s['concurrency']}):", "",
+                      f"- {s['seconds']} s, **{s['checks_per_s']} checks/s**; sequential baseline "
+                      f"{s['sequential_checks_per_s']} checks/s ({s['sequential_ms_per_check']} ms a check): "
+                      f"**{s['ratio_to_sequential']}x** ({'met' if s['ratio_to_sequential'] >= 50 else 'missed'})",
+                      f"- bound latency x checks / concurrency = {s['bound_seconds']} s; measured "
+                      f"**{s['ratio_to_bound']}x the bound** ({'met' if s['ratio_to_bound'] <= 2 else 'missed'})",
+                      f"- outcomes {s['outcomes']}", ""]
+        if r.get("screening"):
+            s = r["screening"]
+            lines += ["### Exclusion screening (target: < 5 s)", "",
+                      f"- {s['providers']:,} providers, {s['parties']:,} parties (organisation names and principals) "
+                      f"against {s['exclusion_rows']:,} exclusion rows: **{s['seconds']} s** "
+                      f"({s['per_provider_ms']} ms a provider), {s['matches']} matches "
+                      f"({'met' if s['seconds'] < 5 else 'missed'})",
+                      f"- baseline, nested comparison on a {s['baseline_sample']}-provider sample: "
+                      f"{s['baseline_sample_seconds']} s, extrapolated {s['baseline_extrapolated_seconds']} s: "
+                      f"**{_ratio(s['seconds'], s['baseline_extrapolated_seconds'])}**", ""]
+        if r.get("audit"):
+            a = r["audit"]
+            lines += ["### Audit trail (targets: append < 1 ms on PostgreSQL; verify >= 100k events/s)", "",
+                      f"- append one event inside a transaction: **{a['append_median_ms']} ms median, "
+                      f"{a['append_p95_ms']} ms p95** (commit with the event {a['commit_with_event_median_ms']} ms, "
+                      f"without {a['commit_without_event_median_ms']} ms; {a['runs']} pairs)",
+                      f"- verify {a['events']:,} events from the database: **{a['verify_events_per_s_median']:,} "
+                      f"events/s** median (worst {a['verify_events_per_s_worst']:,}; runs {a['verify_seconds']} s) "
+                      f"({'met' if a['verify_events_per_s_median'] >= 100_000 else 'missed'})", ""]
+        if r.get("import"):
+            i = r["import"]
+            lines += ["### Import of the real SAMHSA files", "",
+                      f"- {i['rows']:,} facilities in {i['seconds']} s: **{i['rows_per_s']:,} rows/s**", ""]
+            for name, f in i["files"].items():
+                lines.append(f"  - {name}: {f['rows']:,} rows, {f['seconds']} s, {f['rows_per_s']:,} rows/s")
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def write(records_dir: Path = RESULTS) -> None:
+    records = [json.loads(p.read_text()) for p in sorted(records_dir.glob("*.json"))]
+    for record in records:
+        if record.get("pages"):
+            try:
+                chart(record, records_dir / f"pages-{record['engine']}-{record['size']}.png")
+            except ImportError:
+                print("matplotlib is not installed (pip install -e '.[bench]'): no chart", file=sys.stderr)
+    notes = HERE / "NOTES.md"
+    text = render(records) + ("\n" + notes.read_text() if notes.exists() else "")
+    (HERE / "RESULTS.md").write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default=os.environ.get("SIZE") or "small")
+    parser.add_argument("--only", default="pages,sweep,screening,audit,import")
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from the stored results")
+    args = parser.parse_args()
+    if not args.render_only:
+        started = time.perf_counter()
+        record = run(args.size, set(args.only.split(",")), args.runs)
+        record["total_seconds"] = round(time.perf_counter() - started)
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{record['engine']}-{args.size}.json"
+        previous = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**previous, **record}, indent=1, default=str))
+    write()
+    print(f"wrote {HERE / 'RESULTS.md'}")
+
+
+if __name__ == "__main__":
+    main()
