@@ -4,9 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 PYTEST_ARGS ?=
+SIZE ?= small
 export FLASK_APP := backoffice
 
-.PHONY: run test install migrate seed clean
+.PHONY: run test install migrate seed clean bench
 
 install: $(VENV)/.installed
 
@@ -35,6 +36,15 @@ run: seed
 ## The whole suite: SQLite by default; PostgreSQL with DATABASE_URL; Celery over Redis with REDIS_URL.
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Benchmarks (DESIGN.md section 7): builds the scale dataset, runs every benchmark, writes benchmarks/RESULTS.md.
+## SQLite by default, PostgreSQL when DATABASE_URL is set (in a database of its own); SIZE=full for 100k providers.
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m benchmarks.run --size $(SIZE)
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache
