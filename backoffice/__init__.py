@@ -10,6 +10,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import config
+from werkzeug.routing import IntegerConverter
+
+MAX_ID = 2**31 - 1
 
 
 def create_app(config_name: str | None = None, overrides: dict | None = None) -> Flask:
@@ -67,7 +70,16 @@ def register_extensions(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
 
 
+class DatabaseIdConverter(IntegerConverter):
+    """`<int:id>` beyond what an id column holds is a 404, not an overflow deep in the database driver."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", MAX_ID)
+        super().__init__(map, *args, **kwargs)
+
+
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = DatabaseIdConverter
     from backoffice.admin import init_admin
     from backoffice.auth.account_views import bp as account_bp
     from backoffice.auth.views import bp as auth_bp

@@ -168,3 +168,23 @@ def test_a_route_that_names_no_roles_is_closed_to_everyone(make_app, make_accoun
         assert client.get("/forgotten").status_code == 403
         login(client, make_account(Role.RESEARCH_LEAD))
         assert client.get("/forgotten").status_code == 403
+
+
+@pytest.mark.parametrize("url", [
+    "/admin/review/case/99999999999999999999", "/admin/audit/event/99999999999999999999",
+    "/admin/audit/provider/99999999999999999999", "/api/v1/listings/99999999999999999999/verification",
+])
+def test_ids_beyond_the_database_range_are_404_not_500(client, make_account, url):
+    login(client, make_account(Role.AUDITOR))
+    assert client.get(url).status_code == 404
+
+
+def test_oversized_numbers_in_queries_get_a_message_not_a_500(client, make_account):
+    import base64
+
+    login(client, make_account(Role.AUDITOR))
+    assert client.get("/admin/audit/?provider_id=99999999999999999999").status_code == 400
+    assert client.get("/admin/audit/?before=99999999999999999999").status_code == 200
+    cursor = base64.urlsafe_b64encode(b"v1:99999999999999999999").decode().rstrip("=")
+    response = client.get(f"/api/v1/listings?cursor={cursor}")
+    assert response.status_code == 400 and "cursor" in response.get_json()["error"]["message"]

@@ -112,3 +112,20 @@ def test_staff_suspend_advertising_from_the_provider_page(client, session, adver
     session.expire_all()
     assert provider.advertising_status == AdvertisingStatus.SUSPENDED
     assert client.get("/api/v1/listings").get_json()["listings"][0]["advertiser"] is False
+
+
+def test_ending_advertising_on_a_stale_provider_is_a_conflict_not_a_crash(app, session, advertiser):
+    from sqlalchemy.orm import Session as OrmSession
+
+    from backoffice.extensions import db
+    from backoffice.models import Account, Provider
+    from backoffice.services.errors import Conflict
+
+    provider_id = advertiser["provider"].id
+    with OrmSession(db.engine) as one, OrmSession(db.engine) as two:
+        first, second = one.get(Provider, provider_id), two.get(Provider, provider_id)
+        review.suspend_listing(one, one.get(Account, advertiser["researcher"].id), first, "complaint")
+        one.commit()
+        with pytest.raises(Conflict):
+            advertising.end(two, two.get(Account, advertiser["member"].id), second, "stop")
+        two.rollback()

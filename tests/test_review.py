@@ -399,3 +399,76 @@ def test_the_database_refuses_an_unverified_active_advertiser(session, setting):
     with pytest.raises(IntegrityError):
         session.commit()
     session.rollback()
+
+
+def test_an_open_update_cannot_relist_a_revoked_provider(session, setting):
+    provider = setting["provider"]
+    provider.verification_status = VerificationStatus.VERIFIED
+    provider.listing_status = ListingStatus.LISTED
+    session.commit()
+    update = reviewed(session, setting, SubmissionKind.UPDATE, proposed={"phone": "434-555-0100"})
+    assess_all(session, setting["researcher"], update)
+    action = review.request_revocation(session, setting["other"], provider, "confirmed exclusion")
+    review.sign_off_revocation(session, setting["lead"], action)
+    session.commit()
+    with pytest.raises(DomainError, match="only a reinstatement review"):
+        review.decide(session, setting["researcher"], update, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
+    session.rollback()
+    assert (provider.verification_status, provider.listing_status) == (VerificationStatus.REVOKED,
+                                                                      ListingStatus.DELISTED)
+
+
+def test_an_advertiser_approval_is_refused_when_a_critical_finding_opens_before_signoff(session, setting):
+    from backoffice.models import CheckKind, FindingSeverity
+    from backoffice.services import findings
+
+    provider = setting["provider"]
+    provider.verification_status = VerificationStatus.VERIFIED
+    provider.verified_until = utcnow() + timedelta(days=100)
+    provider.listing_status = ListingStatus.LISTED
+    provider.advertising_status = AdvertisingStatus.PENDING
+    session.commit()
+    application = reviewed(session, setting, SubmissionKind.ADVERTISER_APPLICATION, proposed={})
+    assess_all(session, setting["researcher"], application)
+    review.decide(session, setting["researcher"], application, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
+    findings.open_or_update(session, "system:exclusion-check", provider, CheckKind.EXCLUSION, "leie:9",
+                            FindingSeverity.CRITICAL, "Confirmed exclusion", {})
+    session.commit()
+    assert provider.advertising_status == AdvertisingStatus.SUSPENDED
+    with pytest.raises(DomainError):
+        review.sign_off(session, setting["lead"], application, POLICY, None)
+    session.rollback()
+    assert provider.advertising_status == AdvertisingStatus.SUSPENDED
+
+
+def test_a_revocation_signed_off_and_declined_at_once_has_one_outcome(app, session, setting):
+    from backoffice.models import VerificationAction
+
+    provider = setting["provider"]
+    provider.verification_status = VerificationStatus.VERIFIED
+    provider.listing_status = ListingStatus.LISTED
+    session.commit()
+    action = review.request_revocation(session, setting["researcher"], provider, "exclusion")
+    session.commit()
+    with Session(db.engine) as one, Session(db.engine) as two:
+        first = one.get(VerificationAction, action.id)
+        second = two.get(VerificationAction, action.id)
+        first.provider, second.provider  # noqa: B018 - both loaded before either writes
+        review.sign_off_revocation(one, one.get(Account, setting["lead"].id), first)
+        one.commit()
+        with pytest.raises(Conflict):
+            review.decline_revocation(two, two.get(Account, setting["other"].id), second, "not convinced")
+        two.rollback()
+    session.expire_all()
+    assert session.get(VerificationAction, action.id).state.value == "applied"
+    assert session.get(Provider, provider.id).verification_status == VerificationStatus.REVOKED
+
+
+def test_only_one_revocation_awaits_signoff_per_provider(session, setting):
+    provider = setting["provider"]
+    provider.verification_status = VerificationStatus.VERIFIED
+    session.commit()
+    review.request_revocation(session, setting["researcher"], provider, "first")
+    session.commit()
+    with pytest.raises(InvalidTransition):
+        review.request_revocation(session, setting["other"], provider, "second")

@@ -22,6 +22,12 @@ def _as_utc_start(day) -> datetime | None:
     return datetime.combine(day, time.min, tzinfo=timezone.utc) if day else None
 
 
+def _seq_arg(name: str) -> int | None:
+    """A sequence number from the query string; anything that is not one is ignored."""
+    value = request.args.get(name, type=int)
+    return value if value is not None and 0 < value < 2**63 else None
+
+
 class LogSearchForm(FlaskForm):
     class Meta:
         csrf = False  # a search reads; it changes nothing
@@ -30,7 +36,7 @@ class LogSearchForm(FlaskForm):
     action = StringField("Action (exact, or a prefix ending in *)", validators=[Optional()])
     entity_type = StringField("Entity type", validators=[Optional()])
     entity_id = StringField("Entity id", validators=[Optional()])
-    provider_id = IntegerField("Provider id", validators=[Optional(), NumberRange(min=1)])
+    provider_id = IntegerField("Provider id", validators=[Optional(), NumberRange(min=1, max=2**31 - 1)])
     date_from = DateField("From (UTC date)", validators=[Optional()])
     date_to = DateField("To (UTC date, inclusive)", validators=[Optional()])
 
@@ -42,7 +48,8 @@ class LogSearchForm(FlaskForm):
 class ExportForm(FlaskForm):
     format = RadioField("Format", choices=[SelectChoice("jsonl", "JSON lines"), SelectChoice("csv", "CSV")],
                         default="jsonl")
-    provider_id = IntegerField("Provider id (a provider's history)", validators=[Optional(), NumberRange(min=1)])
+    provider_id = IntegerField("Provider id (a provider's history)",
+                               validators=[Optional(), NumberRange(min=1, max=2**31 - 1)])
     date_from = DateField("From (UTC date)", validators=[Optional()])
     date_to = DateField("To (UTC date, inclusive)", validators=[Optional()])
 
@@ -75,7 +82,7 @@ class AuditLogView(SecuredView):
     def index(self):
         form = LogSearchForm(request.args)
         query = self._query(form)
-        before = request.args.get("before", type=int)
+        before = _seq_arg("before")
         page = history.search(db.session, query, before) if query else history.LogPage()
         names = history.actor_names(db.session, {e.actor for e in page.events})
         args = {k: v for k, v in request.args.items() if k != "before"}
@@ -103,7 +110,7 @@ class AuditLogView(SecuredView):
         provider = db.session.get(Provider, provider_id)
         if provider is None:
             abort(404)
-        timeline = history.provider_timeline(db.session, provider.id, request.args.get("before", type=int))
+        timeline = history.provider_timeline(db.session, provider.id, _seq_arg("before"))
         names = history.actor_names(db.session, {i.event.actor for i in timeline.items if i.event})
         return self.render("admin/audit/provider.html", provider=provider, timeline=timeline, names=names,
                            basis=history.verification_basis(db.session, provider), status=self._status(),

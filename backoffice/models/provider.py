@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, CheckConstraint, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, text, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
@@ -181,6 +181,10 @@ class VerificationAction(Base):
     """A revocation asked for by one researcher that takes effect when a second one signs it off."""
 
     __tablename__ = "verification_action"
+    # At most one revocation awaits sign-off per provider, however many researchers ask at once.
+    __table_args__ = (Index("uq_verification_action_one_awaiting", "provider_id", unique=True,
+                            sqlite_where=text("state = 'awaiting_signoff'"),
+                            postgresql_where=text("state = 'awaiting_signoff'")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
@@ -197,5 +201,8 @@ class VerificationAction(Base):
     declined_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
     declined_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decline_reason: Mapped[str | None] = mapped_column(Text)
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
 
     provider: Mapped[Provider] = relationship()
+
+    __mapper_args__ = {"version_id_col": row_version}

@@ -56,7 +56,7 @@ def apply(session: Session, actor: Account, provider: Provider, policy: review.R
                  before={"advertising_status": before.value},
                  after={"advertising_status": AdvertisingStatus.PENDING.value},
                  reason=f"advertiser application #{application.id}", provider_id=provider.id)
-    session.flush()
+    review.flush(session)
     return application
 
 
@@ -69,7 +69,7 @@ def suspend(session: Session, actor: Account, provider: Provider, reason: str) -
     if provider.advertising_status not in (AdvertisingStatus.ACTIVE, AdvertisingStatus.PENDING):
         raise InvalidTransition(f"Advertising is {provider.advertising_status.label}; there is nothing to suspend.")
     verification.suspend_advertising(session, actor, provider, reason)
-    session.flush()
+    review.flush(session)
 
 
 def end(session: Session, actor: Account, provider: Provider, reason: str) -> None:
@@ -86,4 +86,4 @@ def end(session: Session, actor: Account, provider: Provider, reason: str) -> No
     audit.record(session, actor, "advertising.ended", "provider", provider.id,
                  before={"advertising_status": before.value},
                  after={"advertising_status": AdvertisingStatus.ENDED.value}, reason=reason, provider_id=provider.id)
-    session.flush()
+    review.flush(session)

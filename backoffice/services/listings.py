@@ -89,7 +89,7 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError):
         raise ValueError("bad cursor") from None
     version, _, ident = raw.partition(":")
-    if version != "v1" or not ident.isdigit():
+    if version != "v1" or not ident.isdigit() or int(ident) > 2**31 - 1:
         raise ValueError("bad cursor")
     return int(ident)
 

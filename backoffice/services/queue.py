@@ -52,7 +52,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         due, ident = raw.split("|")
         moment = datetime.fromisoformat(due)
-        if moment.tzinfo is None:
+        if moment.tzinfo is None or not 0 <= int(ident) <= 2**31 - 1:
             raise ValueError
         return moment, int(ident)
     except (ValueError, UnicodeDecodeError, binascii.Error):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from backoffice.models import (
-    OPEN_STATES, RESEARCH_ROLES, Account, AdvertisingStatus, Assessment, AssessmentStatus, CheckRun,
+    OPEN_FINDING_STATES, OPEN_STATES, RESEARCH_ROLES, Finding, FindingSeverity, Account, AdvertisingStatus, Assessment, AssessmentStatus, CheckRun,
     Criterion, Decision, DecisionOutcome, DecisionStatus, Document, ListingStatus, MessageKind, Provider, Role,
     Submission, SubmissionKind, SubmissionMessage, SubmissionState, VerificationAction,
     VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
@@ -64,6 +64,11 @@ def require_researcher(actor: Account) -> None:
 def _require_lead(actor: Account) -> None:
     if not actor.has_role(Role.RESEARCH_LEAD):
         raise NotAllowed("Only a research lead can do this.")
+
+
+def flush(session: Session) -> None:
+    """Flush, turning a lost race (a stale version, a unique clash) into a Conflict with a clear message."""
+    _flush(session)
 
 
 def _flush(session: Session) -> None:
@@ -359,12 +364,7 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
     _require_no_pending_decision(submission)
     reason_codes = sorted(set(reason_codes or []))
     if outcome == DecisionOutcome.APPROVED:
-        blockers = approval_blockers(session, submission)
-        if blockers:
-            raise DomainError("Cannot approve: these required criteria are not assessed as met: "
-                              + ", ".join(c.code for c in blockers) + ".")
-        if is_advertiser_review(submission):
-            _require_currently_verified(submission.provider)
+        require_approvable(session, submission)
     else:
         if not reason_codes:
             raise DomainError("A rejection must cite at least one criterion assessed as not met.")
@@ -401,12 +401,7 @@ def sign_off(session: Session, actor: Account, submission: Submission, policy: R
     if decision.decided_by_id == actor.id:
         raise NotAllowed("Nobody signs off their own decision: another researcher or research lead must.")
     if decision.outcome == DecisionOutcome.APPROVED:
-        blockers = approval_blockers(session, submission)
-        if blockers:
-            raise DomainError("Cannot sign off an approval while required criteria are not met: "
-                              + ", ".join(c.code for c in blockers) + ".")
-        if is_advertiser_review(submission):
-            _require_currently_verified(submission.provider)
+        require_approvable(session, submission)
     lock(session, submission, expected_version)
     decision.status = DecisionStatus.FINAL
     decision.second_signoff_by_id = actor.id
@@ -440,6 +435,37 @@ def decline_signoff(session: Session, actor: Account, submission: Submission, re
                  reason=reason, provider_id=submission.provider_id)
     _flush(session)
     return decision
+
+
+def require_approvable(session: Session, submission: Submission) -> None:
+    """Everything an approval needs, checked when it is decided and again when it is signed off, since the
+    provider may have changed in between (a revocation, a suspension, a critical finding)."""
+    blockers = approval_blockers(session, submission)
+    if blockers:
+        raise DomainError("Cannot approve: these required criteria are not assessed as met: "
+                          + ", ".join(c.code for c in blockers) + ".")
+    provider = submission.provider
+    if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
+        _require_currently_verified(provider)
+        if provider.listing_status != ListingStatus.LISTED:
+            raise DomainError(f"Only a listed provider can advertise; this listing is {provider.listing_status.label}.")
+        if provider.advertising_status not in (AdvertisingStatus.NONE, AdvertisingStatus.PENDING):
+            raise DomainError(f"Advertising is {provider.advertising_status.label}; it resumes only through "
+                              "the provider's new application.")
+        open_findings = session.scalar(select(Finding.id).where(
+            Finding.provider_id == provider.id, Finding.state.in_(OPEN_FINDING_STATES),
+            Finding.severity.in_((FindingSeverity.WARNING, FindingSeverity.CRITICAL))).limit(1))
+        if open_findings is not None:
+            raise DomainError("This provider has an open warning or critical finding; ADVERTISER_STANDARDS "
+                              "cannot be met until it is resolved or dismissed.")
+    elif submission.kind in (SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE):
+        if provider.verification_status == VerificationStatus.REVOKED or provider.listing_status in (
+                ListingStatus.SUSPENDED, ListingStatus.DELISTED, ListingStatus.CLOSED):
+            raise DomainError(f"This provider is {provider.listing_status.label} with its verification "
+                              f"{provider.verification_status.label}; only a reinstatement review (with a "
+                              "second sign-off) can list it again.")
+        if submission.kind == SubmissionKind.UPDATE and provider.listing_status != ListingStatus.LISTED:
+            raise DomainError("An update applies to a listed provider; this one is not listed.")
 
 
 def _require_currently_verified(provider: Provider) -> None:
@@ -535,6 +561,7 @@ def sign_off_revocation(session: Session, actor: Account, action: VerificationAc
         raise NotAllowed("Nobody signs off their own revocation: another researcher or research lead must.")
     provider = action.provider
     action.state = VerificationActionState.APPLIED
+    _flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
     action.signed_off_by_id = actor.id
     action.signed_off_at = utcnow()
     before = audit.snapshot(provider, ("verification_status", "listing_status"))
@@ -556,6 +583,7 @@ def decline_revocation(session: Session, actor: Account, action: VerificationAct
     if not reason:
         raise DomainError("Say why you decline the revocation.")
     action.state = VerificationActionState.DECLINED
+    _flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
     action.declined_by_id = actor.id
     action.declined_at = utcnow()
     action.decline_reason = reason
