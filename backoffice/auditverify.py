@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Verify an exported audit trail without trusting the database. Standard library only.
 
-    python backoffice/auditverify.py EXPORT.jsonl     (or EXPORT.csv)
+    python backoffice/auditverify.py EXPORT.jsonl [--expect-head SEQ:HASH]     (or EXPORT.csv)
+
+The header of an export is written by whoever holds the file, so the strongest check compares the chain
+with a head obtained some other way: the auditor dashboard shows the current head (event number and
+hash); pass it as --expect-head and the export must contain exactly that event with exactly that hash.
 
 Exit status 0 when the export verifies, 1 when it does not (the first event that fails is named),
 2 when the file cannot be read.
@@ -61,14 +65,37 @@ class Result:
     first_bad_seq: int | None = None
     problem: str | None = None
     last_seq: int | None = None
+    last_hash: str | None = None
+    note: str | None = None
 
     def __str__(self) -> str:
         if self.ok:
-            return f"OK: {self.checked} events verified" + (f", up to event {self.last_seq}" if self.last_seq else "")
+            text = f"OK: {self.checked} events verified"
+            if self.last_seq:
+                text += f", up to event {self.last_seq} (hash {self.last_hash})"
+            return text + (f". {self.note}" if self.note else "")
         return f"BROKEN at event {self.first_bad_seq}: {self.problem} ({self.checked} events before it verified)"
 
 
-def verify_records(records: Iterable[dict[str, Any]]) -> Result:
+PARTIAL_NOTE = ("This is one provider's history: each event matches its own hash, but a subset cannot prove that "
+                "no event is missing; verify a full export for that.")
+
+
+def _header_problem(header: dict[str, Any]) -> str | None:
+    """The header's claims must follow from its own filters, so a flag cannot be flipped to skip a check."""
+    filters = header.get("filters") if isinstance(header.get("filters"), dict) else {}
+    contiguous = filters.get("provider_id") is None
+    if bool(header.get("contiguous")) != contiguous:
+        return "the export header contradicts its own filters (contiguous)"
+    head_seq = int(header.get("head_seq") or 0)
+    to_seq = filters.get("to_seq")
+    through = contiguous and int(filters.get("from_seq") or 1) <= 1 and (to_seq is None or int(to_seq) >= head_seq)
+    if bool(header.get("through_head")) != through:
+        return "the export header contradicts its own filters (through_head)"
+    return None
+
+
+def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, str] | None = None) -> Result:
     """Check an export's records (header first, then checkpoints and events in any order of kind)."""
     header: dict[str, Any] | None = None
     checkpoints: dict[int, str] = {}
@@ -78,6 +105,9 @@ def verify_records(records: Iterable[dict[str, Any]]) -> Result:
         kind = record.get("record")
         if kind == "export":
             header = record
+            problem = _header_problem(header)
+            if problem:
+                return Result(False, 0, None, problem)
             continue
         if kind == "checkpoint":
             checkpoints[int(record["seq"])] = record["hash"]
@@ -104,6 +134,8 @@ def verify_records(records: Iterable[dict[str, Any]]) -> Result:
             return Result(False, checked, seq, "content does not match its hash: the event was altered")
         if seq in checkpoints and checkpoints[seq] != record["hash"]:
             return Result(False, checked, seq, "the event differs from the daily checkpoint taken at it")
+        if expect_head and seq == expect_head[0] and record["hash"] != expect_head[1]:
+            return Result(False, checked, seq, "the event differs from the head you expected")
         prev_hash, prev_seq, checked = record["hash"], seq, checked + 1
     if header is None:
         return Result(False, 0, None, "the export header is missing")
@@ -117,7 +149,11 @@ def verify_records(records: Iterable[dict[str, Any]]) -> Result:
             return Result(False, checked, (prev_seq or 0) + 1,
                           f"a checkpoint was taken at event {newest_checkpoint}, but the events end at "
                           f"{prev_seq or 0}: events at the end are missing")
-    return Result(True, checked, last_seq=prev_seq)
+    if expect_head and (prev_seq or 0) < expect_head[0]:
+        return Result(False, checked, (prev_seq or 0) + 1,
+                      f"the events end at {prev_seq or 0}, before the head you expected (event {expect_head[0]})")
+    note = None if header.get("contiguous") else PARTIAL_NOTE
+    return Result(True, checked, last_seq=prev_seq, last_hash=prev_hash, note=note)
 
 
 def _first_seq(header: dict[str, Any]) -> int:
@@ -144,22 +180,39 @@ def read_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             raise ValueError(f"line {reader.line_num}: a cell is not a JSON value ({exc.msg})") from None
 
 
-def verify_file(path: str) -> Result:
+def verify_file(path: str, expect_head: tuple[int, str] | None = None) -> Result:
     with open(path, encoding="utf-8", newline="") as handle:
         first = handle.read(1)
         handle.seek(0)
         records = read_jsonl(handle) if first == "{" else read_csv(handle)
-        return verify_records(records)
+        return verify_records(records, expect_head)
+
+
+def parse_head(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError("--expect-head takes SEQ:HASH, e.g. 1234:<64 hex characters>")
+    return int(seq), digest
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    args = argv[1:]
+    expect_head = None
+    if "--expect-head" in args:
+        at = args.index("--expect-head")
+        try:
+            expect_head = parse_head(args[at + 1])
+        except (IndexError, ValueError) as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        del args[at:at + 2]
+    if len(args) != 1:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     try:
-        result = verify_file(argv[1])
+        result = verify_file(args[0], expect_head)
     except (OSError, ValueError, KeyError) as exc:
-        print(f"cannot read {argv[1]}: {exc}", file=sys.stderr)
+        print(f"cannot read {args[0]}: {exc}", file=sys.stderr)
         return 2
     print(result)
     return 0 if result.ok else 1

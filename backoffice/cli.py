@@ -149,12 +149,14 @@ def audit_verify() -> None:
 
 @audit_group.command("verify-export")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-def audit_verify_export(path: str) -> None:
+@click.option("--expect-head", default=None, help="SEQ:HASH of the head as the dashboard shows it.")
+def audit_verify_export(path: str, expect_head: str | None) -> None:
     """Verify an exported trail (JSONL or CSV) without the database: the same check as backoffice/auditverify.py."""
     from backoffice import auditverify
 
     try:
-        result = auditverify.verify_file(path)
+        head = auditverify.parse_head(expect_head) if expect_head else None
+        result = auditverify.verify_file(path, head)
     except (ValueError, KeyError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     click.echo(str(result), err=not result.ok)

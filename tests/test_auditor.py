@@ -188,7 +188,15 @@ def test_a_provider_history_export_verifies_each_event(client, session, auditor,
     content = export(client, provider_id=str(provider.id))
     events = [json.loads(line) for line in content.splitlines() if '"record":"event"' in line]
     assert {e["action"] for e in events} == {"mine"}
-    assert offline(tmp_path, content).returncode == 0
+    result = offline(tmp_path, content)
+    assert result.returncode == 0 and "cannot prove that no event is missing" in result.stdout
+    # A subset cannot prove completeness, and the script says so instead of claiming it.
+    lines = content.splitlines()
+    dropped = "\n".join(line for line in lines if f'"entity_id":"{provider.id}"' not in line or
+                        '"after":{"i":1}' not in line) + "\n"
+    assert "cannot prove that no event is missing" in offline(tmp_path, dropped).stdout
+    flipped = content.replace('"contiguous":false', '"contiguous":true', 1)
+    assert "contradicts its own filters" in offline(tmp_path, flipped).stdout
 
 
 def test_the_provider_history_answers_who_verified_on_what_under_which_criteria(client, session, auditor,
@@ -262,3 +270,23 @@ def test_checkpoints_cannot_be_changed(session):
         with pytest.raises(DBAPIError, match="append-only"):
             session.execute(text(statement))
         session.rollback()
+
+
+def test_expect_head_catches_a_cut_export_whose_header_was_rewritten(client, session, auditor, tmp_path):
+    append(session, 6)
+    content = export(client)
+    records = [json.loads(line) for line in content.splitlines()]
+    head = records[0]["head_seq"], records[0]["head_hash"]
+    events = [r for r in records if r["record"] == "event"]
+    kept = events[:-3]
+    forged_header = {**records[0], "through_head": False,
+                     "filters": {**records[0]["filters"], "to_seq": kept[-1]["seq"]}}
+    forged = "\n".join(json.dumps(r) for r in [forged_header] + kept) + "\n"
+    assert offline(tmp_path, forged).returncode == 0  # the file alone cannot tell
+    path = tmp_path / "forged.jsonl"
+    path.write_text(forged)
+    result = subprocess.run([sys.executable, str(ROOT / "backoffice" / "auditverify.py"), str(path),
+                             "--expect-head", f"{head[0]}:{head[1]}"], capture_output=True, text=True)
+    assert result.returncode == 1 and "before the head you expected" in result.stdout
+    page = client.get("/admin/audit/").get_data(as_text=True)
+    assert re.search(r'id="chain-head">\d+:[0-9a-f]{64}<', page)

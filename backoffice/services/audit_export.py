@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterator
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.auditverify import CSV_COLUMNS
@@ -34,14 +34,17 @@ class ExportRange:
 
 def seq_range_for_dates(session: Session, start: datetime | None, end: datetime | None) -> tuple[int, int | None]:
     """Events are chained at commit under a lock, so seq order is time order: a date range is a seq range."""
+    # One step along the occurred_at index each way, instead of MIN/MAX over the whole span.
     first = 1
     if start is not None:
-        first = session.scalar(select(func.min(AuditEvent.seq)).where(AuditEvent.occurred_at >= start)) or 0
+        first = session.scalar(select(AuditEvent.seq).where(AuditEvent.occurred_at >= start)
+                               .order_by(AuditEvent.occurred_at, AuditEvent.seq).limit(1)) or 0
         if not first:
             return 1, 0  # nothing at or after the start
     last = None
     if end is not None:
-        last = session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.occurred_at < end)) or 0
+        last = session.scalar(select(AuditEvent.seq).where(AuditEvent.occurred_at < end)
+                              .order_by(AuditEvent.occurred_at.desc(), AuditEvent.seq.desc()).limit(1)) or 0
     return first, last
 
 
