@@ -95,7 +95,7 @@ def run(size: str, only: set[str], runs: int) -> dict:
         record["import"] = importer.run()
     if "sweep" in only:
         checks = min(10_000, scale.providers // 10)
-        record["sweep"] = recheck_sweep.run(checks=checks, hosts=max(10, checks // 10))
+        record["sweep"] = recheck_sweep.run(checks=checks, hosts=max(10, checks // 4))
     record["load_at_end"] = machine()["load_at_start"]
     return record
 
@@ -140,8 +140,11 @@ def render(records: list[dict]) -> str:
     for r in records:
         m = r["machine"]
         lines += [f"## {r['engine']}, size {r['size']} ({r['providers']:,} providers)", "",
-                  f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Python {m['python']}; run {r['started']}; "
-                  f"load average at start {m['load_at_start']}, at end {r.get('load_at_end')}"]
+                  f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Python {m['python']}"]
+        for run_ in r.get("runs") or [{"started": r["started"], "only": "all", "load_at_start": m["load_at_start"],
+                                       "load_at_end": r.get("load_at_end")}]:
+            lines.append(f"- Run {run_['started']} ({run_['only']}): load average (1, 5, 15 min) at start "
+                         f"{run_['load_at_start']}, at end {run_['load_at_end']}")
         if r.get("build_seconds"):
             b = r["build_seconds"]
             lines.append(f"- Dataset built in {b['total']:.0f} s (" + ", ".join(
@@ -225,7 +228,12 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         path = RESULTS / f"{record['engine']}-{args.size}.json"
         previous = json.loads(path.read_text()) if path.exists() else {}
-        path.write_text(json.dumps({**previous, **record}, indent=1, default=str))
+        # A partial rerun (--only) replaces the figures it measured and keeps the others.
+        record = {k: v for k, v in record.items() if v is not None}
+        runs_log = previous.get("runs", []) + [{"started": record["started"], "only": args.only,
+                                                "load_at_start": record["machine"]["load_at_start"],
+                                                "load_at_end": record["load_at_end"]}]
+        path.write_text(json.dumps({**previous, **record, "runs": runs_log}, indent=1, default=str))
     write()
     print(f"wrote {HERE / 'RESULTS.md'}")
 
