@@ -394,12 +394,8 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
 def sign_off(session: Session, actor: Account, submission: Submission, policy: ReviewPolicy,
              expected_version: int | None) -> Decision:
     """A second researcher confirms a decision; it then takes effect."""
-    require_researcher(actor)
-    decision = pending_decision(submission)
-    if decision is None:
-        raise InvalidTransition("No decision on this request is awaiting sign-off.")
-    if decision.decided_by_id == actor.id:
-        raise NotAllowed("Nobody signs off their own decision: another researcher or research lead must.")
+    decision = _awaiting_second_person(actor, submission,
+                                       "Nobody signs off their own decision: another researcher or research lead must.")
     if decision.outcome == DecisionOutcome.APPROVED:
         require_approvable(session, submission)
     lock(session, submission, expected_version)
@@ -413,15 +409,22 @@ def sign_off(session: Session, actor: Account, submission: Submission, policy: R
     return decision
 
 
-def decline_signoff(session: Session, actor: Account, submission: Submission, reason: str,
-                    expected_version: int | None) -> Decision:
-    """The second researcher does not confirm; the request stays in review for another decision."""
+def _awaiting_second_person(actor: Account, submission: Submission, own_decision_message: str) -> Decision:
+    """The decision awaiting sign-off, if the actor is a researcher other than the one who made it."""
     require_researcher(actor)
     decision = pending_decision(submission)
     if decision is None:
         raise InvalidTransition("No decision on this request is awaiting sign-off.")
     if decision.decided_by_id == actor.id:
-        raise NotAllowed("Withdraw your own decision by asking another researcher to decline it.")
+        raise NotAllowed(own_decision_message)
+    return decision
+
+
+def decline_signoff(session: Session, actor: Account, submission: Submission, reason: str,
+                    expected_version: int | None) -> Decision:
+    """The second researcher does not confirm; the request stays in review for another decision."""
+    decision = _awaiting_second_person(actor, submission,
+                                       "Withdraw your own decision by asking another researcher to decline it.")
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Say why you decline to sign off.")
