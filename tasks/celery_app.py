@@ -45,37 +45,21 @@ def broker_settings(config: dict) -> dict:
     }
 
 
+# Every periodic job: (beat entry, task, the setting that holds its cadence in seconds).
+PERIODIC = [
+    ("verification-expiry-sweep", "tasks.sweeps.verification_expiry_sweep", "SWEEP_VERIFICATION_EXPIRY_SECONDS"),
+    ("recheck-sweep", "tasks.checks.recheck_sweep", "SWEEP_RECHECK_SECONDS"),
+    ("exclusion-sweep", "tasks.checks.exclusion_sweep", "SWEEP_EXCLUSION_SECONDS"),
+    ("expiry-sweep", "tasks.checks.expiry_sweep", "SWEEP_EXPIRY_REMINDER_SECONDS"),
+    ("sla-sweep", "tasks.checks.sla_sweep", "SWEEP_SLA_SECONDS"),
+    ("audit-verification", "tasks.sweeps.audit_verification", "SWEEP_AUDIT_VERIFICATION_SECONDS"),
+    ("deliver-notifications", "tasks.sweeps.deliver_notifications", "SWEEP_OUTBOX_SECONDS"),
+]
+
+
 def beat_schedule(config: dict) -> dict:
-    return {
-        "verification-expiry-sweep": {
-            "task": "tasks.sweeps.verification_expiry_sweep",
-            "schedule": timedelta(seconds=config["SWEEP_VERIFICATION_EXPIRY_SECONDS"]),
-        },
-        "recheck-sweep": {
-            "task": "tasks.checks.recheck_sweep",
-            "schedule": timedelta(seconds=config["SWEEP_RECHECK_SECONDS"]),
-        },
-        "exclusion-sweep": {
-            "task": "tasks.checks.exclusion_sweep",
-            "schedule": timedelta(seconds=config["SWEEP_EXCLUSION_SECONDS"]),
-        },
-        "expiry-sweep": {
-            "task": "tasks.checks.expiry_sweep",
-            "schedule": timedelta(seconds=config["SWEEP_EXPIRY_REMINDER_SECONDS"]),
-        },
-        "sla-sweep": {
-            "task": "tasks.checks.sla_sweep",
-            "schedule": timedelta(seconds=config["SWEEP_SLA_SECONDS"]),
-        },
-        "audit-verification": {
-            "task": "tasks.sweeps.audit_verification",
-            "schedule": timedelta(seconds=config["SWEEP_AUDIT_VERIFICATION_SECONDS"]),
-        },
-        "deliver-notifications": {
-            "task": "tasks.sweeps.deliver_notifications",
-            "schedule": timedelta(seconds=config["SWEEP_OUTBOX_SECONDS"]),
-        },
-    }
+    return {name: {"task": task, "schedule": timedelta(seconds=config[setting])}
+            for name, task, setting in PERIODIC}
 
 
 def init_celery(app: Flask) -> Celery:
