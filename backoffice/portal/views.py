@@ -282,17 +282,13 @@ def _store_uploads(submission: Submission, files) -> list[Document]:
             for f in files]
 
 
-@bp.route("/requests/<int:submission_id>/documents", methods=["POST"])
-@provider_only
-def upload(submission_id: int):
-    submission = _own_submission(submission_id)
-    form = UploadForm()
+def _request_action(submission: Submission, key: str, form, action, success: str, category: str = "success",
+                    anchor: str = ""):
+    """Validate, call the service, commit once; a refusal is shown beside the form and nothing is kept."""
     error = None
     if form.validate_on_submit():
         try:
-            stored = _store_uploads(submission, form.files.data)
-            if not stored:
-                raise documents.UploadRefused("Choose at least one file to upload.")
+            message = action(form) or success
         except documents.UploadRefused as refused:
             db.session.rollback()
             form.files.errors = [str(refused)]
@@ -301,52 +297,48 @@ def upload(submission_id: int):
             error = str(refused)
         else:
             db.session.commit()
-            flash(f"Uploaded {', '.join(d.original_name for d in stored)}.", "success")
-            return redirect(url_for(".request_page", submission_id=submission.id) + "#documents")
-    return _render_request(submission, {"upload": form}, error=error, status=400)
+            flash(message, category)
+            return redirect(url_for(".request_page", submission_id=submission.id) + anchor)
+    return _render_request(submission, {key: form}, error=error, status=400)
+
+
+@bp.route("/requests/<int:submission_id>/documents", methods=["POST"])
+@provider_only
+def upload(submission_id: int):
+    submission = _own_submission(submission_id)
+
+    def store(form):
+        stored = _store_uploads(submission, form.files.data)
+        if not stored:
+            raise documents.UploadRefused("Choose at least one file to upload.")
+        return f"Uploaded {', '.join(d.original_name for d in stored)}."
+
+    return _request_action(submission, "upload", UploadForm(), store, "", anchor="#documents")
 
 
 @bp.route("/requests/<int:submission_id>/answer", methods=["POST"])
 @provider_only
 def answer(submission_id: int):
     submission = _own_submission(submission_id)
-    form = AnswerForm()
-    error = None
-    if form.validate_on_submit():
-        try:
-            # Documents first: they can only be added while the question is open.
-            _store_uploads(submission, form.files.data)
-            listing_requests.answer(db.session, current_user, submission, form.message.data, form.version.data)
-        except documents.UploadRefused as refused:
-            db.session.rollback()
-            form.files.errors = [str(refused)]
-        except DomainError as refused:
-            db.session.rollback()
-            error = str(refused)
-        else:
-            db.session.commit()
-            flash("Your answer is sent; the request is back with the research team.", "success")
-            return redirect(url_for(".request_page", submission_id=submission.id))
-    return _render_request(submission, {"answer": form}, error=error, status=400)
+
+    def send(form):
+        # Documents first: they can only be added while the question is open.
+        _store_uploads(submission, form.files.data)
+        listing_requests.answer(db.session, current_user, submission, form.message.data, form.version.data)
+
+    return _request_action(submission, "answer", AnswerForm(), send,
+                           "Your answer is sent; the request is back with the research team.")
 
 
 @bp.route("/requests/<int:submission_id>/withdraw", methods=["POST"])
 @provider_only
 def withdraw(submission_id: int):
     submission = _own_submission(submission_id)
-    form = WithdrawForm()
-    error = None
-    if form.validate_on_submit():
-        try:
-            listing_requests.withdraw(db.session, current_user, submission, form.reason.data, form.version.data)
-        except DomainError as refused:
-            db.session.rollback()
-            error = str(refused)
-        else:
-            db.session.commit()
-            flash(f"Request #{submission.id} is withdrawn.", "info")
-            return redirect(url_for(".request_page", submission_id=submission.id))
-    return _render_request(submission, {"withdraw": form}, error=error, status=400)
+    return _request_action(
+        submission, "withdraw", WithdrawForm(),
+        lambda form: listing_requests.withdraw(db.session, current_user, submission, form.reason.data,
+                                               form.version.data),
+        f"Request #{submission.id} is withdrawn.", category="info")
 
 
 # -- documents ------------------------------------------------------------------------------------
