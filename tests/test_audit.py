@@ -9,27 +9,8 @@ from sqlalchemy.orm import Session
 from backoffice.extensions import db
 from backoffice.models import GENESIS_HASH, AuditEvent
 from backoffice.services import audit
+from tests.audit_helpers import append, tamper
 from tests.conftest import BACKEND
-
-
-def append(session, n, action="test.event"):
-    for i in range(n):
-        audit.record(session, "system:test", action, "thing", i, before={"n": i}, after={"n": i + 1},
-                     reason="because")
-    session.commit()
-
-
-def tamper(session, sql, **params):
-    """Change the audit table behind the triggers' back, as someone with database access could."""
-    if BACKEND == "postgresql":
-        session.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
-        session.execute(text(sql), params)
-        session.execute(text("ALTER TABLE audit_event ENABLE TRIGGER USER"))
-    else:
-        session.execute(text("DROP TRIGGER audit_event_no_update"))
-        session.execute(text("DROP TRIGGER audit_event_no_delete"))
-        session.execute(text(sql), params)
-    session.commit()
 
 
 def test_events_form_a_chain(session):

@@ -10,40 +10,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
-from backoffice import auditverify
 from backoffice.models import (
     AuditCheckpoint, AuditEvent, AuditVerification, DecisionOutcome, Role, SubmissionKind, VerificationStatus,
-    ListingStatus,
 )
 from backoffice.services import audit, review
-from tests.conftest import BACKEND, login
+from tests.audit_helpers import append, tamper
+from tests.conftest import login
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDITOR_WRITES = {"audit.export"}  # the record of an auditor's own export is the one write they make
-
-
-def append(session, n):
-    for i in range(n):
-        audit.record(session, "system:test", "test.event", "thing", i, before={"n": i}, after={"n": i + 1},
-                     reason="because", provider_id=1)
-    session.commit()
-
-
-def disable_guards(session):
-    if BACKEND == "postgresql":
-        session.execute(text("ALTER TABLE audit_event DISABLE TRIGGER USER"))
-        session.execute(text("ALTER TABLE audit_chain_lock DISABLE TRIGGER USER"))
-    else:
-        for name in ("audit_event_no_update", "audit_event_no_delete", "audit_chain_lock_no_rewind"):
-            session.execute(text(f"DROP TRIGGER IF EXISTS {name}"))
-
-
-def tamper(session, *statements):
-    disable_guards(session)
-    for statement in statements:
-        session.execute(text(statement))
-    session.commit()
 
 
 def export(client, **form) -> str:

@@ -39,6 +39,16 @@ def reviewed(session, s, kind=SubmissionKind.NEW_LISTING, proposed=None):
     return in_review(session, s["researcher"], submission)
 
 
+def listed(session, provider, advertising=AdvertisingStatus.NONE):
+    """Put the provider in the state the test starts from: listed, verified for 100 more days."""
+    provider.verification_status = VerificationStatus.VERIFIED
+    provider.verified_until = utcnow() + timedelta(days=100)
+    provider.listing_status = ListingStatus.LISTED
+    provider.advertising_status = advertising
+    session.commit()
+    return provider
+
+
 def count(session, model, *where):
     return session.scalar(select(func.count()).select_from(model).where(*where))
 
@@ -203,12 +213,7 @@ def test_a_rolled_back_change_leaves_no_audit_event_and_no_notification(session,
 
 
 def test_advertiser_application_needs_a_second_signoff_by_someone_else(session, setting):
-    provider = setting["provider"]
-    provider.verification_status = VerificationStatus.VERIFIED
-    provider.verified_until = utcnow() + timedelta(days=100)
-    provider.listing_status = ListingStatus.LISTED
-    provider.advertising_status = AdvertisingStatus.PENDING
-    session.commit()
+    provider = listed(session, setting["provider"], AdvertisingStatus.PENDING)
     submission = reviewed(session, setting, SubmissionKind.ADVERTISER_APPLICATION, proposed={})
     assess_all(session, setting["researcher"], submission)
     decision = review.decide(session, setting["researcher"], submission, DecisionOutcome.APPROVED, [], "", "",
@@ -258,11 +263,7 @@ def test_a_declined_signoff_returns_the_request_for_another_decision(session, se
 
 
 def test_revocation_needs_a_second_signoff_and_ends_advertising_with_it(session, setting):
-    provider = setting["provider"]
-    provider.verification_status = VerificationStatus.VERIFIED
-    provider.listing_status = ListingStatus.LISTED
-    provider.advertising_status = AdvertisingStatus.ACTIVE
-    session.commit()
+    provider = listed(session, setting["provider"], AdvertisingStatus.ACTIVE)
     action = review.request_revocation(session, setting["researcher"], provider, "confirmed OIG exclusion")
     session.commit()
     assert provider.verification_status == VerificationStatus.VERIFIED
@@ -277,11 +278,7 @@ def test_revocation_needs_a_second_signoff_and_ends_advertising_with_it(session,
 
 
 def test_suspending_a_listing_suspends_its_advertising_at_once(session, setting):
-    provider = setting["provider"]
-    provider.listing_status = ListingStatus.LISTED
-    provider.verification_status = VerificationStatus.VERIFIED
-    provider.advertising_status = AdvertisingStatus.ACTIVE
-    session.commit()
+    provider = listed(session, setting["provider"], AdvertisingStatus.ACTIVE)
     with pytest.raises(DomainError, match="reason"):
         review.suspend_listing(session, setting["researcher"], provider, "")
     review.suspend_listing(session, setting["researcher"], provider, "critical finding under review")
@@ -402,10 +399,7 @@ def test_the_database_refuses_an_unverified_active_advertiser(session, setting):
 
 
 def test_an_open_update_cannot_relist_a_revoked_provider(session, setting):
-    provider = setting["provider"]
-    provider.verification_status = VerificationStatus.VERIFIED
-    provider.listing_status = ListingStatus.LISTED
-    session.commit()
+    provider = listed(session, setting["provider"])
     update = reviewed(session, setting, SubmissionKind.UPDATE, proposed={"phone": "434-555-0100"})
     assess_all(session, setting["researcher"], update)
     action = review.request_revocation(session, setting["other"], provider, "confirmed exclusion")
@@ -422,12 +416,7 @@ def test_an_advertiser_approval_is_refused_when_a_critical_finding_opens_before_
     from backoffice.models import CheckKind, FindingSeverity
     from backoffice.services import findings
 
-    provider = setting["provider"]
-    provider.verification_status = VerificationStatus.VERIFIED
-    provider.verified_until = utcnow() + timedelta(days=100)
-    provider.listing_status = ListingStatus.LISTED
-    provider.advertising_status = AdvertisingStatus.PENDING
-    session.commit()
+    provider = listed(session, setting["provider"], AdvertisingStatus.PENDING)
     application = reviewed(session, setting, SubmissionKind.ADVERTISER_APPLICATION, proposed={})
     assess_all(session, setting["researcher"], application)
     review.decide(session, setting["researcher"], application, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
@@ -444,10 +433,7 @@ def test_an_advertiser_approval_is_refused_when_a_critical_finding_opens_before_
 def test_a_revocation_signed_off_and_declined_at_once_has_one_outcome(app, session, setting):
     from backoffice.models import VerificationAction
 
-    provider = setting["provider"]
-    provider.verification_status = VerificationStatus.VERIFIED
-    provider.listing_status = ListingStatus.LISTED
-    session.commit()
+    provider = listed(session, setting["provider"])
     action = review.request_revocation(session, setting["researcher"], provider, "exclusion")
     session.commit()
     with Session(db.engine) as one, Session(db.engine) as two:
