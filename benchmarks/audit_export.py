@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backoffice import create_app  # noqa: E402
-from backoffice.auditverify import GENESIS_HASH, compute_hash  # noqa: E402
+from backoffice.auditverify import compute_hash  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 from backoffice.models import AuditChainLock, AuditEvent, utcnow  # noqa: E402
 from backoffice.services import audit  # noqa: E402

@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import select
 
 from backoffice.models import (
-    AuditEvent, CheckKind, ExclusionRecord, ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity,
+    AuditEvent, CheckKind, ExclusionRecord, ExclusionRecordKind, ExclusionSource, FindingSeverity,
     FindingState, Role,
 )
 from backoffice.services import findings

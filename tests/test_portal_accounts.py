@@ -3,7 +3,6 @@ import io
 import os
 import re
 
-import pytest
 from sqlalchemy import func, select
 
 from backoffice.auth import tokens

@@ -3,7 +3,6 @@ import hashlib
 import io
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from backoffice.extensions import db

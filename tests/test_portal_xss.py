@@ -48,7 +48,7 @@ def test_xss_payloads_in_provider_text_are_escaped_everywhere(client, session, m
     assert "&lt;script&gt;alert(" in request_page and "&#34;&gt;&lt;img src=x" in request_page
 
     # A form re-rendered with the payload (after a validation error) escapes it too.
-    bad = client.post(f"/portal/organisations/new", data={"legal_name": SCRIPT, "public_name": ""})
+    bad = client.post("/portal/organisations/new", data={"legal_name": SCRIPT, "public_name": ""})
     _assert_inert(bad.get_data(as_text=True), "new organisation form")
 
     # The download keeps the name as a header value only, and as an attachment.

@@ -3,18 +3,17 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
 
-from flask import Response, abort, current_app, request, stream_with_context, url_for
+from flask import Response, abort, request, stream_with_context
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from wtforms import DateField, IntegerField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
 
 from backoffice.admin.base import SecuredView
 from backoffice.extensions import db
-from backoffice.models import Account, AuditEvent, Provider, Role
+from backoffice.models import AuditEvent, Provider, Role
 from backoffice.services import accounts, audit, audit_export, history
 
 

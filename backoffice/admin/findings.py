@@ -1,7 +1,7 @@
 """Finding workflow pages: acknowledge, resolve, dismiss or confirm a finding with a reason; re-check now."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, flash, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm

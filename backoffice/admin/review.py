@@ -21,10 +21,10 @@ from backoffice.extensions import db
 from backoffice.models import (
     OPEN_FINDING_STATES, RESEARCH_ROLES, Account, AccountRole, AssessmentStatus, CheckKind, CheckRun,
     CriteriaCatalogue, DecisionOutcome, Document, Finding, Provider, Role, Submission, SubmissionKind,
-    VerificationAction, VerificationActionState, utcnow,
+    VerificationAction, utcnow,
 )
 from backoffice.services import advertising, criteria, profile, queue, review
-from backoffice.services.errors import Conflict, DomainError, NotAllowed
+from backoffice.services.errors import Conflict, DomainError
 from backoffice.services.review import Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
 

@@ -12,9 +12,9 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from backoffice import auditverify, txn
-from backoffice.auditverify import HASHED_FIELDS, canonical, compute_hash  # noqa: F401 - one hash for all
+from backoffice.auditverify import HASHED_FIELDS, compute_hash  # one hash for the database check and exports
 from backoffice.models import (
-    GENESIS_HASH, Account, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification, utcnow,
+    Account, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification, utcnow,
 )
 
 

@@ -6,7 +6,7 @@ changes nothing), audits what it changes and flushes; the caller commits once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
