@@ -14,7 +14,7 @@ def has_any_role(roles: Iterable[Role]) -> bool:
     return current_user.is_authenticated and current_user.has_role(*roles)
 
 
-def deny(roles_named: bool = True):
+def deny():
     """The response for a request that may not proceed: sign in first, or 403."""
     if not current_user.is_authenticated:
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))

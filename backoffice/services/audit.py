@@ -156,9 +156,6 @@ def _chain_pending_events(session: Session) -> None:
     )
 
 
-txn.on_root_end(_QUEUE, lambda session, items, committed: None)
-
-
 ChainReport = auditverify.Result
 
 

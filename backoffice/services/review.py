@@ -68,10 +68,6 @@ def _require_lead(actor: Account) -> None:
 
 def flush(session: Session) -> None:
     """Flush, turning a lost race (a stale version, a unique clash) into a Conflict with a clear message."""
-    _flush(session)
-
-
-def _flush(session: Session) -> None:
     try:
         session.flush()
     except (StaleDataError, IntegrityError):
@@ -87,7 +83,7 @@ def lock(session: Session, submission: Submission, expected_version: int | None)
     if expected_version is not None and expected_version != submission.row_version:
         raise Conflict(CONFLICT_MESSAGE)
     submission.updated_at = utcnow()
-    _flush(session)
+    flush(session)
 
 
 def _require_state(submission: Submission, *states: SubmissionState) -> None:
@@ -125,7 +121,7 @@ def submit(session: Session, actor: Account, submission: Submission, policy: Rev
     now = submission.submitted_at
     submission.first_response_due = sla.add_business_days(now, policy.first_response_business_days)
     submission.decision_due = sla.add_business_days(now, policy.decision_business_days)
-    _flush(session)
+    flush(session)
 
 
 def open_reinstatement(session: Session, actor: Account, provider: Provider, policy: ReviewPolicy,
@@ -278,7 +274,7 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
         setattr(assessment, name, value)
     assessment.assessed_by_id = actor.id
     assessment.assessed_at = utcnow()
-    _flush(session)
+    flush(session)
     old, new = audit.changed(before, audit.snapshot(assessment, fields))
     audit.record(session, actor, "assessment.recorded", "assessment", assessment.id, before=old, after=new,
                  reason=criterion.code, provider_id=submission.provider_id)
@@ -320,7 +316,7 @@ def request_info(session: Session, actor: Account, submission: Submission, messa
     _notify_provider(session, submission, "info_requested",
                      f"The research team has a question about request #{submission.id}",
                      f"{message}\n\nAnswer it from your provider portal.")
-    _flush(session)
+    flush(session)
     return note
 
 
@@ -335,7 +331,7 @@ def answer_info_request(session: Session, actor: Account, submission: Submission
     answer = SubmissionMessage(kind=MessageKind.PROVIDER_ANSWER, author_id=actor.id, body=message)
     submission.messages.append(answer)
     submissions.transition(session, actor, submission, S.IN_REVIEW, reason="provider answered")
-    _flush(session)
+    flush(session)
     return answer
 
 
@@ -381,7 +377,7 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
         catalogue_id=submission.catalogue_id, decided_by_id=actor.id, decided_at=utcnow(),
     )
     submission.decisions.append(decision)
-    _flush(session)
+    flush(session)
     audit.record(session, actor, "decision.recorded", "decision", decision.id,
                  after={"submission_id": submission.id, "outcome": outcome.value, "reason_codes": reason_codes,
                         "status": decision.status.value, "catalogue_id": decision.catalogue_id},
@@ -436,7 +432,7 @@ def decline_signoff(session: Session, actor: Account, submission: Submission, re
     audit.record(session, actor, "decision.signoff_declined", "decision", decision.id,
                  before={"status": DecisionStatus.AWAITING_SIGNOFF.value}, after={"status": DecisionStatus.DECLINED.value},
                  reason=reason, provider_id=submission.provider_id)
-    _flush(session)
+    flush(session)
     return decision
 
 
@@ -502,7 +498,7 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
     if decision.provider_note:
         lines.append(decision.provider_note)
     _notify_provider(session, submission, "decided", f"Decision on request #{submission.id}", "\n\n".join(lines))
-    _flush(session)
+    flush(session)
 
 
 def _set_advertising(session: Session, actor: Account, provider: Provider, status: AdvertisingStatus,
@@ -532,7 +528,7 @@ def suspend_listing(session: Session, actor: Account, provider: Provider, reason
                  before={"listing_status": ListingStatus.LISTED.value},
                  after={"listing_status": ListingStatus.SUSPENDED.value}, reason=reason, provider_id=provider.id)
     verification.suspend_advertising(session, actor, provider, f"listing suspended: {reason}")
-    _flush(session)
+    flush(session)
 
 
 def request_revocation(session: Session, actor: Account, provider: Provider, reason: str) -> VerificationAction:
@@ -550,7 +546,7 @@ def request_revocation(session: Session, actor: Account, provider: Provider, rea
     action = VerificationAction(provider_id=provider.id, kind=VerificationActionKind.REVOKE, reason=reason,
                                 requested_by_id=actor.id)
     session.add(action)
-    _flush(session)
+    flush(session)
     audit.record(session, actor, "revocation.requested", "verification_action", action.id,
                  after={"kind": "revoke", "state": action.state.value}, reason=reason, provider_id=provider.id)
     return action
@@ -564,7 +560,7 @@ def sign_off_revocation(session: Session, actor: Account, action: VerificationAc
         raise NotAllowed("Nobody signs off their own revocation: another researcher or research lead must.")
     provider = action.provider
     action.state = VerificationActionState.APPLIED
-    _flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
+    flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
     action.signed_off_by_id = actor.id
     action.signed_off_at = utcnow()
     before = audit.snapshot(provider, ("verification_status", "listing_status"))
@@ -574,7 +570,7 @@ def sign_off_revocation(session: Session, actor: Account, action: VerificationAc
                  after=audit.snapshot(provider, ("verification_status", "listing_status")),
                  reason=action.reason, provider_id=provider.id)
     verification.suspend_advertising(session, actor, provider, f"verification revoked: {action.reason}")
-    _flush(session)
+    flush(session)
 
 
 def decline_revocation(session: Session, actor: Account, action: VerificationAction, reason: str) -> None:
@@ -586,13 +582,13 @@ def decline_revocation(session: Session, actor: Account, action: VerificationAct
     if not reason:
         raise DomainError("Say why you decline the revocation.")
     action.state = VerificationActionState.DECLINED
-    _flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
+    flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
     action.declined_by_id = actor.id
     action.declined_at = utcnow()
     action.decline_reason = reason
     audit.record(session, actor, "revocation.declined", "verification_action", action.id,
                  after={"state": action.state.value}, reason=reason, provider_id=action.provider_id)
-    _flush(session)
+    flush(session)
 
 
 def _require_awaiting(action: VerificationAction) -> None:
