@@ -13,6 +13,18 @@ from backoffice.auth.access import deny, has_any_role
 from backoffice.models import Role
 
 
+def only(*roles: Role):
+    """An exposed method open to fewer roles than its view (an auditor reads a case but never decides it)."""
+    if not roles:
+        raise ValueError("only() needs at least one role")
+
+    def decorator(method):
+        method.allowed_roles = frozenset(roles)
+        return method
+
+    return decorator
+
+
 class SecuredMixin:
     #: Roles admitted to this view. Empty means nobody: a view must opt in.
     allowed_roles: frozenset[Role] = frozenset()
@@ -22,6 +34,19 @@ class SecuredMixin:
 
     def inaccessible_callback(self, name, **kwargs):
         return deny()
+
+    def roles_for(self, name: str) -> frozenset[Role]:
+        """The roles admitted to one exposed method: its own `only(...)` roles within the view's."""
+        own = getattr(getattr(self, name, None), "allowed_roles", None)
+        return self.allowed_roles & own if own is not None else self.allowed_roles
+
+    def _handle_view(self, name, **kwargs):
+        denied = super()._handle_view(name, **kwargs)
+        if denied is not None:
+            return denied
+        if not has_any_role(self.roles_for(name)):
+            return deny()
+        return None
 
 
 class SecuredView(SecuredMixin, BaseView):

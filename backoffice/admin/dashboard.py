@@ -6,7 +6,7 @@ from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from backoffice.admin.base import SecuredIndexView
+from backoffice.admin.base import SecuredIndexView, only
 from backoffice.dispatch import after_commit
 from backoffice.extensions import db
 from backoffice.models import RESEARCH_ROLES, STAFF_ROLES, Role, utcnow
@@ -34,9 +34,8 @@ class DashboardView(SecuredIndexView):
                 "checkpoint": audit.latest_checkpoint(db.session), "head": audit.chain_head(db.session)}
 
     @expose("/sweeps/verification-expiry", methods=["POST"])
+    @only(Role.RESEARCH_LEAD)
     def run_verification_expiry_sweep(self):
-        if not current_user.has_role(Role.RESEARCH_LEAD):
-            abort(403)
         if not FlaskForm().validate_on_submit():
             abort(400)
         from tasks.sweeps import verification_expiry_sweep

@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from wtforms import HiddenField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
-from backoffice.admin.base import SecuredView
+from backoffice.admin.base import SecuredView, only
 from backoffice.dispatch import after_commit
 from backoffice.extensions import db
 from backoffice.models import (
@@ -67,9 +67,8 @@ class FindingWorkView(SecuredView):
                            run=run, form=form, can_act=self._can_act())
 
     @expose("/<int:finding_id>/<action>", methods=["POST"])
+    @only(*RESEARCH_ROLES)
     def act(self, finding_id: int, action: str):
-        if not self._can_act():
-            abort(403)
         service = self.ACTIONS.get(action) or abort(404)
         finding = db.session.get(Finding, finding_id) or abort(404)
         form = ReasonForm()
@@ -100,9 +99,8 @@ class FindingWorkView(SecuredView):
                            can_act=self._can_act())
 
     @expose("/provider/<int:provider_id>/recheck", methods=["POST"])
+    @only(*RESEARCH_ROLES)
     def recheck(self, provider_id: int):
-        if not self._can_act():
-            abort(403)
         if not FlaskForm().validate_on_submit():
             abort(400)
         provider = db.session.get(Provider, provider_id) or abort(404)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from functools import wraps
 from pathlib import Path
 
 from flask import abort, current_app, flash, redirect, request, send_file, url_for
@@ -12,7 +11,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from backoffice.admin.base import SecuredView
+from backoffice.admin.base import SecuredView, only
 from backoffice.admin.review_forms import (
     AssessmentForm, AssignForm, CatalogueForm, ClaimForm, DeclineForm, DecisionForm, ReasonForm, RequestInfoForm,
     SignOffForm,
@@ -29,17 +28,6 @@ from backoffice.services.review import Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
 
 READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
-
-
-def research_only(view):
-    """State-changing actions: the research team only (an auditor reads but never changes)."""
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        if not current_user.has_role(*RESEARCH_ROLES):
-            abort(403)
-        return view(*args, **kwargs)
-
-    return wrapped
 
 
 def policy() -> ReviewPolicy:
@@ -207,7 +195,7 @@ class ReviewView(SecuredView):
         return self._render_case(submission, {key: form}, 400)
 
     @expose("/case/<int:submission_id>/claim", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def claim(self, submission_id: int):
         submission = self._submission(submission_id)
         return self._act(submission, "claim", ClaimForm(),
@@ -215,7 +203,7 @@ class ReviewView(SecuredView):
                          "The request is yours.")
 
     @expose("/case/<int:submission_id>/assign", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def assign(self, submission_id: int):
         submission = self._submission(submission_id)
         form = AssignForm()
@@ -230,7 +218,7 @@ class ReviewView(SecuredView):
         return self._act(submission, "assign", form, do, "Assigned.")
 
     @expose("/case/<int:submission_id>/assess", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def assess(self, submission_id: int):
         submission = self._submission(submission_id)
         form = AssessmentForm()
@@ -248,7 +236,7 @@ class ReviewView(SecuredView):
         return self._act(submission, ("assess", code), form, do, f"{code} assessed.", f"#criterion-{code}")
 
     @expose("/case/<int:submission_id>/request-info", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def request_info(self, submission_id: int):
         submission = self._submission(submission_id)
         return self._act(submission, "request_info", RequestInfoForm(),
@@ -257,7 +245,7 @@ class ReviewView(SecuredView):
                          "The question is sent; the request waits for the provider's answer.")
 
     @expose("/case/<int:submission_id>/decide", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def decide(self, submission_id: int):
         submission = self._submission(submission_id)
         form = DecisionForm()
@@ -271,7 +259,7 @@ class ReviewView(SecuredView):
         return self._act(submission, "decide", form, do, "Decision recorded.", "#decision")
 
     @expose("/case/<int:submission_id>/sign-off", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def sign_off(self, submission_id: int):
         submission = self._submission(submission_id)
         return self._act(submission, "sign_off", SignOffForm(),
@@ -279,7 +267,7 @@ class ReviewView(SecuredView):
                          "Signed off: the decision has taken effect.", "#decision")
 
     @expose("/case/<int:submission_id>/decline-signoff", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def decline_signoff(self, submission_id: int):
         submission = self._submission(submission_id)
         return self._act(submission, "decline", DeclineForm(),
@@ -338,7 +326,7 @@ class ReviewView(SecuredView):
         return self.provider(provider.id, {key: form}, 400)
 
     @expose("/provider/<int:provider_id>/suspend", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def suspend(self, provider_id: int):
         provider = self._provider(provider_id)
         return self._provider_act(provider, "suspend",
@@ -346,7 +334,7 @@ class ReviewView(SecuredView):
                                   "The listing is suspended and its advertising with it.")
 
     @expose("/provider/<int:provider_id>/revoke", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def revoke(self, provider_id: int):
         provider = self._provider(provider_id)
         return self._provider_act(provider, "revoke",
@@ -354,7 +342,7 @@ class ReviewView(SecuredView):
                                   "Revocation requested: another researcher must sign it off.")
 
     @expose("/provider/<int:provider_id>/reinstate", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def reinstate(self, provider_id: int):
         provider = self._provider(provider_id)
         return self._provider_act(provider, "reinstate",
@@ -363,7 +351,7 @@ class ReviewView(SecuredView):
                                   "A reinstatement review is open.")
 
     @expose("/provider/<int:provider_id>/advertising/suspend", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def suspend_advertising(self, provider_id: int):
         provider = self._provider(provider_id)
         return self._provider_act(provider, "suspend_advertising",
@@ -371,7 +359,7 @@ class ReviewView(SecuredView):
                                   "Advertising is suspended; it resumes only through a new advertiser review.")
 
     @expose("/provider/<int:provider_id>/advertising/end", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def end_advertising(self, provider_id: int):
         provider = self._provider(provider_id)
         return self._provider_act(provider, "end_advertising",
@@ -385,7 +373,7 @@ class ReviewView(SecuredView):
         return action
 
     @expose("/revocations/<int:action_id>/sign-off", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def sign_off_revocation(self, action_id: int):
         action = self._action(action_id)
         try:
@@ -399,7 +387,7 @@ class ReviewView(SecuredView):
         return redirect(url_for(".provider", provider_id=action.provider_id))
 
     @expose("/revocations/<int:action_id>/decline", methods=["POST"])
-    @research_only
+    @only(*RESEARCH_ROLES)
     def decline_revocation(self, action_id: int):
         action = self._action(action_id)
         provider = self._provider(action.provider_id)
@@ -423,9 +411,8 @@ class CatalogueView(SecuredView):
                            can_publish=current_user.has_role(Role.RESEARCH_LEAD)), status
 
     @expose("/publish", methods=["POST"])
+    @only(Role.RESEARCH_LEAD)
     def publish(self):
-        if not current_user.has_role(Role.RESEARCH_LEAD):
-            abort(403)
         form = CatalogueForm()
         if form.validate_on_submit():
             try:
