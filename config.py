@@ -34,6 +34,10 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
+    # Staff are signed out after this long without a request; providers keep their browser session.
+    STAFF_IDLE_TIMEOUT_MINUTES = 30
+    # Between a correct password and the second factor, the half-signed-in state lasts this long.
+    SECOND_FACTOR_PENDING_SECONDS = 300
     VERIFICATION_VALIDITY_DAYS = 365
     SLA_FIRST_RESPONSE_BUSINESS_DAYS = 2
     SLA_DECISION_BUSINESS_DAYS = 10
@@ -81,6 +85,8 @@ class Config:
     LOGIN_RATE_LIMIT = "10 per minute;60 per hour"
     # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses.
     LOGIN_ACCOUNT_RATE_LIMIT = "10 per 15 minutes"
+    # Wrong second-factor codes per account: with three codes valid at a time, guessing is hopeless.
+    SECOND_FACTOR_RATE_LIMIT = "5 per 15 minutes"
     RESET_RATE_LIMIT = "5 per 15 minutes;20 per day"
     RESET_ACCOUNT_RATE_LIMIT = "3 per hour"
     REGISTER_RATE_LIMIT = "5 per 15 minutes;20 per day"

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
+import time
 import uuid
 
-from flask import Flask, abort, g, render_template, request
+from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -109,8 +111,33 @@ def safe_url(value: str | None) -> str:
     return text if text.lower().startswith(("http://", "https://")) else "#"
 
 
+def csp_nonce() -> str:
+    """This response's nonce: the one value an inline script or style must carry to run."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(18)
+    return g.csp_nonce
+
+
+def content_security_policy(nonce: str) -> str:
+    """Scripts and styles from this site or carrying this response's nonce; no inline script, no plugins,
+    no framing, forms post only here."""
+    return "; ".join([
+        "default-src 'self'",
+        f"script-src 'self' 'nonce-{nonce}'",
+        f"style-src 'self' 'nonce-{nonce}'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+    ])
+
+
 def register_request_hooks(app: Flask) -> None:
     app.jinja_env.filters["safe_url"] = safe_url
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
 
     from backoffice.services import audit
 
@@ -123,6 +150,27 @@ def register_request_hooks(app: Flask) -> None:
             return None
         if getattr(app.view_functions[request.endpoint], "allowed_roles", None) is None:
             abort(403)
+        return None
+
+    @app.before_request
+    def staff_session_rules():
+        """A staff session exists only after the second factor, and ends after a spell without requests."""
+        from flask_login import current_user, logout_user
+
+        from backoffice.auth.views import LAST_SEEN, PASSED
+
+        if request.endpoint == "static" or not current_user.is_authenticated or not current_user.is_staff:
+            return None
+        now = int(time.time())
+        idle_limit = app.config["STAFF_IDLE_TIMEOUT_MINUTES"] * 60
+        if not session.get(PASSED) or now - int(session.get(LAST_SEEN, 0)) > idle_limit:
+            logout_user()
+            session.clear()
+            flash(f"You were signed out after {app.config['STAFF_IDLE_TIMEOUT_MINUTES']} minutes without "
+                  "activity. Sign in again to go on.", "info")
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")
+                                    if request.method == "GET" else None))
+        session[LAST_SEEN] = now
         return None
 
     @app.before_request
@@ -140,6 +188,7 @@ def register_request_hooks(app: Flask) -> None:
     @app.after_request
     def security_headers(response):
         response.headers.setdefault("X-Request-ID", g.get("request_id", ""))
+        response.headers.setdefault("Content-Security-Policy", content_security_policy(csp_nonce()))
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -21,6 +21,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(audit_group)
     app.cli.add_command(criteria_group)
     app.cli.add_command(seed_demo)
+    app.cli.add_command(demo_code)
 
 
 @click.command("create-staff-user")
@@ -221,3 +222,21 @@ def seed_demo(if_empty: bool) -> None:
                f"(password {password!r}):")
     for account in demo.DEMO_ACCOUNTS:
         click.echo(f"  {account.role.value:<14} {account.email}")
+    click.echo("Staff sign in with a second factor: `flask demo-code EMAIL` prints the current code.")
+
+
+@click.command("demo-code")
+@click.argument("email")
+def demo_code(email: str) -> None:
+    """The current second-factor code of a demo staff account (for trying the demo without a phone)."""
+    from backoffice import demo
+    from backoffice.services import mfa
+
+    if current_app.config["ENV_NAME"] == "production":
+        raise click.ClickException("Second-factor codes are never printed in production.")
+    if email.strip().lower() not in {a.email for a in demo.DEMO_ACCOUNTS}:
+        raise click.ClickException("Only the demo accounts' codes are printed; real staff use their own app.")
+    account = accounts.find_by_email(db.session, email)
+    if account is None or not account.has_second_factor:
+        raise click.ClickException(f"{email} has no second factor set up: sign in and the page shows how.")
+    click.echo(mfa.code_at_step(account.totp_secret, mfa.current_step()))

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, session
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from flask_login import current_user
+
+from backoffice.auth.views import PENDING
 
 
 def _submitted_email() -> str:
     """The e-mail address in the posted form, so one account is protected however many addresses attack it."""
     return "email:" + (request.form.get("email") or "").strip().lower()[:254]
+
+
+def _pending_account() -> str:
+    """The account half-way through signing in (password given, code not yet), from its session."""
+    pending = session.get(PENDING)
+    return "pending:" + str(pending.get("id") if isinstance(pending, dict) else request.remote_addr)
+
+
+def _signed_in_account() -> str:
+    return "account:" + str(current_user.id if current_user.is_authenticated else request.remote_addr)
 
 
 def _failed(response) -> bool:
@@ -29,6 +42,12 @@ LIMITS = {
         ("LOGIN_RATE_LIMIT", get_remote_address, False),
         ("LOGIN_ACCOUNT_RATE_LIMIT", _submitted_email, True),
     ],
+    "auth.second_factor": [
+        ("LOGIN_RATE_LIMIT", get_remote_address, False),
+        ("SECOND_FACTOR_RATE_LIMIT", _pending_account, True),
+    ],
+    "auth.enrol": [("LOGIN_RATE_LIMIT", get_remote_address, False)],
+    "auth.security": [("LOGIN_ACCOUNT_RATE_LIMIT", _signed_in_account, True)],
     "account.reset_request": [
         ("RESET_RATE_LIMIT", get_remote_address, False),
         ("RESET_ACCOUNT_RATE_LIMIT", _submitted_email, False),

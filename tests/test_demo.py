@@ -5,7 +5,8 @@ from sqlalchemy import func, select
 
 from backoffice.demo import DEMO_ACCOUNTS
 from backoffice.models import (
-    OPEN_STATES, AdvertisingStatus, CriteriaCatalogue, Provider, Submission, SubmissionState, VerificationStatus,
+    OPEN_STATES, AdvertisingStatus, CriteriaCatalogue, Provider, Role, Submission, SubmissionState,
+    VerificationStatus,
 )
 from backoffice.services import audit
 
@@ -15,7 +16,23 @@ def seed(app):
 
 
 def sign_in(client, app, email):
-    return client.post("/login", data={"email": email, "password": app.config["DEMO_PASSWORD"]})
+    """The demo as a new user tries it: the published password, then the code `flask demo-code` prints."""
+    response = client.post("/login", data={"email": email, "password": app.config["DEMO_PASSWORD"]})
+    if response.headers.get("Location") == "/login/code":
+        code = app.test_cli_runner().invoke(args=["demo-code", email])
+        assert code.exit_code == 0, code.output
+        response = client.post("/login/code", data={"code": code.output.strip()})
+        assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+def test_demo_codes_are_only_for_demo_accounts(app, make_account):
+    seed(app)
+    staff = make_account(Role.RESEARCHER)
+    refused = app.test_cli_runner().invoke(args=["demo-code", staff.email])
+    assert refused.exit_code != 0 and "Only the demo accounts" in refused.output
+    code = app.test_cli_runner().invoke(args=["demo-code", "auditor@demo.example"])
+    assert code.exit_code == 0 and re.fullmatch(r"\d{6}\n", code.output)
 
 
 def test_seed_demo_fills_an_empty_database_once(app, session):

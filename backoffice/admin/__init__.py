@@ -11,6 +11,7 @@ from backoffice.extensions import db
 def init_admin(app: Flask) -> Admin:
     """Build the Admin and its views for this app (a module-level Admin breaks a second create_app)."""
     from backoffice.admin.dashboard import DashboardView
+    from backoffice import csp_nonce
     from backoffice.admin.views import build_views
 
     admin = Admin(
@@ -18,6 +19,7 @@ def init_admin(app: Flask) -> Admin:
         name="Provider verification",
         theme=Bootstrap4Theme(base_template="admin/backoffice_base.html", fluid=True),
         index_view=DashboardView(name="Dashboard", url="/admin", endpoint="admin"),
+        csp_nonce_generator=csp_nonce,
     )
     for view in build_views(db):
         admin.add_view(view)

@@ -105,6 +105,7 @@ class AccountView(SecuredModelView):
 def build_views(db) -> list:
     from backoffice.admin.audit import AuditLogView
     from backoffice.admin.review import CatalogueView, ReviewView
+    from backoffice.admin.staff import StaffView
 
     return [
         ReviewView(name="Review queue", endpoint="review", url="/admin/review"),
@@ -115,6 +116,7 @@ def build_views(db) -> list:
         FindingView(Finding, db, name="Findings", endpoint="findings", category="Re-checks"),
         CheckRunView(CheckRun, db, name="Check runs", endpoint="check_runs", category="Re-checks"),
         AuditLogView(name="Audit log", endpoint="audit", url="/admin/audit", category="Audit"),
-        AccountView(Account, db, name="Accounts", endpoint="accounts", category="Administration"),
+        StaffView(name="Staff and roles", endpoint="staff", url="/admin/staff", category="Administration"),
+        AccountView(Account, db, name="All accounts", endpoint="accounts", category="Administration"),
         *findings_views(),
     ]

@@ -17,7 +17,7 @@ from backoffice.services.errors import DomainError
 bp = Blueprint("account", __name__)
 
 
-def _settings() -> provider_accounts.TokenSettings:
+def token_settings() -> provider_accounts.TokenSettings:
     return provider_accounts.TokenSettings.from_config(current_app.config)
 
 
@@ -33,7 +33,7 @@ def _confirm_link(token: str) -> str:
     return _mailed_url("account.confirm", token=token)
 
 
-def _reset_link(token: str) -> str:
+def reset_link(token: str) -> str:
     return _mailed_url("account.reset", token=token)
 
 
@@ -47,7 +47,7 @@ def register():
     form = RegisterForm()
     if form.validate_on_submit():
         try:
-            provider_accounts.register(db.session, _settings(), email=form.email.data, name=form.name.data,
+            provider_accounts.register(db.session, token_settings(), email=form.email.data, name=form.name.data,
                                        password=form.password.data, confirm_link=_confirm_link,
                                        sign_in_link=_mailed_url("auth.login"))
         except DomainError as error:
@@ -65,7 +65,7 @@ def register():
 @public
 def confirm(token: str):
     try:
-        provider_accounts.confirm_email(db.session, _settings(), token)
+        provider_accounts.confirm_email(db.session, token_settings(), token)
     except DomainError as error:
         db.session.rollback()
         flash(str(error), "warning")
@@ -80,7 +80,7 @@ def confirm(token: str):
 def resend_confirmation():
     form = EmailForm()
     if form.validate_on_submit():
-        provider_accounts.resend_confirmation(db.session, _settings(), form.email.data, _confirm_link)
+        provider_accounts.resend_confirmation(db.session, token_settings(), form.email.data, _confirm_link)
         db.session.commit()
         return _sent("Check your e-mail", "If that address has an account waiting for confirmation, a new link "
                      "is on its way. Links from earlier messages still work until they expire.")
@@ -93,7 +93,7 @@ def resend_confirmation():
 def reset_request():
     form = EmailForm()
     if form.validate_on_submit():
-        provider_accounts.request_reset(db.session, _settings(), form.email.data, _reset_link)
+        provider_accounts.request_reset(db.session, token_settings(), form.email.data, reset_link)
         db.session.commit()
         return _sent("Check your e-mail", "If that address has an account, a link to choose a new password is on "
                      "its way. It works once and expires soon.")
@@ -105,14 +105,14 @@ def reset_request():
 @public
 def reset(token: str):
     try:
-        provider_accounts.account_for_reset(db.session, _settings(), token)
+        provider_accounts.account_for_reset(db.session, token_settings(), token)
     except DomainError as error:
         flash(str(error), "warning")
         return redirect(url_for("account.reset_request"))
     form = NewPasswordForm()
     if form.validate_on_submit():
         try:
-            provider_accounts.reset_password(db.session, _settings(), token, form.password.data)
+            provider_accounts.reset_password(db.session, token_settings(), token, form.password.data)
         except DomainError as error:
             db.session.rollback()
             form.password.errors.append(str(error))

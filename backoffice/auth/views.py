@@ -1,17 +1,26 @@
-"""Sign in and sign out."""
+"""Sign in (password, then the second factor for staff), sign out, and the account's own security page."""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+import time
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from backoffice.auth.access import public
-from backoffice.auth.forms import LoginForm, LogoutForm
+from backoffice.auth.access import public, roles_required
+from backoffice.auth.forms import ChangePasswordForm, EnrolForm, LoginForm, LogoutForm, SecondFactorForm
 from backoffice.auth.redirects import safe_next
 from backoffice.extensions import db
-from backoffice.models import Role
-from backoffice.services import accounts
+from backoffice.models import Account, Role
+from backoffice.services import accounts, mfa
+from backoffice.services.errors import DomainError
 
 bp = Blueprint("auth", __name__)
+
+PENDING = "second_factor_pending"
+ENROL_SECRET = "second_factor_enrol_secret"
+# Set when a staff member has passed the second factor; a staff session without it is ended.
+PASSED = "second_factor_at"
+LAST_SEEN = "last_seen"
 
 
 def home_for(account) -> str:
@@ -20,6 +29,16 @@ def home_for(account) -> str:
     if account.is_authenticated:
         return url_for("portal.home")
     return url_for("auth.login")
+
+
+def start_session(account: Account, *, second_factor: bool) -> None:
+    """A new session for the account: whatever the browser carried before is dropped (no fixation)."""
+    session.clear()
+    login_user(account)
+    now = int(time.time())
+    session[LAST_SEEN] = now
+    if second_factor:
+        session[PASSED] = now
 
 
 @bp.route("/")
@@ -41,11 +60,92 @@ def login():
             db.session.rollback()
             form.email.errors.append("Confirm your e-mail address first: open the link we sent when you "
                                      "registered, or ask for a new one below.")
+        elif not account.roles:
+            db.session.rollback()
+            form.email.errors.append("Your account has no role yet. A role asked for by an admin starts once a "
+                                     "second admin approves it.")
+        elif account.is_staff:
+            db.session.commit()
+            session.clear()
+            session[PENDING] = {"id": account.id, "version": account.session_version, "at": int(time.time()),
+                                "next": safe_next(request.args.get("next"), "")}
+            return redirect(url_for("auth.second_factor" if account.has_second_factor else "auth.enrol"))
         else:
             db.session.commit()
-            login_user(account)
+            start_session(account, second_factor=False)
             return redirect(safe_next(request.args.get("next"), home_for(account)))
     return render_template("auth/login.html", form=form)
+
+
+def pending_account() -> Account | None:
+    """The staff account that gave the right password in this browser a moment ago, if that still holds."""
+    pending = session.get(PENDING)
+    if not isinstance(pending, dict):
+        return None
+    if int(time.time()) - int(pending.get("at", 0)) > current_app.config["SECOND_FACTOR_PENDING_SECONDS"]:
+        return None
+    account = db.session.get(Account, pending.get("id"))
+    if account is None or not account.is_active or not account.is_staff \
+            or account.session_version != pending.get("version"):
+        return None
+    return account
+
+
+def _restart(message: str):
+    session.pop(PENDING, None)
+    session.pop(ENROL_SECRET, None)
+    flash(message, "info")
+    return redirect(url_for("auth.login"))
+
+
+def _finish(account: Account):
+    target = safe_next(session.get(PENDING, {}).get("next"), home_for(account))
+    start_session(account, second_factor=True)
+    return redirect(target)
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@public
+def second_factor():
+    account = pending_account()
+    if account is None or not account.has_second_factor:
+        return _restart("Sign in again: the sign-in took too long or was not started.")
+    form = SecondFactorForm()
+    if form.validate_on_submit():
+        accepted = mfa.verify(db.session, account, form.code.data)
+        db.session.commit()
+        if accepted:
+            return _finish(account)
+        form.code.errors.append("That code is not right, or it was used already. Wait for the next code and "
+                                "try again, or use one of your recovery codes.")
+    return render_template("auth/second_factor.html", form=form), 200 if not form.errors else 400
+
+
+@bp.route("/login/enrol", methods=["GET", "POST"])
+@public
+def enrol():
+    """First sign-in of a staff member: set up the authenticator app before any staff page opens."""
+    account = pending_account()
+    if account is None or account.has_second_factor:
+        return _restart("Sign in again: the sign-in took too long or was not started.")
+    secret = session.get(ENROL_SECRET)
+    if not secret:
+        secret = session[ENROL_SECRET] = mfa.new_secret()
+    form = EnrolForm()
+    if form.validate_on_submit():
+        try:
+            codes = mfa.enrol(db.session, account, secret, form.code.data)
+        except DomainError as exc:
+            db.session.rollback()
+            form.code.errors.append(str(exc))
+        else:
+            db.session.commit()
+            target = safe_next(session.get(PENDING, {}).get("next"), home_for(account))
+            start_session(account, second_factor=True)
+            return render_template("auth/recovery_codes.html", codes=codes, next_url=target)
+    uri = mfa.provisioning_uri(secret, account.email)
+    return render_template("auth/enrol.html", form=form, secret=secret, uri=uri, qr_svg=mfa.qr_svg(uri),
+                           account=account), 200 if not form.errors else 400
 
 
 @bp.route("/logout", methods=["POST"])
@@ -56,5 +156,36 @@ def logout():
         accounts.end_sessions(db.session, current_user)
         db.session.commit()
         logout_user()
+        session.clear()
         flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/security", methods=["GET", "POST"])
+@roles_required(*Role)
+def security():
+    """Change the password (every other session ends); staff also make new recovery codes here."""
+    form = ChangePasswordForm()
+    codes_form = SecondFactorForm(prefix="codes")
+    if form.submit.data and form.validate_on_submit():
+        try:
+            accounts.change_password(db.session, current_user, form.current.data, form.password.data)
+        except DomainError as exc:
+            db.session.rollback()
+            form.current.errors.append(str(exc))
+        else:
+            db.session.commit()
+            account = db.session.get(Account, current_user.id)
+            start_session(account, second_factor=account.is_staff)
+            flash("Your password is changed. Every other session of your account is signed out.", "success")
+            return redirect(url_for("auth.security"))
+    elif codes_form.submit.data and codes_form.validate_on_submit() and current_user.has_second_factor:
+        if mfa.verify(db.session, current_user, codes_form.code.data):
+            codes = mfa.issue_recovery_codes(db.session, current_user)
+            db.session.commit()
+            return render_template("auth/recovery_codes.html", codes=codes, next_url=url_for("auth.security"))
+        db.session.commit()
+        codes_form.code.errors.append("That code is not right, or it was used already.")
+    remaining = mfa.unused_recovery_codes(db.session, current_user) if current_user.has_second_factor else None
+    status = 400 if form.errors or codes_form.errors else 200
+    return render_template("auth/security.html", form=form, codes_form=codes_form, remaining=remaining), status

@@ -1,5 +1,8 @@
 """All models, importable from one place."""
-from backoffice.models.account import STAFF_ROLES, RESEARCH_ROLES, Account, AccountRole, OrganisationMember, Role
+from backoffice.models.account import (
+    RESEARCH_ROLES, STAFF_ROLES, Account, AccountRole, OrganisationMember, RecoveryCode, Role, RoleGrantRequest,
+    RoleGrantState,
+)
 from backoffice.models.audit import GENESIS_HASH, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification
 from backoffice.models.base import Base, utcnow
 from backoffice.models.checks import (

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, Boolean
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
@@ -34,6 +34,12 @@ class Account(Base):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Bumped on logout and password change so that other sessions of the account end.
     session_version: Mapped[int] = mapped_column(Integer, default=1)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Second factor (TOTP, RFC 6238). The last accepted time step only ever moves forward, so a code is
+    # accepted once: see services.mfa.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     roles: Mapped[list[AccountRole]] = relationship(
         back_populates="account", cascade="all, delete-orphan", lazy="selectin",
@@ -62,6 +68,10 @@ class Account(Base):
     @property
     def is_anonymous(self) -> bool:
         return False
+
+    @property
+    def has_second_factor(self) -> bool:
+        return self.totp_enabled_at is not None
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
@@ -96,3 +106,51 @@ class OrganisationMember(Base):
 
     account: Mapped[Account] = relationship(back_populates="memberships")
     provider: Mapped["Provider"] = relationship(back_populates="members")  # noqa: F821
+
+
+class RecoveryCode(Base):
+    """A one-time code that stands in for the authenticator; only its SHA-256 is kept."""
+
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RoleGrantState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+
+class RoleGrantRequest(Base):
+    """A staff role asked for by one admin and granted only when a second admin approves."""
+
+    __tablename__ = "role_grant_request"
+    __table_args__ = (
+        # One open request per account and role.
+        Index("uq_role_grant_request_pending", "account_id", "role", unique=True,
+              sqlite_where=text("state = 'pending'"), postgresql_where=text("state = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    role: Mapped[Role] = mapped_column(enum_type(Role, "role"))
+    state: Mapped[RoleGrantState] = mapped_column(enum_type(RoleGrantState, "role_grant_state"),
+                                                  default=RoleGrantState.PENDING)
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    row_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": row_version}
+
+    account: Mapped[Account] = relationship(foreign_keys=[account_id])
+    requested_by: Mapped[Account] = relationship(foreign_keys=[requested_by_id])
+    decided_by: Mapped[Account | None] = relationship(foreign_keys=[decided_by_id])

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backoffice.auth.passwords import MIN_PASSWORD_LENGTH, hash_password, needs_rehash, verify_password
+from backoffice.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
 from backoffice.models import Account, AccountRole, OrganisationMember, Provider, Role, utcnow
 from backoffice.services import audit
 from backoffice.services.errors import DomainError
@@ -32,8 +32,9 @@ def create_account(
     email = normalise_email(email)
     if "@" not in email or len(email) > 254:
         raise DomainError("Enter a valid e-mail address.")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise DomainError(f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.")
+    problem = password_problem(password, email=email)
+    if problem:
+        raise DomainError(problem)
     if not roles:
         raise DomainError("An account needs at least one role.")
     if Role.PROVIDER in roles and len(roles) > 1:
@@ -69,6 +70,22 @@ def authenticate(session: Session, email: str, password: str) -> Account | None:
     account.last_login_at = utcnow()
     session.flush()
     return account
+
+
+def change_password(session: Session, account: Account, current: str, new: str) -> None:
+    """A signed-in account changes its password; every session of the account ends (the caller signs this one
+    in again)."""
+    if not verify_password(account.password_hash, current):
+        raise DomainError("Your current password is not right.")
+    problem = password_problem(new, email=account.email)
+    if problem:
+        raise DomainError(problem)
+    if verify_password(account.password_hash, new):
+        raise DomainError("Choose a password different from the current one.")
+    account.password_hash = hash_password(new)
+    account.password_changed_at = utcnow()
+    audit.record(session, account, "account.password_changed", "account", account.id)
+    end_sessions(session, account)
 
 
 def end_sessions(session: Session, account: Account) -> None:

@@ -13,7 +13,7 @@ from typing import Callable
 from sqlalchemy.orm import Session
 
 from backoffice.auth import tokens
-from backoffice.auth.passwords import MIN_PASSWORD_LENGTH, hash_password
+from backoffice.auth.passwords import hash_password, password_problem
 from backoffice.models import Account, Role, utcnow
 from backoffice.services import accounts, audit, outbox
 from backoffice.services.errors import DomainError
@@ -52,9 +52,10 @@ def _password_fingerprint(account: Account) -> str:
     return hashlib.sha256(account.password_hash.encode()).hexdigest()[:24]
 
 
-def check_new_password(password: str) -> None:
-    if len(password or "") < MIN_PASSWORD_LENGTH:
-        raise DomainError(f"Passwords need at least {MIN_PASSWORD_LENGTH} characters.")
+def check_new_password(password: str, email: str | None = None) -> None:
+    problem = password_problem(password, email=email)
+    if problem:
+        raise DomainError(problem)
 
 
 # -- registration and confirmation ----------------------------------------------------------------
@@ -126,12 +127,19 @@ def request_reset(session: Session, settings: TokenSettings, email: str, reset_l
     account = accounts.find_by_email(session, email)
     if account is None or not account.is_active:
         return
-    token = tokens.issue(settings.secret, RESET, {"id": account.id, "pw": _password_fingerprint(account)})
-    outbox.enqueue(session, kind="password_reset", account=account, subject="Reset your password",
-                   body=(f"Open this link to choose a new password:\n\n{reset_link(token)}\n\n"
-                         f"The link works once and expires in {_hours(settings.reset_max_age)}. "
-                         "If you did not ask for this, ignore this message: your password stays as it is."))
+    send_password_link(session, settings, account, reset_link, kind="password_reset", subject="Reset your password",
+                       intro="Open this link to choose a new password:",
+                       outro="If you did not ask for this, ignore this message: your password stays as it is.")
     audit.record(session, "system:password-reset", "account.password_reset_requested", "account", account.id)
+
+
+def send_password_link(session: Session, settings: TokenSettings, account: Account, reset_link: LinkBuilder, *,
+                       kind: str, subject: str, intro: str, outro: str) -> None:
+    """Mail a single-use link to choose a password (it stops working once the password changes)."""
+    token = tokens.issue(settings.secret, RESET, {"id": account.id, "pw": _password_fingerprint(account)})
+    outbox.enqueue(session, kind=kind, account=account, subject=subject,
+                   body=(f"{intro}\n\n{reset_link(token)}\n\n"
+                         f"The link works once and expires in {_hours(settings.reset_max_age)}. {outro}"))
 
 
 def account_for_reset(session: Session, settings: TokenSettings, token: str) -> Account:
@@ -146,8 +154,9 @@ def account_for_reset(session: Session, settings: TokenSettings, token: str) -> 
 def reset_password(session: Session, settings: TokenSettings, token: str, new_password: str) -> Account:
     """Set a new password through a reset link; every signed-in session of the account ends."""
     account = account_for_reset(session, settings, token)
-    check_new_password(new_password)
+    check_new_password(new_password, account.email)
     account.password_hash = hash_password(new_password)
+    account.password_changed_at = utcnow()
     changed = {"password": "changed"}
     # The link reached the inbox, which proves the address as well as a confirmation link would.
     if account.email_confirmed_at is None:

@@ -1,0 +1,161 @@
+"""Staff accounts for admins: add people, ask for roles, approve another admin's requests, take roles away."""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, url_for
+from flask_admin import expose
+from flask_login import current_user
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from backoffice.admin.base import SecuredView
+from backoffice.auth.account_views import reset_link, token_settings
+from backoffice.extensions import db
+from backoffice.models import STAFF_ROLES, Account, Role, RoleGrantRequest
+from backoffice.services import mfa, provider_accounts, staff
+from backoffice.services.errors import DomainError
+
+ROLE_CHOICES = [SelectChoice(r.value, r.value.replace("_", " ")) for r in Role if r in STAFF_ROLES]
+REASON = [DataRequired("Give a reason: it is kept in the audit trail."), Length(min=3, max=2000)]
+
+
+class NewStaffForm(FlaskForm):
+    name = StringField("Full name", validators=[DataRequired("Give the person's name."), Length(max=200)])
+    email = EmailField("Work e-mail address", validators=[DataRequired("Give an e-mail address."), Length(max=254)])
+    roles = SelectMultipleField("Roles to ask for (each waits for a second admin)", choices=ROLE_CHOICES,
+                                option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False))
+    reason = TextAreaField("Why this person needs these roles", validators=REASON)
+
+
+class RoleForm(FlaskForm):
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    reason = TextAreaField("Reason", validators=REASON)
+
+
+class ReasonForm(FlaskForm):
+    reason = TextAreaField("Reason", validators=REASON)
+    row_version = HiddenField()
+
+
+class ApproveForm(FlaskForm):
+    row_version = HiddenField()
+
+
+def _version(form) -> int | None:
+    value = form.row_version.data or ""
+    return int(value) if value.isdigit() else None
+
+
+class StaffView(SecuredView):
+    allowed_roles = frozenset({Role.ADMIN})
+
+    @expose("/")
+    def index(self, form: NewStaffForm | None = None, status: int = 200):
+        rows = staff.staff_accounts(db.session)
+        pending = [grant for row in rows for grant in row.pending]
+        return self.render("admin/staff/index.html", rows=rows, pending=pending, form=form or NewStaffForm(),
+                           approve_form=ApproveForm(), reason_form=ReasonForm(), me=current_user), status
+
+    @expose("/new", methods=["POST"])
+    def create(self):
+        form = NewStaffForm()
+        if form.validate_on_submit():
+            try:
+                account = staff.create_staff(db.session, current_user, email=form.email.data, name=form.name.data,
+                                             roles=form.roles.data, reason=form.reason.data)
+                provider_accounts.send_password_link(
+                    db.session, token_settings(), account, reset_link, kind="staff_welcome",
+                    subject="Your staff account", intro="An account was made for you on the provider verification "
+                    "back-office. Open this link to choose your password:",
+                    outro="You will set up an authenticator app the first time you sign in. Your roles start "
+                          "once a second admin approves them.")
+                db.session.commit()
+            except DomainError as exc:
+                db.session.rollback()
+                form.email.errors.append(str(exc))
+            else:
+                flash(f"{account.email} is added and has been sent a link to choose a password. Their roles wait "
+                      "for a second admin's approval.", "success")
+                return redirect(url_for(".account", account_id=account.id))
+        return self.index(form, 400)
+
+    def _account(self, account_id: int) -> Account:
+        account = db.session.get(Account, account_id)
+        if account is None or account.has_role(Role.PROVIDER):
+            abort(404)
+        return account
+
+    @expose("/<int:account_id>")
+    def account(self, account_id: int, forms: dict | None = None, status: int = 200):
+        account = self._account(account_id)
+        forms = {"role": RoleForm(), "reason": ReasonForm(), **(forms or {})}
+        return self.render("admin/staff/account.html", account=account, grants=staff.grants_for(db.session, account),
+                           me=current_user, approve_form=ApproveForm(), **forms), status
+
+    def _act(self, account_id: int, form, action, done: str, form_key: str = "reason"):
+        """Validate, call the service, commit; a refusal is shown beside the form and nothing is written."""
+        if form.validate_on_submit():
+            try:
+                action(form)
+                db.session.commit()
+            except DomainError as exc:
+                db.session.rollback()
+                flash(str(exc), "error")
+                return self.account(account_id, {form_key: form}, 409 if "changed" in str(exc) else 400)
+            flash(done, "success")
+            return redirect(url_for(".account", account_id=account_id))
+        return self.account(account_id, {form_key: form}, 400)
+
+    @expose("/<int:account_id>/request-role", methods=["POST"])
+    def request_role(self, account_id: int):
+        account = self._account(account_id)
+        return self._act(account_id, RoleForm(),
+                         lambda f: staff.request_role(db.session, current_user, account, f.role.data, f.reason.data),
+                         "The role is asked for; it starts when a second admin approves it.", "role")
+
+    @expose("/<int:account_id>/revoke-role", methods=["POST"])
+    def revoke_role(self, account_id: int):
+        account = self._account(account_id)
+        return self._act(account_id, RoleForm(),
+                         lambda f: staff.revoke_role(db.session, current_user, account, f.role.data, f.reason.data),
+                         "The role is taken away and the person's sessions are ended.", "role")
+
+    @expose("/<int:account_id>/deactivate", methods=["POST"])
+    def deactivate(self, account_id: int):
+        account = self._account(account_id)
+        return self._act(account_id, ReasonForm(),
+                         lambda f: staff.set_active(db.session, current_user, account, False, f.reason.data),
+                         "The account is deactivated and its sessions are ended.")
+
+    @expose("/<int:account_id>/reactivate", methods=["POST"])
+    def reactivate(self, account_id: int):
+        account = self._account(account_id)
+        return self._act(account_id, ReasonForm(),
+                         lambda f: staff.set_active(db.session, current_user, account, True, f.reason.data),
+                         "The account is active again.")
+
+    @expose("/<int:account_id>/reset-second-factor", methods=["POST"])
+    def reset_second_factor(self, account_id: int):
+        account = self._account(account_id)
+        return self._act(account_id, ReasonForm(),
+                         lambda f: mfa.reset(db.session, current_user, account, f.reason.data),
+                         "The second factor is reset: they set up their app again at their next sign-in.")
+
+    def _grant(self, grant_id: int) -> RoleGrantRequest:
+        return db.session.get(RoleGrantRequest, grant_id) or abort(404)
+
+    @expose("/grants/<int:grant_id>/approve", methods=["POST"])
+    def approve(self, grant_id: int):
+        grant = self._grant(grant_id)
+        return self._act(grant.account_id, ApproveForm(),
+                         lambda f: staff.approve(db.session, current_user, grant, _version(f)),
+                         f"Approved: {grant.account.email} now has the {grant.role.value} role.")
+
+    @expose("/grants/<int:grant_id>/decline", methods=["POST"])
+    def decline(self, grant_id: int):
+        grant = self._grant(grant_id)
+        return self._act(grant.account_id, ReasonForm(),
+                         lambda f: staff.decline(db.session, current_user, grant, f.reason.data, _version(f)),
+                         "The request is closed without granting the role.")
