@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 SIZE ?= small
 export FLASK_APP := backoffice
 
-.PHONY: run test install migrate seed clean bench
+.PHONY: run test e2e install migrate seed clean bench
 
 install: $(VENV)/.installed
 
@@ -35,7 +35,12 @@ run: seed
 
 ## The whole suite: SQLite by default; PostgreSQL with DATABASE_URL; Celery over Redis with REDIS_URL.
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/e2e $(PYTEST_ARGS)
+
+## The browser journeys (tests/e2e): Playwright drives Debian's Chromium (/usr/bin/chromium, `apt-get install
+## chromium`) against gunicorn, a Celery worker and beat. Screenshots and logs land in artifacts/e2e/.
+e2e: install
+	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 ## Benchmarks (DESIGN.md section 7): builds the scale dataset, runs every benchmark, writes benchmarks/RESULTS.md.
 ## SQLite by default, PostgreSQL when DATABASE_URL is set (in a database of its own); SIZE=full for 100k providers.
