@@ -180,6 +180,23 @@ def _active_admins(session: Session) -> int:
     )
 
 
+def _lock_active_admins(session: Session) -> None:
+    """Take the active admins' role rows for this transaction (PostgreSQL), so that two changes to who is an
+    active admin run one after the other; SQLite gets the same order from the write lock its flush takes."""
+    session.scalars(
+        select(AccountRole.id).join(Account, Account.id == AccountRole.account_id)
+        .where(AccountRole.role == Role.ADMIN, Account.is_active.is_(True))
+        .order_by(AccountRole.id).with_for_update(of=AccountRole)
+    ).all()
+
+
+def _require_an_active_admin(session: Session) -> None:
+    """Counted after the change is flushed and the admins locked: two admins removing each other at the same
+    moment cannot both pass, as they could when each counted before either wrote."""
+    if _active_admins(session) < 1:
+        raise DomainError("This is the last active admin: give someone else the admin role first.")
+
+
 def revoke_role(session: Session, actor: Account, account: Account, role: Role | str, reason: str) -> None:
     """Take a staff role away; the account's sessions end so it takes effect at once."""
     _require_admin(actor)
@@ -188,10 +205,12 @@ def revoke_role(session: Session, actor: Account, account: Account, role: Role |
     held = next((r for r in account.roles if r.role == role), None)
     if held is None:
         raise DomainError(f"{account.email} does not have the {role.value} role.")
-    if role == Role.ADMIN and account.is_active and _active_admins(session) <= 1:
-        raise DomainError("This is the last active admin: give someone else the admin role first.")
+    if role == Role.ADMIN:
+        _lock_active_admins(session)
     account.roles.remove(held)
     accounts.end_sessions(session, account)
+    if role == Role.ADMIN:
+        _require_an_active_admin(session)
     audit.record(session, actor, "account.role_revoked", "account", account.id,
                  before={"role": role.value}, reason=reason)
 
@@ -206,10 +225,13 @@ def set_active(session: Session, actor: Account, account: Account, active: bool,
         raise DomainError("You cannot deactivate or reactivate your own account.")
     if account.is_active == active:
         raise DomainError(f"The account is already {'active' if active else 'deactivated'}.")
-    if not active and account.has_role(Role.ADMIN) and _active_admins(session) <= 1:
-        raise DomainError("This is the last active admin: give someone else the admin role first.")
+    removes_an_admin = not active and account.has_role(Role.ADMIN)
+    if removes_an_admin:
+        _lock_active_admins(session)
     account.is_active = active
     accounts.end_sessions(session, account)
+    if removes_an_admin:
+        _require_an_active_admin(session)
     audit.record(session, actor, "account.reactivated" if active else "account.deactivated", "account", account.id,
                  before={"is_active": not active}, after={"is_active": active}, reason=reason)
 
