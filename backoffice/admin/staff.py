@@ -90,9 +90,9 @@ class StaffView(SecuredView):
     @expose("/<int:account_id>")
     def account(self, account_id: int, forms: dict | None = None, status: int = 200):
         account = self._account(account_id)
-        forms = {"role": RoleForm(), "reason": ReasonForm(), **(forms or {})}
+        forms = {"role": RoleForm(), "reason": ReasonForm(), "approve_form": ApproveForm(), **(forms or {})}
         return self.render("admin/staff/account.html", account=account, grants=staff.grants_for(db.session, account),
-                           me=current_user, approve_form=ApproveForm(), **forms), status
+                           me=current_user, **forms), status
 
     def _act(self, account_id: int, form, action, done: str, form_key: str = "reason"):
         """Validate, call the service, commit; a refusal is shown beside the form and nothing is written."""
@@ -151,7 +151,7 @@ class StaffView(SecuredView):
         grant = self._grant(grant_id)
         return self._act(grant.account_id, ApproveForm(),
                          lambda f: staff.approve(db.session, current_user, grant, _version(f)),
-                         f"Approved: {grant.account.email} now has the {grant.role.value} role.")
+                         f"Approved: {grant.account.email} now has the {grant.role.value} role.", "approve_form")
 
     @expose("/grants/<int:grant_id>/decline", methods=["POST"])
     def decline(self, grant_id: int):
