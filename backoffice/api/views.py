@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, request, url_for
 
 from backoffice.api.openapi import document
 from backoffice.auth.access import public
@@ -16,12 +16,17 @@ bp = Blueprint("api", __name__)
 csrf.exempt(bp)
 
 
+def _encode(payload: dict) -> bytes:
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    # Provider text (and a query parameter echoed in an error) stays data even if a client drops this JSON
+    # into HTML: no raw <, > or & in the bytes.
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text.encode("utf-8")
+
+
 def _json(payload: dict, status: int = 200, cache_seconds: int = 60) -> Response:
     """A JSON response with a strong ETag over its bytes; a matching If-None-Match gets 304."""
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
-    # Provider text stays data even if a client drops this JSON into HTML: no raw <, > or & in the bytes.
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    body = text.encode("utf-8")
+    body = _encode(payload)
     etag = hashlib.sha256(body).hexdigest()[:32]
     if status == 200 and etag in request.if_none_match:
         response = Response(status=304)
@@ -33,9 +38,8 @@ def _json(payload: dict, status: int = 200, cache_seconds: int = 60) -> Response
 
 
 def error(status: int, message: str) -> Response:
-    response = jsonify({"error": {"status": status, "message": message}})
-    response.status_code = status
-    return response
+    return Response(_encode({"error": {"status": status, "message": message}}), status=status,
+                    mimetype="application/json")
 
 
 @bp.route("/listings")
