@@ -1,6 +1,8 @@
 """The one secured base for every staff view: deny by default, each view names its roles."""
 from __future__ import annotations
 
+import flask_admin.model.base
+from flask import request
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_wtf import FlaskForm
@@ -9,7 +11,18 @@ from sqlalchemy.orm import selectinload
 
 from backoffice.admin.filters import FilterConverter
 from backoffice.auth.access import deny, has_any_role
+from backoffice.auth.redirects import safe_next
 from backoffice.models import Role
+
+
+def local_redirect_target(param_name: str = "url") -> str | None:
+    """Flask-Admin's `url=` back-link parameter, admitted only if our one safe-redirect check passes."""
+    return safe_next(request.values.get(param_name), None)
+
+
+# Flask-Admin's list and details pages read their `url` parameter through one module-level helper; it is
+# pointed at ours so every redirect target in the app passes the same check (a local path, nothing else).
+flask_admin.model.base.get_redirect_target = local_redirect_target
 
 
 def only(*roles: Role):
