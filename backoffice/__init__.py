@@ -163,11 +163,14 @@ def register_request_hooks(app: Flask) -> None:
             return None
         now = int(time.time())
         idle_limit = app.config["STAFF_IDLE_TIMEOUT_MINUTES"] * 60
-        if not session.get(PASSED) or now - int(session.get(LAST_SEEN, 0)) > idle_limit:
+        passed = bool(session.get(PASSED))
+        idle = now - int(session.get(LAST_SEEN, 0)) > idle_limit
+        if not passed or idle:
             logout_user()
             session.clear()
             flash(f"You were signed out after {app.config['STAFF_IDLE_TIMEOUT_MINUTES']} minutes without "
-                  "activity. Sign in again to go on.", "info")
+                  "activity. Sign in again to go on." if passed else
+                  "Staff pages open only after the second factor: sign in again.", "info")
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")
                                     if request.method == "GET" else None))
         session[LAST_SEEN] = now

@@ -36,28 +36,33 @@ def _failed(response) -> bool:
     return response.status_code != 302
 
 
-# endpoint -> [(setting holding the limit, key function, count only failures)]
+def _refused(response) -> bool:
+    """A form the page turned down (400); a change made, or recovery codes shown, costs nothing."""
+    return response.status_code == 400
+
+
+# endpoint -> [(setting holding the limit, key function, which responses count: None for all)]
 LIMITS = {
     "auth.login": [
-        ("LOGIN_RATE_LIMIT", get_remote_address, False),
-        ("LOGIN_ACCOUNT_RATE_LIMIT", _submitted_email, True),
+        ("LOGIN_RATE_LIMIT", get_remote_address, None),
+        ("LOGIN_ACCOUNT_RATE_LIMIT", _submitted_email, _failed),
     ],
     "auth.second_factor": [
-        ("LOGIN_RATE_LIMIT", get_remote_address, False),
-        ("SECOND_FACTOR_RATE_LIMIT", _pending_account, True),
+        ("LOGIN_RATE_LIMIT", get_remote_address, None),
+        ("SECOND_FACTOR_RATE_LIMIT", _pending_account, _failed),
     ],
-    "auth.enrol": [("LOGIN_RATE_LIMIT", get_remote_address, False)],
-    "auth.security": [("LOGIN_ACCOUNT_RATE_LIMIT", _signed_in_account, True)],
+    "auth.enrol": [("LOGIN_RATE_LIMIT", get_remote_address, None)],
+    "auth.security": [("LOGIN_ACCOUNT_RATE_LIMIT", _signed_in_account, _refused)],
     "account.reset_request": [
-        ("RESET_RATE_LIMIT", get_remote_address, False),
-        ("RESET_ACCOUNT_RATE_LIMIT", _submitted_email, False),
+        ("RESET_RATE_LIMIT", get_remote_address, None),
+        ("RESET_ACCOUNT_RATE_LIMIT", _submitted_email, None),
     ],
-    "account.reset": [("RESET_RATE_LIMIT", get_remote_address, False)],
+    "account.reset": [("RESET_RATE_LIMIT", get_remote_address, None)],
     "account.resend_confirmation": [
-        ("RESET_RATE_LIMIT", get_remote_address, False),
-        ("RESET_ACCOUNT_RATE_LIMIT", _submitted_email, False),
+        ("RESET_RATE_LIMIT", get_remote_address, None),
+        ("RESET_ACCOUNT_RATE_LIMIT", _submitted_email, None),
     ],
-    "account.register": [("REGISTER_RATE_LIMIT", get_remote_address, False)],
+    "account.register": [("REGISTER_RATE_LIMIT", get_remote_address, None)],
 }
 
 
@@ -84,10 +89,10 @@ def init_app(app: Flask) -> Limiter:
     limiter = Limiter(get_remote_address, app=app, key_prefix=prefix, default_limits=[], headers_enabled=True)
     for endpoint, limits in LIMITS.items():
         view = app.view_functions[endpoint]
-        for setting, key_func, failures_only in limits:
+        for setting, key_func, counts in limits:
             view = limiter.limit(
                 lambda setting=setting: current_app.config[setting], key_func=key_func, methods=["POST"],
-                scope=setting.lower(), deduct_when=_failed if failures_only else None,
+                scope=setting.lower(), deduct_when=counts,
             )(view)
         app.view_functions[endpoint] = view
     for endpoint, setting in READ_LIMITS.items():

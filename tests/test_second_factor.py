@@ -357,3 +357,21 @@ def test_an_admin_cannot_reset_their_own_second_factor(app, session, make_accoun
     assert admin.has_second_factor and admin.totp_secret
     assert browser.get("/admin/").status_code == 200
     assert audit_events(session, "account.second_factor_reset") == []
+
+
+def test_making_new_recovery_codes_does_not_use_up_the_attempts(make_app, make_account):
+    """The security page counts only refused forms against its limit: showing new codes is not a failure."""
+    app = make_app(LOGIN_ACCOUNT_RATE_LIMIT="2 per 15 minutes")
+    with app.app_context():
+        account = make_account(Role.AUDITOR)
+        browser = signed_in(app, account)
+        for _ in range(3):
+            made = browser.post("/account/security", data={"codes-submit": "Make new recovery codes",
+                                                           "codes-code": fresh_code(account)})
+            assert made.status_code == 200 and len(shown_recovery_codes(made)) == 10
+        for _ in range(2):
+            wrong = browser.post("/account/security", data={"codes-submit": "Make new recovery codes",
+                                                            "codes-code": wrong_code(account.totp_secret)})
+            assert wrong.status_code == 400
+        assert browser.post("/account/security", data={"codes-submit": "Make new recovery codes",
+                                                        "codes-code": fresh_code(account)}).status_code == 429

@@ -100,7 +100,10 @@ def test_a_staff_session_without_the_second_factor_mark_is_ended(client, make_ac
     login(client, make_account(Role.RESEARCHER))
     with client.session_transaction() as browser_session:
         del browser_session[PASSED]
-    assert client.get("/admin/").status_code == 302
+    ended = client.get("/admin/")
+    assert ended.status_code == 302
+    text = page_text(client.get(ended.headers["Location"]))
+    assert "Staff pages open only after the second factor" in text and "without activity" not in text
     assert client.get("/admin/").status_code == 302
     with client.session_transaction() as browser_session:
         assert "_user_id" not in browser_session
