@@ -4,7 +4,7 @@ import pytest
 
 from backoffice.auth.redirects import is_safe_path
 from backoffice.models import Role
-from tests.conftest import PASSWORD, login
+from tests.conftest import login
 
 
 @pytest.mark.parametrize("role", [Role.RESEARCHER, Role.AUDITOR], ids=lambda r: r.value)

@@ -19,8 +19,6 @@ from tests.conftest import login
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
 
 ROOT = Path(__file__).resolve().parent.parent
-# The record of an auditor's own export, and their own password and recovery codes, are the writes they make.
-AUDITOR_WRITES = {"audit.export", "auth.security"}
 
 
 def export(client, **form) -> str:
@@ -41,25 +39,6 @@ def auditor(client, make_account):
     account = make_account(Role.AUDITOR)
     login(client, account)
     return account
-
-
-def test_every_state_changing_route_refuses_an_auditor(app, client, session, auditor, make_provider):
-    make_provider()
-    append(session, 3)
-    events = session.scalar(select(func.count()).select_from(AuditEvent))
-    checked = []
-    for rule in app.url_map.iter_rules():
-        methods = rule.methods - {"GET", "HEAD", "OPTIONS"}
-        public = getattr(app.view_functions[rule.endpoint], "allowed_roles", None) == "public"
-        if not methods or public or rule.endpoint in AUDITOR_WRITES:
-            continue
-        url = re.sub(r"<(?:\w+:)?\w+>", "1", rule.rule)
-        for method in methods:
-            response = client.open(url, method=method, data={"reason": "x", "version": "1", "id": "1"})
-            assert response.status_code == 403, f"{method} {url} answered {response.status_code}"
-            checked.append(url)
-    assert len(checked) > 20
-    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
 
 
 def test_auditor_reads_every_kind_of_page(client, session, auditor, make_provider, make_account):
