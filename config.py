@@ -38,6 +38,10 @@ class Config:
     STAFF_IDLE_TIMEOUT_MINUTES = 30
     # Between a correct password and the second factor, the half-signed-in state lasts this long.
     SECOND_FACTOR_PENDING_SECONDS = 300
+    # Encrypts second-factor secrets at rest. Empty: derived from SECRET_KEY. To rotate, put the old value in
+    # SEALING_OLD_KEYS (a JSON list) so what was sealed with it still opens.
+    SEALING_KEY = ""
+    SEALING_OLD_KEYS: list = []
     VERIFICATION_VALIDITY_DAYS = 365
     SLA_FIRST_RESPONSE_BUSINESS_DAYS = 2
     SLA_DECISION_BUSINESS_DAYS = 10

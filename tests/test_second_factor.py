@@ -153,7 +153,7 @@ def test_two_connections_racing_with_one_code_let_exactly_one_in(app, session, m
 
         def attempt():
             try:
-                with Session(engine) as own:
+                with app.app_context(), Session(engine) as own:  # each racer is a request of its own
                     racer = own.get(Account, account_id)
                     barrier.wait(timeout=10)
                     outcomes.append(mfa.verify(own, racer, code, at=at))
@@ -375,3 +375,28 @@ def test_making_new_recovery_codes_does_not_use_up_the_attempts(make_app, make_a
             assert wrong.status_code == 400
         assert browser.post("/account/security", data={"codes-submit": "Make new recovery codes",
                                                         "codes-code": fresh_code(account)}).status_code == 429
+
+
+def test_the_authenticator_secret_is_sealed_at_rest_and_survives_a_key_rotation(make_app, make_account, session):
+    """A database dump does not give away second factors; an old key keeps opening what it sealed."""
+    from flask import current_app
+    from sqlalchemy import text
+
+    account = make_account(Role.RESEARCHER)
+    secret = account.totp_secret
+    stored = session.execute(text("select totp_secret from account where id = :id"), {"id": account.id}).scalar()
+    assert stored.startswith("fernet:") and secret not in stored and len(secret) >= 32
+
+    rotated = make_app(SEALING_KEY="a new sealing key of some length", SEALING_OLD_KEYS=[current_app.config["SECRET_KEY"]])
+    with rotated.app_context():
+        again = db.session.get(Account, account.id)
+        assert again.totp_secret == secret
+        assert mfa.verify(db.session, again, fresh_code(again))
+        db.session.commit()
+    unknown = make_app(SEALING_KEY="yet another key nobody sealed with")
+    with unknown.app_context():
+        from cryptography.fernet import InvalidToken
+
+        with pytest.raises(InvalidToken):
+            db.session.get(Account, account.id).totp_secret
+        db.session.rollback()

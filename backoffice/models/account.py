@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+from backoffice.models.base import Base, SealedString, StrEnum, UTCDateTime, enum_type, utcnow
 
 
 class Role(StrEnum):
@@ -37,7 +37,8 @@ class Account(Base):
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Second factor (TOTP, RFC 6238). The last accepted time step only ever moves forward, so a code is
     # accepted once: see services.mfa.
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # Sealed at rest (SealedString), and loaded only when a code is checked, not with every signed-in request.
+    totp_secret: Mapped[str | None] = mapped_column(SealedString(), deferred=True)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
