@@ -90,7 +90,7 @@ class Config:
     # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses.
     LOGIN_ACCOUNT_RATE_LIMIT = "10 per 15 minutes"
     # Wrong second-factor codes per account: with three codes valid at a time, guessing is hopeless.
-    SECOND_FACTOR_RATE_LIMIT = "5 per 15 minutes"
+    SECOND_FACTOR_RATE_LIMIT = "5 per 15 minutes;20 per day"
     RESET_RATE_LIMIT = "5 per 15 minutes;20 per day"
     RESET_ACCOUNT_RATE_LIMIT = "3 per hour"
     REGISTER_RATE_LIMIT = "5 per 15 minutes;20 per day"

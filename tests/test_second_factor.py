@@ -14,7 +14,9 @@ from backoffice.auth.views import PENDING
 from backoffice.extensions import db
 from backoffice.models import Account, RecoveryCode, Role
 from backoffice.services import mfa
+from backoffice.services.errors import Conflict
 from tests.conftest import PASSWORD, fresh_code
+from tests.portal_helpers import latest_mail
 from tests.security_helpers import (
     TOO_MANY, audit_events, new_client, page_text, shown_recovery_codes, signed_in, wrong_code,
 )
@@ -103,6 +105,56 @@ def test_the_code_given_at_set_up_cannot_be_used_again_to_sign_in(app, session, 
     replay = other.post("/login/code", data={"code": code})
     assert replay.status_code == 400 and RETRY_MESSAGE in page_text(replay)
     assert other.get("/admin/").status_code == 302
+
+
+def test_two_windows_setting_up_at_once_keep_the_first_set_up(app, session, make_account):
+    """Two tabs on the set-up page: the second to finish must not replace the key the first one's app holds."""
+    account = make_account(Role.RESEARCHER, second_factor=False)
+    first_secret, second_secret = mfa.new_secret(), mfa.new_secret()
+    step = mfa.current_step()
+    with Session(db.engine) as other:
+        stale = other.get(Account, account.id)  # loaded before either finished, as the second tab's request was
+        assert not stale.has_second_factor
+        mfa.enrol(session, account, first_secret, mfa.code_at_step(first_secret, step))
+        session.commit()
+        with pytest.raises(Conflict, match="set up for this account a moment ago"):
+            mfa.enrol(other, stale, second_secret, mfa.code_at_step(second_secret, step))
+        other.rollback()
+    session.expire_all()
+    assert account.totp_secret == first_secret
+    assert len(audit_events(session, "account.second_factor_enrolled", account.id)) == 1
+
+
+@pytest.mark.parametrize("typed", ["\u0661\u0662\u0663\u0664\u0665\u0666", "\uff11\uff12\uff13\uff14\uff15\uff16",
+                                   "12345\u00b2", "\x00\x00\x00\x00\x00\x00", "1" * 5000],
+                         ids=["arabic-indic", "fullwidth", "superscript", "nul", "long"])
+def test_codes_in_other_digits_or_odd_characters_are_refused_with_the_usual_message(app, session, make_account,
+                                                                                      typed):
+    account = make_account(Role.RESEARCHER)
+    browser = new_client(app)
+    _password(browser, account)
+    refused = browser.post("/login/code", data={"code": typed})
+    assert refused.status_code == 400
+    expected = "Field cannot be longer than 40 characters." if len(typed) > 40 else RETRY_MESSAGE
+    assert expected in page_text(refused)
+    assert browser.get("/admin/").status_code == 302
+
+    fresh = make_account(Role.AUDITOR, second_factor=False)
+    enrolling = new_client(app)
+    _password(enrolling, fresh)
+    refused = enrolling.post("/login/enrol", data={"code": typed})
+    assert refused.status_code == 400
+    session.refresh(fresh)
+    assert not fresh.has_second_factor
+
+
+def test_the_right_code_written_in_fullwidth_digits_is_not_a_code(session, make_account):
+    account = make_account(Role.RESEARCHER)
+    code = fresh_code(account)
+    fullwidth = "".join(chr(ord(ch) - ord("0") + 0xFF10) for ch in code)
+    assert fullwidth.isdigit() and int(fullwidth) == int(code)  # what str.isdigit() and int() would let through
+    assert mfa.verify(session, account, fullwidth) is False
+    assert mfa.verify(session, account, code) is True
 
 
 @pytest.mark.parametrize("has_factor", [True, False], ids=["code", "enrol"])
@@ -343,6 +395,14 @@ def test_an_admin_resets_another_staff_members_second_factor(app, session, make_
     assert _password(new_client(app), member).headers["Location"] == "/login/enrol"
     [event] = audit_events(session, "account.second_factor_reset", member.id)
     assert (event.actor, event.reason) == (f"user:{admin.id}", "Lost their phone")
+    # The person is told at once, with who did it and why, so a reset they did not ask for is noticed.
+    mail = latest_mail(session, member.email, "second_factor_reset")
+    assert admin.email in mail.body and "Lost their phone" in mail.body and "tell another admin" in mail.body
+
+    # Nothing left to reset: refused with a message, nothing written, no second mail.
+    again = admin_browser.post(f"/admin/staff/{member.id}/reset-second-factor", data={"reason": "Lost it again"})
+    assert again.status_code == 400 and "has no second factor set up: there is nothing to reset." in page_text(again)
+    assert len(audit_events(session, "account.second_factor_reset", member.id)) == 1
 
 
 def test_an_admin_cannot_reset_their_own_second_factor(app, session, make_account):
@@ -400,3 +460,19 @@ def test_the_authenticator_secret_is_sealed_at_rest_and_survives_a_key_rotation(
         with pytest.raises(InvalidToken):
             db.session.get(Account, account.id).totp_secret
         db.session.rollback()
+
+
+def test_the_last_sign_in_is_recorded_after_the_second_factor_not_after_the_password(app, session, make_account):
+    account = make_account(Role.RESEARCHER)
+    browser = new_client(app)
+    _password(browser, account)
+    session.refresh(account)
+    assert account.last_login_at is None  # a password alone is not a sign-in for staff
+    assert browser.post("/login/code", data={"code": fresh_code(account)}).status_code == 302
+    session.refresh(account)
+    assert account.last_login_at is not None
+
+    provider = make_account(Role.PROVIDER)
+    assert _password(new_client(app), provider).status_code == 302
+    session.refresh(provider)
+    assert provider.last_login_at is not None

@@ -296,13 +296,41 @@ def test_deactivating_ends_sessions_and_refuses_sign_in(app, session, make_accou
     assert "That e-mail address and password do not match an active account." in page_text(refused)
     again = admin_browser.post(f"/admin/staff/{member.id}/deactivate", data={"reason": "Left"})
     assert again.status_code == 400 and "The account is already deactivated." in page_text(again)
-
-    assert admin_browser.post(f"/admin/staff/{member.id}/reactivate", data={"reason": "Came back"}).status_code == 302
-    assert _sign_in_password(new_client(app), member.email).headers["Location"] == "/login/code"
     [off] = audit_events(session, "account.deactivated", member.id)
-    [on] = audit_events(session, "account.reactivated", member.id)
     assert (off.actor, off.reason, off.after) == (f"user:{admin.id}", "Left", {"is_active": False})
-    assert (on.actor, on.reason, on.after) == (f"user:{admin.id}", "Came back", {"is_active": True})
+
+
+def test_reactivating_asks_again_for_the_roles_held_so_one_admin_cannot_bring_access_back(
+        app, session, make_account):
+    admin, second_admin = make_account(Role.ADMIN), make_account(Role.ADMIN)
+    member = make_account(Role.RESEARCHER, Role.AUDITOR)
+    admin_browser = signed_in(app, admin)
+    assert admin_browser.post(f"/admin/staff/{member.id}/deactivate", data={"reason": "Left"}).status_code == 302
+
+    back = admin_browser.post(f"/admin/staff/{member.id}/reactivate", data={"reason": "Came back"},
+                              follow_redirects=True)
+    assert "The roles it held are asked for again" in page_text(back)
+    session.expire_all()
+    assert member.is_active and member.role_set == set()
+    refused = _sign_in_password(new_client(app), member.email)
+    assert "Your account has no role yet." in page_text(refused)
+    [on] = audit_events(session, "account.reactivated", member.id)
+    assert (on.actor, on.reason) == (f"user:{admin.id}", "Came back")
+    assert on.before == {"is_active": False, "roles": ["auditor", "researcher"]}
+    assert on.after == {"is_active": True, "roles": []}
+    grants = session.scalars(select(RoleGrantRequest).where(RoleGrantRequest.account_id == member.id)
+                             .order_by(RoleGrantRequest.role)).all()
+    assert [(g.role, g.state, g.requested_by_id) for g in grants] == [
+        (Role.AUDITOR, RoleGrantState.PENDING, admin.id), (Role.RESEARCHER, RoleGrantState.PENDING, admin.id)]
+
+    # The admin who reactivated cannot approve them; a second admin can.
+    mine = admin_browser.post(f"/admin/staff/grants/{grants[1].id}/approve", data={})
+    assert mine.status_code == 400 and "A second admin must approve this" in page_text(mine)
+    second_browser = signed_in(app, second_admin)
+    assert second_browser.post(f"/admin/staff/grants/{grants[1].id}/approve", data={}).status_code == 302
+    session.expire_all()
+    assert member.role_set == {Role.RESEARCHER}
+    assert _sign_in_password(new_client(app), member.email).headers["Location"] == "/login/code"
 
 
 # -- who may use the pages, and bad input ---------------------------------------------------------------------
@@ -444,3 +472,112 @@ def test_two_admins_approving_at_the_same_moment_one_wins_the_other_gets_a_confl
     [event] = audit_events(session, "role_grant.approved", person.id)
     grant = session.get(RoleGrantRequest, grant_id)
     assert grant.state == RoleGrantState.APPROVED and event.actor == f"user:{grant.decided_by_id}"
+
+
+class _FlushTogether:
+    """Stands in for the review module inside the staff service: both racers pass their checks, then meet
+    here, then write, so the database's unique constraint is what separates them."""
+
+    def __init__(self):
+        self.barrier = threading.Barrier(2)
+        self.met = threading.local()
+
+    def flush(self, session):
+        if not getattr(self.met, "done", False):  # only a racer's first write waits for the other
+            self.met.done = True
+            self.barrier.wait(timeout=10)
+        review.flush(session)
+
+
+def _race(app, action, actor_ids) -> tuple[list[str], list[Exception]]:
+    outcomes, errors = [], []
+
+    def run(actor_id: int):
+        try:
+            with app.app_context(), Session(db.engine) as own:
+                try:
+                    action(own, own.get(Account, actor_id))
+                    own.commit()
+                    outcomes.append("done")
+                except DomainError as exc:
+                    own.rollback()
+                    outcomes.append(str(exc))
+        except Exception as exc:  # surfaced below: a crash must not pass for a refusal
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(actor_id,)) for actor_id in actor_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes, errors
+
+
+def test_two_admins_adding_the_same_address_at_once_one_wins_the_other_gets_a_conflict(
+        app, session, make_account, monkeypatch):
+    first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
+    session.commit()
+    monkeypatch.setattr(staff, "review", _FlushTogether())
+
+    def add(own, actor):
+        staff.create_staff(own, actor, email="same.person@example.org", name="Same Person", roles=["auditor"],
+                           reason="Joins the audit team")
+
+    outcomes, errors = _race(app, add, [first.id, second.id])
+    assert errors == []
+    assert sorted(outcomes) == sorted(["done", review.CONFLICT_MESSAGE])
+    person = _person(session, "same.person@example.org")
+    assert list(_grants(session, person)) == [Role.AUDITOR]
+    assert len(audit_events(session, "account.created", person.id)) == 1
+
+
+def test_two_admins_asking_for_the_same_role_at_once_leave_one_request(app, session, make_account, monkeypatch):
+    first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
+    member = make_account(Role.RESEARCHER)
+    session.commit()
+    monkeypatch.setattr(staff, "review", _FlushTogether())
+
+    def ask(own, actor):
+        staff.request_role(own, actor, own.get(Account, member.id), Role.AUDITOR, "Covering audits")
+
+    outcomes, errors = _race(app, ask, [first.id, second.id])
+    assert errors == []
+    assert sorted(outcomes) == sorted(["done", review.CONFLICT_MESSAGE])
+    session.expire_all()
+    pending = session.scalars(select(RoleGrantRequest).where(RoleGrantRequest.account_id == member.id)).all()
+    assert [(g.role, g.state) for g in pending] == [(Role.AUDITOR, RoleGrantState.PENDING)]
+    assert len(audit_events(session, "role_grant.requested", member.id)) == 1
+
+
+def test_a_refusal_is_shown_beside_the_field_or_form_it_is_about(app, session, make_account):
+    admin, other_admin = make_account(Role.ADMIN), make_account(Role.ADMIN)
+    browser = signed_in(app, admin)
+
+    # "Choose at least one role" comes from the service; it is shown under the roles, not the address.
+    page = _add_staff(browser, roles=()).get_data(as_text=True)
+    roles_at, reason_at = page.index("Roles to ask for"), page.index("Why this person needs these roles")
+    assert roles_at < page.index("Choose at least one role.") < reason_at
+
+    person = _staff_member(session, other_admin)
+    grant = _grants(session, person)[Role.RESEARCHER]
+    refused = browser.post(f"/admin/staff/grants/{grant.id}/decline", data={"reason": "x"})
+    assert refused.status_code == 400
+    page = refused.get_data(as_text=True)
+    decline_form = page[page.index(f'action="/admin/staff/grants/{grant.id}/decline"'):]
+    decline_form = decline_form[:decline_form.index("</form>")]
+    assert "Field must be between 3 and 2000 characters long." in decline_form
+    account_form = page[page.index('id="account-actions"'):]
+    assert "Field must be between" not in account_form[:account_form.index("</form>")]
+    assert _grants(session, person)[Role.RESEARCHER].state == RoleGrantState.PENDING
+
+
+def test_a_role_is_not_approved_for_an_account_that_became_a_provider(app, session, make_account):
+    first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
+    person = _staff_member(session, first)
+    grant = _grants(session, person)[Role.RESEARCHER]
+    person.roles.append(AccountRole(role=Role.PROVIDER))
+    session.commit()
+    with pytest.raises(DomainError, match="A provider account cannot hold a staff role."):
+        staff.approve(session, second, grant)
+    session.rollback()
+    assert _person(session).role_set == {Role.PROVIDER}

@@ -14,8 +14,8 @@ from backoffice.admin.base import SecuredView
 from backoffice.auth.account_views import reset_link, token_settings
 from backoffice.extensions import db
 from backoffice.models import STAFF_ROLES, Account, Role, RoleGrantRequest
-from backoffice.services import mfa, provider_accounts, staff
-from backoffice.services.errors import DomainError
+from backoffice.services import staff
+from backoffice.services.errors import Conflict, DomainError
 
 ROLE_CHOICES = [SelectChoice(r.value, r.value.replace("_", " ")) for r in Role if r in STAFF_ROLES]
 REASON = [DataRequired("Give a reason: it is kept in the audit trail."), Length(min=3, max=2000)]
@@ -65,16 +65,11 @@ class StaffView(SecuredView):
             try:
                 account = staff.create_staff(db.session, current_user, email=form.email.data, name=form.name.data,
                                              roles=form.roles.data, reason=form.reason.data)
-                provider_accounts.send_password_link(
-                    db.session, token_settings(), account, reset_link, kind="staff_welcome",
-                    subject="Your staff account", intro="An account was made for you on the provider verification "
-                    "back-office. Open this link to choose your password:",
-                    outro="You will set up an authenticator app the first time you sign in. Your roles start "
-                          "once a second admin approves them.")
+                staff.send_welcome(db.session, token_settings(), account, reset_link)
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()
-                form.email.errors.append(str(exc))
+                getattr(form, exc.field or "email").errors.append(str(exc))
             else:
                 flash(f"{account.email} is added and has been sent a link to choose a password. Their roles wait "
                       "for a second admin's approval.", "success")
@@ -90,11 +85,12 @@ class StaffView(SecuredView):
     @expose("/<int:account_id>")
     def account(self, account_id: int, forms: dict | None = None, status: int = 200):
         account = self._account(account_id)
-        forms = {"role": RoleForm(), "reason": ReasonForm(), "approve_form": ApproveForm(), **(forms or {})}
+        forms = {"role": RoleForm(), "reason": ReasonForm(), "approve_form": ApproveForm(), "decline": None,
+                 "decline_grant_id": None, **(forms or {})}
         return self.render("admin/staff/account.html", account=account, grants=staff.grants_for(db.session, account),
                            me=current_user, **forms), status
 
-    def _act(self, account_id: int, form, action, done: str, form_key: str = "reason"):
+    def _act(self, account_id: int, form, action, done: str, form_key: str = "reason", **extra):
         """Validate, call the service, commit; a refusal is shown beside the form and nothing is written."""
         if form.validate_on_submit():
             try:
@@ -103,10 +99,10 @@ class StaffView(SecuredView):
             except DomainError as exc:
                 db.session.rollback()
                 flash(str(exc), "error")
-                return self.account(account_id, {form_key: form}, 409 if "changed" in str(exc) else 400)
+                return self.account(account_id, {form_key: form, **extra}, 409 if isinstance(exc, Conflict) else 400)
             flash(done, "success")
             return redirect(url_for(".account", account_id=account_id))
-        return self.account(account_id, {form_key: form}, 400)
+        return self.account(account_id, {form_key: form, **extra}, 400)
 
     @expose("/<int:account_id>/request-role", methods=["POST"])
     def request_role(self, account_id: int):
@@ -134,13 +130,14 @@ class StaffView(SecuredView):
         account = self._account(account_id)
         return self._act(account_id, ReasonForm(),
                          lambda f: staff.set_active(db.session, current_user, account, True, f.reason.data),
-                         "The account is active again.")
+                         "The account is active again. The roles it held are asked for again and start when a "
+                         "second admin approves them.")
 
     @expose("/<int:account_id>/reset-second-factor", methods=["POST"])
     def reset_second_factor(self, account_id: int):
         account = self._account(account_id)
         return self._act(account_id, ReasonForm(),
-                         lambda f: mfa.reset(db.session, current_user, account, f.reason.data),
+                         lambda f: staff.reset_second_factor(db.session, current_user, account, f.reason.data),
                          "The second factor is reset: they set up their app again at their next sign-in.")
 
     def _grant(self, grant_id: int) -> RoleGrantRequest:
@@ -158,4 +155,4 @@ class StaffView(SecuredView):
         grant = self._grant(grant_id)
         return self._act(grant.account_id, ReasonForm(),
                          lambda f: staff.decline(db.session, current_user, grant, f.reason.data, _version(f)),
-                         "The request is closed without granting the role.")
+                         "The request is closed without granting the role.", "decline", decline_grant_id=grant.id)

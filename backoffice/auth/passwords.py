@@ -51,7 +51,7 @@ def password_problem(password: str | None, *, email: str | None = None) -> str |
     if lowered in _common_passwords():
         return "That password is one of the most common ones and is easy to guess. Choose another."
     if len(set(lowered)) < 4:
-        return "That password repeats too few characters. Choose another."
+        return "That password uses too few different characters. Choose another."
     if email and lowered in {email.strip().lower(), email.strip().lower().split("@")[0]}:
         return "Do not use your e-mail address as your password."
     return None

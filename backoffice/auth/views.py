@@ -31,8 +31,12 @@ def home_for(account) -> str:
     return url_for("auth.login")
 
 
-def start_session(account: Account, *, second_factor: bool) -> None:
-    """A new session for the account: whatever the browser carried before is dropped (no fixation)."""
+def start_session(account: Account, *, second_factor: bool, sign_in: bool = True) -> None:
+    """A new session for the account: whatever the browser carried before is dropped (no fixation). A sign-in
+    (not the fresh session after a password change) is recorded on the account."""
+    if sign_in:
+        accounts.record_sign_in(db.session, account)
+        db.session.commit()
     session.clear()
     login_user(account)
     now = int(time.time())
@@ -176,7 +180,7 @@ def security():
         else:
             db.session.commit()
             account = db.session.get(Account, current_user.id)
-            start_session(account, second_factor=account.is_staff)
+            start_session(account, second_factor=account.is_staff, sign_in=False)
             flash("Your password is changed. Every other session of your account is signed out.", "success")
             return redirect(url_for("auth.security"))
     elif codes_form.submit.data and codes_form.validate_on_submit() and current_user.has_second_factor:

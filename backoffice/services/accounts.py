@@ -67,9 +67,14 @@ def authenticate(session: Session, email: str, password: str) -> Account | None:
         return None
     if needs_rehash(account.password_hash):
         account.password_hash = hash_password(password)
+        session.flush()
+    return account
+
+
+def record_sign_in(session: Session, account: Account) -> None:
+    """The account has a session now: for staff that is after the second factor, not after the password."""
     account.last_login_at = utcnow()
     session.flush()
-    return account
 
 
 def change_password(session: Session, account: Account, current: str, new: str) -> None:

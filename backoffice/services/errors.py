@@ -2,7 +2,12 @@
 
 
 class DomainError(Exception):
-    """A rule of the domain forbids the requested change; nothing was written."""
+    """A rule of the domain forbids the requested change; nothing was written. `field` names the input the
+    message is about, when there is one, so a form can show it in the right place."""
+
+    def __init__(self, message: str = "", *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class NotAllowed(DomainError):

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import secrets
 from datetime import datetime
 
 import pyotp
 import qrcode
 import qrcode.image.svg
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from backoffice.models import Account, RecoveryCode, utcnow
-from backoffice.services import accounts, audit
-from backoffice.services.errors import DomainError
+from backoffice.services import audit
+from backoffice.services.errors import Conflict, DomainError
 
 ISSUER = "Provider verification"
 STEP_SECONDS = 30
@@ -28,6 +29,8 @@ DIGITS = 6
 DRIFT_STEPS = 1
 RECOVERY_CODE_COUNT = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i
+# ASCII digits only: str.isdigit() also accepts other scripts' digits ("١٢٣٤٥٦"), which are not a code.
+_TOTP_CODE = re.compile(rf"[0-9]{{{DIGITS}}}")
 
 
 def new_secret() -> str:
@@ -55,9 +58,17 @@ def code_at_step(secret: str, step: int) -> str:
     return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).at(step * STEP_SECONDS)
 
 
+def _cleaned(code: str) -> str:
+    return "".join((code or "").split())
+
+
+def _looks_like_totp(code: str) -> bool:
+    return _TOTP_CODE.fullmatch(code) is not None
+
+
 def _matching_step(secret: str, code: str, at: datetime | None) -> int | None:
-    code = "".join(code.split())
-    if len(code) != DIGITS or not code.isdigit():
+    code = _cleaned(code)
+    if not _looks_like_totp(code):
         return None
     now = current_step(at)
     for step in range(now - DRIFT_STEPS, now + DRIFT_STEPS + 1):
@@ -82,7 +93,7 @@ def _claim_step(session: Session, account: Account, step: int) -> bool:
 
 
 def _hash_recovery_code(code: str) -> str:
-    normalised = "".join(ch for ch in code.lower() if ch.isalnum())
+    normalised = "".join(ch for ch in code.lower() if ch.isascii() and ch.isalnum())
     return hashlib.sha256(normalised.encode()).hexdigest()
 
 
@@ -103,9 +114,10 @@ def issue_recovery_codes(session: Session, account: Account) -> list[str]:
 
 
 def unused_recovery_codes(session: Session, account: Account) -> int:
-    return len(session.scalars(
-        select(RecoveryCode.id).where(RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None))
-    ).all())
+    return session.scalar(
+        select(func.count()).select_from(RecoveryCode)
+        .where(RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None))
+    )
 
 
 def enrol(session: Session, account: Account, secret: str, code: str, at: datetime | None = None) -> list[str]:
@@ -119,10 +131,18 @@ def enrol(session: Session, account: Account, secret: str, code: str, at: dateti
     step = _matching_step(secret, code, at)
     if step is None:
         raise DomainError("That code is not right. Check the clock on your device and enter the current code.")
-    account.totp_secret = secret
-    account.totp_enabled_at = utcnow()
-    account.totp_last_step = step
-    session.flush()
+    # Conditional, like a code's step: of two set-ups racing (two tabs), only the first turns the factor on;
+    # the other would otherwise overwrite the secret the first one's app already holds.
+    claimed = session.execute(
+        update(Account)
+        .where(Account.id == account.id, Account.totp_enabled_at.is_(None))
+        .values(totp_secret=secret, totp_enabled_at=utcnow(), totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise Conflict("A second factor was set up for this account a moment ago, in another window. "
+                       "Sign in again with the code from that set-up.")
+    session.refresh(account, ["totp_secret", "totp_enabled_at", "totp_last_step"])
     audit.record(session, account, "account.second_factor_enrolled", "account", account.id)
     return issue_recovery_codes(session, account)
 
@@ -131,8 +151,8 @@ def verify(session: Session, account: Account, code: str, at: datetime | None = 
     """Check a six-digit code or a recovery code; each is accepted once only. Audited either way."""
     if not account.has_second_factor:
         return False
-    cleaned = "".join(code.split())
-    if cleaned.isdigit():
+    cleaned = _cleaned(code)
+    if _looks_like_totp(cleaned):
         step = _matching_step(account.totp_secret, cleaned, at)
         if step is not None and _claim_step(session, account, step):
             audit.record(session, account, "account.second_factor_passed", "account", account.id)
@@ -155,15 +175,9 @@ def verify(session: Session, account: Account, code: str, at: datetime | None = 
     return False
 
 
-def reset(session: Session, actor: Account, account: Account, reason: str) -> None:
-    """Clear a staff member's second factor (a lost device): they set it up again at their next sign-in."""
-    if actor.id == account.id:
-        raise DomainError("Ask another admin to reset your own second factor.")
-    if len(reason.strip()) < 3:
-        raise DomainError("Give a reason: it is kept in the audit trail.")
+def clear(session: Session, account: Account) -> None:
+    """Remove the account's second factor and recovery codes (the staff service decides who may)."""
     account.totp_secret = None
     account.totp_enabled_at = None
     account.totp_last_step = None
     session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.account_id == account.id))
-    accounts.end_sessions(session, account)
-    audit.record(session, actor, "account.second_factor_reset", "account", account.id, reason=reason.strip())

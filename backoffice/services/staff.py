@@ -4,7 +4,10 @@
   nobody approves a request they made or a role for themselves, so no admin can give themselves a research,
   auditor or admin role alone.
 - Taking a role away or deactivating an account is one admin's act (it only lowers access), except that
-  the last active admin stays, and nobody deactivates themselves.
+  the last active admin stays, and nobody deactivates themselves. Reactivating gives no role back by itself:
+  the roles the account held become requests that wait for a second admin, like any other grant.
+- Resetting someone's second factor is one admin's act; the person is mailed at once, so a reset they did
+  not expect is noticed.
 - Every step is audited in the same transaction.
 """
 from __future__ import annotations
@@ -20,7 +23,7 @@ from backoffice.auth.passwords import hash_password
 from backoffice.models import (
     STAFF_ROLES, Account, AccountRole, Role, RoleGrantRequest, RoleGrantState, utcnow,
 )
-from backoffice.services import accounts, audit, review
+from backoffice.services import accounts, audit, mfa, outbox, provider_accounts, review
 from backoffice.services.errors import Conflict, DomainError, NotAllowed
 
 MIN_REASON = 3
@@ -34,7 +37,7 @@ def _require_admin(actor: Account) -> None:
 def _reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if len(reason) < MIN_REASON:
-        raise DomainError("Give a reason (at least 3 characters): it is kept in the audit trail.")
+        raise DomainError("Give a reason (at least 3 characters): it is kept in the audit trail.", field="reason")
     return reason
 
 
@@ -42,9 +45,9 @@ def _staff_role(role: Role | str) -> Role:
     try:
         role = Role(role)
     except ValueError:
-        raise DomainError(f"There is no role called {role!r}.") from None
+        raise DomainError(f"There is no role called {role!r}.", field="roles") from None
     if role not in STAFF_ROLES:
-        raise DomainError("Only staff roles are managed here; providers register themselves.")
+        raise DomainError("Only staff roles are managed here; providers register themselves.", field="roles")
     return role
 
 
@@ -87,10 +90,10 @@ def create_staff(session: Session, actor: Account, *, email: str, name: str, rol
     reason = _reason(reason)
     wanted = sorted({_staff_role(r) for r in roles})
     if not wanted:
-        raise DomainError("Choose at least one role.")
+        raise DomainError("Choose at least one role.", field="roles")
     name = (name or "").strip()
     if not name or len(name) > 200:
-        raise DomainError("Give the person's name (up to 200 characters).")
+        raise DomainError("Give the person's name (up to 200 characters).", field="name")
     try:
         email = email_validator.validate_email((email or "").strip(), check_deliverability=False).normalized.lower()
     except email_validator.EmailNotValidError as exc:
@@ -99,7 +102,7 @@ def create_staff(session: Session, actor: Account, *, email: str, name: str, rol
         raise DomainError(f"An account with the e-mail address {email} already exists.")
     account = Account(email=email, name=name, password_hash=hash_password(secrets.token_urlsafe(32)), roles=[])
     session.add(account)
-    session.flush()
+    review.flush(session)  # two admins adding the same address at once: the second gets a Conflict
     audit.record(session, actor, "account.created", "account", account.id,
                  after={"email": email, "name": name, "roles": []}, reason=reason)
     for role in wanted:
@@ -125,7 +128,7 @@ def request_role(session: Session, actor: Account, account: Account, role: Role 
         raise DomainError(f"The {role.value} role for {account.email} is already waiting for approval.")
     grant = RoleGrantRequest(account_id=account.id, role=role, reason=reason, requested_by_id=actor.id)
     session.add(grant)
-    session.flush()
+    review.flush(session)  # one pending request per account and role, even when two admins ask at once
     audit.record(session, actor, "role_grant.requested", "account", account.id,
                  after={"grant_id": grant.id, "role": role.value}, reason=reason)
     return grant
@@ -149,6 +152,8 @@ def approve(session: Session, actor: Account, grant: RoleGrantRequest, expected_
     account = grant.account
     if not account.is_active:
         raise DomainError("The account is deactivated: reactivate it first.")
+    if account.has_role(Role.PROVIDER):
+        raise DomainError("A provider account cannot hold a staff role.")
     grant.state = RoleGrantState.APPROVED
     grant.decided_by_id = actor.id
     grant.decided_at = utcnow()
@@ -216,7 +221,8 @@ def revoke_role(session: Session, actor: Account, account: Account, role: Role |
 
 
 def set_active(session: Session, actor: Account, account: Account, active: bool, reason: str) -> None:
-    """Deactivate (every session ends, sign-in refused) or reactivate a staff account."""
+    """Deactivate (every session ends, sign-in refused) or reactivate a staff account. Reactivation asks again
+    for the roles the account held, so one admin cannot bring back a colleague's access alone."""
     _require_admin(actor)
     reason = _reason(reason)
     if account.has_role(Role.PROVIDER):
@@ -232,8 +238,48 @@ def set_active(session: Session, actor: Account, account: Account, active: bool,
     accounts.end_sessions(session, account)
     if removes_an_admin:
         _require_an_active_admin(session)
+    held = sorted(r.role for r in account.roles) if active else []
+    if held:
+        account.roles.clear()
+        review.flush(session)
     audit.record(session, actor, "account.reactivated" if active else "account.deactivated", "account", account.id,
-                 before={"is_active": not active}, after={"is_active": active}, reason=reason)
+                 before={"is_active": not active, **({"roles": [r.value for r in held]} if held else {})},
+                 after={"is_active": active, **({"roles": []} if held else {})}, reason=reason)
+    for role in held:
+        request_role(session, actor, account, role, reason)
+
+
+def reset_second_factor(session: Session, actor: Account, account: Account, reason: str) -> None:
+    """Clear a staff member's second factor (a lost device): they set it up again at their next sign-in, and
+    are mailed now so that a reset they did not ask for does not go unnoticed."""
+    _require_admin(actor)
+    reason = _reason(reason)
+    if account.has_role(Role.PROVIDER):
+        raise DomainError("Provider accounts are not managed here.")
+    if actor.id == account.id:
+        raise DomainError("Ask another admin to reset your own second factor.")
+    if not account.has_second_factor:
+        raise DomainError(f"{account.email} has no second factor set up: there is nothing to reset.")
+    mfa.clear(session, account)
+    accounts.end_sessions(session, account)
+    audit.record(session, actor, "account.second_factor_reset", "account", account.id, reason=reason)
+    outbox.enqueue(session, kind="second_factor_reset", account=account,
+                   subject="Your second factor was reset",
+                   body=(f"{actor.name} ({actor.email}) reset the second factor of your staff account, giving this "
+                         f"reason:\n\n{reason}\n\nYou will set up your authenticator app again the next time you "
+                         "sign in, and every session of your account has been signed out. If you did not ask for "
+                         "this, tell another admin at once."))
+
+
+def send_welcome(session: Session, settings: provider_accounts.TokenSettings, account: Account,
+                 reset_link: provider_accounts.LinkBuilder) -> None:
+    """Mail a new staff member the link to choose their password."""
+    provider_accounts.send_password_link(
+        session, settings, account, reset_link, kind="staff_welcome", subject="Your staff account",
+        intro="An account was made for you on the provider verification back-office. Open this link to choose "
+              "your password:",
+        outro="You will set up an authenticator app the first time you sign in. Your roles start once a second "
+              "admin approves them.")
 
 
 def pending_count(session: Session) -> int:
