@@ -224,3 +224,27 @@ def test_provider_page_suspends_with_a_reason(client, session, world):
     session.expire_all()
     assert session.get(Provider, provider.id).listing_status == ListingStatus.SUSPENDED
     assert session.scalar(select(Location.state).where(Location.provider_id == provider.id)) == "VA"
+
+
+def test_the_case_page_shows_lists_and_locations_as_readable_lines_not_json(client, session, world):
+    proposed = {"levels_of_care": ["outpatient", "intensive_outpatient"],
+                "locations": [{"street1": "12 Main St", "street2": None, "city": "Charlottesville <b>x</b>",
+                               "state": "VA", "zip": "22902"}],
+                "services": []}
+    submission = submitted(session, world["member"], world["provider"], proposed=proposed)
+    login(client, world["researcher"])
+    page = client.get(f"/admin/review/case/{submission.id}").get_data(as_text=True)
+    table = page[page.index('id="proposed-vs-current"'):]
+    table = table[:table.index("</table>")]
+    rows = {label: re.findall(r'<td class="small profile-value">(.*?)</td>', cells, re.S)[1]  # the proposed column
+            for label, cells in re.findall(r'<th class="small">([^<]+)</th>(.*?)</tr>', table, re.S)}
+
+    levels = rows["Levels of care"]
+    assert re.findall(r"<li>([^<]+)</li>", levels) == ["outpatient", "intensive_outpatient"]
+    location = rows["Locations"]
+    assert re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", location) == [
+        ("street1", "12 Main St"), ("city", "Charlottesville &lt;b&gt;x&lt;/b&gt;"), ("state", "VA"), ("zip", "22902")]
+    assert "street2" not in location  # an empty part of an address is left out, not shown as null
+    assert '<span class="text-muted">none</span>' in rows["Services"]
+    for raw in ('{"', "&#34;street1&#34;", "[&#34;", "null", "<pre"):
+        assert raw not in table, raw
