@@ -133,7 +133,13 @@ def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckK
 
     A second writer of the same key fails on the unique idempotency key when flushing: the caller
     rolls back and treats the check as done.
+
+    The provider's row is locked first (PostgreSQL; SQLite's write lock does the same), so the checks of one
+    window that finish at the same moment record one after the other: the last of them then sees every run
+    of the window and moves the provider's next due date. Without the lock each counted only the runs
+    committed before it started, and a window whose last two checks finished together never completed.
     """
+    session.execute(select(Provider.id).where(Provider.id == provider_id).with_for_update())
     finished = utcnow()
     run = CheckRun(
         provider_id=provider_id, check=check, outcome=result.outcome, summary=result.summary[:500],
