@@ -216,7 +216,7 @@ def register_errorhandlers(app: Flask) -> None:
     app.register_error_handler(413, lambda e: render_error(
         413, "Upload too large", "What you sent is larger than this site accepts. Upload fewer or smaller files."))
     app.register_error_handler(429, lambda e: render_error(
-        429, "Too many attempts", f"You have tried this too often ({e.description}). Wait a little, then try again."))
+        429, "Too many attempts", f"You have tried this too often (the limit is {e.description}). Try again once that time has passed."))
     app.register_error_handler(405, lambda e: render_error(405, "Method not allowed", "This page does not accept that kind of request."))
 
 

@@ -115,3 +115,14 @@ def test_recheck_now_is_audited_and_queues_three_checks(app, client, session, ma
     assert queued_messages(app) == 3
     with app.extensions["celery"].connection_for_write() as conn:
         conn.default_channel.queue_purge(app.config["CELERY_QUEUE"])
+
+
+@pytest.mark.parametrize("version", ["\u00b2", "9" * 5000, "1x"], ids=["superscript", "huge", "junk"])
+def test_a_mangled_row_version_changes_nothing_and_is_not_a_500(client, session, make_account, finding, version):
+    login(client, make_account(Role.RESEARCHER))
+    response = client.post(f"/admin/finding-work/{finding.id}/resolve",
+                           data={"reason": "listing delisted", "row_version": version}, follow_redirects=True)
+    assert response.status_code == 200
+    assert "This page is out of date or was changed: reload it and try again." in response.get_data(as_text=True)
+    session.refresh(finding)
+    assert finding.state == FindingState.OPEN

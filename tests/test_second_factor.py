@@ -296,8 +296,11 @@ def test_new_recovery_codes_replace_the_old_ones(app, session, make_account):
 # -- limits and the half-finished sign-in ---------------------------------------------------------------
 
 
-def test_wrong_codes_are_limited_per_account(make_app, make_account):
-    app = make_app(SECOND_FACTOR_RATE_LIMIT="3 per 15 minutes")
+@pytest.mark.parametrize("limit, shown", [("3 per 15 minutes", "3 per 15 minute"),
+                                          ("10 per 15 minutes;3 per day", "3 per 1 day")],
+                         ids=["per-window", "per-day"])
+def test_wrong_codes_are_limited_per_account(make_app, make_account, limit, shown):
+    app = make_app(SECOND_FACTOR_RATE_LIMIT=limit)
     with app.app_context():
         account = make_account(Role.RESEARCHER)
         bystander = make_account(Role.RESEARCHER)
@@ -307,7 +310,8 @@ def test_wrong_codes_are_limited_per_account(make_app, make_account):
             assert first.post("/login/code", data={"code": wrong_code(account.totp_secret)}).status_code == 400
         blocked = first.post("/login/code", data={"code": fresh_code(account)})
         assert blocked.status_code == 429
-        assert TOO_MANY in page_text(blocked) and "Wait a little, then try again." in page_text(blocked)
+        assert TOO_MANY in page_text(blocked)
+        assert f"(the limit is {shown}). Try again once that time has passed." in page_text(blocked)
         assert first.get("/admin/").status_code == 302
 
         # A new browser at another address, signing in as the same account, meets the same limit.
@@ -476,3 +480,32 @@ def test_the_last_sign_in_is_recorded_after_the_second_factor_not_after_the_pass
     assert _password(new_client(app), provider).status_code == 302
     session.refresh(provider)
     assert provider.last_login_at is not None
+
+
+def test_a_set_up_that_lost_the_race_sends_the_person_to_the_code_page_without_the_dead_key(
+        app, session, make_account, monkeypatch):
+    account = make_account(Role.RESEARCHER, second_factor=False)
+    browser = new_client(app)
+    _password(browser, account)
+    dead_secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page_text(browser.get("/login/enrol"))).group(1)
+
+    # Another window finishes its set-up between this page's checks and its write.
+    def lost(session_, account_, secret, code, at=None):
+        raise Conflict("A second factor was set up for this account a moment ago, in another window. "
+                       "Enter a code from the app you set up there.")
+
+    monkeypatch.setattr(mfa, "enrol", lost)
+    response = browser.post("/login/enrol", data={"code": mfa.code_at_step(dead_secret, mfa.current_step())})
+    assert response.status_code == 302 and response.headers["Location"] == "/login/code"
+    with browser.session_transaction() as cookie:
+        assert "second_factor_enrol_secret" not in cookie
+    session.refresh(account)
+    assert account.last_login_at is None
+
+
+def test_a_mistyped_code_is_audited_as_a_wrong_code_not_a_wrong_recovery_code(session, make_account):
+    account = make_account(Role.RESEARCHER)
+    for typed in ("12345", "1234567"):
+        assert mfa.verify(session, account, typed) is False
+    session.commit()
+    assert [e.reason for e in audit_events(session, "account.second_factor_failed", account.id)] == ["wrong", "wrong"]

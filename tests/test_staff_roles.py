@@ -315,9 +315,11 @@ def test_reactivating_asks_again_for_the_roles_held_so_one_admin_cannot_bring_ac
     refused = _sign_in_password(new_client(app), member.email)
     assert "Your account has no role yet." in page_text(refused)
     [on] = audit_events(session, "account.reactivated", member.id)
-    assert (on.actor, on.reason) == (f"user:{admin.id}", "Came back")
-    assert on.before == {"is_active": False, "roles": ["auditor", "researcher"]}
-    assert on.after == {"is_active": True, "roles": []}
+    assert (on.actor, on.reason, on.after) == (f"user:{admin.id}", "Came back", {"is_active": True})
+    # The roles' removal is in the trail like any other revocation, so role history reads from one kind of event.
+    revoked = audit_events(session, "account.role_revoked", member.id)
+    assert sorted(e.before["role"] for e in revoked) == ["auditor", "researcher"]
+    assert {e.actor for e in revoked} == {f"user:{admin.id}"}
     grants = session.scalars(select(RoleGrantRequest).where(RoleGrantRequest.account_id == member.id)
                              .order_by(RoleGrantRequest.role)).all()
     assert [(g.role, g.state, g.requested_by_id) for g in grants] == [
@@ -525,7 +527,8 @@ def test_two_admins_adding_the_same_address_at_once_one_wins_the_other_gets_a_co
 
     outcomes, errors = _race(app, add, [first.id, second.id])
     assert errors == []
-    assert sorted(outcomes) == sorted(["done", review.CONFLICT_MESSAGE])
+    assert sorted(outcomes) == sorted(
+        ["done", "An account with the e-mail address same.person@example.org was added a moment ago, by someone else."])
     person = _person(session, "same.person@example.org")
     assert list(_grants(session, person)) == [Role.AUDITOR]
     assert len(audit_events(session, "account.created", person.id)) == 1
@@ -542,7 +545,8 @@ def test_two_admins_asking_for_the_same_role_at_once_leave_one_request(app, sess
 
     outcomes, errors = _race(app, ask, [first.id, second.id])
     assert errors == []
-    assert sorted(outcomes) == sorted(["done", review.CONFLICT_MESSAGE])
+    assert sorted(outcomes) == sorted(
+        ["done", f"The auditor role for {member.email} was asked for a moment ago, by someone else."])
     session.expire_all()
     pending = session.scalars(select(RoleGrantRequest).where(RoleGrantRequest.account_id == member.id)).all()
     assert [(g.role, g.state) for g in pending] == [(Role.AUDITOR, RoleGrantState.PENDING)]
@@ -581,3 +585,75 @@ def test_a_role_is_not_approved_for_an_account_that_became_a_provider(app, sessi
         staff.approve(session, second, grant)
     session.rollback()
     assert _person(session).role_set == {Role.PROVIDER}
+
+
+def test_reactivating_keeps_a_request_already_waiting_instead_of_refusing(app, session, make_account):
+    admin, second_admin = make_account(Role.ADMIN), make_account(Role.ADMIN)
+    member = make_account(Role.RESEARCHER)
+    staff.set_active(session, admin, member, False, "On leave")
+    session.commit()
+    # A request for a role the account still holds (the command-line bootstrap can leave one waiting).
+    session.add(RoleGrantRequest(account_id=member.id, role=Role.RESEARCHER, reason="Earlier request",
+                                 requested_by_id=second_admin.id))
+    session.commit()
+
+    staff.set_active(session, admin, member, True, "Back from leave")
+    session.commit()
+    session.expire_all()
+    assert member.is_active and member.role_set == set()
+    pending = session.scalars(select(RoleGrantRequest).where(RoleGrantRequest.account_id == member.id)).all()
+    assert [(g.role, g.reason, g.state) for g in pending] == [
+        (Role.RESEARCHER, "Earlier request", RoleGrantState.PENDING)]
+
+
+def test_two_admins_adding_the_same_address_through_the_page_the_second_gets_409_under_the_address(
+        app, session, make_account, monkeypatch):
+    first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
+    browsers = [signed_in(app, first), signed_in(app, second)]
+    monkeypatch.setattr(staff, "review", _FlushTogether())
+    responses = []
+
+    def add(browser):
+        responses.append(_add_staff(browser, email="same.person@example.org"))
+
+    threads = [threading.Thread(target=add, args=(browser,)) for browser in browsers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(r.status_code for r in responses) == [302, 409]
+    [lost] = [r for r in responses if r.status_code == 409]
+    page = lost.get_data(as_text=True)
+    message = "An account with the e-mail address same.person@example.org was added a moment ago, by someone else."
+    email_at = page.index('name="email"')
+    assert email_at < page.index(message) < page.index("Roles to ask for")
+    assert len(_grants(session, _person(session, "same.person@example.org"))) == 2
+
+
+def test_a_reason_of_spaces_around_two_letters_is_refused_beside_its_field(app, session, make_account):
+    admin, member = make_account(Role.ADMIN), make_account(Role.RESEARCHER)
+    browser = signed_in(app, admin)
+    refused = browser.post(f"/admin/staff/{member.id}/deactivate", data={"reason": "   ab   "})
+    assert refused.status_code == 400
+    page = refused.get_data(as_text=True)
+    account_form = page[page.index('id="account-actions"'):]
+    assert "Field must be between 3 and 2000 characters long." in account_form[:account_form.index("</form>")]
+    # The other forms on the page do not show what was typed into this one.
+    role_form = page[page.index('id="request-role"'):]
+    assert "   ab   " not in role_form[:role_form.index("</form>")]
+    session.refresh(member)
+    assert member.is_active
+
+
+@pytest.mark.parametrize("version", ["\u00b2", "\u0669\u0669", "9" * 5000, "-1x"],
+                         ids=["superscript", "arabic-99", "huge", "junk"])
+def test_a_mangled_row_version_is_refused_not_a_500(app, session, make_account, version):
+    first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
+    person = _staff_member(session, first)
+    grant = _grants(session, person)[Role.RESEARCHER]
+    browser = signed_in(app, second)
+    for url, data in ((_approve_url(grant), {"row_version": version}),
+                      (f"/admin/staff/grants/{grant.id}/decline", {"row_version": version, "reason": "Not now"})):
+        response = browser.post(url, data=data)
+        assert response.status_code in (400, 409), url  # refused (or stale), never a 500
+    assert _grants(session, person)[Role.RESEARCHER].state == RoleGrantState.PENDING

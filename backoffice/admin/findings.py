@@ -7,8 +7,9 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import case, select
 from sqlalchemy.orm import selectinload
-from wtforms import HiddenField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms import IntegerField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional
+from wtforms.widgets import HiddenInput
 
 from backoffice.admin.base import SecuredView, only
 from backoffice.dispatch import after_commit
@@ -26,7 +27,7 @@ SEVERITY_ORDER = case({FindingSeverity.CRITICAL.value: 0, FindingSeverity.WARNIN
 
 class ReasonForm(FlaskForm):
     reason = TextAreaField("Reason", validators=[DataRequired(), Length(min=3, max=2000)])
-    row_version = HiddenField()
+    row_version = IntegerField(widget=HiddenInput(), validators=[Optional()])
 
 
 class FindingWorkView(SecuredView):
@@ -73,10 +74,14 @@ class FindingWorkView(SecuredView):
         finding = db.session.get(Finding, finding_id) or abort(404)
         form = ReasonForm()
         reason = (form.reason.data or "").strip()
-        if not form.validate_on_submit() and action != "acknowledge":
+        valid = form.validate_on_submit()
+        if "row_version" in form.errors:
+            flash("This page is out of date or was changed: reload it and try again.", "error")
+            return redirect(url_for(".finding", finding_id=finding_id))
+        if not valid and action != "acknowledge":
             flash("Give a reason (at least 3 characters): it is kept in the audit trail.", "error")
             return redirect(url_for(".finding", finding_id=finding_id))
-        expected = int(form.row_version.data) if (form.row_version.data or "").isdigit() else None
+        expected = form.row_version.data
         try:
             service(db.session, current_user, finding, reason, expected_version=expected)
             db.session.commit()

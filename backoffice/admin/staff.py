@@ -5,10 +5,10 @@ from flask import abort, flash, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import EmailField, IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length
-from wtforms.widgets import CheckboxInput, ListWidget
+from wtforms.validators import DataRequired, Length, Optional
+from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
 from backoffice.admin.base import SecuredView
 from backoffice.auth.account_views import reset_link, token_settings
@@ -21,31 +21,49 @@ ROLE_CHOICES = [SelectChoice(r.value, r.value.replace("_", " ")) for r in Role i
 REASON = [DataRequired("Give a reason: it is kept in the audit trail."), Length(min=3, max=2000)]
 
 
+def _reason_field(label: str) -> TextAreaField:
+    # Stripped like the service strips it, so "  ab  " is refused here, beside the field, not only by the service.
+    return TextAreaField(label, validators=REASON, filters=[lambda value: value.strip() if value else value])
+
+
+def _version_field() -> IntegerField:
+    return IntegerField(widget=HiddenInput(), validators=[Optional()])
+
+
 class NewStaffForm(FlaskForm):
     name = StringField("Full name", validators=[DataRequired("Give the person's name."), Length(max=200)])
     email = EmailField("Work e-mail address", validators=[DataRequired("Give an e-mail address."), Length(max=254)])
     roles = SelectMultipleField("Roles to ask for (each waits for a second admin)", choices=ROLE_CHOICES,
                                 option_widget=CheckboxInput(), widget=ListWidget(prefix_label=False))
-    reason = TextAreaField("Why this person needs these roles", validators=REASON)
+    reason = _reason_field("Why this person needs these roles")
 
 
 class RoleForm(FlaskForm):
     role = SelectField("Role", choices=ROLE_CHOICES)
-    reason = TextAreaField("Reason", validators=REASON)
+    reason = _reason_field("Reason")
 
 
 class ReasonForm(FlaskForm):
-    reason = TextAreaField("Reason", validators=REASON)
-    row_version = HiddenField()
+    reason = _reason_field("Reason")
+    row_version = _version_field()
 
 
 class ApproveForm(FlaskForm):
-    row_version = HiddenField()
+    row_version = _version_field()
 
 
-def _version(form) -> int | None:
-    value = form.row_version.data or ""
-    return int(value) if value.isdigit() else None
+def _show_beside(form, exc: DomainError, default: str | None = None) -> bool:
+    """Put a service's refusal under the field it is about; False when the form has no such field."""
+    name = exc.field or default
+    field = getattr(form, name, None) if name else None
+    if field is None:
+        return False
+    field.errors = [*field.errors, str(exc)]
+    return True
+
+
+def _status(exc: DomainError) -> int:
+    return 409 if isinstance(exc, Conflict) else 400
 
 
 class StaffView(SecuredView):
@@ -56,7 +74,8 @@ class StaffView(SecuredView):
         rows = staff.staff_accounts(db.session)
         pending = [grant for row in rows for grant in row.pending]
         return self.render("admin/staff/index.html", rows=rows, pending=pending, form=form or NewStaffForm(),
-                           approve_form=ApproveForm(), reason_form=ReasonForm(), me=current_user), status
+                           approve_form=ApproveForm(formdata=None), reason_form=ReasonForm(formdata=None),
+                           me=current_user), status
 
     @expose("/new", methods=["POST"])
     def create(self):
@@ -69,11 +88,11 @@ class StaffView(SecuredView):
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()
-                getattr(form, exc.field or "email").errors.append(str(exc))
-            else:
-                flash(f"{account.email} is added and has been sent a link to choose a password. Their roles wait "
-                      "for a second admin's approval.", "success")
-                return redirect(url_for(".account", account_id=account.id))
+                _show_beside(form, exc, default="email")
+                return self.index(form, _status(exc))
+            flash(f"{account.email} is added and has been sent a link to choose a password. Their roles wait "
+                  "for a second admin's approval.", "success")
+            return redirect(url_for(".account", account_id=account.id))
         return self.index(form, 400)
 
     def _account(self, account_id: int) -> Account:
@@ -85,8 +104,9 @@ class StaffView(SecuredView):
     @expose("/<int:account_id>")
     def account(self, account_id: int, forms: dict | None = None, status: int = 200):
         account = self._account(account_id)
-        forms = {"role": RoleForm(), "reason": ReasonForm(), "approve_form": ApproveForm(), "decline": None,
-                 "decline_grant_id": None, **(forms or {})}
+        # Only the form that was sent shows what was typed; the others start empty.
+        forms = {"role": RoleForm(formdata=None), "reason": ReasonForm(formdata=None),
+                 "approve_form": ApproveForm(formdata=None), "decline": None, "decline_grant_id": None, **(forms or {})}
         return self.render("admin/staff/account.html", account=account, grants=staff.grants_for(db.session, account),
                            me=current_user, **forms), status
 
@@ -98,8 +118,9 @@ class StaffView(SecuredView):
                 db.session.commit()
             except DomainError as exc:
                 db.session.rollback()
-                flash(str(exc), "error")
-                return self.account(account_id, {form_key: form, **extra}, 409 if isinstance(exc, Conflict) else 400)
+                if not _show_beside(form, exc):
+                    flash(str(exc), "error")
+                return self.account(account_id, {form_key: form, **extra}, _status(exc))
             flash(done, "success")
             return redirect(url_for(".account", account_id=account_id))
         return self.account(account_id, {form_key: form, **extra}, 400)
@@ -147,12 +168,12 @@ class StaffView(SecuredView):
     def approve(self, grant_id: int):
         grant = self._grant(grant_id)
         return self._act(grant.account_id, ApproveForm(),
-                         lambda f: staff.approve(db.session, current_user, grant, _version(f)),
+                         lambda f: staff.approve(db.session, current_user, grant, f.row_version.data),
                          f"Approved: {grant.account.email} now has the {grant.role.value} role.", "approve_form")
 
     @expose("/grants/<int:grant_id>/decline", methods=["POST"])
     def decline(self, grant_id: int):
         grant = self._grant(grant_id)
         return self._act(grant.account_id, ReasonForm(),
-                         lambda f: staff.decline(db.session, current_user, grant, f.reason.data, _version(f)),
+                         lambda f: staff.decline(db.session, current_user, grant, f.reason.data, f.row_version.data),
                          "The request is closed without granting the role.", "decline", decline_grant_id=grant.id)

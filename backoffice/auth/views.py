@@ -12,7 +12,7 @@ from backoffice.auth.redirects import safe_next
 from backoffice.extensions import db
 from backoffice.models import Account, Role
 from backoffice.services import accounts, mfa
-from backoffice.services.errors import DomainError
+from backoffice.services.errors import Conflict, DomainError
 
 bp = Blueprint("auth", __name__)
 
@@ -31,12 +31,8 @@ def home_for(account) -> str:
     return url_for("auth.login")
 
 
-def start_session(account: Account, *, second_factor: bool, sign_in: bool = True) -> None:
-    """A new session for the account: whatever the browser carried before is dropped (no fixation). A sign-in
-    (not the fresh session after a password change) is recorded on the account."""
-    if sign_in:
-        accounts.record_sign_in(db.session, account)
-        db.session.commit()
+def start_session(account: Account, *, second_factor: bool) -> None:
+    """A new session for the account: whatever the browser carried before is dropped (no fixation)."""
     session.clear()
     login_user(account)
     now = int(time.time())
@@ -75,6 +71,7 @@ def login():
                                 "next": safe_next(request.args.get("next"), "")}
             return redirect(url_for("auth.second_factor" if account.has_second_factor else "auth.enrol"))
         else:
+            accounts.record_sign_in(db.session, account)
             db.session.commit()
             start_session(account, second_factor=False)
             return redirect(safe_next(request.args.get("next"), home_for(account)))
@@ -117,6 +114,8 @@ def second_factor():
     form = SecondFactorForm()
     if form.validate_on_submit():
         accepted = mfa.verify(db.session, account, form.code.data)
+        if accepted:
+            accounts.record_sign_in(db.session, account)
         db.session.commit()
         if accepted:
             return _finish(account)
@@ -139,6 +138,13 @@ def enrol():
     if form.validate_on_submit():
         try:
             codes = mfa.enrol(db.session, account, secret, form.code.data)
+            accounts.record_sign_in(db.session, account)
+        except Conflict as exc:
+            # Set up in another window a moment ago: this window's key is dead, so it is not shown again.
+            db.session.rollback()
+            session.pop(ENROL_SECRET, None)
+            flash(str(exc), "info")
+            return redirect(url_for("auth.second_factor"))
         except DomainError as exc:
             db.session.rollback()
             form.code.errors.append(str(exc))
@@ -180,7 +186,7 @@ def security():
         else:
             db.session.commit()
             account = db.session.get(Account, current_user.id)
-            start_session(account, second_factor=account.is_staff, sign_in=False)
+            start_session(account, second_factor=account.is_staff)
             flash("Your password is changed. Every other session of your account is signed out.", "success")
             return redirect(url_for("auth.security"))
     elif codes_form.submit.data and codes_form.validate_on_submit() and current_user.has_second_factor:

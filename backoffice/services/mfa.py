@@ -67,7 +67,7 @@ def _looks_like_totp(code: str) -> bool:
 
 
 def _matching_step(secret: str, code: str, at: datetime | None) -> int | None:
-    code = _cleaned(code)
+    """The time step whose code this is (`code` already cleaned), or None."""
     if not _looks_like_totp(code):
         return None
     now = current_step(at)
@@ -128,7 +128,7 @@ def enrol(session: Session, account: Account, secret: str, code: str, at: dateti
         pyotp.TOTP(secret).byte_secret()
     except Exception:
         raise DomainError("The set-up key is not valid. Start the set-up again.") from None
-    step = _matching_step(secret, code, at)
+    step = _matching_step(secret, _cleaned(code), at)
     if step is None:
         raise DomainError("That code is not right. Check the clock on your device and enter the current code.")
     # Conditional, like a code's step: of two set-ups racing (two tabs), only the first turns the factor on;
@@ -141,7 +141,7 @@ def enrol(session: Session, account: Account, secret: str, code: str, at: dateti
     ).rowcount
     if claimed != 1:
         raise Conflict("A second factor was set up for this account a moment ago, in another window. "
-                       "Sign in again with the code from that set-up.")
+                       "Enter a code from the app you set up there.")
     session.refresh(account, ["totp_secret", "totp_enabled_at", "totp_last_step"])
     audit.record(session, account, "account.second_factor_enrolled", "account", account.id)
     return issue_recovery_codes(session, account)
@@ -152,7 +152,7 @@ def verify(session: Session, account: Account, code: str, at: datetime | None = 
     if not account.has_second_factor:
         return False
     cleaned = _cleaned(code)
-    if _looks_like_totp(cleaned):
+    if cleaned.isascii() and cleaned.isdigit():  # meant as an authenticator code, even with a digit too many
         step = _matching_step(account.totp_secret, cleaned, at)
         if step is not None and _claim_step(session, account, step):
             audit.record(session, account, "account.second_factor_passed", "account", account.id)

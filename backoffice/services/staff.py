@@ -41,6 +41,17 @@ def _reason(reason: str | None) -> str:
     return reason
 
 
+def _managed(actor: Account, account: Account, reason: str | None, not_yourself: str) -> str:
+    """The checks before an admin changes someone else's staff account; returns the cleaned reason."""
+    _require_admin(actor)
+    reason = _reason(reason)
+    if account.has_role(Role.PROVIDER):
+        raise DomainError("Provider accounts are not managed here.")
+    if account.id == actor.id:
+        raise DomainError(not_yourself)
+    return reason
+
+
 def _staff_role(role: Role | str) -> Role:
     try:
         role = Role(role)
@@ -102,7 +113,11 @@ def create_staff(session: Session, actor: Account, *, email: str, name: str, rol
         raise DomainError(f"An account with the e-mail address {email} already exists.")
     account = Account(email=email, name=name, password_hash=hash_password(secrets.token_urlsafe(32)), roles=[])
     session.add(account)
-    review.flush(session)  # two admins adding the same address at once: the second gets a Conflict
+    try:
+        review.flush(session)
+    except Conflict:  # another admin added the same address a moment ago
+        raise Conflict(f"An account with the e-mail address {email} was added a moment ago, by someone else.",
+                       field="email") from None
     audit.record(session, actor, "account.created", "account", account.id,
                  after={"email": email, "name": name, "roles": []}, reason=reason)
     for role in wanted:
@@ -128,7 +143,12 @@ def request_role(session: Session, actor: Account, account: Account, role: Role 
         raise DomainError(f"The {role.value} role for {account.email} is already waiting for approval.")
     grant = RoleGrantRequest(account_id=account.id, role=role, reason=reason, requested_by_id=actor.id)
     session.add(grant)
-    review.flush(session)  # one pending request per account and role, even when two admins ask at once
+    email = account.email  # read now: after a failed flush the session reads nothing until rolled back
+    try:
+        review.flush(session)  # one pending request per account and role, even when two admins ask at once
+    except Conflict:
+        raise Conflict(f"The {role.value} role for {email} was asked for a moment ago, by someone else.",
+                       field="role") from None
     audit.record(session, actor, "role_grant.requested", "account", account.id,
                  after={"grant_id": grant.id, "role": role.value}, reason=reason)
     return grant
@@ -223,12 +243,7 @@ def revoke_role(session: Session, actor: Account, account: Account, role: Role |
 def set_active(session: Session, actor: Account, account: Account, active: bool, reason: str) -> None:
     """Deactivate (every session ends, sign-in refused) or reactivate a staff account. Reactivation asks again
     for the roles the account held, so one admin cannot bring back a colleague's access alone."""
-    _require_admin(actor)
-    reason = _reason(reason)
-    if account.has_role(Role.PROVIDER):
-        raise DomainError("Provider accounts are not managed here.")
-    if account.id == actor.id:
-        raise DomainError("You cannot deactivate or reactivate your own account.")
+    reason = _managed(actor, account, reason, "You cannot deactivate or reactivate your own account.")
     if account.is_active == active:
         raise DomainError(f"The account is already {'active' if active else 'deactivated'}.")
     removes_an_admin = not active and account.has_role(Role.ADMIN)
@@ -238,26 +253,30 @@ def set_active(session: Session, actor: Account, account: Account, active: bool,
     accounts.end_sessions(session, account)
     if removes_an_admin:
         _require_an_active_admin(session)
-    held = sorted(r.role for r in account.roles) if active else []
-    if held:
-        account.roles.clear()
-        review.flush(session)
     audit.record(session, actor, "account.reactivated" if active else "account.deactivated", "account", account.id,
-                 before={"is_active": not active, **({"roles": [r.value for r in held]} if held else {})},
-                 after={"is_active": active, **({"roles": []} if held else {})}, reason=reason)
-    for role in held:
-        request_role(session, actor, account, role, reason)
+                 before={"is_active": not active}, after={"is_active": active}, reason=reason)
+    if active:
+        _ask_again_for_roles(session, actor, account, reason)
+
+
+def _ask_again_for_roles(session: Session, actor: Account, account: Account, reason: str) -> None:
+    """On reactivation each role the account held is taken away (audited like any revocation) and asked for
+    again, unless a request for it is already waiting; a second admin brings it back."""
+    waiting = set(session.scalars(select(RoleGrantRequest.role).where(
+        RoleGrantRequest.account_id == account.id, RoleGrantRequest.state == RoleGrantState.PENDING)))
+    for held in sorted(account.roles, key=lambda r: r.role.value):
+        account.roles.remove(held)
+        review.flush(session)
+        audit.record(session, actor, "account.role_revoked", "account", account.id,
+                     before={"role": held.role.value}, reason=f"reactivated: asked for again ({reason})")
+        if held.role not in waiting:
+            request_role(session, actor, account, held.role, reason)
 
 
 def reset_second_factor(session: Session, actor: Account, account: Account, reason: str) -> None:
     """Clear a staff member's second factor (a lost device): they set it up again at their next sign-in, and
     are mailed now so that a reset they did not ask for does not go unnoticed."""
-    _require_admin(actor)
-    reason = _reason(reason)
-    if account.has_role(Role.PROVIDER):
-        raise DomainError("Provider accounts are not managed here.")
-    if actor.id == account.id:
-        raise DomainError("Ask another admin to reset your own second factor.")
+    reason = _managed(actor, account, reason, "Ask another admin to reset your own second factor.")
     if not account.has_second_factor:
         raise DomainError(f"{account.email} has no second factor set up: there is nothing to reset.")
     mfa.clear(session, account)
