@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy.orm import Session
-
-from backoffice.extensions import db
-from backoffice.models import CheckKind, CheckOutcome, Provider
-from backoffice.services import rechecks
+from backoffice.models import CheckOutcome, Provider
 from backoffice.checks.result import CheckResult
+from backoffice.services import rechecks
+from tests.concurrency import race
 
 
 def _record(session, provider_id, check, window):
@@ -50,21 +48,8 @@ def test_the_last_two_checks_finishing_together_still_complete_the_window(app, s
         return complete(*args, **kwargs)
 
     monkeypatch.setattr(rechecks, "_complete_window", meet_then_complete)
-    errors = []
-
-    def run(check):
-        try:
-            with app.app_context(), Session(db.engine) as own:
-                _record(own, provider.id, check, "sweep-1")
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(check,)) for check in racing]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert errors == []
+    outcomes, errors = race(app, lambda own, check: _record(own, provider.id, check, "sweep-1"), racing)
+    assert errors == [] and outcomes == ["done", "done"]
     session.expire_all()
     provider = session.get(Provider, provider.id)
     assert provider.last_rechecked_at is not None and provider.recheck_due_at is not None

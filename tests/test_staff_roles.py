@@ -4,14 +4,13 @@ import threading
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from backoffice.extensions import db
 from backoffice.models import (
     Account, AccountRole, AuditEvent, Notification, Role, RoleGrantRequest, RoleGrantState,
 )
 from backoffice.services import review, staff
-from backoffice.services.errors import Conflict, DomainError
+from backoffice.services.errors import DomainError
+from tests.concurrency import race
 from tests.conftest import PASSWORD
 from tests.portal_helpers import latest_mail, mailed_path
 from tests.security_helpers import audit_events, new_client, page_text, signed_in
@@ -249,35 +248,19 @@ def test_two_admins_removing_each_other_at_once_leave_one_admin(app, session, ma
     first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
     ids = {first.id: second.id, second.id: first.id}
     session.commit()
-    engine = db.engine
     barrier = threading.Barrier(2)
-    outcomes, errors = [], []
 
-    def revoke(actor_id: int):
-        try:
-            with Session(engine) as own:
-                actor, target = own.get(Account, actor_id), own.get(Account, ids[actor_id])
-                barrier.wait(timeout=10)
-                try:
-                    if removal == "revoke":
-                        staff.revoke_role(own, actor, target, Role.ADMIN, "Only one admin is needed")
-                    else:
-                        staff.set_active(own, actor, target, False, "Only one admin is needed")
-                    own.commit()
-                    outcomes.append("revoked")
-                except DomainError as exc:
-                    own.rollback()
-                    outcomes.append(str(exc))
-        except Exception as exc:  # surfaced below: a crash must not pass for a refusal
-            errors.append(exc)
+    def remove(own, actor_id: int):
+        actor, target = own.get(Account, actor_id), own.get(Account, ids[actor_id])
+        barrier.wait(timeout=10)
+        if removal == "revoke":
+            staff.revoke_role(own, actor, target, Role.ADMIN, "Only one admin is needed")
+        else:
+            staff.set_active(own, actor, target, False, "Only one admin is needed")
 
-    threads = [threading.Thread(target=revoke, args=(account_id,)) for account_id in ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes, errors = race(app, remove, ids)
     assert errors == []
-    assert sorted(outcomes) == [LAST_ADMIN, "revoked"]
+    assert sorted(outcomes) == [LAST_ADMIN, "done"]
     session.expire_all()
     active_admins = select(func.count()).select_from(AccountRole).join(Account, Account.id == AccountRole.account_id)
     assert session.scalar(active_admins.where(AccountRole.role == Role.ADMIN, Account.is_active.is_(True))) == 1
@@ -442,34 +425,18 @@ def test_two_admins_approving_at_the_same_moment_one_wins_the_other_gets_a_confl
     person = _staff_member(session, first)
     grant_id = _grants(session, person)[Role.RESEARCHER].id
     session.commit()
-    engine = db.engine
     barrier = threading.Barrier(2)
-    outcomes, errors = [], []
 
-    def approve(actor_id: int):
-        try:
-            with Session(engine) as own:
-                actor, grant = own.get(Account, actor_id), own.get(RoleGrantRequest, grant_id)
-                version = grant.row_version
-                grant.account.roles  # everything read before the race, as a page would have
-                barrier.wait(timeout=10)
-                try:
-                    staff.approve(own, actor, grant, version)
-                    own.commit()
-                    outcomes.append("approved")
-                except Conflict as exc:
-                    own.rollback()
-                    outcomes.append(str(exc))
-        except Exception as exc:  # surfaced below: a crash must not pass for a refusal
-            errors.append(exc)
+    def approve(own, actor_id: int):
+        actor, grant = own.get(Account, actor_id), own.get(RoleGrantRequest, grant_id)
+        version = grant.row_version
+        grant.account.roles  # everything read before the race, as a page would have
+        barrier.wait(timeout=10)
+        staff.approve(own, actor, grant, version)
 
-    threads = [threading.Thread(target=approve, args=(admin.id,)) for admin in (second, third)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    outcomes, errors = race(app, approve, [second.id, third.id])
     assert errors == []
-    assert sorted(outcomes) == sorted(["approved", review.CONFLICT_MESSAGE])
+    assert sorted(outcomes) == sorted(["done", review.CONFLICT_MESSAGE])
     assert [r.role for r in _person(session).roles] == [Role.RESEARCHER]
     [event] = audit_events(session, "role_grant.approved", person.id)
     grant = session.get(RoleGrantRequest, grant_id)
@@ -491,41 +458,17 @@ class _FlushTogether:
         review.flush(session)
 
 
-def _race(app, action, actor_ids) -> tuple[list[str], list[Exception]]:
-    outcomes, errors = [], []
-
-    def run(actor_id: int):
-        try:
-            with app.app_context(), Session(db.engine) as own:
-                try:
-                    action(own, own.get(Account, actor_id))
-                    own.commit()
-                    outcomes.append("done")
-                except DomainError as exc:
-                    own.rollback()
-                    outcomes.append(str(exc))
-        except Exception as exc:  # surfaced below: a crash must not pass for a refusal
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(actor_id,)) for actor_id in actor_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return outcomes, errors
-
-
 def test_two_admins_adding_the_same_address_at_once_one_wins_the_other_gets_a_conflict(
         app, session, make_account, monkeypatch):
     first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
     session.commit()
     monkeypatch.setattr(staff, "review", _FlushTogether())
 
-    def add(own, actor):
-        staff.create_staff(own, actor, email="same.person@example.org", name="Same Person", roles=["auditor"],
+    def add(own, actor_id):
+        staff.create_staff(own, own.get(Account, actor_id), email="same.person@example.org", name="Same Person", roles=["auditor"],
                            reason="Joins the audit team")
 
-    outcomes, errors = _race(app, add, [first.id, second.id])
+    outcomes, errors = race(app, add, [first.id, second.id])
     assert errors == []
     assert sorted(outcomes) == sorted(
         ["done", "An account with the e-mail address same.person@example.org was added a moment ago, by someone else."])
@@ -540,10 +483,11 @@ def test_two_admins_asking_for_the_same_role_at_once_leave_one_request(app, sess
     session.commit()
     monkeypatch.setattr(staff, "review", _FlushTogether())
 
-    def ask(own, actor):
-        staff.request_role(own, actor, own.get(Account, member.id), Role.AUDITOR, "Covering audits")
+    def ask(own, actor_id):
+        staff.request_role(own, own.get(Account, actor_id), own.get(Account, member.id), Role.AUDITOR,
+                           "Covering audits")
 
-    outcomes, errors = _race(app, ask, [first.id, second.id])
+    outcomes, errors = race(app, ask, [first.id, second.id])
     assert errors == []
     assert sorted(outcomes) == sorted(
         ["done", f"The auditor role for {member.email} was asked for a moment ago, by someone else."])
