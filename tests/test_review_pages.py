@@ -227,7 +227,8 @@ def test_provider_page_suspends_with_a_reason(client, session, world):
 
 
 def test_the_case_page_shows_lists_and_locations_as_readable_lines_not_json(client, session, world):
-    proposed = {"levels_of_care": ["outpatient", "intensive_outpatient"],
+    proposed = {"levels_of_care": ["outpatient", "iop", "not_a_code"],
+                "principals": [{"name": "Dr. Ada Byron", "role": "medical_director", "npi": None}],
                 "locations": [{"street1": "12 Main St", "street2": None, "city": "Charlottesville <b>x</b>",
                                "state": "VA", "zip": "22902"}],
                 "services": []}
@@ -240,11 +241,15 @@ def test_the_case_page_shows_lists_and_locations_as_readable_lines_not_json(clie
             for label, cells in re.findall(r'<th class="small">([^<]+)</th>(.*?)</tr>', table, re.S)}
 
     levels = rows["Levels of care"]
-    assert re.findall(r"<li>([^<]+)</li>", levels) == ["outpatient", "intensive_outpatient"]
+    # Codes in the words the provider chose them by; anything else as it was given.
+    assert re.findall(r"<li>([^<]+)</li>", levels) == ["Outpatient", "Intensive outpatient (IOP)", "not_a_code"]
     location = rows["Locations"]
     assert re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", location) == [
-        ("street1", "12 Main St"), ("city", "Charlottesville &lt;b&gt;x&lt;/b&gt;"), ("state", "VA"), ("zip", "22902")]
-    assert "street2" not in location  # an empty part of an address is left out, not shown as null
+        ("Street", "12 Main St"), ("City", "Charlottesville &lt;b&gt;x&lt;/b&gt;"), ("State", "VA"),
+        ("ZIP code", "22902")]
+    assert "Street (line 2)" not in location  # an empty part of an address is left out, not shown as null
+    assert re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)</dd>", rows["Principals"]) == [
+        ("Name", "Dr. Ada Byron"), ("Role", "Medical director")]
     assert '<span class="text-muted">none</span>' in rows["Services"]
     for raw in ('{"', "&#34;street1&#34;", "[&#34;", "null", "<pre"):
         assert raw not in table, raw

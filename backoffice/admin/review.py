@@ -126,7 +126,8 @@ class ReviewView(SecuredView):
             .order_by(Finding.severity.desc(), Finding.id)).all()
         return self.render(
             "admin/review/case.html", submission=submission, provider=provider,
-            diff=profile.diff(provider, submission.proposed or {}), criteria=criteria_list, assessed=assessed,
+            diff=profile.diff(provider, submission.proposed or {}), labels=profile.value_labels(),
+            criteria=criteria_list, assessed=assessed,
             required={c.code: review.is_required(c, submission) for c in criteria_list},
             blockers=review.approval_blockers(db.session, submission) if criteria_list else [],
             pending=review.pending_decision(submission), final=review.final_decision(submission),

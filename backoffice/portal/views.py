@@ -105,7 +105,7 @@ def organisation(provider_id: int, error: str | None = None, status: int = 200):
         next_kind=listing_requests.next_listing_kind(provider),
         open_request=listing_requests.open_listing_request(db.session, provider),
         advertising_blocked=advertising.why_not(db.session, provider), action=ActionForm(), error=error,
-        labels=_labels(),
+        labels=profile.value_labels(),
     ), status
 
 
@@ -148,13 +148,6 @@ def advertise(provider_id: int):
 # -- listing requests -----------------------------------------------------------------------------
 
 
-def _labels() -> dict[str, dict[str, str]]:
-    from backoffice.services import listing_rules as rules
-
-    return {"levels_of_care": rules.LEVELS_OF_CARE, "services": rules.SERVICES, "populations": rules.POPULATIONS,
-            "payment_accepted": rules.PAYMENT_ACCEPTED, "fields": profile.LABELS}
-
-
 def _people(submission: Submission) -> dict[int, str]:
     """Names of the provider's own people; staff appear as "the research team", never by name or id."""
     ids = {m.author_id for m in submission.messages}
@@ -191,7 +184,7 @@ def _render_request(submission: Submission, forms: dict | None = None, error: st
     return render_template(
         "portal/request.html", submission=submission, provider=submission.provider, forms=forms, error=error,
         timeline=_timeline(submission), people=_people(submission), decision=decision,
-        reason_titles=_reason_titles(decision), labels=_labels(), open_states=OPEN_STATES,
+        reason_titles=_reason_titles(decision), labels=profile.value_labels(), open_states=OPEN_STATES,
         can_withdraw=submission.state in OPEN_STATES | {SubmissionState.DRAFT} and not review.pending_decision(submission),
         diff=profile.diff(submission.provider, submission.proposed or {}) if submission.kind == SubmissionKind.UPDATE else None,
         attestation=(submission.proposed or {}).get(listing_requests.ATTESTATION_KEY),

@@ -28,6 +28,26 @@ LABELS = {
 }
 
 
+# The parts of a location, licence, accreditation or principal, as a page names them.
+PART_LABELS = {
+    "street1": "Street", "street2": "Street (line 2)", "city": "City", "state": "State", "zip": "ZIP code",
+    "county": "County", "latitude": "Latitude", "longitude": "Longitude", "phone": "Phone", "number": "Number",
+    "licence_type": "Type", "issuing_agency": "Issued by", "levels_of_care": "Levels of care",
+    "expires_on": "Expires on", "body": "Body", "accreditation_id": "Accreditation id", "name": "Name",
+    "role": "Role", "npi": "NPI",
+}
+
+
+def value_labels() -> dict[str, dict[str, str]]:
+    """Words for the codes a profile holds, by the field they stand in, and words for the fields and parts."""
+    from backoffice.services import listing_rules as rules
+
+    return {"levels_of_care": rules.LEVELS_OF_CARE, "services": rules.SERVICES, "populations": rules.POPULATIONS,
+            "payment_accepted": rules.PAYMENT_ACCEPTED,
+            "role": {role.value: role.value.replace("_", " ").capitalize() for role in PrincipalRole},
+            "fields": LABELS, "parts": PART_LABELS}
+
+
 def current(provider: Provider) -> dict[str, Any]:
     """The provider's listing as it stands, in the shape a submission proposes."""
     profile: dict[str, Any] = {name: getattr(provider, name) for name in SCALAR_FIELDS}
