@@ -14,7 +14,6 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from backoffice.models import PrincipalRole
 from backoffice.services import listing_rules as rules
 from backoffice.services.listing_requests import Attestation
 from backoffice.vocab import HARM_REDUCTION_SERVICES, US_STATES
@@ -47,7 +46,7 @@ def _pairs(vocabulary: dict[str, str]) -> list[SelectChoice]:
 
 
 STATE_CHOICES = [SelectChoice("", "Choose a state")] + _pairs({code: f"{code} – {name}" for code, name in US_STATES.items()})
-ROLE_CHOICES = [SelectChoice("", "Choose a role")] + _pairs({role.value: role.label.capitalize() for role in PrincipalRole})
+ROLE_CHOICES = [SelectChoice("", "Choose a role")] + _pairs(rules.PRINCIPAL_ROLES)
 
 
 class RowForm(Form):

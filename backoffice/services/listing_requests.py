@@ -81,7 +81,6 @@ _CHILD_REQUIRED = {
     "accreditations": ("body",),
     "principals": ("name", "role"),
 }
-_ROLES = {"medical_director", "clinical_director", "owner", "officer"}
 
 
 def vocabularies(current: dict[str, Any] | None = None) -> dict[str, dict[str, str]]:
@@ -117,7 +116,7 @@ def check_profile(proposed: dict[str, Any], current: dict[str, Any] | None = Non
                 for field, rule in field_rules.items():
                     if item.get(field) not in (None, "", []):
                         rule(item[field])
-                if name == "principals" and item.get("role") not in _ROLES:
+                if name == "principals" and item.get("role") not in rules.PRINCIPAL_ROLES:
                     raise ValueError("Principals: choose a role from the list.")
     except ValueError as error:
         raise DomainError(str(error)) from None

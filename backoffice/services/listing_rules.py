@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from backoffice.models import PrincipalRole
 from backoffice.vocab import HARM_REDUCTION_SERVICES, LEVELS_OF_CARE, SERVICES, US_STATES
 
 POPULATIONS = {
@@ -38,6 +39,8 @@ PAYMENT_ACCEPTED = {
     "sliding_scale": "Sliding fee scale",
     "free": "Free of charge for those who cannot pay",
 }
+
+PRINCIPAL_ROLES = {role.value: role.label.capitalize() for role in PrincipalRole}
 
 CORE_SERVICES = {code: label for code, label in SERVICES.items() if code not in HARM_REDUCTION_SERVICES}
 

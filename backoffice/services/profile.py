@@ -44,7 +44,7 @@ def value_labels() -> dict[str, dict[str, str]]:
 
     return {"levels_of_care": rules.LEVELS_OF_CARE, "services": rules.SERVICES, "populations": rules.POPULATIONS,
             "payment_accepted": rules.PAYMENT_ACCEPTED,
-            "role": {role.value: role.value.replace("_", " ").capitalize() for role in PrincipalRole},
+            "role": rules.PRINCIPAL_ROLES,
             "fields": LABELS, "parts": PART_LABELS}
 
 
