@@ -64,7 +64,12 @@ class ProviderSite:
 
 
 class Stack:
-    def __init__(self, database_url: str, folder: Path):
+    """The served app, worker and beat on one database. `setup` is "journeys" (the criteria and three staff
+    accounts, nothing else: the journeys make the rest through the pages) or "demo" (`flask seed-demo`, as
+    `make run` does on a fresh machine, plus the shipped exclusion lists, with every sweep run at start)."""
+
+    def __init__(self, database_url: str, folder: Path, setup: str = "journeys"):
+        self.setup = setup
         self.folder = folder
         self.database_url = database_url
         self.port = free_port()
@@ -99,6 +104,9 @@ class Stack:
             "OUTBOUND_PER_HOST_INTERVAL_MS": "0",
             "NPPES_API_URL": self.nppes.url(path="/api/"),
         }
+        if setup == "demo":
+            # As on `make run`: every sweep once when the worker starts, so re-checks and screening have run.
+            self.env["SWEEP_ON_WORKER_START"] = "true"
         self.processes: list[tuple[str, subprocess.Popen, Path]] = []
         self.engine = create_engine(database_url)
 
@@ -111,11 +119,15 @@ class Stack:
 
     def start(self) -> None:
         python = sys.executable
-        self.flask("criteria", "publish", str(ROOT / "data" / "criteria" / "catalogue-v1.json"))
-        for email, role in (("researcher@e2e.example", "researcher"), ("lead@e2e.example", "research_lead"),
-                            ("auditor@e2e.example", "auditor")):
-            self.flask("create-staff-user", email, "--name", email.split("@")[0].title(), "--role", role,
-                       "--password", STAFF_PASSWORD)
+        if self.setup == "demo":
+            self.flask("seed-demo")
+            self.flask("import", "leie", str(ROOT / "data" / "public" / "oig_leie_monthly_exclusions_2016-01_to_2023-06.csv"))
+        else:
+            self.flask("criteria", "publish", str(ROOT / "data" / "criteria" / "catalogue-v1.json"))
+            for email, role in (("researcher@e2e.example", "researcher"), ("lead@e2e.example", "research_lead"),
+                                ("auditor@e2e.example", "auditor")):
+                self.flask("create-staff-user", email, "--name", email.split("@")[0].title(), "--role", role,
+                           "--password", STAFF_PASSWORD)
         self._start("web", [python, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
                             "--threads", "4", "--access-logfile", "-", "backoffice:create_app()"])
         self._start("worker", [python, "-m", "celery", "-A", "tasks.worker", "worker", "--pool", "threads",
@@ -186,12 +198,18 @@ class Stack:
             conn.execute(text(sql), params)
 
 
+_CLEARED: set[Path] = set()
+
+
 @pytest.fixture(scope="module")
-def stack(databases, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("e2e")
-    shutil.rmtree(ARTIFACTS, ignore_errors=True)  # this run's screenshots and logs only
+def stack(request, databases, tmp_path_factory):
+    setup = getattr(request.module, "STACK_SETUP", "journeys")
+    folder = tmp_path_factory.mktemp(f"e2e-{setup}")
+    if ARTIFACTS not in _CLEARED:  # this run's screenshots and logs only
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
+        _CLEARED.add(ARTIFACTS)
     url = databases.empty()
-    built = Stack(url, folder)
+    built = Stack(url, folder, setup)
     try:
         built.start()
         yield built
@@ -199,7 +217,7 @@ def stack(databases, tmp_path_factory):
         built.stop()
         for name, _, log in built.processes:
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            (ARTIFACTS / f"{name}.log").write_text(log.read_text())
+            (ARTIFACTS / f"{setup}-{name}.log").write_text(log.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +251,14 @@ class Person:
     def _console(self, message):
         if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
             self.problems.append(f"CSP violation on {self.page.url}: {message.text}")
+        elif message.type == "error" and not self._document_status(message):
+            source = message.location.get("url") or ""
+            self.problems.append(f"console error on {self.page.url}: {message.text}"
+                                 + (f" ({source})" if source and source != self.page.url else ""))
+
+    def _document_status(self, message) -> bool:
+        """Chromium logs a 4xx answer to the page itself as a console error; the caller judges the status."""
+        return message.text.startswith("Failed to load resource") and message.location.get("url") == self.page.url
 
     def check(self) -> None:
         """Fail now if anything injected ran or the page broke its own policy."""
