@@ -177,6 +177,7 @@ def test_the_history_is_paged_by_run_and_the_menu_leads_to_it(client, session, a
     assert [int(r[0]) for r in rows(second)] == list(range(ids[-1] - 1, 0, -1))
     assert "Older runs" not in second
     assert re.search(r'<a[^>]+href="/admin/audit/verifications/"[^>]*>\s*Verification runs', first)
+    assert len(re.findall(r"<h\d[^>]*>\s*Verification runs", first)) == 1  # the heading once, not twice
     assert session.scalar(select(func.count()).select_from(AuditCheckpoint)) == audit.VERIFICATIONS_PAGE_SIZE + 5
 
     researcher = make_account(Role.RESEARCHER)

@@ -175,10 +175,10 @@ class AuditLogView(SecuredView):
 def verification_message(run) -> str:
     """One verification run in words, as the auditor reads it after pressing "verify now"."""
     if run.ok:
-        return (f"Verification #{run.id}: OK, {run.checked} events verified, through event "
+        return (f"Verification #{run.id}: OK, {run.checked:,} events verified, through event "
                 f"{run.checkpoint.head_seq}; a checkpoint was taken there.")
     return (f"Verification #{run.id}: BROKEN at event {run.broken_seq}: {run.problem} "
-            f"({run.checked} events before it verified).")
+            f"({run.checked:,} events before it verified).")
 
 
 class AuditVerificationView(SecuredView):
