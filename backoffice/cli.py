@@ -140,8 +140,9 @@ def audit_verify() -> None:
     result = audit.run_verification(db.session, "system:cli")
     db.session.commit()
     if result.ok:
-        head_seq, head_hash = audit.chain_head(db.session)
-        click.echo(f"OK: {result.checked} events verified; head is event {head_seq} ({head_hash}).")
+        # The head this run verified through (writers may have moved the chain's head on since).
+        head = result.checkpoint
+        click.echo(f"OK: {result.checked} events verified; head is event {head.head_seq} ({head.head_hash}).")
         return
     click.echo(f"BROKEN at event {result.broken_seq}: {result.problem}. "
                f"{result.checked} events before it verified.", err=True)

@@ -7,7 +7,7 @@ from celery import shared_task
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from backoffice.checks.http import OutboundError, client_for
+from backoffice.checks.http import OutboundError, OutboundRefused, client_for
 from backoffice.checks.result import CheckResult
 from backoffice.dispatch import after_commit
 from backoffice.extensions import db
@@ -73,14 +73,28 @@ def run_check(self, provider_id: int, check: str, window: str) -> str:
     try:
         result = rechecks.perform(db.session, kind, subject, sources, started.date())
     except OutboundError as exc:
-        if not exc.transient:
-            raise
         retries = config["CHECK_MAX_RETRIES"]
-        if self.request.retries < retries:
+        if exc.transient and self.request.retries < retries:
             countdown = config["CHECK_RETRY_BACKOFF_SECONDS"] * (2 ** self.request.retries)
             log.info("%s: transient error (%s), retry %s in %s s", key, exc, self.request.retries + 1, countdown)
             raise self.retry(exc=exc, countdown=countdown, max_retries=retries)
-        result = CheckResult.error(f"Could not complete after {retries} retries: {exc}", {"error": exc.kind})
+        result = rechecks.unreachable(kind, exc, retries if exc.transient else 0)
+    except OutboundRefused as exc:
+        result = rechecks.unreachable(kind, exc)
+    except Exception as exc:  # noqa: BLE001 - whatever a check does, its run is recorded
+        log.exception("%s: the check failed unexpectedly; recording an error run", key)
+        db.session.rollback()
+        result = rechecks.failed_unexpectedly(kind, exc)
+    try:
+        return _record(config, provider_id, kind, key, result, started)
+    except Exception as exc:  # noqa: BLE001 - a result that cannot be stored still leaves a run
+        log.exception("%s: the %s result could not be recorded; recording an error run", key, result.outcome.value)
+        db.session.rollback()
+        return _record(config, provider_id, kind, key, rechecks.failed_unexpectedly(kind, exc), started)
+
+
+def _record(config, provider_id: int, kind: CheckKind, key: str, result: CheckResult, started) -> str:
+    """Record the run and commit; a second delivery that got there first leaves it as it is."""
     try:
         rechecks.record(db.session, f"system:recheck-{kind.value}", provider_id, kind, key, result, started,
                         auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"], cadence_days=config["RECHECK_INTERVAL_DAYS"])

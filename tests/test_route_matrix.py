@@ -96,8 +96,9 @@ PUBLIC_ENDPOINTS = {
     "account.confirm", "account.resend_confirmation", "account.reset_request", "account.reset",
     "api.listings_feed", "api.verification_receipt", "api.openapi", "static", "admin.static",
 }
-# An auditor's writes: the record of their own export, and their own password and recovery codes.
-AUDITOR_WRITES = {"audit.export", "auth.security"}
+# An auditor's writes: the record of their own export and of a verification of the chain they run, and their
+# own password and recovery codes.
+AUDITOR_WRITES = {"audit.export", "audit.verify", "auth.security"}
 
 
 def test_only_sign_in_pages_the_feed_and_static_files_are_public(app):

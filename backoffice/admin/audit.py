@@ -1,9 +1,10 @@
-"""The auditor's workspace: audit log search, event detail, provider history, export and chain status."""
+"""The auditor's workspace: audit log search, event detail, provider history, export, chain status and the
+history of every verification run."""
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
 
-from flask import Response, abort, request, stream_with_context
+from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -25,6 +26,27 @@ def _seq_arg(name: str) -> int | None:
     """A sequence number from the query string; anything that is not one is ignored."""
     value = request.args.get(name, type=int)
     return value if value is not None and 0 < value < 2**63 else None
+
+
+# The jobs that verify the chain, as an auditor would name them.
+VERIFYING_JOBS = {
+    "system:audit-verification": "the daily verification job",
+    "system:cli": "the command line (flask audit verify)",
+}
+
+
+def runner_names(labels: set[str]) -> dict[str, str]:
+    """Who ran each verification: a person's name and e-mail, or the job in words."""
+    names = history.actor_names(db.session, labels)
+    return {label: VERIFYING_JOBS.get(label, names[label]) for label in labels}
+
+
+def chain_status() -> dict:
+    """The chain card on the dashboard and the audit pages: the last run and who ran it, the checkpoint, the head."""
+    verification = audit.latest_verification(db.session)
+    return {"verification": verification, "checkpoint": audit.latest_checkpoint(db.session),
+            "head": audit.chain_head(db.session),
+            "run_by": runner_names({verification.run_by})[verification.run_by] if verification else None}
 
 
 class LogSearchForm(FlaskForm):
@@ -86,11 +108,7 @@ class AuditLogView(SecuredView):
         names = history.actor_names(db.session, {e.actor for e in page.events})
         args = {k: v for k, v in request.args.items() if k != "before"}
         return self.render("admin/audit/log.html", form=form, page=page, names=names, args=args,
-                           export_form=ExportForm(formdata=None), status=self._status()), 200 if query else 400
-
-    def _status(self):
-        return {"verification": audit.latest_verification(db.session), "checkpoint": audit.latest_checkpoint(db.session),
-                "head": audit.chain_head(db.session)}
+                           export_form=ExportForm(formdata=None), status=chain_status()), 200 if query else 400
 
     @expose("/event/<int:seq>")
     def event(self, seq: int):
@@ -112,14 +130,21 @@ class AuditLogView(SecuredView):
         timeline = history.provider_timeline(db.session, provider.id, _seq_arg("before"))
         names = history.actor_names(db.session, {i.event.actor for i in timeline.items if i.event})
         return self.render("admin/audit/provider.html", provider=provider, timeline=timeline, names=names,
-                           basis=history.verification_basis(db.session, provider), status=self._status(),
+                           basis=history.verification_basis(db.session, provider), status=chain_status(),
                            export_form=ExportForm(formdata=None, provider_id=provider.id))
 
-    @expose("/verify")
+    @expose("/verify", methods=["GET", "POST"])
     def verify(self):
-        """Verify the whole chain now and show the result; nothing is stored (the daily run stores its own)."""
-        return self.render("admin/audit/verify.html", report=audit.verify_chain(db.session),
-                           head=audit.chain_head(db.session), status=self._status())
+        """Verify the whole chain now: the run is kept, with who ran it, like the daily one."""
+        form = FlaskForm()
+        if request.method == "POST":
+            if not form.validate_on_submit():
+                abort(400)
+            run = audit.run_verification(db.session, current_user)
+            db.session.commit()
+            flash(verification_message(run), "success" if run.ok else "error")
+            return redirect(url_for("audit_verifications.index"))
+        return self.render("admin/audit/verify.html", form=form, status=chain_status())
 
     @expose("/export", methods=["POST"])
     def export(self):
@@ -145,3 +170,27 @@ class AuditLogView(SecuredView):
         mimetype = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
         return Response(stream_with_context(lines), mimetype=mimetype,
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def verification_message(run) -> str:
+    """One verification run in words, as the auditor reads it after pressing "verify now"."""
+    if run.ok:
+        return (f"Verification #{run.id}: OK, {run.checked:,} events verified, through event "
+                f"{run.checkpoint.head_seq}; a checkpoint was taken there.")
+    return (f"Verification #{run.id}: BROKEN at event {run.broken_seq}: {run.problem} "
+            f"({run.checked:,} events before it verified).")
+
+
+class AuditVerificationView(SecuredView):
+    """Every verification run of the chain, newest first: the daily job's, the command line's, the auditors'."""
+
+    allowed_roles = frozenset({Role.AUDITOR})
+
+    @expose("/")
+    def index(self):
+        before = request.args.get("before", type=int)
+        page = audit.verification_runs(db.session, before if before and 0 < before < 2**31 else None)
+        return self.render("admin/audit/verifications.html", page=page,
+                           names=runner_names({run.run_by for run in page.runs}),
+                           existing=audit.existing_seqs(db.session, {r.broken_seq for r in page.runs if r.broken_seq}),
+                           form=FlaskForm(), status=chain_status())

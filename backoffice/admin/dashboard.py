@@ -6,6 +6,7 @@ from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
+from backoffice.admin.audit import chain_status
 from backoffice.admin.base import SecuredIndexView, only
 from backoffice.dispatch import after_commit
 from backoffice.extensions import db
@@ -24,14 +25,9 @@ class DashboardView(SecuredIndexView):
             figures=dashboard.figures(db.session, utcnow()) if research_view else None,
             staff=accounts.staff_counts(db.session) if current_user.has_role(Role.ADMIN) else None,
             can_run_sweeps=current_user.has_role(Role.RESEARCH_LEAD),
-            chain=self._chain_status() if current_user.has_role(Role.AUDITOR) else None,
+            chain=chain_status() if current_user.has_role(Role.AUDITOR) else None,
             sweep_form=FlaskForm(),
         )
-
-    @staticmethod
-    def _chain_status() -> dict:
-        return {"verification": audit.latest_verification(db.session),
-                "checkpoint": audit.latest_checkpoint(db.session), "head": audit.chain_head(db.session)}
 
     @expose("/sweeps/verification-expiry", methods=["POST"])
     @only(Role.RESEARCH_LEAD)

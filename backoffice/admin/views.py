@@ -103,7 +103,7 @@ class AccountView(SecuredModelView):
 
 
 def build_views(db) -> list:
-    from backoffice.admin.audit import AuditLogView
+    from backoffice.admin.audit import AuditLogView, AuditVerificationView
     from backoffice.admin.review import CatalogueView, ReviewView
     from backoffice.admin.staff import StaffView
 
@@ -116,6 +116,8 @@ def build_views(db) -> list:
         FindingView(Finding, db, name="Findings", endpoint="findings", category="Re-checks"),
         CheckRunView(CheckRun, db, name="Check runs", endpoint="check_runs", category="Re-checks"),
         AuditLogView(name="Audit log", endpoint="audit", url="/admin/audit", category="Audit"),
+        AuditVerificationView(name="Verification runs", endpoint="audit_verifications",
+                              url="/admin/audit/verifications", category="Audit"),
         StaffView(name="Staff and roles", endpoint="staff", url="/admin/staff", category="Administration"),
         AccountView(Account, db, name="All accounts", endpoint="accounts", category="Administration"),
         *findings_views(),

@@ -44,6 +44,11 @@ class OutboundError(Exception):
         self.detail = detail
         self.transient = transient
 
+    def __reduce__(self):
+        # Rebuilt from its own arguments: the default (the message alone) cannot call this __init__, and a
+        # task that raised it would reach Celery as an UnpickleableExceptionWrapper.
+        return type(self), (self.kind, self.detail, self.transient)
+
 
 @dataclass
 class Hop:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, UTCDateTime
 
@@ -64,7 +64,8 @@ class AuditCheckpoint(Base):
 
 
 class AuditVerification(Base):
-    """One full verification of the chain: when, how many events, and the first broken one if any."""
+    """One full verification of the chain: when, by whom, how many events, the first broken one if any, and the
+    checkpoint it took when the chain verified. Append-only: every run is kept for the auditors' history."""
 
     __tablename__ = "audit_verification"
 
@@ -76,3 +77,6 @@ class AuditVerification(Base):
     broken_seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     problem: Mapped[str | None] = mapped_column(Text)
     run_by: Mapped[str] = mapped_column(String(100))
+    checkpoint_id: Mapped[int | None] = mapped_column(ForeignKey("audit_checkpoint.id"))
+
+    checkpoint: Mapped[AuditCheckpoint | None] = relationship(lazy="joined")

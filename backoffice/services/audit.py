@@ -8,13 +8,13 @@ from datetime import date, datetime, timezone
 from enum import Enum
 from typing import Any, Iterable, Iterator
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from backoffice import auditverify, txn
 from backoffice.auditverify import HASHED_FIELDS, compute_hash  # one hash for the database check and exports
 from backoffice.models import (
-    Account, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification, utcnow,
+    GENESIS_HASH, Account, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification, utcnow,
 )
 
 
@@ -189,36 +189,99 @@ def chain_head(session: Session) -> tuple[int, str]:
     return row.head_seq, row.head_hash
 
 
-def checkpoint_records(session: Session) -> Iterator[dict[str, Any]]:
-    for cp in session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)):
+@dataclass(frozen=True)
+class ChainBounds:
+    """What one reading of the chain covers: the checkpoints up to `checkpoint_id`, the events up to the head."""
+
+    checkpoint_id: int
+    head_seq: int
+    head_hash: str
+
+
+def chain_bounds(session: Session) -> ChainBounds:
+    """The newest checkpoint, then the head, read in that order (see verify_chain for why); every reader of
+    the whole chain (verification, exports) bounds what it reads by them, so writers running meanwhile
+    change nothing it sees."""
+    checkpoint_id = session.scalar(select(func.max(AuditCheckpoint.id))) or 0
+    head_seq, head_hash = chain_head(session)
+    return ChainBounds(checkpoint_id, head_seq, head_hash)
+
+
+def checkpoint_records(session: Session, through_id: int | None = None) -> Iterator[dict[str, Any]]:
+    query = select(AuditCheckpoint).order_by(AuditCheckpoint.id)
+    if through_id is not None:
+        query = query.where(AuditCheckpoint.id <= through_id)
+    for cp in session.scalars(query):
         yield {"record": "checkpoint", "seq": cp.head_seq, "hash": cp.head_hash, "taken_at": jsonable(cp.taken_at)}
 
 
 def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
     """Walk the stored chain from the first event, checking every checkpoint on the way, and check it
-    ends at the head the chain records; the same check the offline script makes on an export."""
+    ends at the head the chain records; the same check the offline script makes on an export.
+
+    Writers keep appending while this runs, and each statement may see newer commits than the one before
+    (SQLite outside a write, PostgreSQL's READ COMMITTED), so everything is bounded by what was read first:
+    the newest checkpoint, then the head, then the events up to that head and the checkpoints up to that
+    one. An event at or below a head that is visible is always visible too (both commit together), and a
+    checkpoint that existed before the head was read holds a head no later than it, as heads only move
+    forward. Events appended meanwhile, and checkpoints a concurrent verification adds, are simply not part
+    of this run; a head rewound over deleted events is still caught by the checkpoints taken before.
+    """
     try:
-        head_seq, head_hash = chain_head(session)
+        bounds = chain_bounds(session)
     except ChainLockMissing as exc:
         return ChainReport(False, 0, None, str(exc))
     header = {"record": "export", "contiguous": True, "through_head": True,
-              "head_seq": head_seq, "head_hash": head_hash}
-    records = itertools.chain([header], checkpoint_records(session), iter_event_rows(session, batch_size))
+              "head_seq": bounds.head_seq, "head_hash": bounds.head_hash}
+    records = itertools.chain([header], checkpoint_records(session, bounds.checkpoint_id),
+                              iter_event_rows(session, batch_size, to_seq=bounds.head_seq))
     return auditverify.verify_records(records)
 
 
-def run_verification(session: Session, run_by: str) -> AuditVerification:
-    """Verify the whole chain, keep the result, and take a checkpoint of the head if it verified."""
+def run_verification(session: Session, run_by: Actor, batch_size: int = 20_000) -> AuditVerification:
+    """Verify the whole chain, keep the run (who ran it, what it found) and, if it verified, a checkpoint of
+    the head it verified through."""
     started = utcnow()
-    head_seq, head_hash = chain_head(session)
-    report = verify_chain(session)
-    result = AuditVerification(started_at=started, finished_at=utcnow(), checked=report.checked, ok=report.ok,
-                               broken_seq=report.first_bad_seq, problem=report.problem, run_by=run_by)
-    session.add(result)
+    report = verify_chain(session, batch_size)
+    checkpoint = None
     if report.ok:
-        session.add(AuditCheckpoint(taken_at=utcnow(), head_seq=head_seq, head_hash=head_hash))
+        checkpoint = AuditCheckpoint(taken_at=utcnow(), head_seq=report.last_seq or 0,
+                                     head_hash=report.last_hash or GENESIS_HASH)
+        session.add(checkpoint)
+    result = AuditVerification(started_at=started, finished_at=utcnow(), checked=report.checked, ok=report.ok,
+                               broken_seq=report.first_bad_seq, problem=report.problem, run_by=actor_label(run_by),
+                               checkpoint=checkpoint)
+    session.add(result)
     session.flush()
     return result
+
+
+VERIFICATIONS_PAGE_SIZE = 50
+
+
+@dataclass
+class VerificationPage:
+    runs: list[AuditVerification]
+    next_before: int | None = None
+
+
+def verification_runs(session: Session, before_id: int | None = None,
+                      limit: int = VERIFICATIONS_PAGE_SIZE) -> VerificationPage:
+    """Every verification run, newest first, a page at a time by id (the primary key serves it at any depth)."""
+    query = select(AuditVerification).order_by(AuditVerification.id.desc()).limit(limit + 1)
+    if before_id is not None:
+        query = query.where(AuditVerification.id < before_id)
+    runs = list(session.scalars(query))
+    more = len(runs) > limit
+    runs = runs[:limit]
+    return VerificationPage(runs, runs[-1].id if more else None)
+
+
+def existing_seqs(session: Session, seqs: set[int]) -> set[int]:
+    """Which of these events are stored (a broken run may name one that was deleted)."""
+    if not seqs:
+        return set()
+    return set(session.scalars(select(AuditEvent.seq).where(AuditEvent.seq.in_(seqs))))
 
 
 def latest_verification(session: Session) -> AuditVerification | None:

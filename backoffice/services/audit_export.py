@@ -49,7 +49,8 @@ def seq_range_for_dates(session: Session, start: datetime | None, end: datetime 
 
 
 def records(session: Session, selection: ExportRange, exported_by: str) -> Iterator[dict]:
-    head_seq, head_hash = audit.chain_head(session)
+    bounds = audit.chain_bounds(session)  # appends and verifications meanwhile stay out of the export
+    head_seq, head_hash = bounds.head_seq, bounds.head_hash
     through_head = selection.contiguous and selection.from_seq <= 1 and (
         selection.to_seq is None or selection.to_seq >= head_seq)
     yield {
@@ -57,7 +58,7 @@ def records(session: Session, selection: ExportRange, exported_by: str) -> Itera
         "head_seq": head_seq, "head_hash": head_hash, "filters": selection.describe(),
         "exported_at": audit.jsonable(utcnow()), "exported_by": exported_by,
     }
-    yield from audit.checkpoint_records(session)
+    yield from audit.checkpoint_records(session, bounds.checkpoint_id)
     to_seq = head_seq if selection.to_seq is None else min(selection.to_seq, head_seq)
     yield from audit.iter_event_rows(session, 5_000, from_seq=selection.from_seq, to_seq=to_seq,
                                      provider_id=selection.provider_id)

@@ -9,6 +9,10 @@ class DomainError(Exception):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self):
+        # The keyword-only `field` travels as state, so the error survives pickling (a task boundary).
+        return type(self), self.args, self.__dict__
+
 
 class NotAllowed(DomainError):
     """The actor may not do this."""

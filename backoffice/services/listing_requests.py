@@ -31,6 +31,9 @@ class IncompleteRequest(DomainError):
         super().__init__("Complete the highlighted fields before you submit.")
         self.missing = missing
 
+    def __reduce__(self):
+        return type(self), (self.missing,), self.__dict__
+
 
 @dataclass(frozen=True)
 class Attestation:

@@ -13,7 +13,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from backoffice.checks import nppes, website
-from backoffice.checks.http import GuardedClient
+from backoffice.checks.http import GuardedClient, OutboundError, OutboundRefused
 from backoffice.checks.result import CheckResult, FindingSpec
 from backoffice.models import (
     CheckKind, CheckOutcome, CheckRun, FindingSeverity, ListingStatus, Provider, utcnow,
@@ -21,6 +21,21 @@ from backoffice.models import (
 from backoffice.services import audit, findings, screening, verification
 
 NETWORK_CHECKS = (CheckKind.WEBSITE, CheckKind.NPI, CheckKind.EXCLUSION)
+# How a run's summary names the check and the source it asks.
+CHECK_NAMES = {CheckKind.WEBSITE: "website", CheckKind.NPI: "NPI", CheckKind.EXCLUSION: "exclusion screening"}
+SOURCE_NAMES = {CheckKind.WEBSITE: "The website", CheckKind.NPI: "The NPI Registry",
+                CheckKind.EXCLUSION: "The exclusion lists"}
+# What each kind of network failure means, in words.
+FAILURE_WORDS = {
+    "dns": "its address could not be found",
+    "connection_refused": "it refused the connection",
+    "timeout": "it did not answer in time",
+    "tls_certificate": "its HTTPS certificate is not valid",
+    "tls": "the HTTPS connection failed",
+    "http_status": "it answered with an error",
+    "rate_limited": "it was asked too often",
+    "network": "the connection failed",
+}
 
 
 def run_key(provider_id: int, check: CheckKind, window: str) -> str:
@@ -107,8 +122,35 @@ class Sources:
     nppes_url: str
 
 
+def unreachable(check: CheckKind, exc: OutboundError | OutboundRefused, retries: int = 0) -> CheckResult:
+    """An error run for a source that could not be asked: which source, why in words, and the detail.
+
+    A source we depend on being down says nothing about the provider, so the run is inconclusive and
+    raises no finding.
+    """
+    source = SOURCE_NAMES.get(check, f"The {check.label} source")
+    if isinstance(exc, OutboundRefused):
+        reason = f"{source} was not asked: the outbound guard refused the request ({exc})"
+        evidence = {"error": "refused", "detail": str(exc)}
+    else:
+        words = FAILURE_WORDS.get(exc.kind, "the request failed")
+        reason = f"{source} could not be reached, {words}: {exc.detail}"
+        evidence = {"error": exc.kind, "detail": exc.detail, "transient": exc.transient}
+    summary = f"Could not complete after {retries} retries: {reason}" if retries else reason
+    return CheckResult.error(summary, {**evidence, "reason": reason, "retries": retries})
+
+
+def failed_unexpectedly(check: CheckKind, exc: BaseException) -> CheckResult:
+    """An error run for an exception no check foresaw; the task logs its traceback."""
+    name = CHECK_NAMES.get(check, check.label)
+    reason = f"{exc.__class__.__name__}: {exc}"
+    return CheckResult.error(f"The {name} check failed unexpectedly: {reason}",
+                             {"error": "unexpected", "exception": exc.__class__.__name__, "reason": reason})
+
+
 def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources: Sources, today: date) -> CheckResult:
-    """Run one check. Transient network errors (OutboundError with .transient) propagate for a retry."""
+    """Run one check. Transient network errors (OutboundError with .transient) propagate for a retry; a
+    source that cannot be asked for any other reason gives an error run."""
     if check == CheckKind.WEBSITE:
         return website.check(sources.http, subject.website, subject.names)
     if check == CheckKind.NPI:
@@ -118,7 +160,14 @@ def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources:
         try:
             answer = nppes.NppesClient(sources.http, sources.nppes_url).lookup(subject.npi)
         except nppes.NppesFormatError as exc:
-            return CheckResult.error(f"NPPES answer not understood: {exc}")
+            reason = f"NPPES answer not understood: {exc}"
+            return CheckResult.error(reason, {"error": "format", "reason": reason})
+        except OutboundRefused as exc:
+            return unreachable(check, exc)
+        except OutboundError as exc:
+            if exc.transient:
+                raise
+            return unreachable(check, exc)
         return nppes.compare(nppes.ProviderFacts(subject.npi, subject.names, subject.locations), answer)
     if check == CheckKind.EXCLUSION:
         parties = screening.parties(subject.legal_name, subject.public_name, subject.npi, subject.principals)
