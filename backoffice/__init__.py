@@ -85,10 +85,12 @@ def register_blueprints(app: Flask) -> None:
     from backoffice.admin import init_admin
     from backoffice.auth.account_views import bp as account_bp
     from backoffice.auth.views import bp as auth_bp
+    from backoffice.portal.public import bp as public_bp
     from backoffice.portal.views import bp as portal_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(public_bp)
     app.register_blueprint(portal_bp, url_prefix="/portal")
     from backoffice.api.views import bp as api_bp
 

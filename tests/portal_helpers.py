@@ -101,6 +101,9 @@ def reload(session, submission: Submission) -> Submission:
 
 
 VOID_ELEMENTS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
+# Elements that flow within a line: a browser puts no space around them.
+INLINE_ELEMENTS = frozenset({"a", "abbr", "b", "code", "em", "i", "kbd", "label", "mark", "q", "s", "small", "span",
+                             "strong", "sub", "sup", "time", "u"})
 
 
 class _Section(HTMLParser):
@@ -110,43 +113,39 @@ class _Section(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.element_id, self.depth, self.found = element_id, 0, False
         self.chunks: list[str] = []
-        self.terms: list[tuple[str, list[str]]] = []
+        self.terms: list[list[str]] = []  # [term, shown beside it]
         self._in: str | None = None
 
-    def handle_starttag(self, tag, attrs):
-        if self.depth == 0 and not self.found and dict(attrs).get("id") == self.element_id:
-            self.found = True
-            self.depth = 1
-            return
-        if self.depth and tag not in VOID_ELEMENTS:
-            self.depth += 1
-            if tag in ("dt", "dd"):
-                self._in = tag
-                if tag == "dt":
-                    self.terms.append(("", []))
-        if self.depth:
-            self.chunks.append(" ")
+    def _emit(self, text: str) -> None:
+        self.chunks.append(text)
+        if self._in and self.terms:
+            self.terms[-1][0 if self._in == "dt" else 1] += text
 
-    def handle_startendtag(self, tag, attrs):
-        if self.depth:
-            self.chunks.append(" ")
+    def handle_starttag(self, tag, attrs):
+        if self.depth == 0:
+            if not self.found and dict(attrs).get("id") == self.element_id:
+                self.found, self.depth = True, 1
+            return
+        if tag in ("dt", "dd"):
+            if tag == "dt":
+                self.terms.append(["", ""])
+            self._in = tag
+        if tag not in VOID_ELEMENTS:
+            self.depth += 1
+        if tag not in INLINE_ELEMENTS:
+            self._emit(" ")
 
     def handle_endtag(self, tag):
         if self.depth and tag not in VOID_ELEMENTS:
             self.depth -= 1
-            self.chunks.append(" ")
+            if tag not in INLINE_ELEMENTS:
+                self._emit(" ")
             if tag in ("dt", "dd"):
                 self._in = None
 
     def handle_data(self, data):
-        if not self.depth:
-            return
-        self.chunks.append(data)
-        if self._in == "dt" and self.terms:
-            term, values = self.terms[-1]
-            self.terms[-1] = (term + data, values)
-        elif self._in == "dd" and self.terms:
-            self.terms[-1][1].append(data)
+        if self.depth:
+            self._emit(data)
 
 
 def _collapse(text: str) -> str:
@@ -167,4 +166,4 @@ def section_text(page: str, element_id: str) -> str:
 
 def definitions(page: str, element_id: str) -> dict[str, str]:
     """Each term of the definition lists inside the element with that id, and the text shown beside it."""
-    return {_collapse(term): _collapse(" ".join(values)) for term, values in _parse(page, element_id).terms}
+    return {_collapse(term): _collapse(shown) for term, shown in _parse(page, element_id).terms}

@@ -13,13 +13,13 @@ from sqlalchemy.orm import selectinload
 from backoffice.auth.access import roles_required
 from backoffice.extensions import db
 from backoffice.models import (
-    OPEN_STATES, Account, Criterion, Document, OrganisationMember, Provider, Role, Submission,
+    OPEN_STATES, Account, Document, OrganisationMember, Provider, Role, Submission,
     SubmissionKind, SubmissionState,
 )
 from backoffice.portal.forms import (
     ActionForm, AnswerForm, ListingForm, OrganisationForm, UploadForm, WithdrawForm,
 )
-from backoffice.services import advertising, documents, listing_requests, profile, review
+from backoffice.services import advertising, criteria, documents, listing_requests, profile, review
 from backoffice.services.errors import DomainError
 from backoffice.services.listing_requests import IncompleteRequest
 
@@ -165,14 +165,6 @@ def _timeline(submission: Submission) -> list[dict]:
             for step in submission.transitions]
 
 
-def _reason_titles(decision) -> dict[str, str]:
-    if decision is None or not decision.reason_codes:
-        return {}
-    rows = db.session.execute(select(Criterion.code, Criterion.title).where(
-        Criterion.catalogue_id == decision.catalogue_id, Criterion.code.in_(decision.reason_codes))).all()
-    return dict(rows)
-
-
 def _render_request(submission: Submission, forms: dict | None = None, error: str | None = None,
                     status: int = 200):
     forms = forms or {}
@@ -184,7 +176,8 @@ def _render_request(submission: Submission, forms: dict | None = None, error: st
     return render_template(
         "portal/request.html", submission=submission, provider=submission.provider, forms=forms, error=error,
         timeline=_timeline(submission), people=_people(submission), decision=decision,
-        reason_titles=_reason_titles(decision), labels=profile.value_labels(), open_states=OPEN_STATES,
+        reason_titles=criteria.titles(db.session, decision.catalogue_id, decision.reason_codes) if decision else {},
+        labels=profile.value_labels(), open_states=OPEN_STATES,
         can_withdraw=submission.state in OPEN_STATES | {SubmissionState.DRAFT} and not review.pending_decision(submission),
         diff=profile.diff(submission.provider, submission.proposed or {}) if submission.kind == SubmissionKind.UPDATE else None,
         attestation=(submission.proposed or {}).get(listing_requests.ATTESTATION_KEY),
