@@ -183,20 +183,22 @@ def test_withdraw_an_open_request(client, session, make_account):
     submission = reload(session, draft)
     assert submission.state == SubmissionState.SUBMITTED
     response = client.post(f"/portal/requests/{draft.id}/withdraw",
-                           data={"version": submission.row_version, "reason": "We merged with another centre."})
+                           data={"version": submission.row_version, "reason": "We merged with another centre.",
+                                 "confirm": "y"})
     assert response.status_code == 302
     submission = reload(session, draft)
     assert submission.state == SubmissionState.WITHDRAWN
     page = client.get(f"/portal/requests/{draft.id}").get_data(as_text=True)
-    assert "withdrawn" in page and 'id="withdraw-form"' not in page
-    again = client.post(f"/portal/requests/{draft.id}/withdraw", data={"version": submission.row_version})
+    assert "withdrawn" in page and 'id="withdraw-link"' not in page
+    again = client.post(f"/portal/requests/{draft.id}/withdraw", data={"version": submission.row_version,
+                                                                        "confirm": "y"})
     assert again.status_code == 400 and "already withdrawn" in again.get_data(as_text=True)
 
 
 def test_a_stale_withdraw_is_a_conflict_and_changes_nothing(client, session, make_account):
     account, provider, draft = provider_with_draft(session, make_account, client)
     client.post(f"/portal/requests/{draft.id}/edit", data=submit_data())
-    response = client.post(f"/portal/requests/{draft.id}/withdraw", data={"version": 1})
+    response = client.post(f"/portal/requests/{draft.id}/withdraw", data={"version": 1, "confirm": "y"})
     assert response.status_code == 400 and "Someone else changed this request" in response.get_data(as_text=True)
     assert reload(session, draft).state == SubmissionState.SUBMITTED
 
@@ -241,7 +243,8 @@ def test_apply_to_advertise_only_when_verified(client, session, make_account):
     again = client.get(f"/portal/organisations/{provider.id}/advertise").get_data(as_text=True)
     assert f"Your application #{application.id} is waiting" in again
 
-    client.post(f"/portal/requests/{application.id}/withdraw", data={"version": application.row_version})
+    client.post(f"/portal/requests/{application.id}/withdraw", data={"version": application.row_version,
+                                                                      "confirm": "y"})
     session.expire_all()
     assert session.get(Provider, provider.id).advertising_status == AdvertisingStatus.NONE
 
