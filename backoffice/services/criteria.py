@@ -8,6 +8,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backoffice.jsonerrors import where_it_breaks
 from backoffice.models import CriteriaCatalogue, Criterion
 from backoffice.services import audit
 from backoffice.services.errors import DomainError
@@ -82,4 +83,4 @@ def load_definition(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DomainError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise DomainError(f"{path.name} is not valid JSON: {where_it_breaks(exc)}") from None
