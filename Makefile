@@ -43,7 +43,7 @@ test: install
 e2e: install
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
-## Benchmarks (DESIGN.md section 7): builds the scale dataset, runs every benchmark, writes benchmarks/RESULTS.md.
+## Benchmarks (docs/DESIGN.md section 7): builds the scale dataset, runs every benchmark, writes benchmarks/RESULTS.md.
 ## SQLite by default, PostgreSQL when DATABASE_URL is set (in a database of its own); SIZE=full for 100k providers.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python -m benchmarks.run --size $(SIZE)

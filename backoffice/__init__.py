@@ -7,11 +7,14 @@ import secrets
 import time
 import uuid
 
+import click
 from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask.cli import ScriptInfo
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import config
+from backoffice import startup
 from werkzeug.routing import IntegerConverter
 
 MAX_ID = 2**31 - 1
@@ -22,6 +25,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     app = Flask(__name__, instance_path=str(config.INSTANCE))
     app.config.update(config.load(config_name, overrides))
     configure_logging(app)
+    startup.refuse(startup.url_problem(app.config["SQLALCHEMY_DATABASE_URI"]))
     register_extensions(app)
     register_blueprints(app)
     register_rate_limits(app)
@@ -31,7 +35,17 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     from tasks.celery_app import init_celery
 
     init_celery(app)
+    if loaded_by_flask_command():
+        # Every flask command but a few works on the database: say at once when it cannot be reached.
+        startup.require_database(app)
     return app
+
+
+def loaded_by_flask_command() -> bool:
+    """Whether the `flask` command line is loading the app for one of its commands (not a test runner, which
+    hands it an app already built, nor Celery's command line, whose entry point checks for itself)."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.find_object(ScriptInfo) is not None
 
 
 def configure_logging(app: Flask) -> None:
@@ -85,10 +99,12 @@ def register_blueprints(app: Flask) -> None:
     from backoffice.admin import init_admin
     from backoffice.auth.account_views import bp as account_bp
     from backoffice.auth.views import bp as auth_bp
+    from backoffice.portal.public import bp as public_bp
     from backoffice.portal.views import bp as portal_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(public_bp)
     app.register_blueprint(portal_bp, url_prefix="/portal")
     from backoffice.api.views import bp as api_bp
 

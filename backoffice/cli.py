@@ -14,6 +14,9 @@ from backoffice.models import Role
 from backoffice.services import accounts, audit, criteria, imports
 from backoffice.services.errors import DomainError
 
+# The command a new user copies from the seed output, README and `make run`: it works without FLASK_APP.
+DEMO_CODE_COMMAND = ".venv/bin/flask --app backoffice demo-code EMAIL"
+
 
 def register(app: Flask) -> None:
     app.cli.add_command(create_staff_user)
@@ -61,6 +64,9 @@ def import_findtreatment(path: Path, partial: bool) -> None:
         click.echo(f"rejected {problem}", err=True)
     for note in summary.duplicates:
         click.echo(f"duplicate {note}", err=True)
+    if summary.rejected and not records:
+        click.echo(f"{path.name}: all {len(summary.rejected)} rows rejected, so nothing was imported.", err=True)
+        sys.exit(1)
     if summary.rejected and not partial:
         click.echo(
             f"{path.name}: {len(summary.rejected)} rows rejected, so nothing was imported. "
@@ -74,8 +80,6 @@ def import_findtreatment(path: Path, partial: bool) -> None:
         f"{summary.unchanged} unchanged, {len(summary.duplicates)} duplicates skipped, "
         f"{len(summary.rejected)} rejected."
     )
-    if summary.rejected:
-        sys.exit(1)
 
 
 def _import_exclusions(path: Path, expect: set[str], file_date) -> None:
@@ -223,7 +227,7 @@ def seed_demo(if_empty: bool) -> None:
                f"(password {password!r}):")
     for account in demo.DEMO_ACCOUNTS:
         click.echo(f"  {account.role.value:<14} {account.email}")
-    click.echo("Staff sign in with a second factor: `flask demo-code EMAIL` prints the current code.")
+    click.echo(f"Staff sign in with a second factor: `{DEMO_CODE_COMMAND}` prints the current code.")
 
 
 @click.command("demo-code")

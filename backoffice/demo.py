@@ -55,7 +55,7 @@ def seed(session: Session, password: str) -> dict[str, int]:
     for person in people.values():
         if person.is_staff:
             # Demo staff come with an authenticator already set up, so the demo opens without a phone:
-            # `flask demo-code EMAIL` prints the current code (never in production).
+            # `.venv/bin/flask --app backoffice demo-code EMAIL` prints the current code (never in production).
             person.totp_secret = mfa.new_secret()
             person.totp_enabled_at = utcnow()
     catalogue = criteria.publish(session, ACTOR, criteria.load_definition(DATA / "criteria" / "catalogue-v1.json"))

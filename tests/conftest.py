@@ -21,6 +21,7 @@ from backoffice.models import (
     Account, Location, Provider, Role, utcnow,
 )
 from backoffice.services import accounts, mfa
+from tests.template_helpers import refuse_shadowed_context
 
 PASSWORD = "correct horse battery staple"
 ADMIN_URL = settings.normalise_database_url(os.environ.get("DATABASE_URL", ""))
@@ -139,6 +140,7 @@ def make_app(database_url, tmp_path):
     def build(**extra):
         app = create_app("testing", {**app_overrides(database_url, tmp_path), **extra})
         app.test_client_class = RequestIsolatedClient
+        refuse_shadowed_context(app)
         built.append(app)
         return app
 

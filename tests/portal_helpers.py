@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import re
 from datetime import date, timedelta
+from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
-from backoffice.models import Notification, Role, Submission
-from backoffice.services import listing_requests
+from backoffice.models import DecisionOutcome, Notification, Provider, Role, Submission
+from backoffice.services import listing_requests, review
 from tests.conftest import login
+from tests.review_helpers import POLICY, assess_all, in_review, publish_catalogue
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 32
@@ -62,6 +64,22 @@ def provider_with_draft(session, make_account, client=None, legal_name="Harbor R
     return account, draft.provider, draft
 
 
+def listed_and_verified(session, make_account, client, **form):
+    """A provider account whose organisation was listed through the portal (every field filled unless `form`
+    overrides some) and approved by a researcher; signs in `client`. Returns the account and the provider."""
+    publish_catalogue(session)
+    account, provider, draft = provider_with_draft(session, make_account, client)
+    submitted = client.post(f"/portal/requests/{draft.id}/edit", data=submit_data(**form))
+    assert submitted.status_code == 302, submitted.get_data(as_text=True)
+    researcher = make_account(Role.RESEARCHER)
+    submission = in_review(session, researcher, reload(session, draft))
+    assess_all(session, researcher, submission)
+    review.decide(session, researcher, submission, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
+    session.commit()
+    session.expire_all()
+    return account, session.get(Provider, provider.id)
+
+
 def latest_mail(session, email: str, kind: str) -> Notification:
     session.expire_all()
     note = session.scalar(select(Notification).where(Notification.recipient_email == email, Notification.kind == kind)
@@ -80,3 +98,72 @@ def mailed_path(session, email: str, kind: str) -> str:
 def reload(session, submission: Submission) -> Submission:
     session.expire_all()
     return session.get(Submission, submission.id)
+
+
+VOID_ELEMENTS = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
+# Elements that flow within a line: a browser puts no space around them.
+INLINE_ELEMENTS = frozenset({"a", "abbr", "b", "code", "em", "i", "kbd", "label", "mark", "q", "s", "small", "span",
+                             "strong", "sub", "sup", "time", "u"})
+
+
+class _Section(HTMLParser):
+    """Collects the text inside the element with one id, and each <dt> with its <dd>, as a browser shows them."""
+
+    def __init__(self, element_id: str):
+        super().__init__(convert_charrefs=True)
+        self.element_id, self.depth, self.found = element_id, 0, False
+        self.chunks: list[str] = []
+        self.terms: list[list[str]] = []  # [term, shown beside it]
+        self._in: str | None = None
+
+    def _emit(self, text: str) -> None:
+        self.chunks.append(text)
+        if self._in and self.terms:
+            self.terms[-1][0 if self._in == "dt" else 1] += text
+
+    def handle_starttag(self, tag, attrs):
+        if self.depth == 0:
+            if not self.found and dict(attrs).get("id") == self.element_id:
+                self.found, self.depth = True, 1
+            return
+        if tag in ("dt", "dd"):
+            if tag == "dt":
+                self.terms.append(["", ""])
+            self._in = tag
+        if tag not in VOID_ELEMENTS:
+            self.depth += 1
+        if tag not in INLINE_ELEMENTS:
+            self._emit(" ")
+
+    def handle_endtag(self, tag):
+        if self.depth and tag not in VOID_ELEMENTS:
+            self.depth -= 1
+            if tag not in INLINE_ELEMENTS:
+                self._emit(" ")
+            if tag in ("dt", "dd"):
+                self._in = None
+
+    def handle_data(self, data):
+        if self.depth:
+            self._emit(data)
+
+
+def _collapse(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _parse(page: str, element_id: str) -> _Section:
+    parser = _Section(element_id)
+    parser.feed(page)
+    assert parser.found, f"the page has no element with id {element_id!r}"
+    return parser
+
+
+def section_text(page: str, element_id: str) -> str:
+    """The text a person reads inside the element with that id, whitespace collapsed."""
+    return _collapse("".join(_parse(page, element_id).chunks))
+
+
+def definitions(page: str, element_id: str) -> dict[str, str]:
+    """Each term of the definition lists inside the element with that id, and the text shown beside it."""
+    return {_collapse(term): _collapse(shown) for term, shown in _parse(page, element_id).terms}

@@ -20,7 +20,7 @@ from tests.route_helpers import (
 CSRF_MESSAGE = "The form was missing its security token or it expired."
 # One write per role that a valid token lets through; it must add to the audit trail.
 CONTROLS = {
-    Role.PROVIDER: ("portal.withdraw", {"reason": "We will apply again later."}),
+    Role.PROVIDER: ("portal.withdraw", {"reason": "We will apply again later.", "confirm": "y"}),
     Role.RESEARCHER: ("finding_work.act", {"reason": "Seen, looking into it."}),
     Role.RESEARCH_LEAD: ("admin.run_verification_expiry_sweep", {}),
     Role.AUDITOR: ("audit.export", {"format": "jsonl"}),

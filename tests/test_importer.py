@@ -1,5 +1,9 @@
 """The locator importer on the real SAMHSA files and on broken ones."""
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +13,8 @@ from backoffice.importers.locator import classify, normalise_website, normalise_
 from backoffice.models import AuditEvent, Location, Provider
 from backoffice.services import audit, imports
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "public"
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data" / "public"
 FINDTREATMENT = DATA / "findtreatment_gov_api_listing_sample_2019.json"
 FINDTREATMENT_B = DATA / "findtreatment_gov_api_listing_sample_2019_b.json"
 OEPS = {
@@ -142,9 +147,53 @@ def test_bad_rows_are_reported_and_nothing_is_imported_by_default(app, session, 
 
 def test_partial_import_writes_the_good_rows_and_lists_the_rest(app, session, tmp_path):
     result = run_import(app, _bad_export(tmp_path), "--partial")
-    assert result.exit_code == 1
-    assert "1 created" in result.output and "4 rejected" in result.output
+    # The good rows were written: that is a success, and the rejected rows are still listed on stderr.
+    assert result.exit_code == 0, result.output
+    assert "1 created" in result.stdout and "4 rejected" in result.stdout
+    assert re.search(r"^rejected row 1 \(frid [0-9a-f]{12}…\): facility name is missing$", result.stderr, re.M)
+    assert "rejected row 4 (frid " in result.stderr and "rejected row" not in result.stdout
     assert count(session, Provider) == 1
+
+
+def test_partial_import_with_no_good_row_fails_and_writes_nothing(app, session, tmp_path):
+    data = json.loads(FINDTREATMENT.read_text())
+    rows = data["rows"][:2]
+    rows[0]["name1"] = ""
+    rows[1]["state"] = "XX"
+    path = tmp_path / "all-bad.json"
+    path.write_text(json.dumps({"rows": rows}))
+    result = run_import(app, path, "--partial")
+    assert result.exit_code == 1
+    assert re.search(r"^rejected row 0 \(frid [0-9a-f]{12}…\): facility name is missing$", result.stderr, re.M)
+    assert result.stderr.splitlines()[-1] == "all-bad.json: all 2 rows rejected, so nothing was imported."
+    assert count(session, Provider) == 0 and count(session, AuditEvent) == 0
+
+
+def test_the_partial_import_command_exits_0_when_it_wrote_the_good_rows(tmp_path):
+    """The real `flask import findtreatment --partial` process, as a shell script or make would see it."""
+    env = {key: value for key, value in os.environ.items() if key != "FLASK_APP"}
+    env.update(DATABASE_URL=f"sqlite:///{tmp_path}/import.db", BACKOFFICE_INSTANCE_PATH=str(tmp_path / "instance"))
+    flask = [str(Path(sys.executable).parent / "flask"), "--app", "backoffice"]
+    assert subprocess.run([*flask, "db", "upgrade"], cwd=ROOT, env=env, capture_output=True).returncode == 0
+    done = subprocess.run([*flask, "import", "findtreatment", str(_bad_export(tmp_path)), "--partial"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "1 created" in done.stdout and "): state 'XX' is not a US state" in done.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"rows": [{"name1": "x",}]}', "not valid JSON: Expecting property name enclosed in double quotes at line 1, column 25"),
+    ('{"rows": [\n\n{"name1": "unterminated}]}', "not valid JSON: Unterminated string starting at line 3, column 11"),
+    ('{"rows": [{"name1": "a\tb"}]}', "not valid JSON: Invalid control character at line 1, column 23"),
+    ('{"rows": []} {}', "not valid JSON: Extra data at line 1, column 14"),
+])
+def test_broken_json_says_where_in_plain_words(app, session, tmp_path, text, message):
+    broken = tmp_path / "broken.json"
+    broken.write_text(text)
+    result = run_import(app, broken)
+    assert result.exit_code == 1
+    assert result.output == f"Error: broken.json: {message}. Nothing was imported.\n"
+    assert not re.search(r"\b(\w+) \1\b", result.output), "a word is doubled"
 
 
 def test_csv_row_errors_name_the_line(tmp_path):

@@ -43,7 +43,7 @@ def _posts():
         "portal.start_request": {},
         "portal.upload": {"files": [(io.BytesIO(PDF), "mine.pdf")]},
         "portal.answer": {"message": "hijacked", "version": "", "files": [(io.BytesIO(PDF), "mine.pdf")]},
-        "portal.withdraw": {"reason": "hijacked"},
+        "portal.withdraw": {"reason": "hijacked", "confirm": "y"},
     }
 
 

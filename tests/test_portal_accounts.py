@@ -291,7 +291,8 @@ def test_portal_forms_refuse_posts_without_a_csrf_token(make_app, make_account):
         # With the page's token the same form goes through: the refusal above was the token's doing.
         token = _token(client.get(f"/portal/requests/{draft.id}").get_data(as_text=True))
         withdrawn = client.post(f"/portal/requests/{draft.id}/withdraw",
-                                data={"csrf_token": token, "version": reload(session, draft).row_version})
+                                data={"csrf_token": token, "version": reload(session, draft).row_version,
+                                      "confirm": "y"})
         assert withdrawn.status_code == 302
         assert reload(session, draft).state == SubmissionState.WITHDRAWN
         assert session.scalar(select(Submission.state).where(Submission.id == draft.id)) == SubmissionState.WITHDRAWN

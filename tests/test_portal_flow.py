@@ -10,7 +10,9 @@ from backoffice.models import (
 )
 from backoffice.services import review
 from tests.conftest import PASSWORD
-from tests.portal_helpers import PDF, PNG, mailed_path, provider_with_draft, reload, submit_data
+from tests.portal_helpers import (
+    PDF, PNG, listed_and_verified, mailed_path, provider_with_draft, reload, submit_data,
+)
 from tests.review_helpers import POLICY, assess_all, in_review, publish_catalogue
 
 INTERNAL = "INTERNAL-ONLY: the owner sounded evasive on the phone"
@@ -181,39 +183,28 @@ def test_withdraw_an_open_request(client, session, make_account):
     submission = reload(session, draft)
     assert submission.state == SubmissionState.SUBMITTED
     response = client.post(f"/portal/requests/{draft.id}/withdraw",
-                           data={"version": submission.row_version, "reason": "We merged with another centre."})
+                           data={"version": submission.row_version, "reason": "We merged with another centre.",
+                                 "confirm": "y"})
     assert response.status_code == 302
     submission = reload(session, draft)
     assert submission.state == SubmissionState.WITHDRAWN
     page = client.get(f"/portal/requests/{draft.id}").get_data(as_text=True)
-    assert "withdrawn" in page and 'id="withdraw-form"' not in page
-    again = client.post(f"/portal/requests/{draft.id}/withdraw", data={"version": submission.row_version})
+    assert "withdrawn" in page and 'id="withdraw-link"' not in page
+    again = client.post(f"/portal/requests/{draft.id}/withdraw", data={"version": submission.row_version,
+                                                                        "confirm": "y"})
     assert again.status_code == 400 and "already withdrawn" in again.get_data(as_text=True)
 
 
 def test_a_stale_withdraw_is_a_conflict_and_changes_nothing(client, session, make_account):
     account, provider, draft = provider_with_draft(session, make_account, client)
     client.post(f"/portal/requests/{draft.id}/edit", data=submit_data())
-    response = client.post(f"/portal/requests/{draft.id}/withdraw", data={"version": 1})
+    response = client.post(f"/portal/requests/{draft.id}/withdraw", data={"version": 1, "confirm": "y"})
     assert response.status_code == 400 and "Someone else changed this request" in response.get_data(as_text=True)
     assert reload(session, draft).state == SubmissionState.SUBMITTED
 
 
-def _listed_and_verified(session, make_account, client):
-    publish_catalogue(session)
-    account, provider, draft = provider_with_draft(session, make_account, client)
-    client.post(f"/portal/requests/{draft.id}/edit", data=submit_data())
-    researcher = make_account(Role.RESEARCHER)
-    submission = in_review(session, researcher, reload(session, draft))
-    assess_all(session, researcher, submission)
-    review.decide(session, researcher, submission, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
-    session.commit()
-    session.expire_all()
-    return account, session.get(Provider, provider.id)
-
-
 def test_propose_an_update_to_a_listed_profile(client, session, make_account):
-    account, provider = _listed_and_verified(session, make_account, client)
+    account, provider = listed_and_verified(session, make_account, client)
     started = client.post(f"/portal/organisations/{provider.id}/requests")
     assert started.status_code == 302
     update_id = int(re.search(r"/requests/(\d+)/edit", started.headers["Location"]).group(1))
@@ -238,7 +229,7 @@ def test_apply_to_advertise_only_when_verified(client, session, make_account):
     assert session.scalar(select(Submission).where(Submission.kind == SubmissionKind.ADVERTISER_APPLICATION)) is None
 
     client.post("/logout")
-    account, provider = _listed_and_verified(session, make_account, client)
+    account, provider = listed_and_verified(session, make_account, client)
     assert "Apply to advertise" in client.get(f"/portal/organisations/{provider.id}").get_data(as_text=True)
     applied = client.post(f"/portal/organisations/{provider.id}/advertise")
     assert applied.status_code == 302
@@ -252,7 +243,8 @@ def test_apply_to_advertise_only_when_verified(client, session, make_account):
     again = client.get(f"/portal/organisations/{provider.id}/advertise").get_data(as_text=True)
     assert f"Your application #{application.id} is waiting" in again
 
-    client.post(f"/portal/requests/{application.id}/withdraw", data={"version": application.row_version})
+    client.post(f"/portal/requests/{application.id}/withdraw", data={"version": application.row_version,
+                                                                      "confirm": "y"})
     session.expire_all()
     assert session.get(Provider, provider.id).advertising_status == AdvertisingStatus.NONE
 

@@ -95,13 +95,14 @@ PUBLIC_ENDPOINTS = {
     "auth.root", "auth.login", "auth.second_factor", "auth.enrol", "auth.logout", "account.register",
     "account.confirm", "account.resend_confirmation", "account.reset_request", "account.reset",
     "api.listings_feed", "api.verification_receipt", "api.openapi", "static", "admin.static",
+    "public.criteria_page",
 }
 # An auditor's writes: the record of their own export and of a verification of the chain they run, and their
 # own password and recovery codes.
 AUDITOR_WRITES = {"audit.export", "audit.verify", "auth.security"}
 
 
-def test_only_sign_in_pages_the_feed_and_static_files_are_public(app):
+def test_only_sign_in_pages_the_feed_the_criteria_and_static_files_are_public(app):
     assert {r.endpoint for r in routes(app) if r.public} == PUBLIC_ENDPOINTS
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit
 
+from backoffice.jsonerrors import where_it_breaks
 from backoffice.vocab import US_STATES
 
 
@@ -246,7 +247,7 @@ def parse_findtreatment(text: str) -> Iterator[FacilityRecord | RowError]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ImportFileError(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        raise ImportFileError(f"not valid JSON: {where_it_breaks(exc)}") from None
     except RecursionError:
         raise ImportFileError("not a locator export: the JSON is nested too deeply") from None
     for index, row in enumerate(_findtreatment_rows(data)):

@@ -136,6 +136,11 @@ class VersionedForm(FlaskForm):
     """A button that acts on a request as the provider saw it; a change in between is a conflict."""
     version = IntegerField(widget=HiddenField.widget, validators=[Optional()])
 
+    def act_on(self, version: int) -> None:
+        """Carry this version when the form is shown again, whatever was posted."""
+        self.version.raw_data = []
+        self.version.data = version
+
 
 class ListingForm(VersionedForm):
     legal_name = StringField("Legal name", [DataRequired("Give the organisation's registered legal name."),
@@ -234,8 +239,9 @@ class UploadForm(FlaskForm):
 
 
 class WithdrawForm(VersionedForm):
+    """The confirmation step of a withdrawal: only a post carrying `confirm` (its button) withdraws."""
     reason = TextAreaField("Why are you withdrawing? (optional)", [Length(max=2000)])
-    submit = SubmitField("Withdraw this request")
+    confirm = SubmitField("Yes, withdraw this request")
 
 
 class ActionForm(FlaskForm):

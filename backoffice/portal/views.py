@@ -5,7 +5,7 @@ another provider's id in a URL or a form finds nothing (404); the services check
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
@@ -13,13 +13,13 @@ from sqlalchemy.orm import selectinload
 from backoffice.auth.access import roles_required
 from backoffice.extensions import db
 from backoffice.models import (
-    OPEN_STATES, Account, Criterion, Document, OrganisationMember, Provider, Role, Submission,
+    OPEN_STATES, Account, AdvertisingStatus, Document, OrganisationMember, Provider, Role, Submission,
     SubmissionKind, SubmissionState,
 )
 from backoffice.portal.forms import (
     ActionForm, AnswerForm, ListingForm, OrganisationForm, UploadForm, WithdrawForm,
 )
-from backoffice.services import advertising, documents, listing_requests, profile, review
+from backoffice.services import advertising, criteria, documents, listing_requests, profile, review
 from backoffice.services.errors import DomainError
 from backoffice.services.listing_requests import IncompleteRequest
 
@@ -165,27 +165,19 @@ def _timeline(submission: Submission) -> list[dict]:
             for step in submission.transitions]
 
 
-def _reason_titles(decision) -> dict[str, str]:
-    if decision is None or not decision.reason_codes:
-        return {}
-    rows = db.session.execute(select(Criterion.code, Criterion.title).where(
-        Criterion.catalogue_id == decision.catalogue_id, Criterion.code.in_(decision.reason_codes))).all()
-    return dict(rows)
-
-
 def _render_request(submission: Submission, forms: dict | None = None, error: str | None = None,
                     status: int = 200):
     forms = forms or {}
     version = {"version": submission.row_version}
     forms.setdefault("answer", AnswerForm(formdata=None, data=version))
     forms.setdefault("upload", UploadForm(formdata=None))
-    forms.setdefault("withdraw", WithdrawForm(formdata=None, data=version))
     decision = review.final_decision(submission)
     return render_template(
         "portal/request.html", submission=submission, provider=submission.provider, forms=forms, error=error,
         timeline=_timeline(submission), people=_people(submission), decision=decision,
-        reason_titles=_reason_titles(decision), labels=profile.value_labels(), open_states=OPEN_STATES,
-        can_withdraw=submission.state in OPEN_STATES | {SubmissionState.DRAFT} and not review.pending_decision(submission),
+        reason_titles=criteria.titles(db.session, decision.catalogue_id, decision.reason_codes) if decision else {},
+        labels=profile.value_labels(), open_states=OPEN_STATES,
+        can_withdraw=listing_requests.why_not_withdraw(submission) is None,
         diff=profile.diff(submission.provider, submission.proposed or {}) if submission.kind == SubmissionKind.UPDATE else None,
         attestation=(submission.proposed or {}).get(listing_requests.ATTESTATION_KEY),
         max_upload=documents.human_size(current_app.config["UPLOAD_MAX_BYTES"]),
@@ -323,15 +315,31 @@ def answer(submission_id: int):
                            "Your answer is sent; the request is back with the research team.")
 
 
-@bp.route("/requests/<int:submission_id>/withdraw", methods=["POST"])
+@bp.route("/requests/<int:submission_id>/withdraw", methods=["GET", "POST"])
 @provider_only
 def withdraw(submission_id: int):
+    """Two steps: the page says what withdrawing means; only a post of its confirm button withdraws."""
     submission = _own_submission(submission_id)
-    return _request_action(
-        submission, "withdraw", WithdrawForm(),
-        lambda form: listing_requests.withdraw(db.session, current_user, submission, form.reason.data,
-                                               form.version.data),
-        f"Request #{submission.id} is withdrawn.", category="info")
+    form = WithdrawForm() if request.method == "POST" else WithdrawForm(formdata=None)
+    error = None
+    if form.confirm.data and form.validate_on_submit():
+        try:
+            listing_requests.withdraw(db.session, current_user, submission, form.reason.data, form.version.data)
+        except DomainError as refused:
+            db.session.rollback()
+            error = str(refused)
+        else:
+            db.session.commit()
+            flash(f"Request #{submission.id} is withdrawn.", "info")
+            return redirect(url_for(".request_page", submission_id=submission.id))
+    # The confirmation acts on the request as this page shows it.
+    form.act_on(submission.row_version)
+    return render_template(
+        "portal/withdraw.html", submission=submission, provider=submission.provider, form=form, error=error,
+        blocked=listing_requests.why_not_withdraw(submission),
+        stops_advertising=submission.kind == SubmissionKind.ADVERTISER_APPLICATION
+        and submission.provider.advertising_status == AdvertisingStatus.PENDING,
+    ), 400 if error or form.errors else 200
 
 
 # -- documents ------------------------------------------------------------------------------------

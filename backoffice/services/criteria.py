@@ -8,16 +8,32 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backoffice.jsonerrors import where_it_breaks
 from backoffice.models import CriteriaCatalogue, Criterion
 from backoffice.services import audit
 from backoffice.services.errors import DomainError
 from backoffice.vocab import LEVELS_OF_CARE
 
 REQUIRED_KEYS = {"code", "title", "guidance", "required", "evidence"}
+# Where anyone reads the current catalogue, signed in or not (a rejection and its e-mail link to it).
+PAGE_PATH = "/criteria"
 
 
 def current(session: Session) -> CriteriaCatalogue | None:
     return session.scalar(select(CriteriaCatalogue).order_by(CriteriaCatalogue.version.desc()).limit(1))
+
+
+def page_url(public_base_url: str | None) -> str:
+    """The criteria page's address for an e-mail: absolute on the public address when there is one."""
+    return (public_base_url or "").rstrip("/") + PAGE_PATH
+
+
+def titles(session: Session, catalogue_id: int, codes: list[str]) -> dict[str, str]:
+    """The titles of the criteria with these codes in one catalogue version, by code."""
+    if not codes:
+        return {}
+    return dict(session.execute(select(Criterion.code, Criterion.title).where(
+        Criterion.catalogue_id == catalogue_id, Criterion.code.in_(codes))).all())
 
 
 def _criterion(position: int, item: dict) -> Criterion:
@@ -67,4 +83,4 @@ def load_definition(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise DomainError(f"{path.name} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise DomainError(f"{path.name} is not valid JSON: {where_it_breaks(exc)}") from None

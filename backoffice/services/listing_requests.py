@@ -241,15 +241,23 @@ def answer(session: Session, actor: Account, submission: Submission, message: st
     return answer
 
 
+def why_not_withdraw(submission: Submission) -> str | None:
+    """Why the request cannot be withdrawn now, or None when it can (a draft or an open request)."""
+    if submission.state not in OPEN_STATES | {S.DRAFT}:
+        return f"This request is already {submission.state.label}."
+    if review.pending_decision(submission) is not None:
+        return ("The research team has decided this request and the decision is being signed off; it can no "
+                "longer be withdrawn.")
+    return None
+
+
 def withdraw(session: Session, actor: Account, submission: Submission, reason: str | None = None,
              expected_version: int | None = None) -> None:
     """Withdraw a draft or open request; a pending advertiser application stops pending with it."""
     require_member(session, actor, submission.provider_id)
-    if submission.state not in OPEN_STATES | {S.DRAFT}:
-        raise InvalidTransition(f"This request is already {submission.state.label}.")
-    if review.pending_decision(submission) is not None:
-        raise InvalidTransition("The research team has decided this request and the decision is being "
-                                "signed off; it can no longer be withdrawn.")
+    refusal = why_not_withdraw(submission)
+    if refusal:
+        raise InvalidTransition(refusal)
     review.lock(session, submission, expected_version)
     submissions.transition(session, actor, submission, S.WITHDRAWN, reason=(reason or "").strip() or None)
     provider = submission.provider

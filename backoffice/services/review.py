@@ -34,11 +34,13 @@ class ReviewPolicy:
     first_response_business_days: int = 2
     decision_business_days: int = 10
     verification_validity_days: int = 365
+    # The public criteria page a decision e-mail links to (absolute when PUBLIC_BASE_URL is set).
+    criteria_url: str = criteria.PAGE_PATH
 
     @classmethod
     def from_config(cls, config) -> ReviewPolicy:
         return cls(config["SLA_FIRST_RESPONSE_BUSINESS_DAYS"], config["SLA_DECISION_BUSINESS_DAYS"],
-                   config["VERIFICATION_VALIDITY_DAYS"])
+                   config["VERIFICATION_VALIDITY_DAYS"], criteria.page_url(config.get("PUBLIC_BASE_URL")))
 
 
 @dataclass(frozen=True)
@@ -491,14 +493,25 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
         submissions.transition(session, actor, submission, S.REJECTED)
         if submission.kind == SubmissionKind.ADVERTISER_APPLICATION and provider.advertising_status == AdvertisingStatus.PENDING:
             _set_advertising(session, actor, provider, AdvertisingStatus.NONE, f"request #{submission.id} rejected")
-    outcome = "approved" if decision.outcome == DecisionOutcome.APPROVED else "not approved"
-    lines = [f"Your request #{submission.id} ({submission.kind.label}) was {outcome}."]
+    _notify_provider(session, submission, "decided", f"Decision on request #{submission.id}",
+                     _decision_text(session, submission, decision, policy))
+    flush(session)
+
+
+def _decision_text(session: Session, submission: Submission, decision: Decision, policy: ReviewPolicy) -> str:
+    """The decision e-mail: the outcome, each criterion not met by code and title, the note to the provider
+    and, for a rejection, where the criteria are published."""
+    approved = decision.outcome == DecisionOutcome.APPROVED
+    lines = [f"Your request #{submission.id} ({submission.kind.label}) was {'approved' if approved else 'not approved'}."]
     if decision.reason_codes:
-        lines.append("Criteria not met: " + ", ".join(decision.reason_codes) + ".")
+        titles = criteria.titles(session, decision.catalogue_id, decision.reason_codes)
+        lines.append("Criteria not met:\n" + "\n".join(
+            f"- {code}: {titles[code]}" if code in titles else f"- {code}" for code in decision.reason_codes))
     if decision.provider_note:
         lines.append(decision.provider_note)
-    _notify_provider(session, submission, "decided", f"Decision on request #{submission.id}", "\n\n".join(lines))
-    flush(session)
+    if not approved:
+        lines.append(f"What each criterion asks for and the evidence it needs: {policy.criteria_url}")
+    return "\n\n".join(lines)
 
 
 def _set_advertising(session: Session, actor: Account, provider: Provider, status: AdvertisingStatus,

@@ -1,0 +1,19 @@
+"""Pages anyone may read without signing in: the listing criteria the research team applies."""
+from __future__ import annotations
+
+from flask import Blueprint, render_template
+
+from backoffice.auth.access import public
+from backoffice.extensions import db
+from backoffice.services import criteria
+from backoffice.vocab import LEVELS_OF_CARE
+
+bp = Blueprint("public", __name__)
+
+
+@bp.route(criteria.PAGE_PATH)
+@public
+def criteria_page():
+    """The current catalogue: each criterion, what it asks for, the evidence it needs and whom it applies to."""
+    return render_template("public/criteria.html", catalogue=criteria.current(db.session),
+                           levels_of_care=LEVELS_OF_CARE)
