@@ -89,9 +89,11 @@ class Config:
     RATELIMIT_STORAGE_URI = ""
     RATELIMIT_KEY_PREFIX = "backoffice-limits"
     LOGIN_RATE_LIMIT = "10 per minute;60 per hour"
-    # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses.
+    # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses; also wrong
+    # current passwords or codes on the security page, per account. Counted in the database, across every
+    # web process (services/lockout.py), as are wrong second-factor codes per account: with three codes valid
+    # at a time, guessing is hopeless.
     LOGIN_ACCOUNT_RATE_LIMIT = "10 per 15 minutes"
-    # Wrong second-factor codes per account: with three codes valid at a time, guessing is hopeless.
     SECOND_FACTOR_RATE_LIMIT = "5 per 15 minutes;20 per day"
     RESET_RATE_LIMIT = "5 per 15 minutes;20 per day"
     RESET_ACCOUNT_RATE_LIMIT = "3 per hour"
