@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent
 INSTANCE = Path(os.environ.get("BACKOFFICE_INSTANCE_PATH", ROOT / "instance"))
@@ -74,7 +75,8 @@ class Config:
     BROKER_VISIBILITY_TIMEOUT_SECONDS = 3600
     # Provider portal (issue 4).
     # Links in e-mails are built on this address, never on the request's Host header (which a client can
-    # forge to have a reset link point at its own site). Empty: the request's host, for local use only.
+    # forge to have a reset link point at its own site). Required in production (an https URL); empty
+    # elsewhere: the request's host, for local use only.
     PUBLIC_BASE_URL = ""
     UPLOAD_MAX_BYTES = 10 * 1024 * 1024
     UPLOAD_MAX_FILES_PER_REQUEST = 5
@@ -87,9 +89,11 @@ class Config:
     RATELIMIT_STORAGE_URI = ""
     RATELIMIT_KEY_PREFIX = "backoffice-limits"
     LOGIN_RATE_LIMIT = "10 per minute;60 per hour"
-    # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses.
+    # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses; also wrong
+    # current passwords or codes on the security page, per account. Counted in the database, across every
+    # web process (services/lockout.py), as are wrong second-factor codes per account: with three codes valid
+    # at a time, guessing is hopeless.
     LOGIN_ACCOUNT_RATE_LIMIT = "10 per 15 minutes"
-    # Wrong second-factor codes per account: with three codes valid at a time, guessing is hopeless.
     SECOND_FACTOR_RATE_LIMIT = "5 per 15 minutes;20 per day"
     RESET_RATE_LIMIT = "5 per 15 minutes;20 per day"
     RESET_ACCOUNT_RATE_LIMIT = "3 per hour"
@@ -163,7 +167,27 @@ def load(name: str | None = None, overrides: dict | None = None) -> dict:
         settings["SECRET_KEY"] = _instance_secret()
     elif name == "production" and len(settings["SECRET_KEY"]) < 32:
         raise RuntimeError("SECRET_KEY is too short for production: use at least 32 random characters")
+    check_public_base_url(settings["PUBLIC_BASE_URL"], production=name == "production")
     return settings
+
+
+def check_public_base_url(url: str, production: bool) -> None:
+    """PUBLIC_BASE_URL, which mailed links are built on: required in production, and there https."""
+    example = "the address people open the back-office at, e.g. https://backoffice.example.org/"
+    if not url:
+        if production:
+            raise RuntimeError(f"PUBLIC_BASE_URL must be set in production: {example}")
+        return
+    schemes = ("https",) if production else ("http", "https")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a malformed port raises here
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in schemes or not parts.hostname or parts.username is not None
+            or parts.query or parts.fragment or any(char.isspace() for char in url)):
+        needed = "an absolute https URL" if production else "an absolute http or https URL"
+        raise RuntimeError(f"PUBLIC_BASE_URL must be {needed} ({example}), not {url!r}")
 
 
 def normalise_database_url(url: str) -> str:

@@ -1,4 +1,8 @@
-"""Rate limits on sign-in, registration and password reset: the one place they are set up.
+"""Rate limits per client address on sign-in, registration and password reset: the one place they are set up.
+
+The lock-outs per e-mail address and per account (LOGIN_ACCOUNT_RATE_LIMIT, SECOND_FACTOR_RATE_LIMIT) are
+not here: they must hold across every web process without Redis, so services.lockout counts them in the
+database.
 
 Each app gets its own Limiter, because Flask-Limiter keeps its storage on the Limiter object and a
 module-level one would be shared by every app a process builds. Limits are attached to endpoints here
@@ -8,12 +12,9 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Flask, current_app, request, session
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_login import current_user
-
-from backoffice.auth.views import PENDING
 
 
 def _submitted_email() -> str:
@@ -21,38 +22,11 @@ def _submitted_email() -> str:
     return "email:" + (request.form.get("email") or "").strip().lower()[:254]
 
 
-def _pending_account() -> str:
-    """The account half-way through signing in (password given, code not yet), from its session."""
-    pending = session.get(PENDING)
-    return "pending:" + str(pending.get("id") if isinstance(pending, dict) else request.remote_addr)
-
-
-def _signed_in_account() -> str:
-    return "account:" + str(current_user.id if current_user.is_authenticated else request.remote_addr)
-
-
-def _failed(response) -> bool:
-    """A sign-in that re-renders the form failed; a redirect is a success and costs nothing."""
-    return response.status_code != 302
-
-
-def _refused(response) -> bool:
-    """A form the page turned down (400); a change made, or recovery codes shown, costs nothing."""
-    return response.status_code == 400
-
-
 # endpoint -> [(setting holding the limit, key function, which responses count: None for all)]
 LIMITS = {
-    "auth.login": [
-        ("LOGIN_RATE_LIMIT", get_remote_address, None),
-        ("LOGIN_ACCOUNT_RATE_LIMIT", _submitted_email, _failed),
-    ],
-    "auth.second_factor": [
-        ("LOGIN_RATE_LIMIT", get_remote_address, None),
-        ("SECOND_FACTOR_RATE_LIMIT", _pending_account, _failed),
-    ],
+    "auth.login": [("LOGIN_RATE_LIMIT", get_remote_address, None)],
+    "auth.second_factor": [("LOGIN_RATE_LIMIT", get_remote_address, None)],
     "auth.enrol": [("LOGIN_RATE_LIMIT", get_remote_address, None)],
-    "auth.security": [("LOGIN_ACCOUNT_RATE_LIMIT", _signed_in_account, _refused)],
     "account.reset_request": [
         ("RESET_RATE_LIMIT", get_remote_address, None),
         ("RESET_ACCOUNT_RATE_LIMIT", _submitted_email, None),

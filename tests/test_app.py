@@ -32,6 +32,7 @@ def test_production_refuses_a_short_secret_key(monkeypatch):
 
 def test_production_starts_with_a_real_secret_key(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "x" * 48)
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://backoffice.example.org/")
     settings = config.load("production")
     assert settings["SESSION_COOKIE_SECURE"] is True
 

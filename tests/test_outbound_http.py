@@ -1,6 +1,7 @@
 """The guarded outbound client against real servers on 127.0.0.1: what it refuses, and what it caps."""
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import pytest
@@ -24,6 +25,90 @@ def test_non_global_addresses_are_refused(address):
 
 @pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "2606:4700:4700::1111", "::ffff:93.184.215.14"])
 def test_global_addresses_pass(address):
+    assert address_problem(address) is None
+
+
+# Every block of the IANA special-purpose address registries (iana-ipv4-special-registry,
+# iana-ipv6-special-registry), the multicast ranges and the deprecated IPv6 site-local block, each with
+# addresses inside it, and what the refusal must name: the block itself, or for the IPv6 forms that carry
+# an IPv4 address, the IPv4 block the embedded address falls in.
+SPECIAL_PURPOSE = [
+    # (block, addresses inside it, the block the refusal names)
+    ("0.0.0.0/8", ["0.0.0.0", "0.255.255.255"], "0.0.0.0/8"),
+    ("10.0.0.0/8", ["10.0.0.1", "10.255.255.255"], "10.0.0.0/8"),
+    ("100.64.0.0/10", ["100.64.0.1", "100.127.255.254"], "100.64.0.0/10"),
+    ("127.0.0.0/8", ["127.0.0.2", "127.255.255.255"], "127.0.0.0/8"),
+    ("169.254.0.0/16", ["169.254.169.254", "169.254.0.1"], "169.254.0.0/16"),
+    ("172.16.0.0/12", ["172.16.5.4", "172.31.255.255"], "172.16.0.0/12"),
+    ("192.0.0.0/24", ["192.0.0.1", "192.0.0.8", "192.0.0.9", "192.0.0.10", "192.0.0.170", "192.0.0.255"],
+     "192.0.0.0/24"),
+    ("192.0.2.0/24", ["192.0.2.10"], "192.0.2.0/24"),
+    ("192.88.99.0/24", ["192.88.99.1", "192.88.99.255"], "192.88.99.0/24"),
+    ("192.168.0.0/16", ["192.168.1.1", "192.168.255.255"], "192.168.0.0/16"),
+    ("198.18.0.0/15", ["198.18.0.1", "198.19.255.255"], "198.18.0.0/15"),
+    ("198.51.100.0/24", ["198.51.100.7"], "198.51.100.0/24"),
+    ("203.0.113.0/24", ["203.0.113.99"], "203.0.113.0/24"),
+    ("224.0.0.0/4", ["224.0.0.1", "239.255.255.250"], "224.0.0.0/4"),
+    ("240.0.0.0/4", ["240.0.0.1", "255.255.255.254"], "240.0.0.0/4"),
+    ("255.255.255.255/32", ["255.255.255.255"], "255.255.255.255/32"),
+    ("::/128", ["::"], "::/128"),
+    ("::1/128", ["::1"], "::1/128"),
+    ("::ffff:0:0/96", ["::ffff:0:0", "::ffff:10.0.0.1", "::ffff:169.254.169.254"], None),
+    ("64:ff9b::/96", ["64:ff9b::a00:1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe"], None),
+    # Local-use NAT64: where the IPv4 address sits depends on the prefix length the network chose (RFC 6052
+    # allows /48, /56, /64 and /96 inside it), so 10.0.0.1 at the /64 position is refused like at /96.
+    ("64:ff9b:1::/48", ["64:ff9b:1::a00:1", "64:ff9b:1:0:a:0:100::", "64:ff9b:1::"], None),
+    ("100::/64", ["100::1", "100::ffff:ffff:ffff:ffff"], "100::/64"),
+    ("100:0:0:1::/64", ["100:0:0:1::1"], "100:0:0:1::/64"),
+    ("2001::/32 (Teredo)", ["2001::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001:0:808:808:0:0:808:808"],
+     "2001::/32"),
+    ("2001::/23", ["2001:1::1", "2001:2::1", "2001:3::1", "2001:4:112::1", "2001:10::1", "2001:20::1",
+                   "2001:30::1", "2001:1ff:ffff::1"], "2001::/23"),
+    ("2001:db8::/32", ["2001:db8::1", "2001:db8:ffff::1"], "2001:db8::/32"),
+    ("2002::/16", ["2002:a00:1::1", "2002:7f00:1::1", "2002:c0a8:101::1", "2002::1"], None),
+    ("3fff::/20", ["3fff::1", "3fff:fff:ffff::1"], "3fff::/20"),
+    ("5f00::/16", ["5f00::1"], "5f00::/16"),
+    ("fc00::/7", ["fc00::1", "fd12:3456::1"], "fc00::/7"),
+    ("fe80::/10", ["fe80::1", "febf::1"], "fe80::/10"),
+    ("fec0::/10", ["fec0::1", "feff:ffff::1"], "fec0::/10"),
+    ("ff00::/8", ["ff02::1", "ff0e::1"], "ff00::/8"),
+    # Outside 2000::/3 nothing is global unicast: the deprecated IPv4-compatible form and unassigned space.
+    ("::/96 (IPv4-compatible)", ["::808:808", "::a00:1"], None),
+    ("4000::/2 (unassigned)", ["4000::1", "8000::1", "c000::1"], None),
+]
+
+
+@pytest.mark.parametrize("block, addresses, named", SPECIAL_PURPOSE, ids=[row[0] for row in SPECIAL_PURPOSE])
+def test_every_special_purpose_block_is_refused_and_named(block, addresses, named):
+    for address in addresses:
+        problem = address_problem(address)
+        assert problem is not None, f"{address} ({block}) was admitted"
+        shown = str(ipaddress.ip_address(address))  # the refusal names the address in its canonical form
+        assert problem.startswith(f"{shown} is ") or problem.endswith(f"(inside {shown})"), problem
+        if named:
+            assert named in problem, problem
+        assert address_problem(address, allow_loopback_for_tests=True) is not None
+
+
+@pytest.mark.parametrize("address, problem", [
+    ("fec0::1", "fec0::1 is site-local (fec0::/10)"),
+    ("64:ff9b::a00:1", "10.0.0.1 is private (10.0.0.0/8) (inside 64:ff9b::a00:1)"),
+    ("2002:a9fe:a9fe::1", "169.254.169.254 is link-local (169.254.0.0/16) (inside 2002:a9fe:a9fe::1)"),
+    ("::ffff:100.64.0.1", "100.64.0.1 is shared address space (CGNAT) (100.64.0.0/10) (inside ::ffff:6440:1)"),
+])
+def test_the_refusal_says_what_the_address_is(address, problem):
+    assert address_problem(address) == problem
+
+
+@pytest.mark.parametrize("address", [
+    "1.1.1.1", "8.8.4.4", "100.63.255.255", "100.128.0.1", "172.15.255.255", "172.32.0.1", "192.0.1.255",
+    "192.0.3.1", "192.88.98.255", "192.169.0.1", "198.17.255.255", "198.20.0.1", "223.255.255.254",
+    "2001:4860:4860::8888", "2001:200::1", "2a00:1450:4001:82b::200e", "2c0f:fb50:4003::1", "3fff:1000::1",
+    "2620:fe::fe",
+    # The IPv6 forms that carry a global IPv4 address reach that address.
+    "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
+])
+def test_real_global_addresses_of_both_families_are_admitted(address):
     assert address_problem(address) is None
 
 

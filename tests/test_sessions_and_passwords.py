@@ -245,7 +245,8 @@ def test_the_session_cookie_is_http_only_and_same_site_lax(client, make_account)
 
 
 def test_with_production_settings_the_session_cookie_is_secure(make_app, make_account):
-    assert config.load("production", {"SECRET_KEY": "x" * 40})["SESSION_COOKIE_SECURE"] is True
+    production = config.load("production", {"SECRET_KEY": "x" * 40, "PUBLIC_BASE_URL": "https://backoffice.example.org/"})
+    assert production["SESSION_COOKIE_SECURE"] is True
     app = make_app(SESSION_COOKIE_SECURE=True)
     with app.app_context():
         account = make_account(Role.RESEARCHER)

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from flask import abort, current_app, flash, redirect, request, send_file, url_for
+from flask import abort, current_app, flash, redirect, request, url_for
 from flask_admin import expose
 from wtforms.fields.choices import SelectChoice
 from flask_login import current_user
@@ -16,6 +15,7 @@ from backoffice.admin.review_forms import (
     AssessmentForm, AssignForm, CatalogueForm, ClaimForm, DeclineForm, DecisionForm, ReasonForm, RequestInfoForm,
     SignOffForm,
 )
+from backoffice.downloads import send_document
 from backoffice.extensions import db
 from backoffice.models import (
     OPEN_FINDING_STATES, RESEARCH_ROLES, Account, AccountRole, AssessmentStatus, CheckKind, CheckRun,
@@ -278,14 +278,7 @@ class ReviewView(SecuredView):
 
     @expose("/documents/<int:document_id>")
     def document(self, document_id: int):
-        document = db.session.get(Document, document_id)
-        if document is None:
-            abort(404)
-        path = Path(current_app.config["UPLOAD_FOLDER"]) / document.storage_key
-        if not path.is_file():
-            abort(404)
-        return send_file(path, mimetype=document.content_type, as_attachment=True,
-                         download_name=document.original_name)
+        return send_document(document_id)
 
     # -- provider verification --------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from flask_login import current_user, logout_user
 from backoffice.auth.access import public
 from backoffice.auth.forms import EmailForm, NewPasswordForm, RegisterForm
 from backoffice.extensions import db
+from backoffice.links import mailed_url
 from backoffice.services import provider_accounts
 from backoffice.services.errors import DomainError
 
@@ -21,20 +22,12 @@ def token_settings() -> provider_accounts.TokenSettings:
     return provider_accounts.TokenSettings.from_config(current_app.config)
 
 
-def _mailed_url(endpoint: str, **values) -> str:
-    """An absolute link for an e-mail, on the configured public address when there is one."""
-    base = current_app.config["PUBLIC_BASE_URL"]
-    if base:
-        return base.rstrip("/") + url_for(endpoint, **values)
-    return url_for(endpoint, **values, _external=True)
-
-
 def _confirm_link(token: str) -> str:
-    return _mailed_url("account.confirm", token=token)
+    return mailed_url("account.confirm", token=token)
 
 
 def reset_link(token: str) -> str:
-    return _mailed_url("account.reset", token=token)
+    return mailed_url("account.reset", token=token)
 
 
 def _sent(title: str, message: str):
@@ -49,7 +42,7 @@ def register():
         try:
             provider_accounts.register(db.session, token_settings(), email=form.email.data, name=form.name.data,
                                        password=form.password.data, confirm_link=_confirm_link,
-                                       sign_in_link=_mailed_url("auth.login"))
+                                       sign_in_link=mailed_url("auth.login"))
         except DomainError as error:
             db.session.rollback()
             form.email.errors.append(str(error))

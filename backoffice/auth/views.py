@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
 from backoffice.auth.access import public, roles_required
 from backoffice.auth.forms import ChangePasswordForm, EnrolForm, LoginForm, LogoutForm, SecondFactorForm
 from backoffice.auth.redirects import safe_next
 from backoffice.extensions import db
-from backoffice.models import Account, Role
-from backoffice.services import accounts, mfa
+from backoffice.models import Account, AttemptKind, Role
+from backoffice.services import accounts, lockout, mfa
 from backoffice.services.errors import Conflict, DomainError
 
 bp = Blueprint("auth", __name__)
@@ -41,6 +41,15 @@ def start_session(account: Account, *, second_factor: bool) -> None:
         session[PASSED] = now
 
 
+def counted_attempt(kind: AttemptKind, key: str, setting: str) -> lockout.Attempt:
+    """Count this attempt against its lock-out before judging it; the 429 page once the key is locked out.
+    The page is the same for a known and an unknown address."""
+    try:
+        return lockout.begin(db.engine, kind, key, current_app.config[setting])
+    except lockout.LockedOut as locked:
+        abort(429, locked.limit)
+
+
 @bp.route("/")
 @public
 def root():
@@ -52,6 +61,8 @@ def root():
 def login():
     form = LoginForm()
     if form.validate_on_submit():
+        attempt = counted_attempt(AttemptKind.SIGN_IN, accounts.normalise_email(form.email.data),
+                                  "LOGIN_ACCOUNT_RATE_LIMIT")
         account = accounts.authenticate(db.session, form.email.data, form.password.data)
         if account is None:
             db.session.commit()
@@ -65,12 +76,14 @@ def login():
             form.email.errors.append("Your account has no role yet. A role asked for by an admin starts once a "
                                      "second admin approves it.")
         elif account.is_staff:
+            lockout.forget(db.session, attempt)
             db.session.commit()
             session.clear()
             session[PENDING] = {"id": account.id, "version": account.session_version, "at": int(time.time()),
                                 "next": safe_next(request.args.get("next"), "")}
             return redirect(url_for("auth.second_factor" if account.has_second_factor else "auth.enrol"))
         else:
+            lockout.forget(db.session, attempt)
             accounts.record_sign_in(db.session, account)
             db.session.commit()
             start_session(account, second_factor=False)
@@ -113,8 +126,10 @@ def second_factor():
         return _restart("Sign in again: the sign-in took too long or was not started.")
     form = SecondFactorForm()
     if form.validate_on_submit():
+        attempt = counted_attempt(AttemptKind.SECOND_FACTOR, str(account.id), "SECOND_FACTOR_RATE_LIMIT")
         accepted = mfa.verify(db.session, account, form.code.data)
         if accepted:
+            lockout.forget(db.session, attempt)
             accounts.record_sign_in(db.session, account)
         db.session.commit()
         if accepted:
@@ -178,19 +193,23 @@ def security():
     form = ChangePasswordForm()
     codes_form = SecondFactorForm(prefix="codes")
     if form.submit.data and form.validate_on_submit():
+        attempt = counted_attempt(AttemptKind.ACCOUNT_SECURITY, str(current_user.id), "LOGIN_ACCOUNT_RATE_LIMIT")
         try:
             accounts.change_password(db.session, current_user, form.current.data, form.password.data)
         except DomainError as exc:
             db.session.rollback()
             form.current.errors.append(str(exc))
         else:
+            lockout.forget(db.session, attempt)
             db.session.commit()
             account = db.session.get(Account, current_user.id)
             start_session(account, second_factor=account.is_staff)
             flash("Your password is changed. Every other session of your account is signed out.", "success")
             return redirect(url_for("auth.security"))
     elif codes_form.submit.data and codes_form.validate_on_submit() and current_user.has_second_factor:
+        attempt = counted_attempt(AttemptKind.ACCOUNT_SECURITY, str(current_user.id), "LOGIN_ACCOUNT_RATE_LIMIT")
         if mfa.verify(db.session, current_user, codes_form.code.data):
+            lockout.forget(db.session, attempt)
             codes = mfa.issue_recovery_codes(db.session, current_user)
             db.session.commit()
             return render_template("auth/recovery_codes.html", codes=codes, next_url=url_for("auth.security"))

@@ -3,8 +3,9 @@
 Guards, at the first request and again at every redirect hop:
 - only http and https, only ports 80 and 443;
 - the host name is resolved once, and the request is refused when any answer is not a global
-  address (loopback, private, link-local incl. 169.254.169.254, CGNAT 100.64/10, multicast,
-  reserved, unspecified, and IPv4-mapped / 6to4 / Teredo IPv6 forms of those);
+  address: every block of the IANA special-purpose registries (loopback, private, link-local incl.
+  169.254.169.254, CGNAT 100.64/10, documentation, Teredo, site-local, ...), multicast, and IPv6 outside
+  2000::/3; IPv4-mapped, 6to4 and NAT64 forms are judged by the IPv4 address they carry;
 - the connection goes to the address that was checked (no second lookup a rebinding DNS could answer);
 - a deadline for the whole fetch, a cap on the body size, and a minimum interval per host.
 
@@ -78,6 +79,75 @@ class Response:
             return self.body.decode("utf-8", errors="replace")
 
 
+def _blocks(*rows: tuple[str, str]) -> tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...]:
+    return tuple((ipaddress.ip_network(cidr), name) for cidr, name in rows)
+
+
+# The IANA special-purpose address registries (iana-ipv4-special-registry, iana-ipv6-special-registry), the
+# multicast ranges and the deprecated IPv6 site-local block, named here rather than left to the ipaddress
+# tables of whichever Python runs us (3.11 calls fec0::/10, 3fff::/20 and 192.88.99/24 global). A block is
+# refused whole even where the registry marks an anycast address inside it reachable (192.0.0.9, 2001:1::1):
+# no provider's website lives there. More specific blocks come first, so the refusal names the narrowest.
+SPECIAL_PURPOSE_BLOCKS = _blocks(
+    ("0.0.0.0/8", "'this network'"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "shared address space (CGNAT)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+    ("192.88.99.0/24", "the deprecated 6to4 relay anycast"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+    ("203.0.113.0/24", "documentation (TEST-NET-3)"),
+    ("224.0.0.0/4", "multicast"),
+    ("255.255.255.255/32", "limited broadcast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("100::/64", "discard-only"),
+    ("100:0:0:1::/64", "dummy prefix"),
+    ("2001::/32", "Teredo"),
+    ("2001:db8::/32", "documentation"),
+    ("2001::/23", "IETF protocol assignments"),
+    ("3fff::/20", "documentation"),
+    ("5f00::/16", "segment routing (SRv6) SIDs"),
+    ("fc00::/7", "unique-local"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast"),
+)
+IPV6_GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")
+# RFC 6052: where an IPv4 address sits in a NAT64 address, by the prefix length the network chose, as
+# (bit offset from the left, bit count) pieces; bits 64-71 are always skipped. Inside the local-use /48 a
+# network may choose /48, /56, /64 or /96, and we cannot know which, so every one of them is judged.
+NAT64_EMBEDDINGS = {48: ((48, 16), (72, 16)), 56: ((56, 8), (72, 24)), 64: ((72, 32),), 96: ((96, 32),)}
+
+
+def _nat64_embedded(ip: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    value = 0
+    for offset, bits in NAT64_EMBEDDINGS[prefix_length]:
+        value = (value << bits) | ((int(ip) >> (128 - offset - bits)) & ((1 << bits) - 1))
+    return ipaddress.IPv4Address(value)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches through mapping, 6to4 or NAT64 (empty for none)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip in NAT64_WELL_KNOWN:
+        return [_nat64_embedded(ip, 96)]
+    if ip in NAT64_LOCAL_USE:
+        return list(dict.fromkeys(_nat64_embedded(ip, length) for length in NAT64_EMBEDDINGS))
+    return []
+
+
 def address_problem(address: str, allow_loopback_for_tests: bool = False) -> str | None:
     """Why an address may not be contacted, or None when it is a global unicast address."""
     ip = ipaddress.ip_address(address)
@@ -85,15 +155,24 @@ def address_problem(address: str, allow_loopback_for_tests: bool = False) -> str
         return None
     if isinstance(ip, ipaddress.IPv6Address):
         # An IPv6 form that carries an IPv4 address is judged by the IPv4 address it reaches.
-        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if embedded is not None:
-            problem = address_problem(str(embedded))
-            return f"{problem} (inside {ip})" if problem else None
+        embedded = _embedded_ipv4(ip)
+        if embedded:
+            for reached in embedded:
+                problem = address_problem(str(reached))
+                if problem:
+                    return f"{problem} (inside {ip})"
+            return None
+    for block, name in SPECIAL_PURPOSE_BLOCKS:
+        if ip in block:
+            return f"{ip} is {name} ({block})"
+    if isinstance(ip, ipaddress.IPv6Address) and ip not in IPV6_GLOBAL_UNICAST:
+        return f"{ip} is outside the IPv6 global unicast range ({IPV6_GLOBAL_UNICAST})"
+    # What a newer Python knows and the table above does not yet.
     for attribute in ("is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_reserved",
                       "is_private"):
         if getattr(ip, attribute):
             return f"{ip} is {attribute[3:].replace('_', '-')}"
-    if not ip.is_global:  # 100.64/10 and the other special-purpose blocks
+    if not ip.is_global:
         return f"{ip} is not a global address"
     return None
 

@@ -5,12 +5,13 @@ another provider's id in a URL or a form finds nothing (404); the services check
 """
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from backoffice.auth.access import roles_required
+from backoffice.downloads import send_document
 from backoffice.extensions import db
 from backoffice.models import (
     OPEN_STATES, Account, AdvertisingStatus, Document, OrganisationMember, Provider, Role, Submission,
@@ -348,16 +349,5 @@ def withdraw(submission_id: int):
 @bp.route("/documents/<int:document_id>")
 @roles_required(Role.PROVIDER, *documents.EVIDENCE_READERS)
 def document(document_id: int):
-    found = db.session.get(Document, document_id)
-    # One answer for "no such document" and "not yours", so ids cannot be probed.
-    if found is None or not documents.may_read(db.session, current_user, found):
-        abort(404)
-    try:
-        path = documents.path_of(current_app.config["UPLOAD_FOLDER"], found)
-    except DomainError:
-        abort(404)
-    if not path.is_file():
-        abort(404)
-    return send_file(path, mimetype=found.content_type, as_attachment=True, download_name=found.original_name,
-                     max_age=0)
+    return send_document(document_id)
 

@@ -6,9 +6,12 @@ rolls back instead, the file is deleted, so the store holds no file without its 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +28,12 @@ SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
     (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
 )
+# Other spellings of a kind's extension that a download name may keep.
+OTHER_EXTENSIONS = {"image/jpeg": (".jpeg",)}
+SNIFF_BYTES = 16
+# What looks like an extension at the end of a name: a dot and up to five letters or digits, one a letter
+# (".html", ".exe", ".gz"; not ".06" in "2024.06", not ". Jones licence").
+_EXTENSION = re.compile(r"\.(?=[0-9]*[A-Za-z])[A-Za-z0-9]{1,5}$")
 READ_CHUNK = 64 * 1024
 _QUEUE = "uploaded_files"
 UPLOAD_STATES = ("draft", "needs_info")
@@ -32,8 +41,24 @@ UPLOAD_STATES = ("draft", "needs_info")
 EVIDENCE_READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
 
 
+log = logging.getLogger(__name__)
+
+
 class UploadRefused(DomainError):
     """The file is not accepted; nothing was stored."""
+
+
+class DocumentUnavailable(DomainError):
+    """No such document, or not one this account may read: one answer for both, so ids cannot be probed."""
+
+
+@dataclass(frozen=True)
+class Download:
+    """What to send for a document: the stored file, the type its bytes show, and the name to save it as."""
+
+    path: Path
+    content_type: str
+    name: str
 
 
 def sniff(head: bytes) -> tuple[str, str] | None:
@@ -75,8 +100,8 @@ def store(session: Session, actor: Account, submission: Submission, stream: Bina
                 if size > max_bytes:
                     raise UploadRefused(f"{name} is larger than the {human_size(max_bytes)} limit. "
                                         "Scan it at a lower resolution or split it into parts.")
-                if len(head) < 16:
-                    head += chunk[:16 - len(head)]
+                if len(head) < SNIFF_BYTES:
+                    head += chunk[:SNIFF_BYTES - len(head)]
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0:
@@ -126,3 +151,36 @@ def path_of(folder: str, document: Document) -> Path:
         raise DomainError("This document's stored name is not valid.")
     return path
 
+
+def download_name(name: str, content_type: str) -> str:
+    """The uploaded name with the extension of the type its content has: `invoice.html` holding a PNG is
+    saved as `invoice.png`, `x.pdf.exe` holding a PDF as `x.pdf`, `invoice` as `invoice.png`."""
+    extension = next(ext for _, kind, ext in SIGNATURES if kind == content_type)
+    stem, last = name, None
+    while (found := _EXTENSION.search(stem)) and found.start() > 0:
+        last = last or found.group(0).lower()
+        stem = stem[:found.start()]
+    if last in OTHER_EXTENSIONS.get(content_type, ()):
+        extension = last
+    return stem.rstrip(" .") + extension if stem.rstrip(" .") else "document" + extension
+
+
+def download(session: Session, account: Account, document_id: int, folder: str) -> Download:
+    """What to send for a document the account may read; DocumentUnavailable for anything else, including a
+    stored file that is missing, outside the store, or no longer of a kind we accept."""
+    unavailable = DocumentUnavailable("There is no such document, or it is not yours to read.")
+    document = session.get(Document, document_id)
+    if document is None or not may_read(session, account, document):
+        raise unavailable
+    try:
+        path = path_of(folder, document)
+        with open(path, "rb") as stored:
+            kind = sniff(stored.read(SNIFF_BYTES))
+    except (DomainError, OSError):
+        log.warning("document %s: stored file %r cannot be read", document.id, document.storage_key)
+        raise unavailable from None
+    if kind is None:
+        log.warning("document %s: stored file %r is no longer a PDF, PNG or JPEG", document.id, document.storage_key)
+        raise unavailable
+    content_type, _ = kind
+    return Download(path=path, content_type=content_type, name=download_name(document.original_name, content_type))
