@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the listing feed; a test checks real responses against it."""
 from __future__ import annotations
 
-from backoffice.services.listings import ADVERTISER_DISCLOSURE, DEFAULT_LIMIT, MAX_LIMIT
+from backoffice.services.listings import ADVERTISER_DISCLOSURE, CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -50,7 +50,7 @@ SCHEMAS = {
         "type": "object", "additionalProperties": False, "required": ["listings", "next_cursor"],
         "properties": {
             "listings": {"type": "array", "items": {"$ref": "#/components/schemas/Listing"}},
-            "next_cursor": _NULLABLE_STRING,
+            "next_cursor": {"type": ["string", "null"], "pattern": CURSOR_PATTERN},
             "next": {"type": "string", "description": "The next page's URL, when there is one."},
         },
     },
@@ -111,8 +111,8 @@ def document() -> dict:
                     {"name": "service", "in": "query", "schema": {"type": "string", "enum": sorted(SERVICES)}},
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
-                     "description": "next_cursor from the previous page"},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+                     "description": "next_cursor from the previous page: where that page ended"},
                 ],
                 "responses": {
                     "200": {"description": "A page of listings", "headers": {"ETag": {"schema": {"type": "string"}}},
