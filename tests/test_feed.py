@@ -123,7 +123,7 @@ def test_empty_parameters_are_refused_naming_each(client):
     message = response.get_json()["error"]["message"]
     assert "state '' is not a US state or territory code" in message
     assert "level_of_care '' is not one of detox," in message
-    assert "service '' is not one of co_occurring," in message
+    assert "service '' is not one of alcohol_use_disorder_medication," in message
     assert "limit must be a whole number from 1 to 100" in message
     assert "cursor is not one this feed gave out" in message
     validate(response.get_json(), "Error")

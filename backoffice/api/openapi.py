@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 from backoffice.services.listings import ADVERTISER_DISCLOSURE, CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
-from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES
+from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _codes(vocabulary: dict[str, str]) -> dict:
+    """A listing's coded list: distinct codes of one vocabulary, sorted; each code's label is described."""
+    return {"type": "array", "uniqueItems": True,
+            "items": {"type": "string", "enum": sorted(vocabulary)},
+            "description": "; ".join(f"{code}: {label}" for code, label in sorted(vocabulary.items()))}
 _DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
 SCHEMAS = {
@@ -36,10 +43,7 @@ SCHEMAS = {
             "id": {"type": "integer"}, "public_name": {"type": "string"}, "legal_name": {"type": "string"},
             "website": _NULLABLE_STRING, "phone": _NULLABLE_STRING,
             "locations": {"type": "array", "items": {"$ref": "#/components/schemas/Location"}},
-            "levels_of_care": {"type": "array", "items": {"type": "string", "enum": sorted(LEVELS_OF_CARE)}},
-            "services": {"type": "array", "items": {"type": "string", "enum": sorted(SERVICES)}},
-            "populations": {"type": "array", "items": {"type": "string"}},
-            "payment_accepted": {"type": "array", "items": {"type": "string"}},
+            **{name: _codes(vocabulary) for name, vocabulary in VOCABULARIES.items()},
             "verification": {"$ref": "#/components/schemas/Verification"},
             "advertiser": {"type": "boolean", "description": "True for every provider that advertises."},
             "advertiser_disclosure": {"type": ["string", "null"], "enum": [ADVERTISER_DISCLOSURE, None],

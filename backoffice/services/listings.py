@@ -20,7 +20,7 @@ from backoffice.models import (
     ListingStatus, Location, Provider, Submission, VerificationStatus,
 )
 from backoffice.services.audit import jsonable
-from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES
+from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
 ADVERTISER_DISCLOSURE = (
     "Advertiser: this provider pays to advertise in the directory. It was verified against the same "
@@ -133,6 +133,13 @@ def catalogue_versions(session: Session, providers: list[Provider]) -> dict[int,
                                 .where(CriteriaCatalogue.id.in_(ids))).all()) if ids else {}
 
 
+def coded(values: list[str] | None, vocabulary: dict[str, str]) -> list[str]:
+    """The codes of the vocabulary a list holds. Imports map source labels onto the vocabularies and a data
+    migration mapped the labels of earlier imports; a value neither knew stays on the provider for staff to see,
+    but the feed, whose document lists each vocabulary, publishes codes only."""
+    return sorted(value for value in values or [] if value in vocabulary)
+
+
 def advertiser_fields(provider: Provider) -> dict[str, Any]:
     advertiser = provider.advertising_status == AdvertisingStatus.ACTIVE
     return {"advertiser": advertiser, "advertiser_disclosure": ADVERTISER_DISCLOSURE if advertiser else None}
@@ -148,10 +155,7 @@ def listing(provider: Provider, versions: dict[int, int]) -> dict[str, Any]:
         "locations": [{"street1": loc.street1, "street2": loc.street2, "city": loc.city, "state": loc.state,
                        "zip": loc.zip, "latitude": loc.latitude, "longitude": loc.longitude}
                       for loc in provider.locations],
-        "levels_of_care": sorted(provider.levels_of_care or []),
-        "services": sorted(provider.services or []),
-        "populations": sorted(provider.populations or []),
-        "payment_accepted": sorted(provider.payment_accepted or []),
+        **{name: coded(getattr(provider, name), vocabulary) for name, vocabulary in VOCABULARIES.items()},
         "verification": {
             "status": provider.verification_status,
             "verified_at": provider.verified_at,
