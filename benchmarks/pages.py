@@ -83,7 +83,7 @@ def baseline_app(database_uri: str) -> Flask:
         view = type(f"Baseline{name.title()}", (ModelView,), {
             "column_list": columns, "column_filters": filters, "column_default_sort": sort, "page_size": 50,
             "column_searchable_list": ["public_name", "npi"] if model is Provider else None})
-        admin.add_view(view(model, db.session, endpoint=f"baseline_{name}", url=f"/baseline/{name}"))
+        admin.add_view(view(model, db, endpoint=f"baseline_{name}", url=f"/baseline/{name}"))
     return app
 
 
