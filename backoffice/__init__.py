@@ -8,7 +8,7 @@ import time
 import uuid
 
 import click
-from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
+from flask import Flask, abort, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask.cli import ScriptInfo
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -216,24 +216,35 @@ def register_request_hooks(app: Flask) -> None:
 
 def register_errorhandlers(app: Flask) -> None:
     from flask_wtf.csrf import CSRFError
+    from werkzeug.exceptions import HTTPException
 
-    def render_error(status: int, title: str, message: str):
+    from backoffice.api.views import error as api_error
+
+    def render_error(exc: Exception, status: int, title: str, message: str):
+        # The headers the error carries stay on the page that replaces it: Allow on a 405 above all.
+        headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"] \
+            if isinstance(exc, HTTPException) else []
         if request.path.startswith("/api/"):
             # The feed's consumers are programs: they get JSON in the shape the OpenAPI document gives.
-            return {"error": {"status": status, "message": f"{title}: {message}"}}, status
-        return render_template("error.html", status=status, title=title, message=message), status
+            response = api_error(status, f"{title}: {message}")
+        else:
+            response = make_response(render_template("error.html", status=status, title=title, message=message),
+                                     status)
+        response.headers.extend(headers)
+        return response
 
-    app.register_error_handler(400, lambda e: render_error(400, "Bad request", "The request could not be understood."))
+    app.register_error_handler(400, lambda e: render_error(e, 400, "Bad request", "The request could not be understood."))
     app.register_error_handler(
-        CSRFError, lambda e: render_error(400, "Form expired", "The form was missing its security token or it expired. Go back, reload the page and try again.")
+        CSRFError, lambda e: render_error(e, 400, "Form expired", "The form was missing its security token or it expired. Go back, reload the page and try again.")
     )
-    app.register_error_handler(403, lambda e: render_error(403, "Not allowed", "Your account does not have access to this page."))
-    app.register_error_handler(404, lambda e: render_error(404, "Not found", "There is no page at this address."))
+    app.register_error_handler(403, lambda e: render_error(e, 403, "Not allowed", "Your account does not have access to this page."))
+    app.register_error_handler(404, lambda e: render_error(e, 404, "Not found", "There is no page at this address."))
     app.register_error_handler(413, lambda e: render_error(
-        413, "Upload too large", "What you sent is larger than this site accepts. Upload fewer or smaller files."))
+        e, 413, "Upload too large", "What you sent is larger than this site accepts. Upload fewer or smaller files."))
     app.register_error_handler(429, lambda e: render_error(
-        429, "Too many attempts", f"You have tried this too often (the limit is {e.description}). Try again once that time has passed."))
-    app.register_error_handler(405, lambda e: render_error(405, "Method not allowed", "This page does not accept that kind of request."))
+        e, 429, "Too many attempts", f"You have tried this too often (the limit is {e.description}). Try again once that time has passed."))
+    app.register_error_handler(405, lambda e: render_error(
+        e, 405, "Method not allowed", "This page does not accept that kind of request."))
 
 
 def register_commands(app: Flask) -> None:

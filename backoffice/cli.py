@@ -64,6 +64,8 @@ def import_findtreatment(path: Path, partial: bool) -> None:
         click.echo(f"rejected {problem}", err=True)
     for note in summary.duplicates:
         click.echo(f"duplicate {note}", err=True)
+    for note in summary.unmapped_notes():
+        click.echo(f"not mapped {note}", err=True)
     if summary.rejected and not records:
         click.echo(f"{path.name}: all {len(summary.rejected)} rows rejected, so nothing was imported.", err=True)
         sys.exit(1)

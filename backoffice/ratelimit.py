@@ -48,6 +48,9 @@ READ_LIMITS = {
 }
 
 
+EXTENSION = "backoffice.limiter"
+
+
 def storage_uri(config) -> str:
     """Redis when the deployment has it, so every web process counts together; memory otherwise."""
     return config.get("RATELIMIT_STORAGE_URI") or config.get("REDIS_URL") or "memory://"
@@ -61,6 +64,9 @@ def init_app(app: Flask) -> Limiter:
         prefix = f"{prefix}-{uuid.uuid4().hex}"
     app.config["RATELIMIT_STORAGE_URI"] = storage_uri(app.config)
     limiter = Limiter(get_remote_address, app=app, key_prefix=prefix, default_limits=[], headers_enabled=True)
+    # The wrapped views reach the limiter through a weak reference, and Flask-Limiter keeps its own strong
+    # one in app.extensions only when limits are enabled: the app holds it here, enabled or not.
+    app.extensions[EXTENSION] = limiter
     for endpoint, limits in LIMITS.items():
         view = app.view_functions[endpoint]
         for setting, key_func, counts in limits:

@@ -18,12 +18,14 @@ from sqlalchemy import select, update
 from backoffice.extensions import db
 from backoffice.models import Finding
 from backoffice.services import audit
+from benchmarks.expect import expect
 from benchmarks.generate import bench_app, ensure_built, parse_size
 from benchmarks.pages import percentiles
 
 
 def append_cost(runs: int) -> dict:
     finding_id = db.session.scalar(select(Finding.id).limit(1))
+    expect(finding_id is not None, "the dataset has no finding to change")
     with_event, without_event = [], []
     for n in range(runs):
         for record in (True, False):
@@ -48,7 +50,7 @@ def verify_rate(repeats: int) -> dict:
         report = audit.verify_chain(db.session)
         elapsed = time.perf_counter() - started
         db.session.rollback()
-        assert report.ok, report
+        expect(report.ok, f"the audit chain does not verify ({report}): its walk is not the verification's")
         rates.append(report.checked / elapsed)
         seconds.append(elapsed)
     rates.sort()
@@ -57,6 +59,7 @@ def verify_rate(repeats: int) -> dict:
 
 
 def run(size: str, runs: int = 200, repeats: int = 3, log=print) -> dict:
+    """Append cost over `runs` pairs of transactions and the verification rate over `repeats` walks."""
     app = bench_app()
     with app.app_context():
         ensure_built(parse_size(size), log)

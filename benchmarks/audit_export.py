@@ -27,6 +27,7 @@ from backoffice.auditverify import compute_hash  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 from backoffice.models import AuditChainLock, AuditEvent, utcnow  # noqa: E402
 from backoffice.services import audit  # noqa: E402
+from benchmarks.expect import expect  # noqa: E402
 
 ACTIONS = ["assessment.recorded", "submission.transitioned", "decision.recorded", "finding.opened",
            "provider.imported", "verification.granted"]
@@ -58,48 +59,55 @@ def build(events: int) -> None:
     db.session.commit()
 
 
-def export_in_child(path: Path, to_seq: int | None) -> tuple[float, int]:
+def export_in_child(path: Path, to_seq: int | None, env: dict) -> tuple[float, int]:
     """Run the export as its own process; returns (seconds, peak RSS in MiB)."""
     args = [sys.executable, "-m", "flask", "--app", "backoffice", "audit", "export", str(path)]
     if to_seq:
         args += ["--to-seq", str(to_seq)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    subprocess.run(args, check=True, cwd=ROOT, env=os.environ, capture_output=True)
+    done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    expect(done.returncode == 0, f"the export ended with status {done.returncode}: {done.stderr[-2000:]}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return elapsed, max(peak, before) // 1024
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1_000_000)
-    args = parser.parse_args()
-    app = create_app("testing")
-    out = Path(os.environ.get("BACKOFFICE_INSTANCE_PATH", "/tmp")) / "exports"
+def run(events: int = 1_000_000, url: str | None = None, folder: Path | None = None, log=print) -> dict:
+    """Fill the database at `url` (default DATABASE_URL) up to `events` events, export and verify them."""
+    folder = folder or Path(os.environ.get("BACKOFFICE_INSTANCE_PATH", "/tmp"))
+    out = folder / "exports"
     out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "BACKOFFICE_ENV": "testing", "BACKOFFICE_INSTANCE_PATH": str(folder)}
+    if url:
+        env["DATABASE_URL"] = url
+    app = create_app("testing", {"SQLALCHEMY_DATABASE_URI": url} if url else None)
     with app.app_context():
         from flask_migrate import upgrade
 
         upgrade()
         have = db.session.scalar(select(func.count()).select_from(AuditEvent))
-        if have < args.events:
+        if have < events:
             started = time.perf_counter()
-            build(args.events - have)
-            print(f"built {args.events - have} events in {time.perf_counter() - started:.1f} s")
+            build(events - have)
+            log(f"built {events - have} events in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         report = audit.verify_chain(db.session)
         db_seconds = time.perf_counter() - started
+        expect(report.ok, f"the audit chain in the database does not verify ({report})")
         engine = db.engine.dialect.name
-    small = max(args.events // 10, 1)
-    small_time, small_rss = export_in_child(out / "small.jsonl", small)
-    full_time, full_rss = export_in_child(out / "full.jsonl", None)
+        db.session.remove()
+        db.engine.dispose()
+    small = max(report.checked // 10, 1)
+    small_time, small_rss = export_in_child(out / "small.jsonl", small, env)
+    full_time, full_rss = export_in_child(out / "full.jsonl", None, env)
     started = time.perf_counter()
     verified = subprocess.run([sys.executable, str(ROOT / "backoffice" / "auditverify.py"), str(out / "full.jsonl")],
                               capture_output=True, text=True)
     offline_seconds = time.perf_counter() - started
+    expect(verified.returncode == 0, f"the offline check of the export failed: {verified.stdout}{verified.stderr}")
     size_mb = (out / "full.jsonl").stat().st_size / 1e6
-    print(json.dumps({
+    return {
         "engine": engine, "events": report.checked, "db_verify_ok": report.ok,
         "db_verify_seconds": round(db_seconds, 2), "db_verify_events_per_s": round(report.checked / db_seconds),
         f"export_{small}_events": {"seconds": round(small_time, 1), "peak_rss_mib": small_rss},
@@ -107,7 +115,14 @@ def main() -> None:
                                             "file_mb": round(size_mb, 1)},
         "offline_verify": verified.stdout.strip(), "offline_verify_seconds": round(offline_seconds, 1),
         "offline_events_per_s": round(report.checked / offline_seconds),
-    }, indent=2))
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    args = parser.parse_args()
+    print(json.dumps(run(args.events), indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,13 +39,15 @@ from backoffice.models import (  # noqa: E402
     ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity, FindingState, ListingStatus, Location, Principal,
     PrincipalRole, Provider, Role, Submission, SubmissionKind, SubmissionState, VerificationStatus, utcnow,
 )
-from backoffice.services import accounts, audit  # noqa: E402
+from backoffice.services import accounts, audit, mfa  # noqa: E402
+from benchmarks.expect import expect  # noqa: E402
 
 DATA = ROOT / "data" / "public"
 SAMHSA_FILES = ["oeps_SubstanceUseTreatment_Geocoded.csv", "oeps_MentalHealthProviders_Geocoded.csv",
                 "oeps_OpioidTreatmentProgram_Geocoded.csv"]
 LEIE_FILES = ["oig_leie_monthly_exclusions_2016-01_to_2023-06.csv", "oig_leie_monthly_reinstatements_2016-01_to_2023-06.csv"]
-SIZES = {"full": 100_000, "medium": 30_000, "small": 10_000, "tiny": 2_000}
+# tiny is for the test that keeps the benchmarks running (tests/test_benchmarks.py), not for figures.
+SIZES = {"full": 100_000, "medium": 30_000, "small": 10_000, "tiny": 200}
 BENCH_PASSWORD = "bench-password-2026"
 BENCH_EMAIL = "bench@bench.example"
 BATCH = 20_000
@@ -68,8 +71,23 @@ class Scale:
 
     @property
     def exclusions(self) -> int:
-        # The full LEIE is ~80k rows; smaller sizes keep the ratio of list to providers.
-        return max(25_000, self.providers * 8 // 10)
+        # The full LEIE is ~80k rows; smaller sizes keep the ratio of list to providers, and a tiny one
+        # holds ten rows a provider.
+        return max(min(25_000, self.providers * 10), self.providers * 8 // 10)
+
+    @property
+    def quick(self) -> bool:
+        """Below `small` a run only proves the tools work: its samples are cut down and it records nothing."""
+        return self.providers < SIZES["small"]
+
+    def sample(self, default: int) -> int:
+        """How many repeats or sampled items a benchmark takes at this size."""
+        return max(5, default // 20) if self.quick else default
+
+    @property
+    def import_rows(self) -> int | None:
+        """Rows read from each SAMHSA file by the import benchmark: every row from `small` up."""
+        return self.providers if self.quick else None
 
 
 def parse_size(value: str) -> Scale:
@@ -100,18 +118,31 @@ AUDIT_ACTIONS = {"check_run.recorded": 40, "assessment.recorded": 20, "submissio
                  "verification.granted": 3, "provider.imported": 1}
 
 
-def samhsa_facilities() -> list[FacilityRecord]:
-    records = []
+def samhsa_facilities(limit: int | None = None) -> list[FacilityRecord]:
+    """The facilities of the real files, in file order; with `limit`, only as many as that."""
+    records: list[FacilityRecord] = []
     for name in SAMHSA_FILES:
         _, rows = read_file(DATA / name)
-        records += [r for r in rows if isinstance(r, FacilityRecord)]
+        for row in rows:
+            if isinstance(row, FacilityRecord):
+                records.append(row)
+                if limit is not None and len(records) == limit:
+                    return records
     return records
 
 
-def leie_rows() -> list[exclusion_lists.ExclusionRow]:
+def leie_rows(limit: int | None = None) -> list[exclusion_lists.ExclusionRow]:
+    """The rows of the real LEIE files; with `limit`, only the first that many lines of each (a small dataset
+    does not need the whole list, and reading it is most of a tiny build)."""
     rows = []
-    for name in LEIE_FILES:
-        rows += exclusion_lists.read(DATA / name, expect={"oig_leie"}).rows
+    with tempfile.TemporaryDirectory() as folder:
+        for name in LEIE_FILES:
+            path = DATA / name
+            if limit is not None:
+                head = Path(folder) / name
+                head.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:limit + 1]))
+                path = head
+            rows += exclusion_lists.read(path, expect={"oig_leie"}).rows
     return rows
 
 
@@ -164,15 +195,16 @@ def build(scale: Scale, log=print) -> dict[str, float]:
     started = time.perf_counter()
     staff = [accounts.create_account(db.session, "system:bench", email=f"researcher{n}@bench.example",
                                      name=f"Researcher {n}", password=BENCH_PASSWORD, roles=[Role.RESEARCHER],
-                                     email_confirmed=True) for n in range(1, 9)]
+                                     email_confirmed=True) for n in range(1, 3 if scale.quick else 9)]
     bench = accounts.create_account(db.session, "system:bench", email=BENCH_EMAIL, name="Bench Staff",
                                     password=BENCH_PASSWORD, roles=[Role.RESEARCHER, Role.AUDITOR],
                                     email_confirmed=True)
+    with_second_factor(bench)
     db.session.commit()  # the account events join the chain now; the bulk chain continues after them
     staff_ids = [a.id for a in staff] + [bench.id]
 
-    facilities = samhsa_facilities()
-    people = leie_rows()
+    facilities = samhsa_facilities(scale.providers)
+    people = leie_rows(scale.exclusions if scale.quick else None)
     first_names = [r.first_name for r in people if r.first_name]
     last_names = [r.last_name for r in people if r.last_name]
     providers, locations, principals = [], [], []
@@ -414,15 +446,27 @@ def analyse() -> None:
             conn.execute(db.text("VACUUM ANALYZE"))
 
 
+def with_second_factor(account) -> None:
+    """Staff pages open only after the second factor: the bench account has an authenticator."""
+    if not account.has_second_factor:
+        account.totp_secret = mfa.new_secret()
+        account.totp_enabled_at = utcnow()
+        db.session.commit()
+
+
 def sign_in(client, email: str = BENCH_EMAIL) -> None:
-    """Put a signed-in staff session on a test client, as Flask-Login's login_user would (no login form,
-    so no password hashing or sign-in throttling in the figures)."""
+    """Sign a test client in through the pages, password then second-factor code, as staff do; refuses to go
+    on unless the client ends up signed in (the sign-in itself is not part of any figure)."""
     from backoffice.models import Account
+    from tests.conftest import login
 
     account = db.session.scalar(select(Account).where(Account.email == email))
-    with client.session_transaction() as session:
-        session["_user_id"] = account.get_id()
-        session["_fresh"] = True
+    expect(account is not None, f"there is no account {email} in this database")
+    with_second_factor(account)
+    response = login(client, account, BENCH_PASSWORD)
+    expect(response.status_code == 302 and not response.headers["Location"].startswith("/login"),
+           f"signing in as {email} answered {response.status_code} "
+           f"{response.headers.get('Location') or response.get_data(as_text=True)[:300]}, not a redirect to a staff page")
 
 
 def ensure_built(scale: Scale, log=print) -> dict | None:

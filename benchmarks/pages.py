@@ -2,8 +2,10 @@
 
 Usage: BACKOFFICE_INSTANCE_PATH=/tmp/bench DATABASE_URL=... python -m benchmarks.pages [--size full] [--runs 20]
 
-Each page is fetched through the Flask test client as a signed-in researcher/auditor (the time includes
-routing, the login session, the queries and the template), `--runs` times after one warm-up; median and p95.
+Each page is fetched through the Flask test client as a researcher/auditor signed in through the sign-in pages
+with the second factor (the time includes routing, the login session, the queries and the template), `--runs`
+times after one warm-up; median and p95. A page that answers anything but 200 (a redirect to the sign-in
+page, an error) stops the run: no figure is recorded for something that is not the page.
 The baseline is a plain `flask_admin.contrib.sqla.ModelView` of the same table in a bare Flask app on the
 same database, with default settings (numbered pager with COUNT(*), OFFSET paging) except that it shows the
 same columns, filters, sort and page size as our page, so both render the same rows.
@@ -23,6 +25,7 @@ from sqlalchemy import func, select
 
 from backoffice.extensions import db
 from backoffice.models import AuditEvent, CheckRun, Finding, Provider, Submission, utcnow
+from benchmarks.expect import expect_status
 from benchmarks.generate import bench_app, ensure_built, parse_size, sign_in
 
 
@@ -44,14 +47,14 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 
 def timed(client, url: str, runs: int) -> tuple[float, float]:
-    response = client.get(url)
-    assert response.status_code == 200, (url, response.status_code, response.data[:300])
+    """Median and p95 of `runs` requests after a warm-up; every one of them must be the page itself (200)."""
+    expect_status(client.get(url), url)
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
         response = client.get(url)
         samples.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, (url, response.status_code)
+        expect_status(response, url)
     return percentiles(samples)
 
 
@@ -80,7 +83,7 @@ def baseline_app(database_uri: str) -> Flask:
         view = type(f"Baseline{name.title()}", (ModelView,), {
             "column_list": columns, "column_filters": filters, "column_default_sort": sort, "page_size": 50,
             "column_searchable_list": ["public_name", "npi"] if model is Provider else None})
-        admin.add_view(view(model, db.session, endpoint=f"baseline_{name}", url=f"/baseline/{name}"))
+        admin.add_view(view(model, db, endpoint=f"baseline_{name}", url=f"/baseline/{name}"))
     return app
 
 
@@ -168,7 +171,7 @@ def run(size: str, runs: int, only: str | None = None, baseline: bool = True, lo
         median, p95 = timed(client, url, runs)
         result = PageResult(label, url, median, p95, base_url)
         if base_url and baseline:
-            result.baseline_median_ms, result.baseline_p95_ms = timed(base_client, base_url, max(3, runs // 4))
+            result.baseline_median_ms, result.baseline_p95_ms = timed(base_client, base_url, max(min(3, runs), runs // 4))
         log(f"  {label:<44} {median:8.1f} / {p95:8.1f} ms" + (
             f"   baseline {result.baseline_median_ms:8.1f} / {result.baseline_p95_ms:8.1f} ms"
             if result.baseline_median_ms is not None else ""))

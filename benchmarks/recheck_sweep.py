@@ -17,6 +17,7 @@ import json
 import os
 import random
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,8 @@ from sqlalchemy import func, insert, select
 from backoffice.checks import website
 from backoffice.checks.http import client_for
 from backoffice.extensions import db
-from backoffice.models import CheckRun, ListingStatus, Location, Provider, utcnow
+from backoffice.models import CheckOutcome, CheckRun, ListingStatus, Location, Provider, utcnow
+from benchmarks.expect import expect
 from benchmarks.generate import bench_app, scratch_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +87,7 @@ def concurrency_of(command: list[str]) -> int:
 
 def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int = 50, log=print) -> dict:
     instance = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    sample = min(sample, checks)
     sites = farm(servers)
     names = [f"site{n}.farm.test" for n in range(hosts)]
     settings = {
@@ -130,7 +133,9 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
             started = time.perf_counter()
             for pid in range(1, sample + 1):
                 # Plain HTTP: "warn" (not HTTPS) is the expected outcome; anything else means the farm is wrong.
-                assert website.check(client, urls[pid], [f"Clinic {pid}"]).outcome.value == "warn"
+                outcome = website.check(client, urls[pid], [f"Clinic {pid}"]).outcome.value
+                expect(outcome == "warn", f"the sequential check of {urls[pid]} ended {outcome!r}, not 'warn' "
+                                          "(reached over plain HTTP): the farm is not what is being checked")
             sequential_per_check = (time.perf_counter() - started) / sample
 
             command = worker_command() + ["-Q", settings["CELERY_QUEUE"], "--without-mingle", "--without-gossip"]
@@ -160,8 +165,14 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
                 elapsed = time.perf_counter() - started
                 outcomes = dict(db.session.execute(select(CheckRun.outcome, func.count()).group_by(CheckRun.outcome)).all())
                 db.session.rollback()
+                # A check refused, failed or errored is quick and measures nothing of the sweep.
+                expect(set(outcomes) == {CheckOutcome.WARN},
+                       f"the worker's checks ended {({str(k): v for k, v in outcomes.items()})}, not all 'warn' "
+                       f"(reached over plain HTTP):\n{log_file.read_text()[-3000:]}")
             finally:
-                worker.terminate()
+                # Cold shutdown: every check is recorded (or the run has failed), so there is nothing for a
+                # warm shutdown to wait for but its own pool winding down.
+                worker.send_signal(signal.SIGQUIT)
                 try:
                     worker.wait(timeout=30)
                 except subprocess.TimeoutExpired:

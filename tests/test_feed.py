@@ -117,6 +117,25 @@ def test_bad_parameters_get_a_400_with_a_message(client, query, message):
     validate(body, "Error")
 
 
+def test_empty_parameters_are_refused_naming_each(client):
+    response = client.get("/api/v1/listings?state=&level_of_care=&service=&limit=&cursor=")
+    assert response.status_code == 400
+    message = response.get_json()["error"]["message"]
+    assert "state '' is not a US state or territory code" in message
+    assert "level_of_care '' is not one of detox," in message
+    assert "service '' is not one of alcohol_use_disorder_medication," in message
+    assert "limit must be a whole number from 1 to 100" in message
+    assert "cursor is not one this feed gave out" in message
+    validate(response.get_json(), "Error")
+
+
+def test_a_cursor_past_every_id_is_an_empty_last_page(client, make_provider):
+    listed(make_provider)
+    response = client.get("/api/v1/listings?cursor=v1.9999999999")
+    assert response.status_code == 200
+    assert response.get_json() == {"listings": [], "next_cursor": None}
+
+
 def test_etag_and_if_none_match(client, session, make_provider):
     provider = listed(make_provider)
     first = client.get("/api/v1/listings")

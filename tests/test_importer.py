@@ -41,7 +41,7 @@ def test_findtreatment_export_imports_with_levels_of_care_and_services(app, sess
     assert mohr.import_key == "811a908f82269778a2fe2a8bc603afa08df868f3e2fa56aa62e214d03997dea1"
     assert "residential" in mohr.levels_of_care
     assert "substance_use_treatment" in mohr.services
-    assert "Medicaid" in mohr.payment_accepted
+    assert "medicaid" in mohr.payment_accepted  # the code of the vocabulary, not the locator's label
     assert (mohr.locations[0].city, mohr.locations[0].state, mohr.locations[0].zip) == ("Charlottesville", "VA", "22902")
     assert mohr.website == "http://www.regionten.org"
     assert count(session, AuditEvent) == 30

@@ -1,10 +1,17 @@
 """The OpenAPI 3.1 description of the listing feed; a test checks real responses against it."""
 from __future__ import annotations
 
-from backoffice.services.listings import ADVERTISER_DISCLOSURE, DEFAULT_LIMIT, MAX_LIMIT
-from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES
+from backoffice.services.listings import ADVERTISER_DISCLOSURE, CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _codes(vocabulary: dict[str, str]) -> dict:
+    """A listing's coded list: distinct codes of one vocabulary, sorted; each code's label is described."""
+    return {"type": "array", "uniqueItems": True,
+            "items": {"type": "string", "enum": sorted(vocabulary)},
+            "description": "; ".join(f"{code}: {label}" for code, label in sorted(vocabulary.items()))}
 _DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
 
 SCHEMAS = {
@@ -36,10 +43,7 @@ SCHEMAS = {
             "id": {"type": "integer"}, "public_name": {"type": "string"}, "legal_name": {"type": "string"},
             "website": _NULLABLE_STRING, "phone": _NULLABLE_STRING,
             "locations": {"type": "array", "items": {"$ref": "#/components/schemas/Location"}},
-            "levels_of_care": {"type": "array", "items": {"type": "string", "enum": sorted(LEVELS_OF_CARE)}},
-            "services": {"type": "array", "items": {"type": "string", "enum": sorted(SERVICES)}},
-            "populations": {"type": "array", "items": {"type": "string"}},
-            "payment_accepted": {"type": "array", "items": {"type": "string"}},
+            **{name: _codes(vocabulary) for name, vocabulary in VOCABULARIES.items()},
             "verification": {"$ref": "#/components/schemas/Verification"},
             "advertiser": {"type": "boolean", "description": "True for every provider that advertises."},
             "advertiser_disclosure": {"type": ["string", "null"], "enum": [ADVERTISER_DISCLOSURE, None],
@@ -50,7 +54,7 @@ SCHEMAS = {
         "type": "object", "additionalProperties": False, "required": ["listings", "next_cursor"],
         "properties": {
             "listings": {"type": "array", "items": {"$ref": "#/components/schemas/Listing"}},
-            "next_cursor": _NULLABLE_STRING,
+            "next_cursor": {"type": ["string", "null"], "pattern": CURSOR_PATTERN},
             "next": {"type": "string", "description": "The next page's URL, when there is one."},
         },
     },
@@ -111,8 +115,8 @@ def document() -> dict:
                     {"name": "service", "in": "query", "schema": {"type": "string", "enum": sorted(SERVICES)}},
                     {"name": "limit", "in": "query",
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
-                     "description": "next_cursor from the previous page"},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+                     "description": "next_cursor from the previous page: where that page ended"},
                 ],
                 "responses": {
                     "200": {"description": "A page of listings", "headers": {"ETag": {"schema": {"type": "string"}}},

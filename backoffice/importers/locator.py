@@ -15,7 +15,7 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 from backoffice.jsonerrors import where_it_breaks
-from backoffice.vocab import US_STATES
+from backoffice.vocab import US_STATES, samhsa_mapping
 
 
 class ImportFileError(Exception):
@@ -43,6 +43,8 @@ class FacilityRecord:
     services: list[str] = field(default_factory=list)
     populations: list[str] = field(default_factory=list)
     payment_accepted: list[str] = field(default_factory=list)
+    # Source values the mapping onto the vocabularies does not know: not in the listing, named in the summary.
+    unmapped: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -54,61 +56,10 @@ class RowError:
         return f"{self.where}: {self.reason}"
 
 
-# Locator service text -> our levels of care. Checked in order against each service item (lower case).
-LEVEL_RULES: list[tuple[str, str]] = [
-    ("detox", "detox"),
-    ("withdrawal management", "detox"),
-    ("partial hospitalization", "php"),
-    ("intensive outpatient", "iop"),
-    ("residential", "residential"),
-    ("outpatient", "outpatient"),
-    ("telemedicine", "telehealth"),
-    ("telehealth", "telehealth"),
-    ("halfway house", "recovery_residence"),
-    ("sober home", "recovery_residence"),
-    ("recovery residence", "recovery_residence"),
-    ("methadone maintenance", "otp"),
-    ("opioid treatment program", "otp"),
-]
-
-SERVICE_RULES: list[tuple[str, str]] = [
-    ("substance use treatment", "substance_use_treatment"),
-    ("substance abuse treatment", "substance_use_treatment"),
-    ("mental health treatment", "mental_health_treatment"),
-    ("co-occurring", "co_occurring"),
-    ("naloxone", "naloxone"),
-    ("narcan", "naloxone"),
-    ("fentanyl test", "fentanyl_test_strips"),
-    ("syringe", "syringe_services"),
-    ("needle exchange", "syringe_services"),
-    ("buprenorphine", "moud"),
-    ("methadone", "moud"),
-    ("naltrexone", "moud"),
-    ("medication assisted", "moud"),
-    ("medications for opioid use disorder", "moud"),
-    ("peer", "peer_support"),
-]
-
-POPULATION_GROUPS = {"AGE", "GN", "SG"}
-PAYMENT_GROUPS = {"PAY"}
-# Only these locator groups describe care; matching "peer" in a payment label would be wrong.
-CARE_GROUPS = {"TC", "SET", "FT", "OT", "OM", "PHR", "AS", "TRSRV", "EDU", "SCR", "HOSP"}
-
-
 def classify(items: list[str]) -> tuple[list[str], list[str]]:
-    """Levels of care and services named by a list of locator service items."""
-    levels: set[str] = set()
-    services: set[str] = set()
-    for item in items:
-        text = item.lower()
-        for needle, level in LEVEL_RULES:
-            if needle in text:
-                levels.add(level)
-                break
-        for needle, service in SERVICE_RULES:
-            if needle in text:
-                services.add(service)
-    return sorted(levels), sorted(services)
+    """Levels of care and services named by a list of locator service labels (data/vocab/samhsa-locator-vN.json)."""
+    mapped = samhsa_mapping().map_labels(items)
+    return mapped.codes["levels_of_care"], mapped.codes["services"]
 
 
 def split_items(text: str | None) -> list[str]:
@@ -172,7 +123,7 @@ def build_record(source: str, where: str, key: str | None, row: dict, *, name1: 
                  street1: str, street2: str = "", city: str, state: str, zip5, zip4=None,
                  county: str = "", phone: str = "", website: str = "", latitude=None, longitude=None,
                  levels: list[str] = (), services: list[str] = (), populations: list[str] = (),
-                 payment: list[str] = ()) -> FacilityRecord | RowError:
+                 payment: list[str] = (), unmapped: list[str] = ()) -> FacilityRecord | RowError:
     """Validate one row's fields; every problem of the row is reported together."""
     problems: list[str] = []
     if not name1:
@@ -232,7 +183,12 @@ def build_record(source: str, where: str, key: str | None, row: dict, *, name1: 
         services=list(services),
         populations=list(populations),
         payment_accepted=list(payment),
+        unmapped=list(unmapped),
     )
+
+
+# The locator's typeFacility: a substance-use or a mental-health facility.
+FACILITY_TYPES = {"SA": "substance_use_treatment", "MH": "mental_health_treatment"}
 
 
 def _findtreatment_rows(data) -> list:
@@ -244,6 +200,7 @@ def _findtreatment_rows(data) -> list:
 
 
 def parse_findtreatment(text: str) -> Iterator[FacilityRecord | RowError]:
+    mapping = samhsa_mapping()
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -258,30 +215,31 @@ def parse_findtreatment(text: str) -> Iterator[FacilityRecord | RowError]:
         frid = _text(row, "frid")
         if frid:
             where = f"row {index} (frid {frid[:12]}…)"
-        groups: dict[str, list[str]] = {}
         services = row.get("services") or []
         if not isinstance(services, list):
             yield RowError(where, "'services' is not a list")
             continue
+        labels: list[str] = []
+        unmapped: list[str] = []
         for item in services:
             if isinstance(item, dict) and isinstance(item.get("f3"), str):
-                groups.setdefault(str(item.get("f2", "")), []).extend(split_items(item["f3"]))
-        care_items = [i for g, items in groups.items() if g in CARE_GROUPS for i in items]
-        levels, service_codes = classify(care_items)
+                group = str(item.get("f2", ""))
+                for label in split_items(item["f3"]):
+                    labels.append(label)
+                    if mapping.codes_for(label) is None:
+                        unmapped.append(f"{group}: {label}")
+        codes = mapping.map_labels(labels).codes
         type_facility = _text(row, "typeFacility")
-        if type_facility == "SA" and "substance_use_treatment" not in service_codes:
-            service_codes = sorted({*service_codes, "substance_use_treatment"})
-        if type_facility == "MH" and "mental_health_treatment" not in service_codes:
-            service_codes = sorted({*service_codes, "mental_health_treatment"})
+        if type_facility in FACILITY_TYPES:
+            codes["services"] = sorted({*codes["services"], FACILITY_TYPES[type_facility]})
         yield build_record(
             "findtreatment", where, frid if re.fullmatch(r"[0-9a-f]{64}", frid) else None, row,
             name1=_text(row, "name1"), name2=_text(row, "name2"), street1=_text(row, "street1"),
             street2=_text(row, "street2"), city=_text(row, "city"), state=_text(row, "state"),
             zip5=_text(row, "zip"), phone=_text(row, "phone"), website=_text(row, "website"),
-            latitude=row.get("latitude"), longitude=row.get("longitude"), levels=levels,
-            services=service_codes,
-            populations=sorted({i for g in POPULATION_GROUPS for i in groups.get(g, [])}),
-            payment=sorted({i for g in PAYMENT_GROUPS for i in groups.get(g, [])}),
+            latitude=row.get("latitude"), longitude=row.get("longitude"), levels=codes["levels_of_care"],
+            services=codes["services"], populations=codes["populations"], payment=codes["payment_accepted"],
+            unmapped=unmapped,
         )
 
 

@@ -1,6 +1,7 @@
 """Write facilities read from public locator files as providers: create, update or leave alone."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -26,10 +27,17 @@ class ImportSummary:
     unchanged: int = 0
     duplicates: list[str] = field(default_factory=list)
     rejected: list[RowError] = field(default_factory=list)
+    # "GROUP: label" of each source value not mapped onto the vocabularies -> rows that carried it
+    unmapped: Counter[str] = field(default_factory=Counter)
 
     @property
     def written(self) -> int:
         return self.created + self.updated
+
+    def unmapped_notes(self) -> list[str]:
+        """One line per source value left out of the listings, most frequent first."""
+        return [f"{value} ({rows} row{'s' if rows != 1 else ''}): not in the vocabularies, left out of the listing"
+                for value, rows in sorted(self.unmapped.items(), key=lambda item: (-item[1], item[0]))]
 
 
 def _record_values(record: FacilityRecord) -> tuple[dict, dict]:
@@ -65,6 +73,7 @@ def validate(rows: Iterable[FacilityRecord | RowError], source: str) -> tuple[li
         else:
             seen[row.key] = row.where
             records.append(row)
+            summary.unmapped.update(set(row.unmapped))
     return records, summary
 
 

@@ -13,32 +13,9 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from backoffice.models import PrincipalRole
-from backoffice.vocab import HARM_REDUCTION_SERVICES, LEVELS_OF_CARE, SERVICES, US_STATES
-
-POPULATIONS = {
-    "adults": "Adults",
-    "adolescents": "Adolescents",
-    "young_adults": "Young adults",
-    "seniors": "Older adults",
-    "women": "Women",
-    "men": "Men",
-    "pregnant_postpartum": "Pregnant or postpartum people",
-    "lgbtq": "LGBTQ+ people",
-    "veterans": "Veterans",
-    "justice_involved": "People involved with the justice system",
-    "deaf_hard_of_hearing": "Deaf or hard of hearing people",
-}
-
-PAYMENT_ACCEPTED = {
-    "medicaid": "Medicaid",
-    "medicare": "Medicare",
-    "private_insurance": "Private health insurance",
-    "military_insurance": "Military insurance (e.g. TRICARE)",
-    "state_funded": "State-financed or block-grant funding",
-    "self_pay": "Cash or self-payment",
-    "sliding_scale": "Sliding fee scale",
-    "free": "Free of charge for those who cannot pay",
-}
+from backoffice.vocab import (  # noqa: F401 -- forms and services read every vocabulary through the rules
+    HARM_REDUCTION_SERVICES, LEVELS_OF_CARE, PAYMENT_ACCEPTED, POPULATIONS, SERVICES, US_STATES,
+)
 
 PRINCIPAL_ROLES = {role.value: role.label.capitalize() for role in PrincipalRole}
 

@@ -5,8 +5,7 @@ advertising.
 """
 from __future__ import annotations
 
-import base64
-import binascii
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +20,7 @@ from backoffice.models import (
     ListingStatus, Location, Provider, Submission, VerificationStatus,
 )
 from backoffice.services.audit import jsonable
-from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES
+from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
 ADVERTISER_DISCLOSURE = (
     "Advertiser: this provider pays to advertise in the directory. It was verified against the same "
@@ -29,6 +28,10 @@ ADVERTISER_DISCLOSURE = (
 )
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
+MAX_ID = 2**31 - 1
+# A cursor is where the previous page ended: "v1." and a provider id. The version lets the shape change.
+CURSOR_VERSION = "v1."
+CURSOR_PATTERN = r"^v1\.[0-9]{1,10}$"
 
 
 class BadRequest(ValueError):
@@ -45,20 +48,24 @@ class FeedQuery:
 
 
 def parse_query(args: dict[str, str]) -> FeedQuery:
-    """Validate the feed's query parameters; every problem is reported at once."""
+    """Validate the feed's query parameters; every problem is reported at once.
+
+    A parameter given empty (`?state=`) is refused like any other value outside its vocabulary: the OpenAPI
+    document does not admit it, and a client that sends it has lost the value it meant to send.
+    """
     problems = []
     known = {"state", "level_of_care", "service", "limit", "cursor"}
     unknown = sorted(set(args) - known)
     if unknown:
         problems.append(f"unknown parameter(s) {', '.join(unknown)}; the feed takes {', '.join(sorted(known))}")
-    state = (args.get("state") or "").upper() or None
-    if state and state not in US_STATES:
+    state = args["state"].upper() if "state" in args else None
+    if state is not None and state not in US_STATES:
         problems.append(f"state {state!r} is not a US state or territory code")
-    level = args.get("level_of_care") or None
-    if level and level not in LEVELS_OF_CARE:
+    level = args.get("level_of_care")
+    if level is not None and level not in LEVELS_OF_CARE:
         problems.append(f"level_of_care {level!r} is not one of {', '.join(sorted(LEVELS_OF_CARE))}")
-    service = args.get("service") or None
-    if service and service not in SERVICES:
+    service = args.get("service")
+    if service is not None and service not in SERVICES:
         problems.append(f"service {service!r} is not one of {', '.join(sorted(SERVICES))}")
     limit = DEFAULT_LIMIT
     if "limit" in args:
@@ -69,7 +76,7 @@ def parse_query(args: dict[str, str]) -> FeedQuery:
         except ValueError:
             problems.append(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     after_id = 0
-    if args.get("cursor"):
+    if "cursor" in args:
         try:
             after_id = decode_cursor(args["cursor"])
         except ValueError:
@@ -80,18 +87,15 @@ def parse_query(args: dict[str, str]) -> FeedQuery:
 
 
 def encode_cursor(provider_id: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{provider_id}".encode()).decode().rstrip("=")
+    return f"{CURSOR_VERSION}{provider_id}"
 
 
 def decode_cursor(cursor: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise ValueError("bad cursor") from None
-    version, _, ident = raw.partition(":")
-    if version != "v1" or not ident.isdigit() or int(ident) > 2**31 - 1:
+    """The id the previous page ended on. Any id in the documented shape is a place in the id order: past
+    the largest id a provider can have, the page is empty."""
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
         raise ValueError("bad cursor")
-    return int(ident)
+    return min(int(cursor[len(CURSOR_VERSION):]), MAX_ID)
 
 
 def listed_clause(now: datetime) -> ColumnElement:
@@ -129,6 +133,13 @@ def catalogue_versions(session: Session, providers: list[Provider]) -> dict[int,
                                 .where(CriteriaCatalogue.id.in_(ids))).all()) if ids else {}
 
 
+def coded(values: list[str] | None, vocabulary: dict[str, str]) -> list[str]:
+    """The codes of the vocabulary a list holds. Imports map source labels onto the vocabularies and a data
+    migration mapped the labels of earlier imports; a value neither knew stays on the provider for staff to see,
+    but the feed, whose document lists each vocabulary, publishes codes only."""
+    return sorted(value for value in values or [] if value in vocabulary)
+
+
 def advertiser_fields(provider: Provider) -> dict[str, Any]:
     advertiser = provider.advertising_status == AdvertisingStatus.ACTIVE
     return {"advertiser": advertiser, "advertiser_disclosure": ADVERTISER_DISCLOSURE if advertiser else None}
@@ -144,10 +155,7 @@ def listing(provider: Provider, versions: dict[int, int]) -> dict[str, Any]:
         "locations": [{"street1": loc.street1, "street2": loc.street2, "city": loc.city, "state": loc.state,
                        "zip": loc.zip, "latitude": loc.latitude, "longitude": loc.longitude}
                       for loc in provider.locations],
-        "levels_of_care": sorted(provider.levels_of_care or []),
-        "services": sorted(provider.services or []),
-        "populations": sorted(provider.populations or []),
-        "payment_accepted": sorted(provider.payment_accepted or []),
+        **{name: coded(getattr(provider, name), vocabulary) for name, vocabulary in VOCABULARIES.items()},
         "verification": {
             "status": provider.verification_status,
             "verified_at": provider.verified_at,
