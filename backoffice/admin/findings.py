@@ -11,6 +11,7 @@ from wtforms import IntegerField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import HiddenInput
 
+from backoffice import formatting
 from backoffice.admin.base import SecuredView, only
 from backoffice.dispatch import after_commit
 from backoffice.extensions import db
@@ -99,9 +100,10 @@ class FindingWorkView(SecuredView):
             select(Finding).where(Finding.provider_id == provider_id, Finding.state.in_(OPEN_FINDING_STATES))
             .order_by(SEVERITY_ORDER, Finding.id)
         ).all()
+        latest = rechecks.latest_runs(db.session, provider_id)
         return self.render("admin/findings/provider.html", provider=provider, findings=open_findings,
-                           latest=rechecks.latest_runs(db.session, provider_id), form=FlaskForm(),
-                           can_act=self._can_act())
+                           latest=latest, recheck=formatting.recheck_status(provider.last_rechecked_at, latest),
+                           form=FlaskForm(), can_act=self._can_act())
 
     @expose("/provider/<int:provider_id>/recheck", methods=["POST"])
     @only(*RESEARCH_ROLES)

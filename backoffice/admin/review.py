@@ -11,6 +11,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from backoffice import formatting
 from backoffice.admin.base import SecuredView, only
 from backoffice.admin.review_forms import (
     AssessmentForm, AssignForm, CatalogueForm, ClaimForm, DeclineForm, DecisionForm, ReasonForm, RequestInfoForm,
@@ -166,7 +167,7 @@ class ReviewView(SecuredView):
         form.document_id.choices = [SelectChoice("", "—")] + [
             SelectChoice(str(d.id), f"{d.original_name} ({d.sha256[:12]}…)") for d in documents]
         form.check_run_id.choices = [SelectChoice("", "—")] + [
-            SelectChoice(str(r.id), f"{r.check.label}: {r.outcome.label} on {r.started_at:%d %b %Y}") for r in runs]
+            SelectChoice(str(r.id), f"{r.check.label}: {r.outcome.label} on {formatting.day(r.started_at)}") for r in runs]
 
     def _researchers(self) -> list[tuple[int, str]]:
         accounts = db.session.scalars(
