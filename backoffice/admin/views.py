@@ -32,6 +32,11 @@ def _actor(view, context, model, name):
     return formatting.actor(getattr(model, name)) or None
 
 
+def _check_name(view, context, model, name):
+    value = getattr(model, name)
+    return formatting.labels()["check"].get(value, value) if value else None
+
+
 def _roles(view, context, model, name):
     return formatting.roles_text(r.role for r in model.roles) or "none"
 
@@ -100,6 +105,7 @@ class CriterionView(SecuredModelView):
     column_list = ["catalogue", "position", "code", "title", "required", "required_for_advertisers", "advertisers_only"]
     column_default_sort = [("catalogue_id", True), ("position", False)]
     column_labels = COLUMN_LABELS
+    column_formatters = {"automated_check": _check_name}
 
 
 class AccountView(SecuredModelView):
