@@ -13,7 +13,7 @@ from sqlalchemy import Enum as EnumType
 
 from backoffice.extensions import db
 from backoffice.models import Base
-from backoffice.services import history, profile
+from backoffice.services import accounts, profile
 
 # ISO 8601 text as JSON values carry moments ("2026-12-01T09:23:45.123456+00:00") and days ("2026-12-01").
 _ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -97,11 +97,11 @@ def know_actors(actor_labels: Iterable[str | None]) -> None:
     known = g.setdefault("actor_names", {})
     wanted = {label for label in actor_labels if label} - known.keys()
     if wanted:
-        known.update(history.actor_names(db.session, wanted))
+        known.update(accounts.actor_names(db.session, wanted))
 
 
 def actor(label: str | None) -> str:
-    """An actor as staff read it: `user:6` becomes the person's name and e-mail (history.actor_names); system
+    """An actor as staff read it: `user:6` becomes the person's name and e-mail (accounts.actor_names); system
     jobs keep their name. The audit record keeps the label; this is only how a staff page writes it."""
     if not label:
         return ""
