@@ -22,7 +22,9 @@ def version(page: str) -> str:
 
 
 def errors(response) -> list[str]:
-    return re.findall(r'(?:alert-danger[^>]*>|invalid-feedback d-block">)\s*([^<]+?)\s*<', response.get_data(as_text=True))
+    """The error messages on a page: beside a form or field, and in the refusal banner at the top."""
+    return re.findall(r'(?:alert-danger[^>]*>|invalid-feedback d-block">|<li class="refusal-problem">)\s*([^<]+?)\s*<',
+                      response.get_data(as_text=True))
 
 
 @pytest.fixture
