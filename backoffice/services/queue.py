@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from backoffice.models import (
     OPEN_FINDING_STATES, OPEN_STATES, Finding, FindingSeverity, Location, Submission, SubmissionKind,
+    SubmissionProposedState,
 )
 
 PAGE_SIZE = 50
@@ -66,13 +67,31 @@ def overdue_clause(now: datetime):
     )
 
 
+def in_state(state: str):
+    """A request belongs to the states of the locations it proposes; a request that proposes none (an advertiser
+    application) to its provider's current ones, and an update to both. Each test is one index probe: the
+    proposed states by their primary key, the provider's locations by (state, provider_id)."""
+    proposed = SubmissionProposedState
+    proposes_any = exists().where(proposed.submission_id == Submission.id)
+    proposes_this = exists().where(proposed.submission_id == Submission.id, proposed.state == state)
+    has_location = exists().where(Location.provider_id == Submission.provider_id, Location.state == state)
+    return or_(proposes_this, and_(or_(Submission.kind == SubmissionKind.UPDATE, ~proposes_any), has_location))
+
+
+def shown_states(submission: Submission, current: set[str]) -> list[str]:
+    """The states a queue row shows, by the same rule as in_state."""
+    proposed = {row.state for row in submission.proposed_states}
+    if not proposed or submission.kind == SubmissionKind.UPDATE:
+        proposed |= current
+    return sorted(proposed)
+
+
 def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
          cursor: str | None = None, limit: int = PAGE_SIZE) -> QueuePage:
     """One page of open requests, soonest decision due first; no count over the table."""
     query = select(Submission.id).where(Submission.state.in_(OPEN_STATES))
     if filters.state:
-        query = query.where(exists().where(Location.provider_id == Submission.provider_id,
-                                           Location.state == filters.state))
+        query = query.where(in_state(filters.state))
     if filters.kind:
         query = query.where(Submission.kind == filters.kind)
     if filters.assignee == "mine":
@@ -92,7 +111,8 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
     ids = ids[:limit]
     loaded = {s.id: s for s in session.scalars(
         select(Submission).where(Submission.id.in_(ids))
-        .options(joinedload(Submission.provider), joinedload(Submission.assignee)))}
+        .options(joinedload(Submission.provider), joinedload(Submission.assignee),
+                 selectinload(Submission.proposed_states)))}
     submissions = [loaded[i] for i in ids]
     provider_ids = {s.provider_id for s in submissions}
     states: dict[int, set[str]] = {}
@@ -106,7 +126,8 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
             Finding.state.in_(OPEN_FINDING_STATES))))
     rows = [
         QueueRow(
-            submission=s, states=sorted(states.get(s.provider_id, ())), critical_finding=s.provider_id in critical,
+            submission=s, states=shown_states(s, states.get(s.provider_id, set())),
+            critical_finding=s.provider_id in critical,
             overdue=bool((s.decision_due and s.decision_due < now)
                          or (s.first_response_at is None and s.first_response_due and s.first_response_due < now)),
         )
