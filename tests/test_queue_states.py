@@ -12,7 +12,7 @@ from backoffice.extensions import db
 from backoffice.models import (
     Location, Provider, Role, Submission, SubmissionKind, SubmissionProposedState, SubmissionState, utcnow,
 )
-from backoffice.services import listing_requests, review, submissions
+from backoffice.services import listing_requests, queue, review, submissions
 from tests.conftest import login
 from tests.review_helpers import POLICY, provider_member, publish_catalogue, submitted
 
@@ -28,8 +28,11 @@ def queue_rows(client, query: str = "") -> dict[int, str]:
         r'/admin/review/case/(\d+)">\d+</a></td>\s*<td>[^<]*</td>\s*<td>[^<]*</td>\s*<td>([^<]*)</td>', body)}
 
 
-@pytest.fixture
-def researcher(client, session, make_account):
+@pytest.fixture(params=["from the state's requests", "from the open requests"])
+def researcher(request, client, session, make_account, monkeypatch):
+    """Signed in; the queue finds a state's requests from that state's side (few locations there) or by walking
+    the open requests in due order (many), and both must give the same rows."""
+    monkeypatch.setattr(queue, "FEW_LOCATIONS", 10**9 if request.param.startswith("from the state") else -1)
     publish_catalogue(session)
     account = make_account(Role.RESEARCHER)
     login(client, account)
@@ -112,3 +115,18 @@ def test_the_migration_fills_the_proposed_states_of_existing_requests(app, sessi
                                .order_by(SubmissionProposedState.submission_id, SubmissionProposedState.state)).all()
     assert [tuple(r) for r in found] == [(ids[0], "OR"), (ids[0], "WA")]
     assert db.session.scalar(select(Location.state).where(Location.provider_id == provider_id)) == "VA"
+
+
+def test_a_state_filtered_queue_pages_without_gaps_or_repeats(session, researcher, make_account, make_provider):
+    member = provider_member(session, make_account, make_provider())
+    wanted = [submitted(session, member, new_provider(session, f"Rose City {n}"), SubmissionKind.NEW_LISTING,
+                        {"locations": [PORTLAND]}).id for n in range(5)]
+    submitted(session, member, new_provider(session, "Elsewhere"), SubmissionKind.NEW_LISTING, {"locations": [SEATTLE]})
+    seen, cursor = [], None
+    while True:
+        found = queue.page(session, queue.QueueFilters(state="OR"), researcher.id, utcnow(), cursor, limit=2)
+        seen += [row.submission.id for row in found.rows]
+        if not found.next_cursor:
+            break
+        cursor = found.next_cursor
+    assert seen == sorted(wanted, key=lambda i: (session.get(Submission, i).decision_due, i))

@@ -6,7 +6,7 @@ import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select, union
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from backoffice.models import (
@@ -67,15 +67,42 @@ def overdue_clause(now: datetime):
     )
 
 
+# Up to this many locations in a state, the queue starts from that state's requests; above it, from the open
+# requests in due order. Measured at 100k providers on SQLite: starting from the state costs ~2 ms per 100
+# locations (CA, 8,400 locations: 160 ms), walking the open requests ~40 ms divided by the state's share
+# (WY, 360 locations: 117 ms); they cross near 1,500 (OR, 1,300: 27 ms against 52 ms).
+FEW_LOCATIONS = 2_000
+
+
+def _keeps_current_states():
+    """A request that proposes no location (an advertiser application), or an update, also stands under its
+    provider's current states."""
+    proposes_any = exists().where(SubmissionProposedState.submission_id == Submission.id)
+    return or_(Submission.kind == SubmissionKind.UPDATE, ~proposes_any)
+
+
 def in_state(state: str):
-    """A request belongs to the states of the locations it proposes; a request that proposes none (an advertiser
-    application) to its provider's current ones, and an update to both. Each test is one index probe: the
-    proposed states by their primary key, the provider's locations by (state, provider_id)."""
-    proposed = SubmissionProposedState
-    proposes_any = exists().where(proposed.submission_id == Submission.id)
-    proposes_this = exists().where(proposed.submission_id == Submission.id, proposed.state == state)
+    """A request belongs to the states of the locations it proposes, and by _keeps_current_states to its
+    provider's current ones. Each test is one index probe: the proposed states by their primary key, the
+    provider's locations by (state, provider_id)."""
+    proposes_this = exists().where(SubmissionProposedState.submission_id == Submission.id,
+                                   SubmissionProposedState.state == state)
     has_location = exists().where(Location.provider_id == Submission.provider_id, Location.state == state)
-    return or_(proposes_this, and_(or_(Submission.kind == SubmissionKind.UPDATE, ~proposes_any), has_location))
+    return or_(proposes_this, and_(_keeps_current_states(), has_location))
+
+
+def requests_in_state(state: str):
+    """The same requests as in_state, found from the state's side: its proposed-state rows and the requests of
+    the providers located there (open ones only), each from its index."""
+    proposed = select(SubmissionProposedState.submission_id.label("id")).where(SubmissionProposedState.state == state)
+    located = (select(Submission.id.label("id")).join(Location, Location.provider_id == Submission.provider_id)
+               .where(Location.state == state, Submission.state.in_(OPEN_STATES), _keeps_current_states()))
+    return union(proposed, located).subquery("in_state")
+
+
+def few_locations(session: Session, state: str) -> bool:
+    counted = select(Location.id).where(Location.state == state).limit(FEW_LOCATIONS + 1).subquery()
+    return session.scalar(select(func.count()).select_from(counted)) <= FEW_LOCATIONS
 
 
 def shown_states(submission: Submission, current: set[str]) -> list[str]:
@@ -90,7 +117,10 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
          cursor: str | None = None, limit: int = PAGE_SIZE) -> QueuePage:
     """One page of open requests, soonest decision due first; no count over the table."""
     query = select(Submission.id).where(Submission.state.in_(OPEN_STATES))
-    if filters.state:
+    if filters.state and few_locations(session, filters.state):
+        found = requests_in_state(filters.state)
+        query = query.join(found, found.c.id == Submission.id)
+    elif filters.state:
         query = query.where(in_state(filters.state))
     if filters.kind:
         query = query.where(Submission.kind == filters.kind)
