@@ -12,7 +12,7 @@ from backoffice.importers.locator import read_file
 from backoffice.models import (
     AssessmentStatus, DecisionOutcome, Provider, Role, SubmissionKind, SubmissionState, utcnow,
 )
-from backoffice.services import accounts, criteria, imports, mfa, review, submissions, verification
+from backoffice.services import accounts, criteria, imports, mfa, profile, review, submissions, verification
 from backoffice.services.review import ReviewPolicy
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -89,9 +89,9 @@ def seed(session: Session, password: str) -> dict[str, int]:
     ]
     for provider, target in zip(providers[24:24 + len(plan)], plan):
         accounts.add_member(session, ACTOR, provider_account, provider)
+        # As the portal starts one: the listing as the directory has it (its locations, so the queue shows the state).
         submission = submissions.create_draft(session, provider_account, provider, SubmissionKind.NEW_LISTING,
-                                              {"public_name": provider.public_name, "website": provider.website,
-                                               "levels_of_care": provider.levels_of_care})
+                                              profile.current(provider))
         if target == SubmissionState.DRAFT:
             continue
         review.submit(session, provider_account, submission, POLICY)

@@ -12,7 +12,7 @@ from backoffice.extensions import db
 from backoffice.models import (
     Location, Provider, Role, Submission, SubmissionKind, SubmissionProposedState, SubmissionState, utcnow,
 )
-from backoffice.services import listing_requests, queue, review, submissions
+from backoffice.services import listing_requests, profile, queue, review, submissions
 from tests.conftest import login
 from tests.review_helpers import POLICY, provider_member, publish_catalogue, submitted
 
@@ -59,7 +59,8 @@ def test_a_new_providers_request_is_found_and_shown_under_its_proposed_state(cli
     session.commit()
     review.submit(session, member, draft, POLICY)
     session.commit()
-    virginia = submitted(session, member, make_provider())
+    listed_in_va = make_provider()
+    virginia = submitted(session, member, listed_in_va, SubmissionKind.NEW_LISTING, profile.current(listed_in_va))
 
     assert queue_rows(client, "state=OR") == {draft.id: "OR"}
     assert queue_rows(client)[draft.id] == "OR"
