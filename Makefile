@@ -29,7 +29,7 @@ run: seed
 	@echo ""
 	@echo "  Back-office: http://127.0.0.1:$(PORT)/   (web, worker and beat start below; Ctrl-C stops all three)"
 	@echo "  Demo accounts, password 'demo-password-2026':"
-	@echo "    researcher@demo.example  lead@demo.example  auditor@demo.example  admin@demo.example  provider@demo.example"
+	@echo "    researcher@demo.example  lead@demo.example  auditor@demo.example  admin@demo.example  admin2@demo.example  provider@demo.example"
 	@echo "  Staff also need a second-factor code: $(BIN)/flask --app backoffice demo-code researcher@demo.example"
 	@echo ""
 	PORT=$(PORT) $(BIN)/honcho start -f Procfile

@@ -17,6 +17,8 @@ import config
 from backoffice import startup
 from werkzeug.routing import IntegerConverter
 
+from backoffice import formatting
+
 MAX_ID = 2**31 - 1
 
 
@@ -153,6 +155,7 @@ def content_security_policy(nonce: str) -> str:
 
 def register_request_hooks(app: Flask) -> None:
     app.jinja_env.filters["safe_url"] = safe_url
+    formatting.register(app)
     app.jinja_env.globals["csp_nonce"] = csp_nonce
 
     from backoffice.services import audit

@@ -12,7 +12,7 @@ from backoffice.importers.locator import read_file
 from backoffice.models import (
     AssessmentStatus, DecisionOutcome, Provider, Role, SubmissionKind, SubmissionState, utcnow,
 )
-from backoffice.services import accounts, criteria, imports, mfa, review, submissions, verification
+from backoffice.services import accounts, criteria, imports, mfa, profile, review, submissions, verification
 from backoffice.services.review import ReviewPolicy
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -36,7 +36,9 @@ DEMO_ACCOUNTS = [
     DemoAccount("researcher@demo.example", "Riley Researcher", Role.RESEARCHER),
     DemoAccount("lead@demo.example", "Lee Research-Lead", Role.RESEARCH_LEAD),
     DemoAccount("auditor@demo.example", "Avery Auditor", Role.AUDITOR),
+    # Two admins: a role one admin asks for starts only when another approves it (separation of duties).
     DemoAccount("admin@demo.example", "Ash Admin", Role.ADMIN),
+    DemoAccount("admin2@demo.example", "Sam Second-Admin", Role.ADMIN),
     DemoAccount("provider@demo.example", "Pat Provider", Role.PROVIDER),
 ]
 
@@ -47,12 +49,12 @@ def is_empty(session: Session) -> bool:
 
 def seed(session: Session, password: str) -> dict[str, int]:
     """Fill an empty database with demo data; the caller commits."""
-    people = {
-        a.role: accounts.create_account(session, ACTOR, email=a.email, name=a.name, password=password,
-                                        roles=[a.role], email_confirmed=True)
-        for a in DEMO_ACCOUNTS
-    }
-    for person in people.values():
+    people = [accounts.create_account(session, ACTOR, email=a.email, name=a.name, password=password,
+                                      roles=[a.role], email_confirmed=True) for a in DEMO_ACCOUNTS]
+    first = {}  # the first demo account of each role does the demo's work
+    for demo_account, person in zip(DEMO_ACCOUNTS, people):
+        first.setdefault(demo_account.role, person)
+    for person in people:
         if person.is_staff:
             # Demo staff come with an authenticator already set up, so the demo opens without a phone:
             # `.venv/bin/flask --app backoffice demo-code EMAIL` prints the current code (never in production).
@@ -67,7 +69,7 @@ def seed(session: Session, password: str) -> dict[str, int]:
         imported += summary.created
     providers = session.scalars(select(Provider).order_by(Provider.id).limit(40)).all()
     now = utcnow()
-    researcher, lead = people[Role.RESEARCHER], people[Role.RESEARCH_LEAD]
+    researcher, lead = first[Role.RESEARCHER], first[Role.RESEARCH_LEAD]
     # Verified and listed: most current, a few lapsed so the expiry sweep has work on first start.
     for index, provider in enumerate(providers[:24]):
         lapsed = index % 8 == 7
@@ -79,7 +81,7 @@ def seed(session: Session, password: str) -> dict[str, int]:
     for provider in providers[0:24:6]:
         application = submissions.create_draft(session, researcher, provider, SubmissionKind.ADVERTISER_APPLICATION, {})
         _review_to_decision(session, researcher, lead, application, DecisionOutcome.APPROVED)
-    provider_account = people[Role.PROVIDER]
+    provider_account = first[Role.PROVIDER]
     plan = [
         SubmissionState.DRAFT, SubmissionState.SUBMITTED, SubmissionState.SUBMITTED,
         SubmissionState.IN_REVIEW, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO,
@@ -87,9 +89,9 @@ def seed(session: Session, password: str) -> dict[str, int]:
     ]
     for provider, target in zip(providers[24:24 + len(plan)], plan):
         accounts.add_member(session, ACTOR, provider_account, provider)
+        # As the portal starts one: the listing as the directory has it (its locations, so the queue shows the state).
         submission = submissions.create_draft(session, provider_account, provider, SubmissionKind.NEW_LISTING,
-                                              {"public_name": provider.public_name, "website": provider.website,
-                                               "levels_of_care": provider.levels_of_care})
+                                              profile.current(provider))
         if target == SubmissionState.DRAFT:
             continue
         review.submit(session, provider_account, submission, POLICY)

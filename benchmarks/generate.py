@@ -37,9 +37,11 @@ from backoffice.importers.locator import FacilityRecord, read_file  # noqa: E402
 from backoffice.models import (  # noqa: E402
     AdvertisingStatus, AuditChainLock, AuditEvent, CheckKind, CheckOutcome, CheckRun, ExclusionRecord,
     ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity, FindingState, ListingStatus, Location, Principal,
-    PrincipalRole, Provider, Role, Submission, SubmissionKind, SubmissionState, VerificationStatus, utcnow,
+    PrincipalRole, Provider, Role, Submission, SubmissionKind, SubmissionProposedState, SubmissionState,
+    VerificationStatus, utcnow,
 )
 from backoffice.services import accounts, audit, mfa  # noqa: E402
+from backoffice.vocab import US_STATES  # noqa: E402
 from benchmarks.expect import expect  # noqa: E402
 
 DATA = ROOT / "data" / "public"
@@ -48,6 +50,7 @@ SAMHSA_FILES = ["oeps_SubstanceUseTreatment_Geocoded.csv", "oeps_MentalHealthPro
 LEIE_FILES = ["oig_leie_monthly_exclusions_2016-01_to_2023-06.csv", "oig_leie_monthly_reinstatements_2016-01_to_2023-06.csv"]
 # tiny is for the test that keeps the benchmarks running (tests/test_benchmarks.py), not for figures.
 SIZES = {"full": 100_000, "medium": 30_000, "small": 10_000, "tiny": 200}
+BENCH_STATES = sorted(US_STATES)
 BENCH_PASSWORD = "bench-password-2026"
 BENCH_EMAIL = "bench@bench.example"
 BATCH = 20_000
@@ -259,14 +262,23 @@ def build(scale: Scale, log=print) -> dict[str, float]:
 
     started = time.perf_counter()
     open_states = {SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO}
-    rows = []
+    rows, proposed_states = [], []
+    state_of = {l["provider_id"]: l["state"] for l in locations}
     for sid in range(1, scale.submissions + 1):
         state = weighted(rng, SUBMISSION_STATES)
         submitted = now - timedelta(days=rng.randint(0, 900) if state not in open_states else rng.randint(0, 40),
                                     minutes=rng.randint(0, 1440))
+        provider_id, kind = rng.randint(1, scale.providers), weighted(rng, SUBMISSION_KINDS)
+        proposed = {}
+        if kind in (SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE):
+            # A listing request proposes its locations; one in ten moves to (or adds) another state.
+            moved = rng.choice(BENCH_STATES) if rng.random() < 0.1 else state_of[provider_id]
+            proposed = {"locations": [{"street1": "1 Main Street", "city": "Springfield", "state": moved,
+                                       "zip": "00000"}]}
+            proposed_states.append({"submission_id": sid, "state": moved})
         rows.append({
-            "id": sid, "provider_id": rng.randint(1, scale.providers), "kind": weighted(rng, SUBMISSION_KINDS),
-            "state": state, "proposed": {}, "created_by_id": None,
+            "id": sid, "provider_id": provider_id, "kind": kind,
+            "state": state, "proposed": proposed, "created_by_id": None,
             "assignee_id": rng.choice(staff_ids) if state in open_states and rng.random() < 0.6 else None,
             "created_at": submitted, "submitted_at": submitted if state != SubmissionState.DRAFT else None,
             "first_response_due": submitted + timedelta(days=2), "decision_due": submitted + timedelta(days=14),
@@ -277,6 +289,8 @@ def build(scale: Scale, log=print) -> dict[str, float]:
             bulk_insert(Submission.__table__, rows)
             rows = []
     bulk_insert(Submission.__table__, rows)
+    for start in range(0, len(proposed_states), BATCH):
+        bulk_insert(SubmissionProposedState.__table__, proposed_states[start:start + BATCH])
     db.session.commit()
     part("submissions", started, scale.submissions)
 

@@ -139,6 +139,7 @@ def cases(app: Flask, base: Flask, providers: int) -> list[tuple[str, str, str |
     rows += [
         ("review queue: first page", "/admin/review/", None),
         ("review queue: state=CA", "/admin/review/?state=CA", None),
+        ("review queue: state=WY (few requests)", "/admin/review/?state=WY", None),
         ("review queue: unassigned + overdue", "/admin/review/?assignee=unassigned&overdue=1", None),
         ("review queue: page 20 (keyset)", f"/admin/review/?cursor={cursor}", None),
         ("open findings worklist", "/admin/finding-work/", None),

@@ -5,10 +5,11 @@ from sqlalchemy import func, select
 
 from backoffice.demo import DEMO_ACCOUNTS
 from backoffice.models import (
-    OPEN_STATES, AdvertisingStatus, CriteriaCatalogue, Provider, Role, Submission, SubmissionState,
+    OPEN_STATES, Account, AdvertisingStatus, CriteriaCatalogue, Provider, Role, Submission, SubmissionState,
     VerificationStatus,
 )
 from backoffice.services import audit
+from tests.page_text import visible_text
 
 
 def seed(app):
@@ -94,3 +95,39 @@ def test_seed_demo_refuses_production(make_app):
     with app.app_context():
         result = app.test_cli_runner().invoke(args=["seed-demo", "--if-empty"])
     assert result.exit_code == 1 and "never seeded in production" in result.output
+
+
+def test_the_demo_has_two_admins_so_a_role_one_asks_for_the_other_approves(app, session):
+    result = seed(app)
+    admins = [a.email for a in DEMO_ACCOUNTS if a.role == Role.ADMIN]
+    assert admins == ["admin@demo.example", "admin2@demo.example"]
+    assert all(email in result.output for email in admins)
+    first, second = app.test_client(), app.test_client()
+    sign_in(first, app, "admin@demo.example")
+    added = first.post("/admin/staff/new", data={"name": "Nia New", "email": "nia@demo.example",
+                                                 "roles": ["researcher"], "reason": "joins the research team"})
+    assert added.status_code == 302, added.get_data(as_text=True)
+    sign_in(second, app, "admin2@demo.example")
+    page = second.get("/admin/staff/").get_data(as_text=True)
+    approve = re.search(r'action="(/admin/staff/grants/\d+/approve)"', page).group(1)
+    version = re.search(r'name="row_version" value="(\d+)"', page).group(1)
+    approved = second.post(approve, data={"row_version": version}, follow_redirects=True)
+    assert "Approved: nia@demo.example now has the researcher role." in approved.get_data(as_text=True)
+    assert session.scalar(select(Account).where(Account.email == "nia@demo.example")).role_set == {Role.RESEARCHER}
+
+
+def _headings(page: str) -> list[str]:
+    return [visible_text(h).strip() for h in re.findall(r"<h[1-6][^>]*>(.*?)</h[1-6]>", page, re.S)]
+
+
+def test_each_staff_page_names_itself_once_and_the_navbar_names_roles_in_words(app, session):
+    seed(app)
+    admin, lead = app.test_client(), app.test_client()
+    sign_in(admin, app, "admin@demo.example")
+    assert _headings(admin.get("/admin/staff/").get_data(as_text=True)).count("Staff and roles") == 1
+    sign_in(lead, app, "lead@demo.example")
+    for url, heading in (("/admin/finding-work/", "Open findings"), ("/admin/review/", "Review queue")):
+        page = lead.get(url).get_data(as_text=True)
+        assert _headings(page).count(heading) == 1, (url, _headings(page))
+    navbar = visible_text(re.search(r'<nav.*?</nav>', lead.get("/admin/").get_data(as_text=True), re.S).group(0))
+    assert "lead@demo.example (research lead)" in navbar and "research_lead" not in navbar

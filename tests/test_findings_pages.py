@@ -63,7 +63,7 @@ def test_auditor_gets_403_on_every_post(client, session, make_account, finding):
 def test_researcher_confirms_then_resolves_with_reasons_audited(client, session, make_account, finding):
     researcher = make_account(Role.RESEARCHER)
     login(client, researcher)
-    assert client.post(f"/admin/finding-work/{finding.id}/resolve", data={"reason": ""}).status_code == 302
+    assert client.post(f"/admin/finding-work/{finding.id}/resolve", data={"reason": ""}).status_code == 400
     session.refresh(finding)
     assert finding.state == FindingState.OPEN  # no reason, nothing changed
     client.post(f"/admin/finding-work/{finding.id}/acknowledge", data={"reason": "", "row_version": finding.row_version})
@@ -121,8 +121,8 @@ def test_recheck_now_is_audited_and_queues_three_checks(app, client, session, ma
 def test_a_mangled_row_version_changes_nothing_and_is_not_a_500(client, session, make_account, finding, version):
     login(client, make_account(Role.RESEARCHER))
     response = client.post(f"/admin/finding-work/{finding.id}/resolve",
-                           data={"reason": "listing delisted", "row_version": version}, follow_redirects=True)
-    assert response.status_code == 200
+                           data={"reason": "listing delisted", "row_version": version})
+    assert response.status_code == 409
     assert "This page is out of date or was changed: reload it and try again." in response.get_data(as_text=True)
     session.refresh(finding)
     assert finding.state == FindingState.OPEN

@@ -22,7 +22,9 @@ def version(page: str) -> str:
 
 
 def errors(response) -> list[str]:
-    return re.findall(r'(?:alert-danger[^>]*>|invalid-feedback d-block">)\s*([^<]+?)\s*<', response.get_data(as_text=True))
+    """The error messages on a page: beside a form or field, and in the refusal banner at the top."""
+    return re.findall(r'(?:alert-danger[^>]*>|invalid-feedback d-block">|<li class="refusal-problem">)\s*([^<]+?)\s*<',
+                      response.get_data(as_text=True))
 
 
 @pytest.fixture
@@ -253,3 +255,30 @@ def test_the_case_page_shows_lists_and_locations_as_readable_lines_not_json(clie
     assert '<span class="text-muted">none</span>' in rows["Services"]
     for raw in ('{"', "&#34;street1&#34;", "[&#34;", "null", "<pre"):
         assert raw not in table, raw
+
+
+def test_publishing_the_current_criteria_again_is_refused_on_the_page_and_changes_nothing(client, session, world):
+    login(client, world["lead"])
+    page = client.get("/admin/catalogue/").get_data(as_text=True)
+    import html
+    unchanged = html.unescape(re.search(r'<textarea[^>]*name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1))
+    events = session.scalar(select(func.count()).select_from(AuditEvent))
+    notes_only = json.dumps({**json.loads(unchanged), "notes": "same criteria, new words about them"})
+    for definition in (unchanged, notes_only):
+        refused = client.post("/admin/catalogue/publish", data={"definition": definition})
+        assert refused.status_code == 400
+        assert "This is the same as v1: nothing to publish" in errors(refused)
+    assert [c.version for c in session.scalars(select(CriteriaCatalogue))] == [1]
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
+
+
+def test_the_cli_refuses_to_publish_the_same_file_twice(app, session):
+    from tests.review_helpers import CATALOGUE
+
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["criteria", "publish", str(CATALOGUE)])
+    assert first.exit_code == 0 and "Published criteria catalogue v1" in first.output
+    again = runner.invoke(args=["criteria", "publish", str(CATALOGUE)])
+    assert again.exit_code == 1
+    assert "This is the same as v1: nothing to publish. Nothing was published." in again.output
+    assert [c.version for c in session.scalars(select(CriteriaCatalogue))] == [1]

@@ -12,6 +12,7 @@ from wtforms import DateField, IntegerField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
 
+from backoffice import formatting
 from backoffice.admin.base import SecuredView
 from backoffice.extensions import db
 from backoffice.models import AuditEvent, Provider, Role
@@ -37,7 +38,7 @@ VERIFYING_JOBS = {
 
 def runner_names(labels: set[str]) -> dict[str, str]:
     """Who ran each verification: a person's name and e-mail, or the job in words."""
-    names = history.actor_names(db.session, labels)
+    names = accounts.actor_names(db.session, labels)
     return {label: VERIFYING_JOBS.get(label, names[label]) for label in labels}
 
 
@@ -105,9 +106,9 @@ class AuditLogView(SecuredView):
         query = self._query(form)
         before = _seq_arg("before")
         page = history.search(db.session, query, before) if query else history.LogPage()
-        names = history.actor_names(db.session, {e.actor for e in page.events})
+        formatting.know_actors(e.actor for e in page.events)
         args = {k: v for k, v in request.args.items() if k != "before"}
-        return self.render("admin/audit/log.html", form=form, page=page, names=names, args=args,
+        return self.render("admin/audit/log.html", form=form, page=page, args=args,
                            export_form=ExportForm(formdata=None), status=chain_status()), 200 if query else 400
 
     @expose("/event/<int:seq>")
@@ -118,9 +119,8 @@ class AuditLogView(SecuredView):
         intact = audit.compute_hash(event.prev_hash, audit.event_fields(event)) == event.hash
         previous = db.session.get(AuditEvent, seq - 1)
         linked = (previous.hash == event.prev_hash) if previous else seq == 1
-        names = history.actor_names(db.session, {event.actor})
         return self.render("admin/audit/event.html", event=event, changes=history.changes(event), intact=intact,
-                           linked=linked, names=names, has_next=db.session.get(AuditEvent, seq + 1) is not None)
+                           linked=linked, has_next=db.session.get(AuditEvent, seq + 1) is not None)
 
     @expose("/provider/<int:provider_id>")
     def provider(self, provider_id: int):
@@ -128,8 +128,8 @@ class AuditLogView(SecuredView):
         if provider is None:
             abort(404)
         timeline = history.provider_timeline(db.session, provider.id, _seq_arg("before"))
-        names = history.actor_names(db.session, {i.event.actor for i in timeline.items if i.event})
-        return self.render("admin/audit/provider.html", provider=provider, timeline=timeline, names=names,
+        formatting.know_actors(i.event.actor for i in timeline.items if i.event)
+        return self.render("admin/audit/provider.html", provider=provider, timeline=timeline,
                            basis=history.verification_basis(db.session, provider), status=chain_status(),
                            export_form=ExportForm(formdata=None, provider_id=provider.id))
 

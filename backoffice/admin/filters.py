@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from flask_admin.contrib.sqla import filters
+from flask_admin.model.filters import convert
 
 
 class _ByValue:
@@ -33,3 +34,11 @@ class EnumNotInList(_ByValue, filters.EnumFilterNotInList):
 
 class FilterConverter(filters.FilterConverter):
     enum = (EnumEqual, EnumNotEqual, filters.EnumFilterEmpty, EnumInList, EnumNotInList)
+
+    @convert("enum")
+    def conv_enum(self, column, name, options=None, **kwargs):
+        """An enum filter offers its values in words (in review), and filters by the stored value."""
+        enum_class = getattr(column.type, "enum_class", None)
+        if not options and enum_class is not None:
+            options = [(member.value, member.label) for member in enum_class]
+        return super().conv_enum(column, name, options, **kwargs)

@@ -11,7 +11,9 @@ from wtforms import IntegerField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import HiddenInput
 
+from backoffice import formatting
 from backoffice.admin.base import SecuredView, only
+from backoffice.admin.refusals import Refusal
 from backoffice.dispatch import after_commit
 from backoffice.extensions import db
 from backoffice.models import (
@@ -19,7 +21,10 @@ from backoffice.models import (
     Role,
 )
 from backoffice.services import findings, rechecks
-from backoffice.services.errors import DomainError
+from backoffice.services.errors import Conflict, DomainError
+
+STALE_PAGE = "This page is out of date or was changed: reload it and try again."
+REASON_NEEDED = "Give a reason (at least 3 characters): it is kept in the audit trail."
 
 SEVERITY_ORDER = case({FindingSeverity.CRITICAL.value: 0, FindingSeverity.WARNING.value: 1}, value=Finding.severity,
                       else_=2)
@@ -57,39 +62,51 @@ class FindingWorkView(SecuredView):
         return self.render("admin/findings/index.html", findings=open_findings)
 
     @expose("/<int:finding_id>")
-    def finding(self, finding_id: int):
+    def finding(self, finding_id: int, form: ReasonForm | None = None, refusal: Refusal | None = None,
+                status: int = 200):
         finding = db.session.get(Finding, finding_id) or abort(404)
         record = None
         if finding.check == CheckKind.EXCLUSION and finding.detail.get("exclusion_record_id"):
             record = db.session.get(ExclusionRecord, finding.detail["exclusion_record_id"])
         run = db.session.get(CheckRun, finding.last_check_run_id) if finding.last_check_run_id else None
-        form = ReasonForm(row_version=finding.row_version)
+        form = form or ReasonForm(formdata=None, row_version=finding.row_version)
         return self.render("admin/findings/finding.html", finding=finding, provider=finding.provider, record=record,
-                           run=run, form=form, can_act=self._can_act())
+                           run=run, form=form, can_act=self._can_act(), refusal=refusal), status
+
+    # What each action does, as its refusal banner says it was not done.
+    NOT_DONE = {"acknowledge": "The finding was not acknowledged", "resolve": "The finding was not resolved",
+                "dismiss": "The finding was not dismissed", "confirm": "The exclusion match was not confirmed"}
 
     @expose("/<int:finding_id>/<action>", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def act(self, finding_id: int, action: str):
+        """Call the service with the reason and commit; a refusal re-renders the page with a banner, the reason
+        as typed and the page on the form (its buttons post to #finding-actions)."""
         service = self.ACTIONS.get(action) or abort(404)
         finding = db.session.get(Finding, finding_id) or abort(404)
         form = ReasonForm()
         reason = (form.reason.data or "").strip()
         valid = form.validate_on_submit()
+
+        def refused(problem: str, status: int, beside_reason: bool = False):
+            if beside_reason:
+                form.reason.errors = [problem]
+            refusal = Refusal(self.NOT_DONE[action], [problem], "reason" if beside_reason else "finding-actions",
+                              "reason" if beside_reason else None)
+            return self.finding(finding_id, form, refusal, status)
+
         if "row_version" in form.errors:
-            flash("This page is out of date or was changed: reload it and try again.", "error")
-            return redirect(url_for(".finding", finding_id=finding_id))
+            return refused(STALE_PAGE, 409)
         if not valid and action != "acknowledge":
-            flash("Give a reason (at least 3 characters): it is kept in the audit trail.", "error")
-            return redirect(url_for(".finding", finding_id=finding_id))
-        expected = form.row_version.data
+            return refused(REASON_NEEDED, 400, beside_reason=True)
         try:
-            service(db.session, current_user, finding, reason, expected_version=expected)
+            service(db.session, current_user, finding, reason, expected_version=form.row_version.data)
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
-            flash(str(exc), "error")
-        else:
-            flash(f"Finding #{finding_id}: {action} recorded.", "success")
+            return refused(str(exc), 409 if isinstance(exc, Conflict) else 400,
+                           beside_reason=exc.field == "reason")
+        flash(f"Finding #{finding_id}: {action} recorded.", "success")
         return redirect(url_for(".finding", finding_id=finding_id))
 
     @expose("/provider/<int:provider_id>")
@@ -99,9 +116,10 @@ class FindingWorkView(SecuredView):
             select(Finding).where(Finding.provider_id == provider_id, Finding.state.in_(OPEN_FINDING_STATES))
             .order_by(SEVERITY_ORDER, Finding.id)
         ).all()
+        latest = rechecks.latest_runs(db.session, provider_id)
         return self.render("admin/findings/provider.html", provider=provider, findings=open_findings,
-                           latest=rechecks.latest_runs(db.session, provider_id), form=FlaskForm(),
-                           can_act=self._can_act())
+                           latest=latest, recheck=formatting.recheck_status(provider.last_rechecked_at, latest),
+                           form=FlaskForm(), can_act=self._can_act())
 
     @expose("/provider/<int:provider_id>/recheck", methods=["POST"])
     @only(*RESEARCH_ROLES)

@@ -10,7 +10,9 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from backoffice import formatting
 from backoffice.admin.base import SecuredView, only
+from backoffice.admin.refusals import Refusal, refusal_of, show_beside
 from backoffice.admin.review_forms import (
     AssessmentForm, AssignForm, CatalogueForm, ClaimForm, DeclineForm, DecisionForm, ReasonForm, RequestInfoForm,
     SignOffForm,
@@ -28,6 +30,11 @@ from backoffice.services.review import Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
 
 READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
+
+
+def assessment_field_id(code: str, name: str) -> str:
+    """The id a field of one criterion's assessment form has on the case page (every criterion has one)."""
+    return f"assess-{code}-{name}"
 
 
 def policy() -> ReviewPolicy:
@@ -114,9 +121,6 @@ class ReviewView(SecuredView):
                                  check_run_id=current.check_run_id if current else None)
             self._evidence_choices(form, documents, runs)
             assessment_forms[criterion.code] = form
-        shown = {("assess", c.code) for c in criteria_list}
-        stray_errors = [error for key, form in bound.items()
-                        if isinstance(key, tuple) and key not in shown for error in form.form_errors]
         decision_form = bound.get("decide") or versioned(DecisionForm)
         decision_form.reason_codes.choices = [SelectChoice(code) for code in sorted(review.not_met_codes(submission))]
         assign_form = bound.get("assign") or versioned(AssignForm, assignee=submission.assignee_id)
@@ -133,15 +137,43 @@ class ReviewView(SecuredView):
             pending=review.pending_decision(submission), final=review.final_decision(submission),
             documents=documents, runs=runs, findings=findings,
             forms={
-                "claim": versioned(ClaimForm), "assign": assign_form, "assess": assessment_forms,
+                "claim": bound.get("claim") or versioned(ClaimForm), "assign": assign_form, "assess": assessment_forms,
                 "request_info": bound.get("request_info") or versioned(RequestInfoForm),
-                "decide": decision_form, "sign_off": versioned(SignOffForm),
+                "decide": decision_form, "sign_off": bound.get("sign_off") or versioned(SignOffForm),
                 "decline": bound.get("decline") or versioned(DeclineForm),
             },
             can_act=current_user.has_role(*RESEARCH_ROLES), is_lead=current_user.has_role(Role.RESEARCH_LEAD),
-            accounts=self._accounts(submission),
-            stray_errors=stray_errors, now=utcnow(),
+            accounts=self._accounts(submission), refusal=self._refusal(bound, {c.code for c in criteria_list}),
+            field_id=assessment_field_id,
+            now=utcnow(),
         ), status
+
+    # What each case-page form does, as its refusal banner says it was not done, and the id of the form.
+    CASE_FORMS = {
+        "claim": ("The request was not claimed", "claim-form"),
+        "assign": ("The request was not assigned", "assign-form"),
+        "request_info": ("The question was not sent", "request-info"),
+        "decide": ("The decision was not recorded", "decide-form"),
+        "sign_off": ("The decision was not signed off", "decision"),
+        "decline": ("The sign-off was not declined", "decline-form"),
+    }
+
+    @classmethod
+    def _refusal(cls, bound: dict, shown: set[str]) -> Refusal | None:
+        for key, form in bound.items():
+            if isinstance(key, tuple):
+                code = key[1]
+                if code in shown:
+                    found = refusal_of(form, f"{code} was not assessed", f"criterion-{code}",
+                                       lambda name, code=code: assessment_field_id(code, name))
+                else:
+                    found = refusal_of(form, f"{code or 'The criterion'} was not assessed", "criteria")
+            else:
+                what, form_id = cls.CASE_FORMS[key]
+                found = refusal_of(form, what, form_id)
+            if found:
+                return found
+        return None
 
     @staticmethod
     def _accounts(submission: Submission) -> dict[int, Account]:
@@ -166,7 +198,7 @@ class ReviewView(SecuredView):
         form.document_id.choices = [SelectChoice("", "—")] + [
             SelectChoice(str(d.id), f"{d.original_name} ({d.sha256[:12]}…)") for d in documents]
         form.check_run_id.choices = [SelectChoice("", "—")] + [
-            SelectChoice(str(r.id), f"{r.check.label}: {r.outcome.label} on {r.started_at:%d %b %Y}") for r in runs]
+            SelectChoice(str(r.id), f"{r.check.label}: {r.outcome.label} on {formatting.day(r.started_at)}") for r in runs]
 
     def _researchers(self) -> list[tuple[int, str]]:
         accounts = db.session.scalars(
@@ -178,7 +210,8 @@ class ReviewView(SecuredView):
     # -- actions ----------------------------------------------------------------------------------
 
     def _act(self, submission: Submission, key, form, action, success: str, anchor: str = ""):
-        """Validate, call the service, commit once; on any refusal re-render with the error beside the form."""
+        """Validate, call the service, commit once; on any refusal re-render the page with a banner naming the
+        problem and the error beside the form, the typed values kept."""
         if form.validate_on_submit():
             try:
                 action(form)
@@ -191,7 +224,7 @@ class ReviewView(SecuredView):
                 return self._render_case(self._submission(submission.id), {key: form}, 409)
             except DomainError as exc:
                 db.session.rollback()
-                form.form_errors.append(str(exc))
+                show_beside(form, exc)
         submission = self._submission(submission.id)
         return self._render_case(submission, {key: form}, 400)
 
@@ -288,10 +321,24 @@ class ReviewView(SecuredView):
             abort(404)
         return provider
 
+    # What each provider-page form does, as its refusal banner says it was not done, and the id of the form.
+    PROVIDER_FORMS = {
+        "suspend": ("The listing was not suspended", "suspend-form"),
+        "revoke": ("The revocation was not asked for", "revoke-form"),
+        "reinstate": ("No reinstatement review was opened", "reinstate-form"),
+        "suspend_advertising": ("Advertising was not suspended", "suspend-advertising-form"),
+        "end_advertising": ("Advertising was not ended", "end-advertising-form"),
+        "decline_revocation": ("The revocation was not declined", "decline-revocation-form"),
+    }
+
     @expose("/provider/<int:provider_id>")
-    def provider(self, provider_id: int, forms: dict | None = None, status: int = 200):
+    def provider(self, provider_id: int, forms: dict | None = None, status: int = 200,
+                 refusal: Refusal | None = None):
         provider = self._provider(provider_id)
         forms = forms or {}
+        for key, form in forms.items():
+            what, form_id = self.PROVIDER_FORMS[key]
+            refusal = refusal or refusal_of(form, what, form_id, lambda name, form_id=form_id: f"{form_id}-{name}")
         actions = db.session.scalars(select(VerificationAction).where(VerificationAction.provider_id == provider.id)
                                      .order_by(VerificationAction.id.desc())).all()
         submissions = db.session.scalars(select(Submission).where(Submission.provider_id == provider.id)
@@ -301,7 +348,7 @@ class ReviewView(SecuredView):
             forms={name: forms.get(name) or ReasonForm(formdata=None) for name in
                    ("suspend", "revoke", "reinstate", "decline_revocation", "suspend_advertising",
                     "end_advertising")},
-            can_act=current_user.has_role(*RESEARCH_ROLES), now=utcnow(),
+            can_act=current_user.has_role(*RESEARCH_ROLES), now=utcnow(), refusal=refusal,
         ), status
 
     def _provider_act(self, provider: Provider, key: str, action, success: str):
@@ -375,8 +422,8 @@ class ReviewView(SecuredView):
             db.session.commit()
         except DomainError as exc:
             db.session.rollback()
-            flash(str(exc), "danger")
-            return self.provider(action.provider_id, None, 400)
+            return self.provider(action.provider_id, None, 400,
+                                 Refusal("The revocation was not signed off", [str(exc)], "revocations"))
         flash("Revocation signed off: verification revoked, listing and advertising ended.", "success")
         return redirect(url_for(".provider", provider_id=action.provider_id))
 
@@ -402,7 +449,8 @@ class CatalogueView(SecuredView):
         if form is None:
             form = CatalogueForm(formdata=None, definition=json.dumps(_definition(current), indent=2) if current else "")
         return self.render("admin/review/catalogue.html", catalogues=catalogues, current=current, form=form,
-                           can_publish=current_user.has_role(Role.RESEARCH_LEAD)), status
+                           can_publish=current_user.has_role(Role.RESEARCH_LEAD),
+                           refusal=refusal_of(form, "Nothing was published", "publish-form")), status
 
     @expose("/publish", methods=["POST"])
     @only(Role.RESEARCH_LEAD)

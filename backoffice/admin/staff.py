@@ -17,7 +17,7 @@ from backoffice.models import STAFF_ROLES, Account, Role, RoleGrantRequest
 from backoffice.services import staff
 from backoffice.services.errors import Conflict, DomainError
 
-ROLE_CHOICES = [SelectChoice(r.value, r.value.replace("_", " ")) for r in Role if r in STAFF_ROLES]
+ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role if r in STAFF_ROLES]
 REASON = [DataRequired("Give a reason: it is kept in the audit trail."), Length(min=3, max=2000)]
 
 
@@ -169,7 +169,7 @@ class StaffView(SecuredView):
         grant = self._grant(grant_id)
         return self._act(grant.account_id, ApproveForm(),
                          lambda f: staff.approve(db.session, current_user, grant, f.row_version.data),
-                         f"Approved: {grant.account.email} now has the {grant.role.value} role.", "approve_form")
+                         f"Approved: {grant.account.email} now has the {grant.role.label} role.", "approve_form")
 
     @expose("/grants/<int:grant_id>/decline", methods=["POST"])
     def decline(self, grant_id: int):

@@ -1,25 +1,19 @@
 """Browse views over the domain tables, each admitting only the roles DESIGN.md gives it."""
 from __future__ import annotations
 
-import json
-
 from flask import url_for
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
+from backoffice import formatting
 from backoffice.admin.base import SecuredModelView
 from backoffice.admin.findings import build_views as findings_views
+from backoffice.extensions import db
 from backoffice.models import (
     Account, CheckRun, Criterion, Finding, Provider, Role, Submission,
 )
+from backoffice.services import profile, rechecks
 
 READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
-
-
-def _json_block(view, context, model, name):
-    value = getattr(model, name)
-    if value is None:
-        return ""
-    return Markup("<pre class='mb-0'>{}</pre>").format(json.dumps(value, indent=2, sort_keys=True))
 
 
 def _verification_link(view, context, model, name):
@@ -30,9 +24,32 @@ def _case_link(view, context, model, name):
     return Markup('<a href="{}">#{}</a>').format(url_for("review.case", submission_id=model.id), model.id)
 
 
-def _enum_value(view, context, model, name):
+def _recheck_status(view, context, model, name):
+    return formatting.recheck_status(model.last_rechecked_at, rechecks.latest_runs(db.session, model.id))
+
+
+def _actor(view, context, model, name):
+    return formatting.actor(getattr(model, name)) or None
+
+
+def _check_name(view, context, model, name):
     value = getattr(model, name)
-    return "" if value is None else escape(value.label)
+    return formatting.labels()["check"].get(value, value) if value else None
+
+
+def _roles(view, context, model, name):
+    return formatting.roles_text(r.role for r in model.roles) or "none"
+
+
+# Headings as a person writes them, where Flask-Admin's own (from the column name) would not be.
+COLUMN_LABELS = {
+    "npi": "NPI", "last_rechecked_at": "Last re-checked", "recheck_due_at": "Re-check due",
+    "verified_at": "Verified on", "verified_until": "Verified until", "duration_ms": "Duration (ms)",
+    "email": "E-mail", "is_active": "Active", "last_login_at": "Last sign-in", "email_confirmed_at": "E-mail confirmed",
+    "applies_to_levels": "Applies to levels of care", "required_for_advertisers": "Required for advertisers",
+    "advertisers_only": "Advertisers only", "closed_by": "Closed by", "url": "URL",
+    **profile.LABELS,
+}
 
 
 class ProviderView(SecuredModelView):
@@ -51,12 +68,9 @@ class ProviderView(SecuredModelView):
     column_searchable_list = ["public_name", "npi"]
     column_filters = ["listing_status", "verification_status", "advertising_status"]
     column_default_sort = ("id", True)
-    column_formatters = {
-        "public_name": _verification_link,
-        "listing_status": _enum_value,
-        "verification_status": _enum_value,
-        "advertising_status": _enum_value,
-    }
+    column_labels = COLUMN_LABELS
+    column_formatters = {"public_name": _verification_link}
+    column_formatters_detail = {"public_name": _verification_link, "last_rechecked_at": _recheck_status}
 
 
 class SubmissionView(SecuredModelView):
@@ -65,7 +79,8 @@ class SubmissionView(SecuredModelView):
     column_filters = ["state", "kind"]
     column_default_sort = ("id", True)
     column_details_exclude_list = ["row_version"]
-    column_formatters = {"id": _case_link, "kind": _enum_value, "state": _enum_value, "proposed": _json_block}
+    column_labels = COLUMN_LABELS
+    column_formatters = {"id": _case_link}
 
 
 class FindingView(SecuredModelView):
@@ -73,9 +88,8 @@ class FindingView(SecuredModelView):
     column_list = ["id", "provider", "check", "severity", "state", "title", "opened_at"]
     column_filters = ["severity", "state", "check"]
     column_default_sort = ("id", True)
-    column_formatters = {
-        "check": _enum_value, "severity": _enum_value, "state": _enum_value, "detail": _json_block,
-    }
+    column_labels = COLUMN_LABELS
+    column_formatters = {"closed_by": _actor}
 
 
 class CheckRunView(SecuredModelView):
@@ -83,13 +97,15 @@ class CheckRunView(SecuredModelView):
     column_list = ["id", "provider", "check", "outcome", "summary", "started_at", "duration_ms"]
     column_filters = ["check", "outcome"]
     column_default_sort = ("id", True)
-    column_formatters = {"check": _enum_value, "outcome": _enum_value, "evidence": _json_block}
+    column_labels = COLUMN_LABELS
 
 
 class CriterionView(SecuredModelView):
     allowed_roles = READERS
     column_list = ["catalogue", "position", "code", "title", "required", "required_for_advertisers", "advertisers_only"]
     column_default_sort = [("catalogue_id", True), ("position", False)]
+    column_labels = COLUMN_LABELS
+    column_formatters = {"automated_check": _check_name}
 
 
 class AccountView(SecuredModelView):
@@ -97,9 +113,8 @@ class AccountView(SecuredModelView):
     column_list = ["id", "email", "name", "roles", "is_active", "last_login_at", "created_at"]
     column_details_list = column_list + ["email_confirmed_at"]
     column_searchable_list = ["email", "name"]
-    column_formatters = {
-        "roles": lambda v, c, m, n: ", ".join(sorted(r.role.value for r in m.roles)),
-    }
+    column_labels = COLUMN_LABELS
+    column_formatters = {"roles": _roles}
 
 
 def build_views(db) -> list:

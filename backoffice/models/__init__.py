@@ -18,7 +18,7 @@ from backoffice.models.provider import (
 )
 from backoffice.models.submission import (
     OPEN_STATES, Assessment, AssessmentStatus, Decision, DecisionOutcome, DecisionStatus, Document, MessageKind,
-    Submission, SubmissionKind, SubmissionMessage, SubmissionState, SubmissionTransition,
+    Submission, SubmissionKind, SubmissionMessage, SubmissionProposedState, SubmissionState, SubmissionTransition,
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]

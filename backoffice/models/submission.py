@@ -70,11 +70,26 @@ class Submission(Base):
     decisions: Mapped[list[Decision]] = relationship(back_populates="submission", order_by="Decision.id")
     messages: Mapped[list[SubmissionMessage]] = relationship(order_by="SubmissionMessage.id")
     documents: Mapped[list[Document]] = relationship(order_by="Document.id")
+    # Written only by services.submissions.propose, with `proposed`.
+    proposed_states: Mapped[list[SubmissionProposedState]] = relationship(
+        cascade="all, delete-orphan", order_by="SubmissionProposedState.state"
+    )
 
     __mapper_args__ = {"version_id_col": row_version}
 
     def __str__(self) -> str:
         return f"#{self.id} {self.kind.label}"
+
+
+class SubmissionProposedState(Base):
+    """A US state of a location the request proposes, kept beside it so the review queue shows and finds a
+    request under the states it would list in before approval (a new provider has no location of its own)."""
+
+    __tablename__ = "submission_proposed_state"
+    __table_args__ = (Index("ix_submission_proposed_state_state_submission", "state", "submission_id"),)
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(2), primary_key=True)
 
 
 class SubmissionTransition(Base):

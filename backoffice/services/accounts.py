@@ -1,6 +1,8 @@
 """Accounts: creation, authentication, roles and session ends."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -9,6 +11,8 @@ from backoffice.models import Account, AccountRole, OrganisationMember, Provider
 from backoffice.services import audit
 from backoffice.services.errors import DomainError
 
+ACTOR_USER = re.compile(r"^user:\d{1,18}$")
+
 
 def normalise_email(email: str) -> str:
     return email.strip().lower()
@@ -16,6 +20,16 @@ def normalise_email(email: str) -> str:
 
 def find_by_email(session: Session, email: str) -> Account | None:
     return session.scalar(select(Account).where(Account.email == normalise_email(email)))
+
+
+def actor_names(session: Session, labels: set[str]) -> dict[str, str]:
+    """Actor labels as staff read them: `user:N` becomes "Name <email>"; system actors stay as they are.
+    The one lookup behind every staff page, list and export that names who did something."""
+    ids = {int(label.split(":", 1)[1]) for label in labels if ACTOR_USER.match(label)}
+    names = {label: label for label in labels}
+    for account in session.scalars(select(Account).where(Account.id.in_(ids))):
+        names[f"user:{account.id}"] = f"{account.name} <{account.email}>"
+    return names
 
 
 def create_account(

@@ -57,8 +57,16 @@ def _criterion(position: int, item: dict) -> Criterion:
     )
 
 
+def _content(criterion: Criterion) -> tuple:
+    """What a criterion says, in order: two versions that say the same are the same catalogue."""
+    return (criterion.position, criterion.code, criterion.title, criterion.guidance, criterion.required,
+            criterion.required_for_advertisers, criterion.advertisers_only, list(criterion.applies_to_levels or []),
+            criterion.evidence, criterion.automated_check)
+
+
 def publish(session: Session, actor: audit.Actor, definition: dict) -> CriteriaCatalogue:
-    """Publish the next catalogue version from a definition {"notes", "criteria": [...]}."""
+    """Publish the next catalogue version from a definition {"notes", "criteria": [...]}; a definition whose
+    criteria say exactly what the current version's say is refused (a version's notes alone change nothing)."""
     items = definition.get("criteria") if isinstance(definition, dict) else None
     if not isinstance(items, list) or not items:
         raise DomainError("a catalogue needs a non-empty 'criteria' list")
@@ -66,6 +74,9 @@ def publish(session: Session, actor: audit.Actor, definition: dict) -> CriteriaC
     codes = [c.code for c in criteria]
     if len(set(codes)) != len(codes):
         raise DomainError("criterion codes must be unique within a catalogue")
+    latest = current(session)
+    if latest is not None and [_content(c) for c in latest.criteria] == [_content(c) for c in criteria]:
+        raise DomainError(f"This is the same as v{latest.version}: nothing to publish", field="definition")
     version = (session.scalar(select(func.max(CriteriaCatalogue.version))) or 0) + 1
     catalogue = CriteriaCatalogue(
         version=version, published_by=audit.actor_label(actor), notes=definition.get("notes"), criteria=criteria,

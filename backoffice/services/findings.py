@@ -94,7 +94,7 @@ def _close_state(session: Session, actor: audit.Actor, finding: Finding, state: 
 def _reason(reason: str | None) -> str:
     reason = (reason or "").strip()
     if len(reason) < 3:
-        raise DomainError("Give a reason: it is kept in the audit trail.")
+        raise DomainError("Give a reason: it is kept in the audit trail.", field="reason")
     return reason
 
 

@@ -13,6 +13,7 @@ from backoffice.models import (
     Account, Assessment, AuditEvent, CheckRun, Decision, DecisionOutcome, DecisionStatus, Provider, Submission,
     SubmissionKind,
 )
+from backoffice.services.accounts import actor_names  # noqa: F401 (the audit pages' name for it)
 from backoffice.services.audit_export import seq_range_for_dates
 
 PAGE_SIZE = 50
@@ -65,15 +66,6 @@ def search(session: Session, query: LogQuery, before_seq: int | None = None, lim
     more = len(events) > limit
     events = events[:limit]
     return LogPage(events=events, next_before=events[-1].seq if more and events else None)
-
-
-def actor_names(session: Session, labels: set[str]) -> dict[str, str]:
-    """`user:N` labels resolved to "Name <email>"; system actors stay as they are."""
-    ids = {int(label.split(":", 1)[1]) for label in labels if label.startswith("user:")}
-    names = {label: label for label in labels}
-    for account in session.scalars(select(Account).where(Account.id.in_(ids))):
-        names[f"user:{account.id}"] = f"{account.name} <{account.email}>"
-    return names
 
 
 @dataclass

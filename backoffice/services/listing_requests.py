@@ -206,7 +206,7 @@ def save_draft(session: Session, actor: Account, submission: Submission, propose
     check_profile(proposed, profile.current(submission.provider))
     review.lock(session, submission, expected_version)
     before = dict(submission.proposed or {})
-    submission.proposed = proposed
+    submissions.propose(submission, proposed)
     old, new = audit.changed(before, proposed)
     if old or new:
         audit.record(session, actor, "submission.draft_saved", "submission", submission.id,
@@ -225,7 +225,7 @@ def submit(session: Session, actor: Account, submission: Submission, attestation
     review.lock(session, submission, expected_version)
     signed = {**asdict(attestation), "signed_by": attestation.signed_by.strip(), "account_id": actor.id,
               "signed_at": audit.jsonable(utcnow())}
-    submission.proposed = {**submission.proposed, ATTESTATION_KEY: signed}
+    submissions.propose(submission, {**submission.proposed, ATTESTATION_KEY: signed})
     audit.record(session, actor, "submission.attested", "submission", submission.id, after=signed,
                  provider_id=submission.provider_id)
     review.submit(session, actor, submission, policy)

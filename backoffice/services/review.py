@@ -229,18 +229,18 @@ def _validated_evidence(session: Session, submission: Submission, evidence: Evid
     if evidence.url:
         parts = urlsplit(evidence.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise DomainError("The evidence URL must be an http or https address.")
+            raise DomainError("The evidence URL must be an http or https address.", field="url")
     values = {"note": evidence.note or None, "source": evidence.source or None, "url": evidence.url or None,
               "document_id": None, "check_run_id": None, "check_snapshot": None}
     if evidence.document_id:
         document = session.get(Document, evidence.document_id)
         if document is None or document.provider_id != submission.provider_id:
-            raise DomainError("That document does not belong to this provider.")
+            raise DomainError("That document does not belong to this provider.", field="document_id")
         values["document_id"] = document.id
     if evidence.check_run_id:
         run = session.get(CheckRun, evidence.check_run_id)
         if run is None or run.provider_id != submission.provider_id:
-            raise DomainError("That check result does not belong to this provider.")
+            raise DomainError("That check result does not belong to this provider.", field="check_run_id")
         values["check_run_id"] = run.id
         values["check_snapshot"] = audit.jsonable({
             "check": run.check, "outcome": run.outcome, "summary": run.summary, "evidence": run.evidence,
@@ -259,9 +259,10 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
     if criterion is None:
         raise DomainError(f"{criterion_code} is not a criterion that applies to this request.")
     if status in (AssessmentStatus.MET, AssessmentStatus.NOT_MET) and evidence.is_empty():
-        raise DomainError("Record the evidence: a note, a source, a URL, a document or a check result.")
+        raise DomainError("Record the evidence: a note, a source, a URL, a document or a check result.",
+                          field="note")
     if status == AssessmentStatus.NOT_APPLICABLE and not evidence.note:
-        raise DomainError("Say in the note why this criterion does not apply.")
+        raise DomainError("Say in the note why this criterion does not apply.", field="note")
     values = _validated_evidence(session, submission, evidence)
     lock(session, submission, expected_version)
     assessment = session.scalar(select(Assessment).where(
@@ -310,7 +311,7 @@ def request_info(session: Session, actor: Account, submission: Submission, messa
     _require_no_pending_decision(submission)
     message = (message or "").strip()
     if not message:
-        raise DomainError("Write the question the provider should answer.")
+        raise DomainError("Write the question the provider should answer.", field="message")
     lock(session, submission, expected_version)
     note = SubmissionMessage(kind=MessageKind.INFO_REQUEST, author_id=actor.id, body=message)
     submission.messages.append(note)
@@ -365,11 +366,11 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
         require_approvable(session, submission)
     else:
         if not reason_codes:
-            raise DomainError("A rejection must cite at least one criterion assessed as not met.")
+            raise DomainError("A rejection must cite at least one criterion assessed as not met.", field="reason_codes")
         uncited = set(reason_codes) - not_met_codes(submission)
         if uncited:
             raise DomainError("A rejection can only cite criteria assessed as not met; these are not: "
-                              + ", ".join(sorted(uncited)) + ".")
+                              + ", ".join(sorted(uncited)) + ".", field="reason_codes")
     lock(session, submission, expected_version)
     needs_signoff = submission.kind in NEEDS_SECOND_SIGNOFF
     decision = Decision(
@@ -425,7 +426,7 @@ def decline_signoff(session: Session, actor: Account, submission: Submission, re
                                        "Withdraw your own decision by asking another researcher to decline it.")
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Say why you decline to sign off.")
+        raise DomainError("Say why you decline to sign off.", field="reason")
     lock(session, submission, expected_version)
     decision.status = DecisionStatus.DECLINED
     decision.declined_by_id = actor.id

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from typing import Any
+
 from backoffice.models import (
-    Account, Provider, Submission, SubmissionKind, SubmissionState, SubmissionTransition, utcnow,
+    Account, Provider, Submission, SubmissionKind, SubmissionProposedState, SubmissionState, SubmissionTransition,
+    utcnow,
 )
 from backoffice.services import audit
 from backoffice.services.errors import InvalidTransition
+from backoffice.vocab import US_STATES
 
 S = SubmissionState
 ALLOWED: dict[SubmissionState, frozenset[SubmissionState]] = {
@@ -22,10 +26,28 @@ ALLOWED: dict[SubmissionState, frozenset[SubmissionState]] = {
 TERMINAL = frozenset(state for state, targets in ALLOWED.items() if not targets)
 
 
+def proposed_states(proposed: dict[str, Any]) -> set[str]:
+    """The US states of the locations a proposed listing holds."""
+    locations = proposed.get("locations") if isinstance(proposed, dict) else None
+    codes = {str(item.get("state") or "").strip().upper() for item in locations or [] if isinstance(item, dict)}
+    return codes & US_STATES.keys()
+
+
+def propose(submission: Submission, proposed: dict[str, Any]) -> None:
+    """What the request proposes, and beside it the states of its proposed locations (which the review queue
+    shows and filters by): every write of `proposed` goes through here."""
+    submission.proposed = proposed
+    wanted = proposed_states(proposed)
+    kept = [row for row in submission.proposed_states if row.state in wanted]
+    # Rows that stay are kept as they are: deleting and re-inserting one key in one flush would collide.
+    submission.proposed_states = kept + [SubmissionProposedState(state=code)
+                                         for code in sorted(wanted - {row.state for row in kept})]
+
+
 def create_draft(session: Session, actor: Account, provider: Provider, kind: SubmissionKind,
                  proposed: dict) -> Submission:
-    submission = Submission(provider_id=provider.id, kind=kind, proposed=audit.jsonable(proposed),
-                            created_by_id=actor.id, state=S.DRAFT)
+    submission = Submission(provider_id=provider.id, kind=kind, created_by_id=actor.id, state=S.DRAFT)
+    propose(submission, audit.jsonable(proposed))
     session.add(submission)
     session.flush()
     submission.transitions.append(SubmissionTransition(from_state=None, to_state=S.DRAFT,
