@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 PYTEST_ARGS ?=
+# The suite runs on every core (pytest-xdist); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= auto
 SIZE ?= small
 export FLASK_APP := backoffice
 
@@ -36,7 +38,7 @@ run: seed
 
 ## The whole suite: SQLite by default; PostgreSQL with DATABASE_URL; Celery over Redis with REDIS_URL.
 test: install
-	$(BIN)/python -m pytest --ignore=tests/e2e $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --ignore=tests/e2e -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## The browser journeys (tests/e2e): Playwright drives Debian's Chromium (/usr/bin/chromium, `apt-get install
 ## chromium`) against gunicorn, a Celery worker and beat. Screenshots and logs land in artifacts/e2e/.

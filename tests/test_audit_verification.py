@@ -90,9 +90,10 @@ def test_a_head_rewound_over_deleted_events_is_caught_after_concurrent_checkpoin
 
 
 @pytest.fixture
-def auditor(client, make_account):
+def auditor(client, session, make_account):
     account = make_account(Role.AUDITOR, email="ann.auditor@example.org")
     account.name = "Ann Auditor"
+    session.commit()  # as a served request would find it: nothing of the test's own left unwritten
     login(client, account)
     return account
 

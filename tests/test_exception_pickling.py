@@ -6,6 +6,9 @@ tomorrow is covered without being listed here. Each is built from its own __init
 """
 from __future__ import annotations
 
+import dataclasses
+import sys
+
 import ast
 import importlib
 import inspect
@@ -35,9 +38,13 @@ def exception_classes() -> list[type[BaseException]]:
     return found
 
 
-def sample(name: str, annotation) -> object:
-    """A value of the parameter's declared type (annotations are text under `from __future__ import annotations`)."""
+def sample(name: str, annotation, module=None) -> object:
+    """A value of the parameter's declared type (annotations are text under `from __future__ import annotations`);
+    a dataclass of the exception's own module is built from samples of its fields."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    declared = getattr(module, text, None) if module is not None else None
+    if dataclasses.is_dataclass(declared):
+        return declared(**{f.name: sample(f.name, f.type, module) for f in dataclasses.fields(declared)})
     if "bool" in text:
         return True
     if "dict" in text:
@@ -57,7 +64,7 @@ def build(cls: type[BaseException]) -> BaseException:
     for parameter in list(inspect.signature(init).parameters.values())[1:]:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        value = sample(parameter.name, parameter.annotation)
+        value = sample(parameter.name, parameter.annotation, sys.modules[cls.__module__])
         if parameter.kind == parameter.KEYWORD_ONLY:
             kwargs[parameter.name] = value
         else:

@@ -53,7 +53,11 @@ class LockedOut(DomainError):
 
     def __init__(self, window: Window):
         super().__init__(f"Too many attempts: the limit is {window.text}.")
+        self.window = window
         self.limit = window.text
+
+    def __reduce__(self):
+        return type(self), (self.window,)
 
 
 def windows(spec: str) -> tuple[Window, ...]:
