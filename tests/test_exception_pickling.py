@@ -6,13 +6,12 @@ tomorrow is covered without being listed here. Each is built from its own __init
 """
 from __future__ import annotations
 
-import dataclasses
-import sys
-
 import ast
+import dataclasses
 import importlib
 import inspect
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
