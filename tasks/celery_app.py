@@ -8,11 +8,14 @@ from celery import Celery, Task
 from celery.signals import worker_ready
 from flask import Flask
 
+from tasks import filesystem_broker
+
 TASK_MODULES = ["tasks.sweeps", "tasks.checks"]
 
 
 def broker_settings(config: dict) -> dict:
-    """Redis when REDIS_URL is set; otherwise kombu's filesystem transport, which needs no server."""
+    """Redis when REDIS_URL is set; otherwise kombu's filesystem transport (writing each message atomically,
+    tasks/filesystem_broker.py), which needs no server."""
     if config.get("REDIS_URL"):
         # Unacknowledged messages (a worker died mid-task) come back after the visibility timeout.
         visibility = config["BROKER_VISIBILITY_TIMEOUT_SECONDS"]
@@ -34,7 +37,7 @@ def broker_settings(config: dict) -> dict:
     for sub in ("queue", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return {
-        "broker_url": "filesystem://",
+        "broker_url": f"{filesystem_broker.ALIAS}://",
         "broker_transport_options": {
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),

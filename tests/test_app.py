@@ -67,7 +67,7 @@ def test_embedded_default_uses_sqlite_and_a_serverless_broker(monkeypatch, tmp_p
     assert settings["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     from tasks.celery_app import broker_settings
 
-    assert broker_settings({**settings, "BROKER_FOLDER": str(tmp_path)})["broker_url"] == "filesystem://"
+    assert broker_settings({**settings, "BROKER_FOLDER": str(tmp_path)})["broker_url"] == "backoffice-filesystem://"
 
 
 def test_responses_carry_security_headers(client):
