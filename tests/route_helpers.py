@@ -65,6 +65,8 @@ def serves_static_files(app: Flask, endpoint: str) -> bool:
     """Flask's own static-file routes (the app's and a blueprint's): files anyone may fetch, no view code."""
     if endpoint == "static":
         return app.has_static_folder
+    if endpoint == "public.favicon":  # the icon in static/, under the path browsers ask for on their own
+        return True
     blueprint, _, name = endpoint.rpartition(".")
     return name == "static" and blueprint in app.blueprints and \
         getattr(app.view_functions[endpoint], "__name__", None) == "send_static_file"

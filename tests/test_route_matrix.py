@@ -95,7 +95,7 @@ PUBLIC_ENDPOINTS = {
     "auth.root", "auth.login", "auth.second_factor", "auth.enrol", "auth.logout", "account.register",
     "account.confirm", "account.resend_confirmation", "account.reset_request", "account.reset",
     "api.listings_feed", "api.verification_receipt", "api.openapi", "static", "admin.static",
-    "public.criteria_page",
+    "public.criteria_page", "public.favicon",
 }
 # An auditor's writes: the record of their own export and of a verification of the chain they run, and their
 # own password and recovery codes.
