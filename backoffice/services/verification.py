@@ -46,7 +46,7 @@ def expire_verification(session: Session, actor: audit.Actor, provider: Provider
         return False
     if provider.verified_until is None or provider.verified_until >= now:
         return False
-    lapse(session, actor, provider, f"verified_until {audit.jsonable(provider.verified_until)} has passed")
+    lapse(session, actor, provider, f"verified until {provider.verified_until:%d %b %Y, %H:%M} UTC, which has passed")
     findings.open_or_update(
         session, actor, provider, CheckKind.VERIFICATION_EXPIRY, "verification", FindingSeverity.WARNING,
         "Verification expired: re-verification is due",
