@@ -13,8 +13,9 @@ and the names of its query parameters). Every page visited must:
   (`in_review`, `substance_use_treatment`, `research_lead`, ...), and no timestamp with microseconds;
 - for a listed provider's portal page, show under "Listing as the directory has it" what the directory has.
 
-The text judged is what a person reads; elements marked `as-recorded` (the audit record exactly as stored,
-which an auditor needs verbatim) are left out of the raw-code check only. Problems are collected over the
+The text judged is what a person reads: rendered text (nothing hidden), with the contents of text areas (what
+a person types) and elements marked `as-recorded` (the audit record exactly as stored, which an auditor needs
+verbatim) left out of the raw-code check only. Problems are collected over the
 whole walk and reported together; the figures (pages per role, problems) and one screenshot of each kind of
 page are kept in artifacts/e2e/<backend>/crawl/.
 """
@@ -82,7 +83,11 @@ VISIBLE_TEXT = """(skipRecorded) => {
     const node = walker.currentNode;
     const parent = node.parentElement;
     if (!parent || parent.closest('script, style, template, noscript')) continue;
-    if (skipRecorded && parent.closest('.as-recorded')) continue;
+    // Not rendered (display: none, a collapsed part): nobody reads it. An option is read in its select.
+    const shown = parent.closest('option') ? parent.closest('select') : parent;
+    if (!shown || shown.getClientRects().length === 0) continue;
+    // What a person types into a form, and the audit record exactly as stored, are not our wording.
+    if (skipRecorded && parent.closest('.as-recorded, textarea')) continue;
     parts.push(node.textContent);
   }
   return parts.join(' ').replace(/\\s+/g, ' ');
