@@ -36,15 +36,23 @@ HOSTILE_QUERY = {name: payload for name, payload in zip(
 
 
 class Scripts(HTMLParser):
-    """The attributes of every <script> tag of a page."""
+    """The attributes of every <script> tag of a page, and every place the policy would refuse to run script
+    written into the markup itself: an inline event handler (onclick=...) or a javascript: address."""
 
     def __init__(self):
         super().__init__()
         self.tags: list[dict] = []
+        self.refused: list[str] = []
 
     def handle_starttag(self, tag, attrs):
         if tag == "script":
             self.tags.append(dict(attrs))
+        for name, value in attrs:
+            if name.startswith("on"):
+                self.refused.append(f"<{tag} {name}=...>")
+            elif name in ("href", "src", "action", "formaction") and (value or "").strip().lower().startswith(
+                    "javascript:"):
+                self.refused.append(f"<{tag} {name}={value!r}>")
 
 
 def csp_problems(response, path: str, who: str) -> list[str]:
@@ -65,6 +73,7 @@ def csp_problems(response, path: str, who: str) -> list[str]:
             problems.append(f"{who}: a Flask-Admin <script> without the response's nonce: {attrs}")
         elif not has_nonce and not attrs.get("src"):
             problems.append(f"{who}: an inline <script> without the response's nonce")
+    problems += [f"{who}: script in the markup the policy refuses: {where}" for where in sorted(set(parser.refused))]
     return problems
 
 
