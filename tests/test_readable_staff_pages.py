@@ -130,6 +130,7 @@ def test_the_provider_details_page_names_its_parts_in_words(client, session, mak
     assert shown["Services"] == "Substance use treatment | Naloxone distribution"
     assert shown["Populations served"] == "Young adults | Pregnant or postpartum people"
     assert shown["Listing Status"] == "listed" and shown["Advertising Status"] == "active"
+    assert shown["Import Source"] == "FindTreatment.gov locator export"
     moment = filled["provider"].verified_at
     assert shown["Verified on"] == f"{moment.day} {moment:%b %Y}, {moment:%H:%M} UTC"
 

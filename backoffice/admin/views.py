@@ -8,6 +8,7 @@ from backoffice import formatting
 from backoffice.admin.base import SecuredModelView
 from backoffice.admin.findings import build_views as findings_views
 from backoffice.extensions import db
+from backoffice.importers import locator
 from backoffice.models import (
     Account, CheckRun, Criterion, Finding, Provider, Role, Submission,
 )
@@ -30,6 +31,11 @@ def _recheck_status(view, context, model, name):
 
 def _actor(view, context, model, name):
     return formatting.actor(getattr(model, name)) or None
+
+
+def _import_source(view, context, model, name):
+    value = getattr(model, name)
+    return locator.SOURCE_NAMES.get(value, value) if value else "—"
 
 
 def _check_name(view, context, model, name):
@@ -70,7 +76,8 @@ class ProviderView(SecuredModelView):
     column_default_sort = ("id", True)
     column_labels = COLUMN_LABELS
     column_formatters = {"public_name": _verification_link}
-    column_formatters_detail = {"public_name": _verification_link, "last_rechecked_at": _recheck_status}
+    column_formatters_detail = {"public_name": _verification_link, "last_rechecked_at": _recheck_status,
+                                "import_source": _import_source}
 
 
 class SubmissionView(SecuredModelView):

@@ -254,6 +254,14 @@ def _decode(raw: bytes) -> str:
             return raw.decode("latin-1")
 
 
+# Each source a provider can be imported from, as a page names it.
+SOURCE_NAMES = {
+    "findtreatment": "FindTreatment.gov locator export",
+    "oeps_mental_health": "SAMHSA locator: mental-health facilities (OEPS)",
+    "oeps_substance_use": "SAMHSA locator: substance-use treatment facilities (OEPS)",
+    "oeps_otp": "SAMHSA directory of opioid treatment programs (OEPS)",
+}
+
 OEPS_LAYOUTS = {
     # source name: (columns that identify the layout, service implied by the file)
     "oeps_mental_health": ({"name1", "street1", "type_facility"}, ["mental_health_treatment"], []),
