@@ -100,6 +100,11 @@ class Config:
     REGISTER_RATE_LIMIT = "5 per 15 minutes;20 per day"
     API_RATE_LIMIT = "300 per minute"
     PROXY_FIX = False
+    # Who may read /metrics (Prometheus text): client addresses in these networks (comma-separated), or any
+    # request carrying "Authorization: Bearer <METRICS_BEARER_TOKEN>" when that is set. Behind a proxy with
+    # PROXY_FIX the address is the one the proxy saw.
+    METRICS_ALLOWED_NETWORKS = "127.0.0.1/32,::1/128"
+    METRICS_BEARER_TOKEN = ""
     LOG_LEVEL = "INFO"
     DEMO_PASSWORD = "demo-password-2026"
 
@@ -120,6 +125,9 @@ class TestingConfig(Config):
 class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     PROXY_FIX = True
+    # A reverse proxy on the same host makes every public request come from 127.0.0.1: nobody reads the
+    # metrics until the deployment names its scraper's network or a token.
+    METRICS_ALLOWED_NETWORKS = ""
 
 
 CONFIGS = {

@@ -111,6 +111,9 @@ def register_blueprints(app: Flask) -> None:
     from backoffice.api.views import bp as api_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    from backoffice.ops import bp as ops_bp
+
+    app.register_blueprint(ops_bp)
     init_admin(app)
 
 
