@@ -19,10 +19,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+
+from config import metrics_networks
 
 from backoffice.extensions import db
 from backoffice.models import (
@@ -38,18 +40,6 @@ RECENT = timedelta(days=1)
 # -- who may scrape ------------------------------------------------------------------------------------------
 
 
-def networks(setting: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """The networks in METRICS_ALLOWED_NETWORKS ("127.0.0.1/32,::1/128"); ValueError names a bad one."""
-    parsed = []
-    for part in (piece.strip() for piece in setting.split(",")):
-        if part:
-            try:
-                parsed.append(ipaddress.ip_network(part, strict=False))
-            except ValueError:
-                raise ValueError(f"{part!r} is not a network (write one like 10.0.0.0/8 or ::1/128)") from None
-    return parsed
-
-
 def admitted(config: Mapping, remote_addr: str | None, authorization: str | None) -> bool:
     """A scrape from an allowed network, or one that presents the bearer token (compared in constant time)."""
     token = config.get("METRICS_BEARER_TOKEN") or ""
@@ -62,7 +52,7 @@ def admitted(config: Mapping, remote_addr: str | None, authorization: str | None
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
-    return any(address in network for network in networks(config.get("METRICS_ALLOWED_NETWORKS") or ""))
+    return any(address in network for network in metrics_networks(config.get("METRICS_ALLOWED_NETWORKS") or ""))
 
 
 # -- what is measured ----------------------------------------------------------------------------------------
