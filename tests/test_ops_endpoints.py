@@ -219,3 +219,9 @@ def test_the_scrape_reads_the_last_day_of_check_runs_from_an_index(app, session)
         plan = " ".join(str(row[-1]) for row in session.execute(text("EXPLAIN QUERY PLAN " + count)))
     session.rollback()
     assert "ix_check_run_started_check_outcome" in plan, plan
+
+
+def test_a_scraper_that_asks_for_openmetrics_gets_it(app):
+    response = app.test_client().get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.status_code == 200 and response.mimetype == "application/openmetrics-text"
+    assert response.get_data(as_text=True).endswith("# EOF\n")
