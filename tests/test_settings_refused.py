@@ -11,6 +11,7 @@ import subprocess
 import pytest
 
 import config
+import tasks.checks  # noqa: F401 - registers the check task, as a worker's imports do
 from backoffice.startup import EXIT_STATUS
 from tests.test_startup import BIN, ROOT, procfile
 
@@ -146,3 +147,9 @@ def test_each_entry_point_stops_with_the_one_line_and_no_traceback(tmp_path, ent
     assert "Traceback" not in output, output
     assert [line for line in result.stderr.splitlines() if "Settings refused" in line] == [VISIBILITY_CASE[1]], output
     assert "Settings refused" not in result.stdout
+
+
+def test_the_check_task_runs_under_the_time_limits_the_settings_give(make_app):
+    app = make_app(CHECK_TIME_LIMIT_SECONDS=60)
+    task = app.extensions["celery"].tasks["tasks.checks.run_check"]
+    assert (task.time_limit, task.soft_time_limit) == (60, 50)
