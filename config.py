@@ -104,6 +104,9 @@ class Config:
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = ""
     RATELIMIT_KEY_PREFIX = "backoffice-limits"
+    # The longest a web request waits on Redis (rate-limit counts, the readiness probe) before it carries on
+    # without it: a Redis that accepts connections and never answers must not hang sign-in.
+    REDIS_WEB_TIMEOUT_SECONDS = 1
     LOGIN_RATE_LIMIT = "10 per minute;60 per hour"
     # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses; also wrong
     # current passwords or codes on the security page, per account. Counted in the database, across every
@@ -232,6 +235,7 @@ POSITIVE = (
     "RECHECK_BATCH_SIZE", "RECHECK_LEASE_SECONDS", "CHECK_TIME_LIMIT_SECONDS", "BROKER_VISIBILITY_TIMEOUT_SECONDS",
     "STAFF_IDLE_TIMEOUT_MINUTES", "SECOND_FACTOR_PENDING_SECONDS", "VERIFICATION_VALIDITY_DAYS",
     "RECHECK_INTERVAL_DAYS", "OUTBOUND_CONNECT_TIMEOUT_SECONDS", "OUTBOUND_TOTAL_TIMEOUT_SECONDS",
+    "REDIS_WEB_TIMEOUT_SECONDS",
 )
 NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS")
 LIMITS = ("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "SECOND_FACTOR_RATE_LIMIT", "RESET_RATE_LIMIT",

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import threading
+import time
 
 import pytest
 from flask import Flask
@@ -30,6 +33,32 @@ def redis_down_app(make_app) -> Flask:
     with app.app_context():
         yield app
         db.session.rollback()
+
+
+@pytest.fixture
+def hung_redis():
+    """A server that accepts connections and never answers: a Redis stuck or behind a dead link."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(50)
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for connection in held:
+        connection.close()
+    server.close()
 
 
 def fallback_warnings(caplog) -> list[logging.LogRecord]:
@@ -103,3 +132,22 @@ def test_a_research_decision_is_made_through_the_pages_while_redis_is_down(redis
     session.expire_all()
     assert session.scalar(select(Decision.outcome).where(Decision.submission_id == submission.id)).value == "approved"
     assert session.get(Provider, provider.id).verification_status == VerificationStatus.VERIFIED
+
+
+def test_a_redis_that_hangs_costs_sign_in_a_second_at_most_once(make_app, make_account, hung_redis):
+    app = make_app(REDIS_URL=hung_redis)
+    with app.app_context():
+        account = make_account(Role.PROVIDER)
+        started = time.monotonic()
+        assert login(app.test_client(), account).headers["Location"] == "/portal/"
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for _ in range(3):
+            assert login(app.test_client(), account).headers["Location"] == "/portal/"
+            assert app.test_client().get("/api/v1/listings").status_code == 200
+        assert first < 5 and time.monotonic() - started < 3, (first, time.monotonic() - started)
+        started = time.monotonic()
+        ready = app.test_client().get("/readyz")
+        assert ready.json == {"status": "degraded", "database": "ok", "broker": "unavailable"}
+        assert time.monotonic() - started < 5
+        db.session.rollback()

@@ -17,8 +17,6 @@ log = logging.getLogger(__name__)
 
 OK = "ok"
 UNAVAILABLE = "unavailable"
-# Long enough for a Redis on the same network, short enough that a probe answers within a balancer's timeout.
-BROKER_TIMEOUT_SECONDS = 1.0
 _BROKER_CLIENT = "backoffice.broker_probe"
 
 
@@ -38,8 +36,9 @@ def broker_status(app: Flask) -> str:
     if app.config.get("REDIS_URL"):
         client = app.extensions.get(_BROKER_CLIENT)
         if client is None:
-            client = redis.Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=BROKER_TIMEOUT_SECONDS,
-                                          socket_timeout=BROKER_TIMEOUT_SECONDS)
+            timeout = app.config["REDIS_WEB_TIMEOUT_SECONDS"]
+            client = redis.Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=timeout,
+                                          socket_timeout=timeout)
             app.extensions[_BROKER_CLIENT] = client
         try:
             client.ping()
