@@ -4,14 +4,25 @@ DATABASE_URL, REDIS_URL and SECRET_KEY are also read under those conventional na
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from limits import parse_many
+
 ROOT = Path(__file__).resolve().parent
 INSTANCE = Path(os.environ.get("BACKOFFICE_INSTANCE_PATH", ROOT / "instance"))
+
+
+class SettingsError(RuntimeError):
+    """A setting, or a pair of settings, the app cannot start with; the message is one line naming them."""
+
+
+class UnreadableSetting(SettingsError, ValueError):
+    """An environment variable that cannot be read as its setting's type (a number that is not one)."""
 
 
 class Config:
@@ -57,7 +68,10 @@ class Config:
     # A claimed re-check that has not completed within this time is picked up again by the sweep.
     RECHECK_LEASE_SECONDS = 6 * 3600
     CHECK_MAX_RETRIES = 3
+    # A transient failure is retried after this, doubling each time (30, 60, 120 s).
     CHECK_RETRY_BACKOFF_SECONDS = 30
+    # One check is stopped after this long (a soft limit a sixth earlier lets it record an error run first).
+    CHECK_TIME_LIMIT_SECONDS = 180
     EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]
     AUTO_SUSPEND_ON_CRITICAL = False
     # The guarded outbound HTTP client.
@@ -72,6 +86,8 @@ class Config:
     OUTBOUND_HOST_OVERRIDES: dict = {}
     # Tests only: admit 127.0.0.1 (any port). Never set in production.
     OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS = False
+    # On Redis, a task a worker has taken but not acknowledged goes to another worker after this long: it must
+    # outlast the longest retry back-off plus a check's time limit (refused at start otherwise).
     BROKER_VISIBILITY_TIMEOUT_SECONDS = 3600
     # Provider portal (issue 4).
     # Links in e-mails are built on this address, never on the request's Host header (which a client can
@@ -88,6 +104,9 @@ class Config:
     RATELIMIT_ENABLED = True
     RATELIMIT_STORAGE_URI = ""
     RATELIMIT_KEY_PREFIX = "backoffice-limits"
+    # The longest a web request waits on Redis (rate-limit counts, the readiness probe) before it carries on
+    # without it: a Redis that accepts connections and never answers must not hang sign-in.
+    REDIS_WEB_TIMEOUT_SECONDS = 1
     LOGIN_RATE_LIMIT = "10 per minute;60 per hour"
     # Failed sign-ins per e-mail address, so one account cannot be guessed at from many addresses; also wrong
     # current passwords or codes on the security page, per account. Counted in the database, across every
@@ -100,6 +119,11 @@ class Config:
     REGISTER_RATE_LIMIT = "5 per 15 minutes;20 per day"
     API_RATE_LIMIT = "300 per minute"
     PROXY_FIX = False
+    # Who may read /metrics (Prometheus text): client addresses in these networks (comma-separated), or any
+    # request carrying "Authorization: Bearer <METRICS_BEARER_TOKEN>" when that is set. Behind a proxy with
+    # PROXY_FIX the address is the one the proxy saw.
+    METRICS_ALLOWED_NETWORKS = "127.0.0.1/32,::1/128"
+    METRICS_BEARER_TOKEN = ""
     LOG_LEVEL = "INFO"
     DEMO_PASSWORD = "demo-password-2026"
 
@@ -120,6 +144,9 @@ class TestingConfig(Config):
 class ProductionConfig(Config):
     SESSION_COOKIE_SECURE = True
     PROXY_FIX = True
+    # A reverse proxy on the same host makes every public request come from 127.0.0.1: nobody reads the
+    # metrics until the deployment names its scraper's network or a token.
+    METRICS_ALLOWED_NETWORKS = ""
 
 
 CONFIGS = {
@@ -149,13 +176,16 @@ def load(name: str | None = None, overrides: dict | None = None) -> dict:
     """Settings for the named environment, with environment variables and explicit overrides applied."""
     name = name or os.environ.get("BACKOFFICE_ENV", "development")
     if name not in CONFIGS:
-        raise RuntimeError(f"BACKOFFICE_ENV must be one of {sorted(CONFIGS)}, not {name!r}")
+        raise SettingsError(f"BACKOFFICE_ENV must be one of {sorted(CONFIGS)}, not {name!r}")
     cls = CONFIGS[name]
     settings = {key: getattr(cls, key) for key in dir(cls) if key.isupper()}
     settings["ENV_NAME"] = name
     for key, default in list(settings.items()):
         if key in os.environ:
-            settings[key] = _coerce(os.environ[key], default)
+            try:
+                settings[key] = _coerce(os.environ[key], default)
+            except ValueError as error:
+                raise UnreadableSetting(f"{key} {os.environ[key]!r} cannot be read: {error}") from None
     for alias, key in _ALIASES.items():
         if alias in os.environ:
             settings[key] = os.environ[alias]
@@ -163,12 +193,121 @@ def load(name: str | None = None, overrides: dict | None = None) -> dict:
     settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(settings["SQLALCHEMY_DATABASE_URI"])
     if not settings.get("SECRET_KEY"):
         if name == "production":
-            raise RuntimeError("SECRET_KEY must be set in production (a long random string)")
+            raise SettingsError("SECRET_KEY must be set in production (a long random string)")
         settings["SECRET_KEY"] = _instance_secret()
     elif name == "production" and len(settings["SECRET_KEY"]) < 32:
-        raise RuntimeError("SECRET_KEY is too short for production: use at least 32 random characters")
+        raise SettingsError("SECRET_KEY is too short for production: use at least 32 random characters")
     check_public_base_url(settings["PUBLIC_BASE_URL"], production=name == "production")
+    check_consistency(settings)
     return settings
+
+
+def check_time_limits(settings: dict) -> tuple[int, int]:
+    """A check task's (hard, soft) time limits: the soft one a sixth earlier, so the task can still record
+    its error run before it is stopped."""
+    hard = settings["CHECK_TIME_LIMIT_SECONDS"]
+    return hard, hard - max(1, hard // 6)
+
+
+def longest_retry_backoff(settings: dict) -> int:
+    """The longest wait before a retry: the back-off doubled for each retry after the first."""
+    retries = settings["CHECK_MAX_RETRIES"]
+    return settings["CHECK_RETRY_BACKOFF_SECONDS"] * 2 ** (retries - 1) if retries > 0 else 0
+
+
+def metrics_networks(setting: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks of METRICS_ALLOWED_NETWORKS ("127.0.0.1/32,::1/128"); ValueError names a bad one."""
+    parsed = []
+    for part in (piece.strip() for piece in setting.split(",")):
+        if part:
+            try:
+                parsed.append(ipaddress.ip_network(part, strict=False))
+            except ValueError:
+                raise ValueError(f"{part!r} is not a network (write one like 10.0.0.0/8 or ::1/128)") from None
+    return parsed
+
+
+# Settings that only make sense above zero; a zero sweep interval would make beat send it without pause, a
+# zero batch would make the re-check sweep loop for ever.
+POSITIVE = (
+    "SWEEP_VERIFICATION_EXPIRY_SECONDS", "SWEEP_OUTBOX_SECONDS", "SWEEP_AUDIT_VERIFICATION_SECONDS",
+    "SWEEP_RECHECK_SECONDS", "SWEEP_EXCLUSION_SECONDS", "SWEEP_EXPIRY_REMINDER_SECONDS", "SWEEP_SLA_SECONDS",
+    "RECHECK_BATCH_SIZE", "RECHECK_LEASE_SECONDS", "CHECK_TIME_LIMIT_SECONDS", "BROKER_VISIBILITY_TIMEOUT_SECONDS",
+    "STAFF_IDLE_TIMEOUT_MINUTES", "SECOND_FACTOR_PENDING_SECONDS", "VERIFICATION_VALIDITY_DAYS",
+    "RECHECK_INTERVAL_DAYS", "OUTBOUND_CONNECT_TIMEOUT_SECONDS", "OUTBOUND_TOTAL_TIMEOUT_SECONDS",
+    "REDIS_WEB_TIMEOUT_SECONDS",
+)
+NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS")
+LIMITS = ("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "SECOND_FACTOR_RATE_LIMIT", "RESET_RATE_LIMIT",
+          "RESET_ACCOUNT_RATE_LIMIT", "REGISTER_RATE_LIMIT", "API_RATE_LIMIT")
+
+
+def _limit_problem(name: str, spec: str) -> str | None:
+    """A rate limit or lock-out that cannot be read, or one that locks everyone out. (A longer window that
+    allows fewer attempts than a shorter one is allowed: the shorter one never decides, which is redundant,
+    not harmful.)"""
+    try:
+        windows = parse_many(spec)
+    except ValueError:
+        return f"{name} {spec!r} is not a limit: write it like '10 per minute;60 per hour'"
+    for window in windows:
+        if window.amount < 1:
+            return f"{name} {spec!r} allows no attempt at all ({window}): everyone would be locked out"
+    return None
+
+
+def contradictions(settings: dict) -> list[str]:
+    """Every setting that is out of range and every pair that contradicts, each as one line."""
+    problems = []
+    for name in POSITIVE:
+        if settings[name] <= 0:
+            problems.append(f"{name} must be above 0, not {settings[name]}")
+    for name in NOT_NEGATIVE:
+        if settings[name] < 0:
+            problems.append(f"{name} must not be negative, not {settings[name]}")
+    if problems:
+        return problems  # the pairs below would divide and compare nonsense
+    hard, soft = check_time_limits(settings)
+    held = longest_retry_backoff(settings) + hard
+    how_long = (f"the longest retry back-off ({longest_retry_backoff(settings)} s: CHECK_RETRY_BACKOFF_SECONDS "
+                f"{settings['CHECK_RETRY_BACKOFF_SECONDS']} doubled up to CHECK_MAX_RETRIES "
+                f"{settings['CHECK_MAX_RETRIES']}) plus CHECK_TIME_LIMIT_SECONDS {hard}")
+    if settings.get("REDIS_URL") and settings["BROKER_VISIBILITY_TIMEOUT_SECONDS"] < held:
+        problems.append(
+            f"BROKER_VISIBILITY_TIMEOUT_SECONDS {settings['BROKER_VISIBILITY_TIMEOUT_SECONDS']} is shorter than "
+            f"{how_long}: Redis would hand a waiting or running check to another worker again and again; "
+            f"set it to at least {held}")
+    if settings["RECHECK_LEASE_SECONDS"] < held:
+        problems.append(
+            f"RECHECK_LEASE_SECONDS {settings['RECHECK_LEASE_SECONDS']} is shorter than {how_long}: the sweep "
+            f"would claim a provider again while its checks may still be running; set it to at least {held}")
+    if settings["OUTBOUND_CONNECT_TIMEOUT_SECONDS"] > settings["OUTBOUND_TOTAL_TIMEOUT_SECONDS"]:
+        problems.append(
+            f"OUTBOUND_CONNECT_TIMEOUT_SECONDS {settings['OUTBOUND_CONNECT_TIMEOUT_SECONDS']} is longer than "
+            f"OUTBOUND_TOTAL_TIMEOUT_SECONDS {settings['OUTBOUND_TOTAL_TIMEOUT_SECONDS']}, which includes it")
+    if settings["OUTBOUND_TOTAL_TIMEOUT_SECONDS"] >= soft:
+        problems.append(
+            f"OUTBOUND_TOTAL_TIMEOUT_SECONDS {settings['OUTBOUND_TOTAL_TIMEOUT_SECONDS']} is not shorter than a "
+            f"check's soft time limit ({soft} s, from CHECK_TIME_LIMIT_SECONDS {hard}): a slow site would stop "
+            "the check before it can record the site as unreachable")
+    problems += [problem for name in LIMITS if (problem := _limit_problem(name, settings[name]))]
+    try:
+        metrics_networks(settings["METRICS_ALLOWED_NETWORKS"])
+    except ValueError as error:
+        problems.append(f"METRICS_ALLOWED_NETWORKS {settings['METRICS_ALLOWED_NETWORKS']!r}: {error}")
+    token = settings["METRICS_BEARER_TOKEN"]
+    if token and len(token) < 24:
+        problems.append("METRICS_BEARER_TOKEN is too short to keep the metrics private: use at least 24 random "
+                        "characters")
+    return problems
+
+
+def check_consistency(settings: dict) -> None:
+    """Refuse settings that contradict each other, naming the first problem in one line."""
+    problems = contradictions(settings)
+    if problems:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise SettingsError(f"Settings refused: {problems[0]}{more}.")
 
 
 def check_public_base_url(url: str, production: bool) -> None:
@@ -176,7 +315,7 @@ def check_public_base_url(url: str, production: bool) -> None:
     example = "the address people open the back-office at, e.g. https://backoffice.example.org/"
     if not url:
         if production:
-            raise RuntimeError(f"PUBLIC_BASE_URL must be set in production: {example}")
+            raise SettingsError(f"PUBLIC_BASE_URL must be set in production: {example}")
         return
     schemes = ("https",) if production else ("http", "https")
     try:
@@ -187,7 +326,7 @@ def check_public_base_url(url: str, production: bool) -> None:
     if (parts is None or parts.scheme not in schemes or not parts.hostname or parts.username is not None
             or parts.query or parts.fragment or any(char.isspace() for char in url)):
         needed = "an absolute https URL" if production else "an absolute http or https URL"
-        raise RuntimeError(f"PUBLIC_BASE_URL must be {needed} ({example}), not {url!r}")
+        raise SettingsError(f"PUBLIC_BASE_URL must be {needed} ({example}), not {url!r}")
 
 
 def normalise_database_url(url: str) -> str:

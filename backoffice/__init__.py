@@ -25,7 +25,12 @@ MAX_ID = 2**31 - 1
 def create_app(config_name: str | None = None, overrides: dict | None = None) -> Flask:
     """Build the application: wiring only, no queries."""
     app = Flask(__name__, instance_path=str(config.INSTANCE))
-    app.config.update(config.load(config_name, overrides))
+    try:
+        app.config.update(config.load(config_name, overrides))
+    except config.SettingsError as error:
+        if loaded_by_flask_command():
+            startup.refuse(str(error))  # one line on stderr, not the traceback of an app that failed to load
+        raise
     configure_logging(app)
     startup.refuse(startup.url_problem(app.config["SQLALCHEMY_DATABASE_URI"]))
     register_extensions(app)
@@ -111,6 +116,9 @@ def register_blueprints(app: Flask) -> None:
     from backoffice.api.views import bp as api_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    from backoffice.ops import bp as ops_bp
+
+    app.register_blueprint(ops_bp)
     init_admin(app)
 
 

@@ -7,6 +7,11 @@ database.
 Each app gets its own Limiter, because Flask-Limiter keeps its storage on the Limiter object and a
 module-level one would be shared by every app a process builds. Limits are attached to endpoints here
 rather than with decorators in the views, so the views stay plain and the whole policy reads in one table.
+
+When Redis is down the limits are counted in this process's memory instead (Flask-Limiter's in-memory fallback),
+with one warning in the log, and Redis is tried again now and then: nobody is kept from signing in or reading
+the feed because the counter is unreachable. Counted apart per process, the limits are looser for that time;
+the lock-outs in the database are not.
 """
 from __future__ import annotations
 
@@ -62,8 +67,13 @@ def init_app(app: Flask) -> Limiter:
     if app.testing:
         # Tests share one Redis: each app counts on its own so one test's sign-ins never throttle the next.
         prefix = f"{prefix}-{uuid.uuid4().hex}"
-    app.config["RATELIMIT_STORAGE_URI"] = storage_uri(app.config)
-    limiter = Limiter(get_remote_address, app=app, key_prefix=prefix, default_limits=[], headers_enabled=True)
+    app.config["RATELIMIT_STORAGE_URI"] = uri = storage_uri(app.config)
+    # A Redis that hangs counts as down after this long, like one that refuses the connection.
+    timeout = app.config["REDIS_WEB_TIMEOUT_SECONDS"]
+    options = {"socket_connect_timeout": timeout, "socket_timeout": timeout} \
+        if uri.startswith(("redis://", "rediss://")) else {}
+    limiter = Limiter(get_remote_address, app=app, key_prefix=prefix, default_limits=[], headers_enabled=True,
+                      in_memory_fallback_enabled=True, storage_options=options)
     # The wrapped views reach the limiter through a weak reference, and Flask-Limiter keeps its own strong
     # one in app.extensions only when limits are enabled: the app holds it here, enabled or not.
     app.extensions[EXTENSION] = limiter

@@ -1,14 +1,16 @@
-"""A database the app cannot use stops the process at start with one line that names DATABASE_URL.
+"""A database the app cannot use, or settings that contradict each other, stop the process at start with one
+line that names the setting to fix.
 
 Without this a mistyped URL, an unknown driver, a server that does not answer or a database that does not
 exist surfaces as a long traceback from deep in SQLAlchemy or the driver, which never says which setting
-to fix. The URL is shown with its password hidden.
+to fix. The URL is shown with its password hidden. Settings are judged by config.check_consistency.
 """
 from __future__ import annotations
 
 import os
 import re
 import sys
+from typing import Callable
 
 from flask import Flask
 from sqlalchemy.engine import URL, make_url
@@ -24,8 +26,8 @@ EXIT_STATUS = 3
 _PASSWORD = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
 
 
-class DatabaseUnusable(SystemExit):
-    """Stops the process (status 3) after the one line saying what is wrong with DATABASE_URL."""
+class StartRefused(SystemExit):
+    """Stops the process (status 3) after the one line saying which setting is wrong."""
 
     def __init__(self, message: str):
         super().__init__(EXIT_STATUS)
@@ -95,7 +97,7 @@ def refuse(problem: str | None) -> None:
     """Say what is wrong on stderr and stop, or do nothing when nothing is."""
     if problem:
         print(problem, file=sys.stderr, flush=True)
-        raise DatabaseUnusable(problem)
+        raise StartRefused(problem)
 
 
 def require_database(app: Flask) -> None:
@@ -103,3 +105,11 @@ def require_database(app: Flask) -> None:
     Under gunicorn this runs once in the master with --preload; without it each worker checks, and gunicorn
     stops when one of them cannot start."""
     refuse(connection_problem(app))
+
+
+def build(factory: Callable[[], Flask]) -> Flask:
+    """For the entry points that serve or work: the app, or one line on stderr naming the settings it refuses."""
+    try:
+        return factory()
+    except config.SettingsError as error:
+        refuse(str(error))

@@ -1,5 +1,5 @@
 """Entry point for `gunicorn backoffice.wsgi:app`: the app, once its database answers."""
 from backoffice import create_app, startup
 
-app = create_app()
+app = startup.build(create_app)
 startup.require_database(app)

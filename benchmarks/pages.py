@@ -152,6 +152,8 @@ def cases(app: Flask, base: Flask, providers: int) -> list[tuple[str, str, str |
         ("audit log: provider", f"/admin/audit/?provider_id={busiest}",
          f"/baseline/audit/?{theirs('audit', 'provider_id', str(busiest))}"),
         ("provider history", f"/admin/audit/provider/{busiest}", None),
+        # Not a staff page, but read as often: Prometheus scrapes every figure from the database.
+        ("metrics scrape (Prometheus /metrics)", "/metrics", None),
     ]
     return rows
 

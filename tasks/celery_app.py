@@ -8,6 +8,7 @@ from celery import Celery, Task
 from celery.signals import worker_ready
 from flask import Flask
 
+import config
 from tasks import filesystem_broker
 
 TASK_MODULES = ["tasks.sweeps", "tasks.checks"]
@@ -72,7 +73,11 @@ def init_celery(app: Flask) -> Celery:
                 return self.run(*args, **kwargs)
 
     celery = Celery(app.import_name, task_cls=FlaskTask, include=TASK_MODULES)
+    check_time_limit, check_soft_time_limit = config.check_time_limits(app.config)
     celery.conf.update(
+        # From the settings, so config.check_consistency can hold them against the visibility timeout and lease.
+        task_annotations={"tasks.checks.run_check": {"time_limit": check_time_limit,
+                                                     "soft_time_limit": check_soft_time_limit}},
         **broker_settings(app.config),
         task_default_queue=app.config["CELERY_QUEUE"],
         backoffice_sweep_on_start=app.config["SWEEP_ON_WORKER_START"],

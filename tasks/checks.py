@@ -17,7 +17,8 @@ from backoffice.services.review import ReviewPolicy
 
 log = logging.getLogger(__name__)
 
-CHECK_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True, time_limit=180, soft_time_limit=150)
+# The time limits come from CHECK_TIME_LIMIT_SECONDS (tasks/celery_app.py annotates this task with them).
+CHECK_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True)
 
 
 @shared_task(name="tasks.checks.recheck_sweep", time_limit=600, soft_time_limit=540)

@@ -161,6 +161,9 @@ def test_a_sweep_rechecks_every_listed_provider_end_to_end(app, session, make_pr
     db.session.rollback()
 
 
+VISIBILITY = 6
+
+
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="acknowledge-late redelivery needs the Redis broker; "
                     "the embedded filesystem transport has no unacknowledged-message recovery")
 def test_a_worker_killed_mid_check_redoes_it_exactly_once(app, session, make_provider, start_celery, sites, registry):
@@ -175,7 +178,11 @@ def test_a_worker_killed_mid_check_redoes_it_exactly_once(app, session, make_pro
 
     sites.routes["slow.clinic.test"] = hold
     provider = listed(make_provider, "Slow But Fine Clinic", f"https://slow.clinic.test:{sites.port}/")
-    settings = worker_settings(sites, registry, BROKER_VISIBILITY_TIMEOUT_SECONDS="3")
+    # A short visibility timeout, so the check comes back soon; the start-up refuses one shorter than a check's
+    # time limit (the longest a check is held), so the limit and the fetch timeout are shortened with it.
+    settings = worker_settings(sites, registry, BROKER_VISIBILITY_TIMEOUT_SECONDS=str(VISIBILITY),
+                               CHECK_TIME_LIMIT_SECONDS=str(VISIBILITY), OUTBOUND_TOTAL_TIMEOUT_SECONDS="4",
+                               OUTBOUND_CONNECT_TIMEOUT_SECONDS="2")
     first = start_celery("worker", **settings)
     after_commit(session, run_check, provider.id, "website", "kill-test")
     session.commit()
@@ -190,7 +197,7 @@ def test_a_worker_killed_mid_check_redoes_it_exactly_once(app, session, make_pro
 
     start_celery("worker", **settings)
     wait_for_runs(session, 1, timeout=60)
-    time.sleep(4)  # longer than the visibility timeout: nothing else comes back
+    time.sleep(VISIBILITY + 1)  # longer than the visibility timeout: nothing else comes back
     session.rollback()
     key = rechecks.run_key(provider.id, CheckKind.WEBSITE, "kill-test")
     runs = session.scalars(select(CheckRun).where(CheckRun.provider_id == provider.id)).all()

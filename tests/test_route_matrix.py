@@ -96,13 +96,16 @@ PUBLIC_ENDPOINTS = {
     "account.confirm", "account.resend_confirmation", "account.reset_request", "account.reset",
     "api.listings_feed", "api.verification_receipt", "api.openapi", "static", "admin.static",
     "public.criteria_page", "public.favicon",
+    # For the machines that run the deployment: anonymous probes that say only "ok" or "unavailable", and the
+    # metrics, which the view itself serves only to the allowed networks or token (tests/test_ops_endpoints.py).
+    "ops.healthz", "ops.readyz", "ops.metrics",
 }
 # An auditor's writes: the record of their own export and of a verification of the chain they run, and their
 # own password and recovery codes.
 AUDITOR_WRITES = {"audit.export", "audit.verify", "auth.security"}
 
 
-def test_only_sign_in_pages_the_feed_the_criteria_and_static_files_are_public(app):
+def test_only_sign_in_pages_the_feed_the_criteria_the_probes_and_static_files_are_public(app):
     assert {r.endpoint for r in routes(app) if r.public} == PUBLIC_ENDPOINTS
 
 

@@ -77,6 +77,9 @@ def csp_problems(response, path: str, who: str) -> list[str]:
     return problems
 
 
+MACHINE_READABLE = frozenset({"application/json", "text/plain"})
+
+
 def page_problems(response, path: str, who: str, static: bool) -> list[str]:
     """What makes a response unsafe: a live payload, a missing policy, a script that would run unasked."""
     body = response.get_data(as_text=True)
@@ -94,6 +97,13 @@ def page_problems(response, path: str, who: str, static: bool) -> list[str]:
     elif response.headers.get("Content-Disposition", "").startswith("attachment"):
         if response.headers.get("X-Content-Type-Options") != "nosniff":
             problems.append(f"{who}: a download without X-Content-Type-Options: nosniff")
+    elif mimetype in MACHINE_READABLE:
+        # The probes (JSON) and the metrics (Prometheus text), read by machines: a browser must not sniff them
+        # into a page.
+        if response.headers.get("X-Content-Type-Options") != "nosniff":
+            problems.append(f"{who}: {mimetype} without X-Content-Type-Options: nosniff")
+        if mimetype == "application/json":
+            json.loads(body)
     elif not static:
         problems.append(f"{who}: neither HTML, JSON nor a download: {response.content_type}")
     return problems

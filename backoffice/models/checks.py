@@ -28,7 +28,11 @@ class CheckOutcome(StrEnum):
 
 class CheckRun(Base):
     __tablename__ = "check_run"
-    __table_args__ = (Index("ix_check_run_provider_check_started", "provider_id", "check", "started_at"),)
+    __table_args__ = (
+        Index("ix_check_run_provider_check_started", "provider_id", "check", "started_at"),
+        # The metrics count the last day's runs by check and outcome from this index alone.
+        Index("ix_check_run_started_check_outcome", "started_at", "check", "outcome"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
