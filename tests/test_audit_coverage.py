@@ -13,13 +13,15 @@ from types import SimpleNamespace
 from sqlalchemy import Column, Integer, MetaData, Table, select, update
 
 from backoffice import formatting
-from backoffice.models import AuditEvent, Base, CheckRun, Finding, ListingStatus, Provider, Role, Submission, utcnow
+from backoffice.models import (
+    AuditEvent, Base, CheckRun, Finding, Licence, ListingStatus, Provider, Role, Submission, VerificationStatus, utcnow,
+)
 from backoffice.models import audit_coverage
 from backoffice.services import audit
 from tests.audit_helpers import AuditWalk
 from tests.conftest import PASSWORD, fresh_code, login
 from tests.portal_helpers import mailed_path, provider_with_draft, submit_data
-from tests.review_helpers import publish_catalogue
+from tests.review_helpers import provider_member, publish_catalogue
 from tests.security_helpers import new_client
 from tests.servers import LocalServer, html_page
 
@@ -266,6 +268,45 @@ def test_rechecks_findings_sweeps_and_commands_are_audited(app, session, make_ac
         assert audit.verify_chain(session).ok
     finally:
         site.close()
+
+
+def test_the_daily_and_hourly_sweeps_are_audited(app, session, make_account, make_provider):
+    from tasks.checks import expiry_sweep, sla_sweep
+    from tasks.sweeps import audit_verification, deliver_notifications, verification_expiry_sweep
+
+    walk = AuditWalk(session)
+    now = utcnow()
+    lapsed = make_provider(listing_status=ListingStatus.LISTED, verification_status=VerificationStatus.VERIFIED,
+                           verified_at=now - timedelta(days=400), verified_until=now - timedelta(hours=1))
+    renewing = make_provider(listing_status=ListingStatus.LISTED)
+    renewing.licences.append(Licence(state="VA", number="L-1", licence_type="Outpatient SUD",
+                                     expires_on=(now + timedelta(days=30)).date()))
+    renewing.licences.append(Licence(state="VA", number="L-0", licence_type="Outpatient SUD",
+                                     expires_on=(now - timedelta(days=1)).date()))
+    session.commit()
+    provider_member(session, make_account, renewing)
+    publish_catalogue(session)
+    member, provider, draft = provider_with_draft(session, make_account)
+    portal = new_client(app)
+    assert login(portal, member).status_code == 302
+    assert portal.post(f"/portal/requests/{draft.id}/edit", data=submit_data()).status_code == 302
+    session.execute(update(Submission).where(Submission.id == draft.id)
+                    .values(first_response_due=now - timedelta(days=1), decision_due=now - timedelta(hours=1)))
+    session.commit()
+
+    lead = make_account(Role.RESEARCH_LEAD)
+    desk = staff_sign_in(walk, app, lead, "research lead")
+    walk.step("ask for the verification-expiry sweep", lambda: desk.post("/admin/sweeps/verification-expiry"),
+              expect=("sweep.requested",))
+    assert walk.step("verification-expiry sweep", lambda: verification_expiry_sweep.apply().get(),
+                     expect=("verification.expired",)) == 1
+    assert walk.step("expiry sweep", lambda: expiry_sweep.apply().get(), expect=("expiry.reminder_sent",))["reminders"]
+    assert walk.step("SLA sweep", lambda: sla_sweep.apply().get(), expect=("finding.opened",)) >= 1
+    walk.step("outbox delivery", lambda: deliver_notifications.apply().get(), expect=("notification.sent",))
+    assert walk.step("audit verification", lambda: audit_verification.apply().get()) is True
+    walk.assert_clean()
+    session.refresh(lapsed)
+    assert lapsed.verification_status == VerificationStatus.EXPIRED
 
 
 def _last_event(session, action: str) -> AuditEvent:

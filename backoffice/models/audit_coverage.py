@@ -285,14 +285,15 @@ def markdown() -> str:
         "",
         "A change to an **audited** column (a new row, a changed value, a removed row) is written in the same"
         " commit as an audit event that names the row. **Bookkeeping** columns change without an event, for the"
-        " reason given.",
+        " reason given. A column marked * is one an auditor reads from the event itself: its event names it, with"
+        " its value before and after.",
         "",
         "| table | what it holds | audited | bookkeeping (why no event) |",
         "|---|---|---|---|",
     ]
     for name in sorted(TABLES):
         entry = TABLES[name]
-        audited = ", ".join(f"`{c}`" for c in entry.audited) or "—"
+        audited = ", ".join(f"`{c}`" + ("*" if c in entry.named_fields else "") for c in entry.audited) or "—"
         reasons: dict[str, list[str]] = {}
         for column, reason in entry.bookkeeping.items():
             reasons.setdefault(reason, []).append(f"`{column}`")
