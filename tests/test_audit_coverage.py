@@ -4,6 +4,7 @@ by one with every table snapshotted around each, never change an audited column 
 the same commit that names the row."""
 from __future__ import annotations
 
+import io
 import json
 import re
 from datetime import timedelta
@@ -20,7 +21,7 @@ from backoffice.models import audit_coverage
 from backoffice.services import audit
 from tests.audit_helpers import AuditWalk
 from tests.conftest import PASSWORD, fresh_code, login
-from tests.portal_helpers import mailed_path, provider_with_draft, submit_data
+from tests.portal_helpers import PDF, mailed_path, provider_with_draft, submit_data
 from tests.review_helpers import provider_member, publish_catalogue
 from tests.security_helpers import new_client
 from tests.servers import LocalServer, html_page
@@ -83,12 +84,25 @@ def staff_sign_in(walk: AuditWalk, app, account, name: str):
     return client
 
 
-def work_case(walk: AuditWalk, client, submission_id: int, name: str) -> None:
-    """Claim, assess every applicable criterion met, approve: one page post each."""
+def work_case(walk: AuditWalk, client, submission_id: int, name: str, portal=None) -> None:
+    """Claim, (with the provider's browser: ask a question, which the provider answers with a document), assess
+    every applicable criterion met, approve: one page post each."""
     case_url = f"/admin/review/case/{submission_id}"
     claimed = version(client, case_url)
     assert walk.step(f"{name}: claim", lambda: client.post(f"{case_url}/claim", data={"version": claimed}),
                      expect=("submission.assigned", "submission.catalogue_fixed")).status_code == 302
+    if portal is not None:
+        data = {"version": version(client, case_url), "message": "Please send the current licence."}
+        asked = walk.step(f"{name}: ask the provider", lambda: client.post(f"{case_url}/request-info", data=data),
+                          expect=("submission.transitioned",))
+        assert asked.status_code == 302, asked.get_data(as_text=True)
+        request_url = f"/portal/requests/{submission_id}"
+        data = {"version": version(portal, request_url), "message": "Attached.",
+                "files": [(io.BytesIO(PDF), "licence.pdf")]}
+        answered = walk.step(f"{name}: the provider answers", lambda: portal.post(
+            f"{request_url}/answer", data=data, content_type="multipart/form-data"),
+            expect=("document.uploaded", "submission.transitioned"))
+        assert answered.status_code == 302, answered.get_data(as_text=True)
     codes = re.findall(r'id="criterion-([A-Z_]+)"', client.get(case_url).get_data(as_text=True))
     assert codes
     for code in codes:
@@ -151,7 +165,7 @@ def test_the_review_of_a_listing_and_of_an_advertiser_application_is_audited(app
     researcher, lead = make_account(Role.RESEARCHER), make_account(Role.RESEARCH_LEAD)
 
     desk = staff_sign_in(walk, app, researcher, "researcher")
-    work_case(walk, desk, draft.id, "new listing")
+    work_case(walk, desk, draft.id, "new listing", portal)
     assert "verification.granted" in walk.events("new listing: decide")
 
     applied = walk.step("apply to advertise", lambda: portal.post(f"/portal/organisations/{provider.id}/advertise",
@@ -168,6 +182,11 @@ def test_the_review_of_a_listing_and_of_an_advertiser_application_is_audited(app
     response = walk.step("sign off", lambda: second.post(f"{case_url}/sign-off", data=data),
                          expect=("decision.signed_off", "advertising.active"))
     assert response.status_code == 302, response.get_data(as_text=True)
+    # Reading changes nothing that is audited: the queue, the case, the provider, the feed and the receipt.
+    for page in ("/admin/review/", case_url, f"/admin/review/provider/{provider.id}", "/api/v1/listings",
+                 f"/api/v1/listings/{provider.id}/verification", f"/portal/requests/{application.id}"):
+        browser = portal if page.startswith("/portal") else second
+        assert walk.step(f"read {page}", lambda: browser.get(page)).status_code == 200, page
     walk.step("sign out", lambda: desk.post("/logout"), expect=("account.signed_out",))
 
     first_admin, second_admin = make_account(Role.ADMIN), make_account(Role.ADMIN)
