@@ -1,5 +1,6 @@
 """Filling and tampering with the audit trail in tests."""
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session
 
 from backoffice.models import Base
 from backoffice.models.audit_coverage import TABLES
@@ -36,15 +37,13 @@ def tamper(session, *statements, **params):
 # -- audit coverage: table snapshots around one operation -------------------------------------------------------
 
 
-def table_rows(session) -> dict[str, dict[tuple, dict]]:
-    """Every row of every table by primary key, read in a transaction of its own."""
-    session.rollback()
+def table_rows(connection) -> dict[str, dict[tuple, dict]]:
+    """Every row of every table by primary key."""
     rows = {}
     for table in Base.metadata.sorted_tables:
         key = [column.name for column in table.primary_key.columns]
         rows[table.name] = {tuple(row[k] for k in key): dict(row)
-                            for row in session.execute(select(table)).mappings()}
-    session.rollback()
+                            for row in connection.execute(select(table)).mappings()}
     return rows
 
 
@@ -86,21 +85,42 @@ def unaccounted(before: dict, after: dict) -> tuple[list[str], list[dict]]:
 
 
 class AuditWalk:
-    """Runs operations one at a time and keeps what each changed without an audit event."""
+    """Runs operations one at a time (a page request, a task, a command) and keeps every change to an audited
+    column that no audit event of the same commit accounts for: all tables are read before the operation and
+    again after each commit it makes, on a connection of their own."""
 
     def __init__(self, session):
         self.session = session
+        self.engine = session.get_bind()
         self.problems: list[str] = []
         self.actions: dict[str, list[str]] = {}
+        self.commits: dict[str, int] = {}
+
+    def _read(self) -> dict:
+        with self.engine.connect() as connection:
+            return table_rows(connection)
 
     def step(self, name: str, operation, *, expect: tuple[str, ...] = ()):
-        before = table_rows(self.session)
-        result = operation()
-        after = table_rows(self.session)
-        problems, events = unaccounted(before, after)
-        actions = [event["action"] for event in events]
+        self.session.rollback()
+        snapshots = [self._read()]
+
+        def committed(session):
+            snapshots.append(self._read())
+
+        event.listen(Session, "after_commit", committed)
+        try:
+            result = operation()
+        finally:
+            event.remove(Session, "after_commit", committed)
+        self.session.rollback()
+        snapshots.append(self._read())
+        actions = []
+        for n, (before, after) in enumerate(zip(snapshots, snapshots[1:]), 1):
+            problems, events = unaccounted(before, after)
+            actions += [e["action"] for e in events]
+            self.problems += [f"{name} (commit {n}): {problem}" for problem in problems]
         self.actions[name] = actions
-        self.problems += [f"{name}: {problem}" for problem in problems]
+        self.commits[name] = len(snapshots) - 2
         self.problems += [f"{name}: no {action} event (events: {actions})" for action in expect if action not in actions]
         return result
 

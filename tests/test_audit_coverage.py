@@ -18,7 +18,7 @@ from backoffice.models import (
     AuditEvent, Base, CheckRun, Finding, Licence, ListingStatus, Provider, Role, Submission, VerificationStatus, utcnow,
 )
 from backoffice.models import audit_coverage
-from backoffice.services import audit
+from backoffice.services import audit, rechecks
 from tests.audit_helpers import AuditWalk
 from tests.conftest import PASSWORD, fresh_code, login
 from tests.portal_helpers import PDF, mailed_path, provider_with_draft, submit_data
@@ -233,25 +233,16 @@ def test_rechecks_findings_sweeps_and_commands_are_audited(app, session, make_ac
         assert acknowledged.status_code == 302, acknowledged.get_data(as_text=True)
 
         # A month later (set by hand, outside the walk): the schedule claims the provider and runs its checks.
-        session.execute(update(Provider).where(Provider.id == provider.id)
-                        .values(recheck_due_at=utcnow() - timedelta(minutes=1)))
+        due = utcnow().replace(microsecond=0) - timedelta(minutes=1)
+        session.execute(update(Provider).where(Provider.id == provider.id).values(recheck_due_at=due))
         session.commit()
         assert walk.step("re-check sweep", lambda: recheck_sweep.apply().get(), expect=("recheck.claimed",)) == 1
-        claimed = _last_event(session, "recheck.claimed")
-        assert claimed.provider_id == provider.id and claimed.after["recheck_due_at"] > claimed.before["recheck_due_at"]
-        window = claimed.after["window"]
+        window = rechecks.window_for(due, utcnow())  # the window the sweep sent the provider's checks in
         # The same problems found again change no finding's state, but what the findings show comes from the new runs.
         for check, expected in (("website", "finding.seen_again"), ("npi", "finding.seen_again"),
                                 ("exclusion", "recheck.completed")):
             walk.step(f"{check} check again", lambda: run_check.apply(args=[provider.id, check, window]).get(),
                       expect=(expected,))
-        completed = _last_event(session, "recheck.completed")
-        session.refresh(provider)
-        assert completed.after["last_rechecked_at"] == audit.jsonable(provider.last_rechecked_at)
-        runs = session.execute(select(CheckRun.check, CheckRun.outcome)
-                               .where(CheckRun.idempotency_key.like(f"%:{provider.id}:{window}"))).all()
-        assert completed.after["outcomes"] == {check.value: outcome.value for check, outcome in runs}
-        assert len(runs) == 3
 
         runner = app.test_cli_runner()
         facilities = tmp_path / "facilities.json"
@@ -273,6 +264,18 @@ def test_rechecks_findings_sweeps_and_commands_are_audited(app, session, make_ac
         result = walk.step("verify the chain", lambda: runner.invoke(args=["audit", "verify"]))
         assert result.exit_code == 0, result.output
         walk.assert_clean()
+
+        claimed = _last_event(session, "recheck.claimed")
+        assert claimed.provider_id == provider.id and claimed.after["window"] == window
+        assert claimed.before["recheck_due_at"] == audit.jsonable(due)
+        assert claimed.after["recheck_due_at"] > claimed.before["recheck_due_at"]
+        completed = _last_event(session, "recheck.completed")
+        session.refresh(provider)
+        assert completed.after["last_rechecked_at"] == audit.jsonable(provider.last_rechecked_at)
+        runs = session.execute(select(CheckRun.check, CheckRun.outcome)
+                               .where(CheckRun.idempotency_key.like(f"%:{provider.id}:{window}"))).all()
+        assert completed.after["outcomes"] == {check.value: outcome.value for check, outcome in runs}
+        assert len(runs) == 3
 
         reader = staff_sign_in(walk, app, auditor, "auditor")
         log = reader.get("/admin/audit/").get_data(as_text=True)
@@ -324,6 +327,7 @@ def test_the_daily_and_hourly_sweeps_are_audited(app, session, make_account, mak
     walk.step("outbox delivery", lambda: deliver_notifications.apply().get(), expect=("notification.sent",))
     assert walk.step("audit verification", lambda: audit_verification.apply().get()) is True
     walk.assert_clean()
+    assert walk.commits["expiry sweep"] >= 2  # each of its commits was read on its own: reminders, then lapses
     session.refresh(lapsed)
     assert lapsed.verification_status == VerificationStatus.EXPIRED
 
