@@ -118,7 +118,7 @@ def work_case(walk: AuditWalk, client, submission_id: int, name: str, portal=Non
     assert response.status_code == 302, response.get_data(as_text=True)
 
 
-def test_a_provider_account_from_registration_to_sign_out_is_audited(app, session):
+def test_a_provider_account_from_registration_to_sign_out_is_audited(app, session, make_account):
     from tasks.sweeps import deliver_notifications
 
     walk = AuditWalk(session)
@@ -153,6 +153,19 @@ def test_a_provider_account_from_registration_to_sign_out_is_audited(app, sessio
     # One event per message delivered: the welcome, the note to the registered address, the second link.
     assert sent == 3 and walk.events("outbox delivery").count("notification.sent") == 3
     assert audit.verify_chain(session).ok
+
+    # The auditor reads the security events in words, with who, when and what changed.
+    reader = new_client(app)
+    assert login(reader, make_account(Role.AUDITOR)).status_code == 302
+    log = reader.get("/admin/audit/?actor=" + email).get_data(as_text=True)
+    for words in ("signed in", "signed out: every session of the account ended", "e-mail address confirmed"):
+        assert words in log, words
+    log = reader.get("/admin/audit/?action=account.*").get_data(as_text=True)
+    assert "registration tried again for an address that has an account (a note mailed to it)" in log
+    assert "confirmation link mailed again" in log
+    signed_out = _last_event(session, "account.signed_out")
+    page = reader.get(f"/admin/audit/event/{signed_out.seq}").get_data(as_text=True)
+    assert "signed out: every session of the account ended" in page and "session_version" in page
 
 
 def test_the_review_of_a_listing_and_of_an_advertiser_application_is_audited(app, session, make_account):
