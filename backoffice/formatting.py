@@ -128,7 +128,8 @@ def recheck_status(last_rechecked_at: datetime | None, latest_runs: Mapping) -> 
 EVENT_WORDS: dict[str, str] = {
     "account.created": "account created",
     "account.email_confirmed": "e-mail address confirmed",
-    "account.registration_repeated": "registration tried again for an address that has an account (a note mailed to it)",
+    "account.registration_repeated":
+        "registration tried again for an address that has an account (a note mailed to it)",
     "account.confirmation_resent": "confirmation link mailed again",
     "account.signed_in": "signed in",
     "account.signed_out": "signed out: every session of the account ended",

@@ -121,7 +121,8 @@ class AuditWalk:
             self.problems += [f"{name} (commit {n}): {problem}" for problem in problems]
         self.actions[name] = actions
         self.commits[name] = len(snapshots) - 2
-        self.problems += [f"{name}: no {action} event (events: {actions})" for action in expect if action not in actions]
+        self.problems += [f"{name}: no {action} event (events: {actions})"
+                          for action in expect if action not in actions]
         return result
 
     def events(self, name: str) -> list[str]:
