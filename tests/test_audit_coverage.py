@@ -347,6 +347,69 @@ def test_the_daily_and_hourly_sweeps_are_audited(app, session, make_account, mak
     assert lapsed.verification_status == VerificationStatus.EXPIRED
 
 
+def test_revocation_reinstatement_suspension_and_account_security_are_audited(app, session, make_account,
+                                                                             make_provider):
+    walk = AuditWalk(session)
+    publish_catalogue(session)
+    now = utcnow()
+    verified = dict(listing_status=ListingStatus.LISTED, verification_status=VerificationStatus.VERIFIED,
+                    verified_at=now - timedelta(days=10), verified_until=now + timedelta(days=300))
+    revoked, suspended = make_provider(**verified), make_provider(**verified)
+    researcher, lead = make_account(Role.RESEARCHER), make_account(Role.RESEARCH_LEAD)
+    auditor = make_account(Role.AUDITOR)
+    admin = make_account(Role.ADMIN)
+
+    desk = staff_sign_in(walk, app, researcher, "researcher")
+    url = f"/admin/review/provider/{revoked.id}"
+    asked = walk.step("ask to revoke", lambda: desk.post(f"{url}/revoke", data={"reason": "licence withdrawn"}),
+                      expect=("revocation.requested",))
+    assert asked.status_code == 302, asked.get_data(as_text=True)
+    action_id = _last_event(session, "revocation.requested").entity_id
+    second = staff_sign_in(walk, app, lead, "research lead")
+    signed = walk.step("sign off the revocation",
+                       lambda: second.post(f"/admin/review/revocations/{action_id}/sign-off"),
+                       expect=("verification.revoked",))
+    assert signed.status_code == 302, signed.get_data(as_text=True)
+    reopened = walk.step("open a reinstatement", lambda: desk.post(f"{url}/reinstate", data={"reason": "licence back"}),
+                         expect=("reinstatement.opened",))
+    assert reopened.status_code == 302, reopened.get_data(as_text=True)
+    held = walk.step("suspend a listing", lambda: desk.post(f"/admin/review/provider/{suspended.id}/suspend",
+                                                            data={"reason": "critical finding"}),
+                     expect=("listing.suspended",))
+    assert held.status_code == 302, held.get_data(as_text=True)
+
+    member = provider_member(session, make_account, suspended)
+    browser = new_client(app)
+    walk.step("ask for a password reset", lambda: browser.post("/reset", data={"email": member.email}),
+              expect=("account.password_reset_requested",))
+    link = mailed_path(session, member.email, "password_reset")
+    new_password = "a completely new passphrase"
+    done = walk.step("reset the password", lambda: browser.post(link, data={"password": new_password,
+                                                                            "confirm": new_password}),
+                     expect=("account.password_reset", "account.sessions_ended"))
+    assert done.status_code == 302, done.get_data(as_text=True)
+    assert walk.step("sign in", lambda: browser.post("/login", data={"email": member.email,
+                                                                    "password": new_password}),
+                     expect=("account.signed_in",)).status_code == 302
+    changed = walk.step("change the password", lambda: browser.post("/account/security", data={
+        "current": new_password, "password": PASSWORD, "confirm": PASSWORD, "submit": "Change password"}),
+        expect=("account.password_changed", "account.sessions_ended"))
+    assert changed.status_code in (200, 302), changed.get_data(as_text=True)
+
+    ops = staff_sign_in(walk, app, admin, "admin")
+    walk.step("reset a second factor", lambda: ops.post(f"/admin/staff/{researcher.id}/reset-second-factor",
+                                                        data={"reason": "lost phone"}),
+              expect=("account.second_factor_reset", "account.sessions_ended"))
+    walk.step("take a role away", lambda: ops.post(f"/admin/staff/{auditor.id}/revoke-role",
+                                                   data={"role": "auditor", "reason": "left the audit team"}),
+              expect=("account.role_revoked", "account.sessions_ended"))
+    walk.step("deactivate an account", lambda: ops.post(f"/admin/staff/{lead.id}/deactivate",
+                                                        data={"reason": "left"}),
+              expect=("account.deactivated", "account.sessions_ended"))
+    walk.assert_clean()
+    assert audit.verify_chain(session).ok
+
+
 def _last_event(session, action: str) -> AuditEvent:
     session.rollback()
     return session.scalars(select(AuditEvent).where(AuditEvent.action == action)
