@@ -12,7 +12,7 @@ from flask import Flask, g
 from sqlalchemy import Enum as EnumType
 
 from backoffice.extensions import db
-from backoffice.models import Base
+from backoffice.models import AdvertisingStatus, Base, RoleGrantState
 from backoffice.services import accounts, profile
 
 # ISO 8601 text as JSON values carry moments ("2026-12-01T09:23:45.123456+00:00") and days ("2026-12-01").
@@ -122,11 +122,93 @@ def recheck_status(last_rechecked_at: datetime | None, latest_runs: Mapping) -> 
     return "never"
 
 
+# Every action the audit trail records, in words: the audit log, an event and a provider's history show these
+# beside the code (which the log's search takes). tests/test_audit_coverage.py checks that every action the code
+# records is here.
+EVENT_WORDS: dict[str, str] = {
+    "account.created": "account created",
+    "account.email_confirmed": "e-mail address confirmed",
+    "account.registration_repeated":
+        "registration tried again for an address that has an account (a note mailed to it)",
+    "account.confirmation_resent": "confirmation link mailed again",
+    "account.signed_in": "signed in",
+    "account.signed_out": "signed out: every session of the account ended",
+    "account.sessions_ended": "every session of the account ended",
+    "account.password_changed": "password changed",
+    "account.password_rehashed": "password hash renewed with stronger settings (the password is the same)",
+    "account.password_reset_requested": "password reset link mailed",
+    "account.password_reset": "password reset through a mailed link",
+    "account.second_factor_enrolled": "authenticator app set up",
+    "account.second_factor_passed": "second-factor code accepted",
+    "account.second_factor_failed": "second-factor code refused",
+    "account.second_factor_reset": "second factor reset by an admin",
+    "account.recovery_codes_issued": "recovery codes issued",
+    "account.recovery_code_used": "recovery code used",
+    "account.role_revoked": "role taken away",
+    "account.deactivated": "account deactivated",
+    "account.reactivated": "account reactivated",
+    "role_grant.requested": "role asked for",
+    **{f"role_grant.{state.value}": f"role request {state.label}" for state in RoleGrantState
+       if state != RoleGrantState.PENDING},
+    "organisation.member_added": "account added to the organisation",
+    "provider.created": "provider created",
+    "provider.imported": "provider imported",
+    "provider.import_updated": "provider updated by an import",
+    "provider.profile_applied": "approved listing details applied",
+    "submission.created": "listing request created",
+    "submission.draft_saved": "draft saved",
+    "submission.attested": "attestation signed",
+    "submission.transitioned": "listing request moved on",
+    "submission.assigned": "listing request assigned",
+    "submission.catalogue_fixed": "review started under the criteria catalogue of the day",
+    "submission.answered": "provider answered a question",
+    "document.uploaded": "document uploaded",
+    "assessment.recorded": "criterion assessed",
+    "decision.recorded": "decision recorded",
+    "decision.signed_off": "decision signed off",
+    "decision.signoff_declined": "sign-off declined",
+    "reinstatement.opened": "reinstatement opened",
+    "revocation.requested": "revocation asked for",
+    "revocation.declined": "revocation declined",
+    "verification.granted": "verification granted",
+    "verification.revoked": "verification revoked",
+    "verification.expired": "verification expired",
+    "listing.suspended": "listing suspended",
+    **{f"advertising.{status.value}": f"advertising {status.label}" if status != AdvertisingStatus.NONE
+       else "not an advertiser" for status in AdvertisingStatus},
+    "recheck.requested": "re-check asked for",
+    "recheck.claimed": "re-check started by the schedule",
+    "recheck.completed": "re-check completed: every check of the window ran",
+    "finding.opened": "finding opened",
+    "finding.seen_again": "finding seen again by a check",
+    "finding.severity_changed": "finding severity changed",
+    "finding.acknowledged": "finding acknowledged",
+    "finding.resolved": "finding resolved",
+    "finding.dismissed": "finding dismissed",
+    "finding.cleared": "finding cleared by a later check",
+    "finding.exclusion_confirmed": "exclusion match confirmed",
+    "expiry.reminder_sent": "expiry reminder sent",
+    "exclusion_list.imported": "exclusion list imported",
+    "criteria.published": "criteria catalogue published",
+    "notification.sent": "message sent",
+    "sweep.requested": "sweep asked for",
+    "audit.exported": "audit trail exported",
+}
+
+
+def event_words(action: str | None) -> str:
+    """An audit action in words; one the vocabulary does not know yet reads as its code with spaces."""
+    if not action:
+        return ""
+    return EVENT_WORDS.get(action) or action.replace(".", ": ").replace("_", " ")
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["day"] = day
     app.jinja_env.filters["role_label"] = role_label
     app.jinja_env.filters["roles_text"] = roles_text
     app.jinja_env.filters["actor"] = actor
+    app.jinja_env.filters["event_words"] = event_words
     app.jinja_env.globals["code_labels"] = labels
     app.jinja_env.tests["moment"] = is_moment

@@ -178,7 +178,7 @@ def enrol():
 def logout():
     form = LogoutForm()
     if form.validate_on_submit() and current_user.is_authenticated:
-        accounts.end_sessions(db.session, current_user)
+        accounts.sign_out(db.session, current_user)
         db.session.commit()
         logout_user()
         session.clear()

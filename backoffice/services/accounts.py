@@ -81,14 +81,28 @@ def authenticate(session: Session, email: str, password: str) -> Account | None:
         return None
     if needs_rehash(account.password_hash):
         account.password_hash = hash_password(password)
+        # The same password under stronger hashing parameters: the stored hash changed, the password did not.
+        audit.record(session, account, "account.password_rehashed", "account", account.id,
+                     after={"password_hash": "rehashed"})
         session.flush()
     return account
 
 
 def record_sign_in(session: Session, account: Account) -> None:
-    """The account has a session now: for staff that is after the second factor, not after the password."""
+    """The account has a session now: for staff that is after the second factor, not after the password.
+    A security event: the trail shows who signed in, when, and from which address (the event's IP)."""
+    before = account.last_login_at
     account.last_login_at = utcnow()
+    audit.record(session, account, "account.signed_in", "account", account.id,
+                 before={"last_login_at": before}, after={"last_login_at": account.last_login_at})
     session.flush()
+
+
+def sign_out(session: Session, account: Account) -> None:
+    """The account signs out: every session of it ends, in this browser and any other."""
+    before, after = _next_session_version(session, account)
+    audit.record(session, account, "account.signed_out", "account", account.id,
+                 before={"session_version": before}, after={"session_version": after})
 
 
 def change_password(session: Session, account: Account, current: str, new: str) -> None:
@@ -104,14 +118,23 @@ def change_password(session: Session, account: Account, current: str, new: str) 
     account.password_hash = hash_password(new)
     account.password_changed_at = utcnow()
     audit.record(session, account, "account.password_changed", "account", account.id)
-    end_sessions(session, account)
+    end_sessions(session, account, reason="the password was changed")
 
 
-def end_sessions(session: Session, account: Account) -> None:
-    """Invalidate every signed-in session of the account."""
+def end_sessions(session: Session, account: Account, actor: audit.Actor | None = None,
+                 reason: str | None = None) -> None:
+    """Invalidate every signed-in session of the account (actor: who ended them, the account itself by default)."""
+    before, after = _next_session_version(session, account)
+    audit.record(session, actor if actor is not None else account, "account.sessions_ended", "account", account.id,
+                 before={"session_version": before}, after={"session_version": after}, reason=reason)
+
+
+def _next_session_version(session: Session, account: Account) -> tuple[int, int]:
+    before = account.session_version
     account.session_version = Account.session_version + 1
     session.flush()
     session.refresh(account, ["session_version"])
+    return before, account.session_version
 
 
 def load_session_account(session: Session, session_id: str) -> Account | None:

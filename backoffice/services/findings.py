@@ -33,8 +33,15 @@ def open_or_update(
     )
     if finding is not None:
         confirmed = {k: v for k, v in finding.detail.items() if k.startswith("confirmed")}
+        seen_before = {"detail": finding.detail, "last_check_run_id": finding.last_check_run_id}
         finding.detail = {**audit.jsonable(detail), **confirmed}
         finding.last_check_run_id = check_run_id or finding.last_check_run_id
+        old, new = audit.changed(seen_before,
+                                 {"detail": finding.detail, "last_check_run_id": finding.last_check_run_id})
+        if new:
+            # The same problem found again: what the finding shows now comes from this run.
+            audit.record(session, actor, "finding.seen_again", "finding", finding.id, before=old, after=new,
+                         provider_id=provider.id)
         if confirmed:
             # A researcher confirmed it: a later automated run does not lower its severity.
             severity = finding.severity

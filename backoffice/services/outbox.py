@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.models import Account, Notification, utcnow
+from backoffice.services import audit
 
 log = logging.getLogger(__name__)
 
@@ -44,5 +45,10 @@ def deliver_pending(session: Session, folder: str, limit: int = 100) -> int:
         (out / f"{note.id:08d}-{note.kind}.json").write_text(json.dumps(message, indent=2))
         log.info("notification %s to %s: %s\n%s", note.id, note.recipient_email, note.subject, note.body)
         note.sent_at = utcnow()
+        # Whether, when and after how many attempts the person was told: the auditors read a message's fate
+        # here; its body stays in the outbox (it may carry a single-use link).
+        audit.record(session, "system:outbox", "notification.sent", "notification", note.id,
+                     after={"kind": note.kind, "recipient_account_id": note.recipient_account_id,
+                            "sent_at": note.sent_at, "attempts": note.attempts})
     session.flush()
     return len(pending)

@@ -74,6 +74,9 @@ def register(session: Session, settings: TokenSettings, *, email: str, name: str
                        subject="You already have an account",
                        body=("Someone, probably you, tried to register this address again. You already have an "
                              f"account: sign in at {sign_in_link}, or reset your password from that page."))
+        # Recorded for the auditors only: the requester sees the same page as for a new address.
+        audit.record(session, "system:registration", "account.registration_repeated", "account", existing.id,
+                     reason="a registration for an address that already has an account: a note was mailed to it")
         return None
     account = accounts.create_account(session, "system:registration", email=email, name=name, password=password,
                                       roles=[Role.PROVIDER])
@@ -94,6 +97,8 @@ def resend_confirmation(session: Session, settings: TokenSettings, email: str, c
     account = accounts.find_by_email(session, email)
     if account is not None and account.is_active and account.email_confirmed_at is None:
         send_confirmation(session, settings, account, confirm_link)
+        audit.record(session, "system:registration", "account.confirmation_resent", "account", account.id,
+                     reason="a new confirmation link was asked for and mailed")
 
 
 def _read(settings: TokenSettings, purpose: str, token: str, max_age: int) -> dict:
@@ -163,5 +168,5 @@ def reset_password(session: Session, settings: TokenSettings, token: str, new_pa
         account.email_confirmed_at = utcnow()
         changed["email_confirmed_at"] = account.email_confirmed_at
     audit.record(session, account, "account.password_reset", "account", account.id, after=changed)
-    accounts.end_sessions(session, account)
+    accounts.end_sessions(session, account, reason="the password was reset")
     return account

@@ -46,11 +46,14 @@ def window_for(due_at: datetime | None, now: datetime) -> str:
     return "due-" + (due_at or now).strftime("%Y%m%dT%H%M%S")
 
 
-def claim_due(session: Session, now: datetime, batch_size: int, lease_seconds: int) -> list[tuple[int, str]]:
+def claim_due(session: Session, now: datetime, batch_size: int, lease_seconds: int,
+              actor: audit.Actor = "system:recheck-sweep") -> list[tuple[int, str]]:
     """Claim up to batch_size listed providers whose re-check is due: (provider id, window) each.
 
     The claim moves recheck_due_at forward by a lease, so the next sweep does not enqueue them again;
-    if their checks never complete (a lost message), the lease runs out and they are claimed again.
+    if their checks never complete (a lost message), the lease runs out and they are claimed again. Each
+    claim is audited: the due date is shown to staff, and a lease that keeps running out is a window that
+    never completes.
     """
     rows = session.execute(
         select(Provider.id, Provider.recheck_due_at)
@@ -67,8 +70,16 @@ def claim_due(session: Session, now: datetime, batch_size: int, lease_seconds: i
         .values(recheck_due_at=now + timedelta(seconds=lease_seconds)),
         execution_options={"synchronize_session": False},
     )
+    lease_until = now + timedelta(seconds=lease_seconds)
+    claimed = [(r.id, window_for(r.recheck_due_at, now)) for r in rows]
+    for row, (provider_id, window) in zip(rows, claimed):
+        audit.record(session, actor, "recheck.claimed", "provider", provider_id,
+                     before={"recheck_due_at": row.recheck_due_at},
+                     after={"recheck_due_at": lease_until, "window": window},
+                     reason="due for re-check: its checks are sent; claimed again if they do not complete by then",
+                     provider_id=provider_id)
     session.flush()
-    return [(r.id, window_for(r.recheck_due_at, now)) for r in rows]
+    return claimed
 
 
 def listed_provider_ids(session: Session, after_id: int, limit: int) -> list[int]:
@@ -213,7 +224,7 @@ def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckK
                                f"check run {run.id}: {check.label} no longer finds this")
     if auto_suspend and new_critical:
         suspend_for_review(session, actor, provider, f"critical finding #{new_critical[0].id}: {new_critical[0].title}")
-    _complete_window(session, provider, key, finished, cadence_days)
+    _complete_window(session, actor, provider, key, finished, cadence_days)
     session.flush()
     return run
 
@@ -232,17 +243,29 @@ def suspend_for_review(session: Session, actor: audit.Actor, provider: Provider,
     return changed
 
 
-def _complete_window(session: Session, provider: Provider, key: str, now: datetime, cadence_days: int) -> None:
-    """When every network check of the window has run, the provider is due again after the cadence."""
+def _complete_window(session: Session, actor: audit.Actor, provider: Provider, key: str, now: datetime,
+                     cadence_days: int) -> None:
+    """When every network check of the window has run, the provider is due again after the cadence. The
+    completion is audited: last_rechecked_at is published in the feed and the receipt."""
     window = key.split(":", 2)[2]
     keys = [run_key(provider.id, check, window) for check in NETWORK_CHECKS]
     done = session.scalar(select(func.count()).select_from(CheckRun).where(CheckRun.idempotency_key.in_(keys)))
     if done == len(keys):
+        before = session.execute(select(Provider.last_rechecked_at, Provider.recheck_due_at)
+                                 .where(Provider.id == provider.id)).one()
+        due = now + timedelta(days=cadence_days)
         session.execute(
             update(Provider).where(Provider.id == provider.id)
-            .values(last_rechecked_at=now, recheck_due_at=now + timedelta(days=cadence_days)),
+            .values(last_rechecked_at=now, recheck_due_at=due),
             execution_options={"synchronize_session": False},
         )
+        runs = dict(session.execute(select(CheckRun.check, CheckRun.outcome)
+                                    .where(CheckRun.idempotency_key.in_(keys))).all())
+        audit.record(session, actor, "recheck.completed", "provider", provider.id,
+                     before={"last_rechecked_at": before.last_rechecked_at, "recheck_due_at": before.recheck_due_at},
+                     after={"last_rechecked_at": now, "recheck_due_at": due, "window": window,
+                            "outcomes": {check.value: runs[check].value for check in NETWORK_CHECKS if check in runs}},
+                     provider_id=provider.id)
 
 
 def request_now(session: Session, actor: audit.Actor, provider: Provider) -> str:

@@ -186,8 +186,13 @@ def _start_review(session: Session, actor: Account, submission: Submission) -> N
     catalogue = criteria.current(session)
     if catalogue is None:
         raise DomainError("No criteria catalogue is published yet; a research lead must publish one first.")
+    before = submission.catalogue_id
     submission.catalogue_id = catalogue.id
     submissions.transition(session, actor, submission, S.IN_REVIEW)
+    audit.record(session, actor, "submission.catalogue_fixed", "submission", submission.id,
+                 before={"catalogue_id": before}, after={"catalogue_id": catalogue.id, "version": catalogue.version},
+                 reason="the review works under the criteria published when it starts",
+                 provider_id=submission.provider_id)
 
 
 # -- criteria and assessments ---------------------------------------------------------------------

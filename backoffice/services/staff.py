@@ -233,7 +233,7 @@ def revoke_role(session: Session, actor: Account, account: Account, role: Role |
     if role == Role.ADMIN:
         _lock_active_admins(session)
     account.roles.remove(held)
-    accounts.end_sessions(session, account)
+    accounts.end_sessions(session, account, actor, reason=f"the {role.value} role was revoked")
     if role == Role.ADMIN:
         _require_an_active_admin(session)
     audit.record(session, actor, "account.role_revoked", "account", account.id,
@@ -250,7 +250,8 @@ def set_active(session: Session, actor: Account, account: Account, active: bool,
     if removes_an_admin:
         _lock_active_admins(session)
     account.is_active = active
-    accounts.end_sessions(session, account)
+    accounts.end_sessions(session, account, actor,
+                          reason="the account was reactivated" if active else "the account was deactivated")
     if removes_an_admin:
         _require_an_active_admin(session)
     audit.record(session, actor, "account.reactivated" if active else "account.deactivated", "account", account.id,
@@ -280,7 +281,7 @@ def reset_second_factor(session: Session, actor: Account, account: Account, reas
     if not account.has_second_factor:
         raise DomainError(f"{account.email} has no second factor set up: there is nothing to reset.")
     mfa.clear(session, account)
-    accounts.end_sessions(session, account)
+    accounts.end_sessions(session, account, actor, reason="the second factor was reset")
     audit.record(session, actor, "account.second_factor_reset", "account", account.id, reason=reason)
     outbox.enqueue(session, kind="second_factor_reset", account=account,
                    subject="Your second factor was reset",
