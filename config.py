@@ -78,6 +78,24 @@ class Config:
     # forge to have a reset link point at its own site). Required in production (an https URL); empty
     # elsewhere: the request's host, for local use only.
     PUBLIC_BASE_URL = ""
+    # Mail (services/outbox.py, backoffice/mail.py). MAIL_URL empty: every message is written as an .eml file under
+    # OUTBOX_FOLDER. smtp://user:password@host:587 sends with STARTTLS, smtps://user:password@host:465 over TLS,
+    # smtp://host:25?tls=none to a relay inside the deployment. Production refuses to start without MAIL_URL
+    # and MAIL_FROM.
+    MAIL_URL = ""
+    MAIL_FROM = ""
+    # A CA bundle to check the mail server's certificate against, when it is not signed by a public CA.
+    MAIL_CA_BUNDLE = ""
+    MAIL_TIMEOUT_SECONDS = 30
+    MAIL_BATCH_SIZE = 100
+    # A temporary failure (4xx, no connection) is tried again after 1, 2, 4 ... minutes, at most 6 hours apart,
+    # MAIL_MAX_ATTEMPTS times in all (about a day and a half); then the message is shown to staff as undelivered.
+    MAIL_MAX_ATTEMPTS = 12
+    MAIL_RETRY_BACKOFF_SECONDS = 60
+    MAIL_MAX_BACKOFF_SECONDS = 6 * 3600
+    # A message claimed by a worker that died before recording the outcome is sent again after this long, with
+    # the same Message-ID.
+    MAIL_SENDING_LEASE_SECONDS = 600
     UPLOAD_MAX_BYTES = 10 * 1024 * 1024
     UPLOAD_MAX_FILES_PER_REQUEST = 5
     # Flask refuses (413) any request body above this: the files allowed at once at the cap, plus the form.
@@ -168,7 +186,25 @@ def load(name: str | None = None, overrides: dict | None = None) -> dict:
     elif name == "production" and len(settings["SECRET_KEY"]) < 32:
         raise RuntimeError("SECRET_KEY is too short for production: use at least 32 random characters")
     check_public_base_url(settings["PUBLIC_BASE_URL"], production=name == "production")
+    check_mail(settings, production=name == "production")
     return settings
+
+
+DEFAULT_SENDER = "Provider verification <no-reply@backoffice.localhost>"
+
+
+def check_mail(settings: dict, production: bool) -> None:
+    """MAIL_URL and MAIL_FROM: required in production (no mail would ever leave); checked wherever set."""
+    from backoffice.mail import check_sender, parse_mail_url
+
+    if production and not settings["MAIL_URL"]:
+        raise RuntimeError("MAIL_URL must be set in production, e.g. smtp://user:password@smtp.example.org:587: "
+                           "without it no provider gets a confirmation, reset or decision e-mail")
+    if production and not settings["MAIL_FROM"]:
+        raise RuntimeError("MAIL_FROM must be set in production, e.g. 'Provider verification "
+                           "<no-reply@example.org>'")
+    parse_mail_url(settings["MAIL_URL"])
+    settings["MAIL_FROM"] = check_sender(settings["MAIL_FROM"] or DEFAULT_SENDER)
 
 
 def check_public_base_url(url: str, production: bool) -> None:
