@@ -116,8 +116,16 @@ def _paragraphs(text: str) -> list[list[tuple[str, str]]]:
     return result
 
 
-def build_message(note, sender: str, product: str = "Provider verification") -> EmailMessage:
+def absolute_link(link: str | None, base_url: str) -> str | None:
+    """A page path stored with a message ("/portal/requests/7") made absolute on the public address."""
+    if not link or not link.startswith("/"):
+        return link
+    return (base_url or "http://localhost").rstrip("/") + link
+
+
+def build_message(note, sender: str, base_url: str = "", product: str = "Provider verification") -> EmailMessage:
     """The message exactly as it is sent or filed: text and HTML parts, the link, a stable Message-ID."""
+    link = absolute_link(note.link, base_url)
     message = EmailMessage()
     message["Subject"] = note.subject
     message["From"] = sender
@@ -128,13 +136,13 @@ def build_message(note, sender: str, product: str = "Provider verification") -> 
     message["Auto-Submitted"] = "auto-generated"
     message["X-Backoffice-Kind"] = note.kind
     text = note.body.rstrip() + "\n"
-    if note.link and note.link not in note.body:
-        text += f"\n{note.link}\n"
+    if link and link not in note.body:
+        text += f"\nOpen the page: {link}\n"
     text += f"\n-- \n{product}. This message was sent automatically; replies are not read.\n"
     message.set_content(text, cte="quoted-printable")
     rendered = _templates.get_template("message.html").render(
-        subject=note.subject, paragraphs=_paragraphs(note.body), link=note.link,
-        link_in_body=bool(note.link and note.link in note.body), product=product)
+        subject=note.subject, paragraphs=_paragraphs(note.body), link=link,
+        link_in_body=bool(link and link in note.body), product=product)
     message.add_alternative(rendered, subtype="html", cte="quoted-printable")
     return message
 

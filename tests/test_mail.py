@@ -356,3 +356,62 @@ def test_a_worker_killed_after_sending_and_before_recording_resends_with_the_sam
     assert note.attempts == 2 and note.message_id == message_id
     time.sleep(1)
     assert len(server.messages) == 2, "sent twice at most: the killed attempt and one resend"
+
+
+# -- messages worth reading ----------------------------------------------------------------------
+
+
+def test_a_question_and_a_decision_reach_the_provider_under_its_name_with_a_link_to_the_request(
+        make_app, smtp, make_provider):
+    from backoffice.models import AssessmentStatus, DecisionOutcome
+    from backoffice.services import review
+    from backoffice.services.review import Evidence, ReviewPolicy
+    from tests.review_helpers import assess_all, in_review, provider_member, publish_catalogue, submitted
+
+    server = smtp(security="starttls", users={USER: SECRET})
+    app = smtp_app(make_app, server)
+    with app.app_context():
+        session = db.session
+        publish_catalogue(session)
+        provider = make_provider(public_name="Harbor <b>Recovery</b>")
+        member = provider_member(session, lambda *roles: _account(session, *roles), provider)
+        researcher = _account(session, Role.RESEARCHER)
+        submission = in_review(session, researcher, submitted(session, member, provider))
+        review.request_info(session, researcher, submission, "Which licence covers the Mineral site?", None)
+        session.commit()
+        review.answer_info_request(session, member, submission, "VA-123, attached.")
+        session.commit()
+        assess_all(session, researcher, submission, except_codes={"WEBSITE_TRANSPARENT"})
+        review.record_assessment(session, researcher, submission, "WEBSITE_TRANSPARENT", AssessmentStatus.NOT_MET,
+                                 Evidence(note="site names another company"), None)
+        review.decide(session, researcher, submission, DecisionOutcome.REJECTED, ["WEBSITE_TRANSPARENT"],
+                      "Your website must name your organisation.", "looks like a lead-gen site",
+                      ReviewPolicy.from_config(app.config), None)
+        session.commit()
+        deliver(app)
+        question, decision = server.wait_for(2)
+        page = f"https://backoffice.example.org/portal/requests/{submission.id}"
+        # A subject Python folds right after "Subject:" reads back with the folding space; mail programs drop it.
+        assert question["Subject"].strip() == (f"Harbor <b>Recovery</b>: the research team has a question about request "
+                                       f"#{submission.id}")
+        assert "Which licence covers the Mineral site?" in text_part(question)
+        assert f"Open the page: {page}" in text_part(question)
+        assert f'href="{page}"' in html_part(question) and "Harbor &lt;b&gt;Recovery&lt;/b&gt;" in html_part(question)
+        assert decision["Subject"].strip() == f"Harbor <b>Recovery</b>: decision on request #{submission.id}"
+        body = text_part(decision)
+        assert "was not approved" in body and "WEBSITE_TRANSPARENT: " in body
+        assert "Your website must name your organisation." in body and f"Open the page: {page}" in body
+        assert "https://backoffice.example.org/criteria" in body
+        assert "lead-gen" not in body and "lead-gen" not in html_part(decision), "internal notes stay inside"
+        assert researcher.email not in body and (researcher.name or "@@") not in body, "staff stay unnamed"
+        assert all(m["To"] == member.email for m in (question, decision))
+
+
+def _account(session, *roles):
+    from backoffice.services import accounts
+
+    account = accounts.create_account(session, "system:test", email=f"{roles[0].value}-{len(roles)}-"
+                                      f"{session.query(AuditEvent).count()}@example.org", name="Test Person",
+                                      password="correct horse battery staple", roles=list(roles))
+    session.commit()
+    return account

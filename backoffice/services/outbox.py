@@ -33,6 +33,8 @@ class DeliveryPolicy:
     """The settings delivery runs under (MAIL_* in config.py)."""
 
     sender: str
+    # Page paths stored with messages are made absolute on this address (PUBLIC_BASE_URL).
+    base_url: str = ""
     batch_size: int = 100
     max_attempts: int = 8
     backoff_seconds: int = 60
@@ -41,7 +43,7 @@ class DeliveryPolicy:
 
     @classmethod
     def from_config(cls, config) -> "DeliveryPolicy":
-        return cls(sender=config["MAIL_FROM"], batch_size=config["MAIL_BATCH_SIZE"],
+        return cls(sender=config["MAIL_FROM"], base_url=config.get("PUBLIC_BASE_URL", ""), batch_size=config["MAIL_BATCH_SIZE"],
                    max_attempts=config["MAIL_MAX_ATTEMPTS"], backoff_seconds=config["MAIL_RETRY_BACKOFF_SECONDS"],
                    max_backoff_seconds=config["MAIL_MAX_BACKOFF_SECONDS"],
                    lease_seconds=config["MAIL_SENDING_LEASE_SECONDS"])
@@ -101,7 +103,7 @@ def send_one(session: Session, note_id: int, transport, policy: DeliveryPolicy,
     note = session.get(Notification, note_id)
     if note is None or note.delivery_state != DeliveryState.SENDING:
         return None
-    outcome = transport.send(mail.build_message(note, policy.sender), name=f"{note.id:08d}-{note.kind}")
+    outcome = transport.send(mail.build_message(note, policy.sender, policy.base_url), name=f"{note.id:08d}-{note.kind}")
     record(session, note, outcome, policy, now or utcnow())
     session.flush()
     return outcome
