@@ -94,6 +94,26 @@ class Config:
     # forge to have a reset link point at its own site). Required in production (an https URL); empty
     # elsewhere: the request's host, for local use only.
     PUBLIC_BASE_URL = ""
+    # Mail (services/outbox.py, backoffice/mail.py). MAIL_URL empty: every message is written as an .eml file under
+    # OUTBOX_FOLDER. smtp://user:password@host:587 sends with STARTTLS, smtps://user:password@host:465 over TLS,
+    # smtp://host:25?tls=none to a relay inside the deployment. Production refuses to start without MAIL_URL
+    # and MAIL_FROM.
+    MAIL_URL = ""
+    MAIL_FROM = ""
+    # A CA bundle to check the mail server's certificate against, when it is not signed by a public CA.
+    MAIL_CA_BUNDLE = ""
+    MAIL_TIMEOUT_SECONDS = 30
+    MAIL_BATCH_SIZE = 100
+    # A temporary failure (4xx, no connection) is tried again after 1, 2, 4 ... minutes, at most 6 hours apart,
+    # MAIL_MAX_ATTEMPTS times in all (about a day and a half); then the message is shown to staff as undelivered.
+    MAIL_MAX_ATTEMPTS = 12
+    MAIL_RETRY_BACKOFF_SECONDS = 60
+    MAIL_MAX_BACKOFF_SECONDS = 6 * 3600
+    # A message claimed by a worker that died before recording the outcome is sent again after this long, with
+    # the same Message-ID. It must outlast the delivery task's time limit, by which a claimed batch is finished
+    # or abandoned.
+    MAIL_SENDING_LEASE_SECONDS = 600
+    MAIL_DELIVERY_TIME_LIMIT_SECONDS = 300
     UPLOAD_MAX_BYTES = 10 * 1024 * 1024
     UPLOAD_MAX_FILES_PER_REQUEST = 5
     # Flask refuses (413) any request body above this: the files allowed at once at the cap, plus the form.
@@ -133,6 +153,8 @@ class DevelopmentConfig(Config):
 
     # The demo shows re-check results a minute after start instead of a quarter of an hour.
     SWEEP_RECHECK_SECONDS = 60
+    # Mailed links (the .eml files under instance/outbox/) open the back-office `make run` serves.
+    PUBLIC_BASE_URL = f"http://127.0.0.1:{os.environ.get('PORT', '5000')}/"
 
 
 class TestingConfig(Config):
@@ -198,8 +220,29 @@ def load(name: str | None = None, overrides: dict | None = None) -> dict:
     elif name == "production" and len(settings["SECRET_KEY"]) < 32:
         raise SettingsError("SECRET_KEY is too short for production: use at least 32 random characters")
     check_public_base_url(settings["PUBLIC_BASE_URL"], production=name == "production")
+    check_mail(settings, production=name == "production")
     check_consistency(settings)
     return settings
+
+
+DEFAULT_SENDER = "Provider verification <no-reply@backoffice.localhost>"
+
+
+def check_mail(settings: dict, production: bool) -> None:
+    """MAIL_URL and MAIL_FROM: required in production (no mail would ever leave); checked wherever set."""
+    from backoffice.mail import MailSettingError, check_sender, parse_mail_url
+
+    if production and not settings["MAIL_URL"]:
+        raise SettingsError("MAIL_URL must be set in production, e.g. smtp://user:password@smtp.example.org:587: "
+                           "without it no provider gets a confirmation, reset or decision e-mail")
+    if production and not settings["MAIL_FROM"]:
+        raise SettingsError("MAIL_FROM must be set in production, e.g. 'Provider verification "
+                           "<no-reply@example.org>'")
+    try:
+        parse_mail_url(settings["MAIL_URL"])
+        settings["MAIL_FROM"] = check_sender(settings["MAIL_FROM"] or DEFAULT_SENDER)
+    except MailSettingError as error:
+        raise SettingsError(str(error)) from None
 
 
 def check_time_limits(settings: dict) -> tuple[int, int]:
@@ -235,7 +278,9 @@ POSITIVE = (
     "RECHECK_BATCH_SIZE", "RECHECK_LEASE_SECONDS", "CHECK_TIME_LIMIT_SECONDS", "BROKER_VISIBILITY_TIMEOUT_SECONDS",
     "STAFF_IDLE_TIMEOUT_MINUTES", "SECOND_FACTOR_PENDING_SECONDS", "VERIFICATION_VALIDITY_DAYS",
     "RECHECK_INTERVAL_DAYS", "OUTBOUND_CONNECT_TIMEOUT_SECONDS", "OUTBOUND_TOTAL_TIMEOUT_SECONDS",
-    "REDIS_WEB_TIMEOUT_SECONDS",
+    "REDIS_WEB_TIMEOUT_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_BATCH_SIZE", "MAIL_MAX_ATTEMPTS",
+    "MAIL_RETRY_BACKOFF_SECONDS", "MAIL_MAX_BACKOFF_SECONDS", "MAIL_SENDING_LEASE_SECONDS",
+    "MAIL_DELIVERY_TIME_LIMIT_SECONDS",
 )
 NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS")
 LIMITS = ("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "SECOND_FACTOR_RATE_LIMIT", "RESET_RATE_LIMIT",
@@ -290,6 +335,11 @@ def contradictions(settings: dict) -> list[str]:
             f"OUTBOUND_TOTAL_TIMEOUT_SECONDS {settings['OUTBOUND_TOTAL_TIMEOUT_SECONDS']} is not shorter than a "
             f"check's soft time limit ({soft} s, from CHECK_TIME_LIMIT_SECONDS {hard}): a slow site would stop "
             "the check before it can record the site as unreachable")
+    if settings["MAIL_SENDING_LEASE_SECONDS"] <= settings["MAIL_DELIVERY_TIME_LIMIT_SECONDS"]:
+        problems.append(
+            f"MAIL_SENDING_LEASE_SECONDS {settings['MAIL_SENDING_LEASE_SECONDS']} is not longer than "
+            f"MAIL_DELIVERY_TIME_LIMIT_SECONDS {settings['MAIL_DELIVERY_TIME_LIMIT_SECONDS']}: a message still being "
+            "sent would be sent again by the next run")
     problems += [problem for name in LIMITS if (problem := _limit_problem(name, settings[name]))]
     try:
         metrics_networks(settings["METRICS_ALLOWED_NETWORKS"])

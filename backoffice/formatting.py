@@ -191,6 +191,8 @@ EVENT_WORDS: dict[str, str] = {
     "exclusion_list.imported": "exclusion list imported",
     "criteria.published": "criteria catalogue published",
     "notification.sent": "message sent",
+    "notification.failed": "message could not be delivered",
+    "notification.retried": "undelivered message sent again",
     "sweep.requested": "sweep asked for",
     "audit.exported": "audit trail exported",
 }

@@ -77,7 +77,10 @@ def init_celery(app: Flask) -> Celery:
     celery.conf.update(
         # From the settings, so config.check_consistency can hold them against the visibility timeout and lease.
         task_annotations={"tasks.checks.run_check": {"time_limit": check_time_limit,
-                                                     "soft_time_limit": check_soft_time_limit}},
+                                                     "soft_time_limit": check_soft_time_limit},
+                          "tasks.sweeps.deliver_notifications": {
+                              "time_limit": app.config["MAIL_DELIVERY_TIME_LIMIT_SECONDS"],
+                              "soft_time_limit": max(1, app.config["MAIL_DELIVERY_TIME_LIMIT_SECONDS"] * 9 // 10)}},
         **broker_settings(app.config),
         task_default_queue=app.config["CELERY_QUEUE"],
         backoffice_sweep_on_start=app.config["SWEEP_ON_WORKER_START"],

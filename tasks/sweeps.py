@@ -4,6 +4,7 @@ from __future__ import annotations
 from celery import shared_task
 from flask import current_app
 
+from backoffice import mail
 from backoffice.extensions import db
 from backoffice.models import utcnow
 from backoffice.services import outbox, verification
@@ -22,10 +23,20 @@ def verification_expiry_sweep() -> int:
         total += changed
 
 
-@shared_task(name="tasks.sweeps.deliver_notifications", time_limit=300, soft_time_limit=270)
+@shared_task(name="tasks.sweeps.deliver_notifications")  # time limits: MAIL_DELIVERY_TIME_LIMIT_SECONDS
 def deliver_notifications() -> int:
-    sent = outbox.deliver_pending(db.session, current_app.config["OUTBOX_FOLDER"])
+    """Send what is due: the claim is committed before sending, each outcome right after its message."""
+    policy = outbox.DeliveryPolicy.from_config(current_app.config)
+    claimed = outbox.claim(db.session, policy)
     db.session.commit()
+    if not claimed:
+        return 0
+    sent = 0
+    with mail.transport_for(current_app.config) as transport:
+        for note_id in claimed:
+            outcome = outbox.send_one(db.session, note_id, transport, policy)
+            db.session.commit()
+            sent += outcome is not None and outcome.status == mail.SENT
     return sent
 
 

@@ -21,10 +21,10 @@ from backoffice.admin.base import SecuredMixin
 from backoffice.extensions import db
 from backoffice.models import (
     Accreditation, Account, AssessmentStatus, AuditEvent, CheckKind, CheckOutcome, CheckRun, Criterion,
-    DecisionOutcome, ExclusionRecord, ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity, Licence,
+    DecisionOutcome, DeliveryState, ExclusionRecord, ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity, Licence,
     ListingStatus, Principal, PrincipalRole, Provider, Role, Submission, SubmissionKind, VerificationStatus, utcnow,
 )
-from backoffice.services import audit, documents, findings, listing_requests, review, staff, submissions
+from backoffice.services import audit, documents, findings, listing_requests, outbox, review, staff, submissions
 from backoffice.services.review import Evidence
 from tests.conftest import login
 from tests.portal_helpers import PDF
@@ -44,6 +44,7 @@ JS_URL = "javascript:alert(1)"
 ID_ARGUMENTS = {
     "provider_id": "provider", "submission_id": "submission", "document_id": "document", "finding_id": "finding",
     "seq": "audit_event", "action_id": "revocation", "account_id": "staff_account", "grant_id": "grant",
+    "note_id": "notification",
 }
 # String arguments with a value that reaches the view's code; any other string argument gets a plain word.
 STRING_ARGUMENTS = {"export_type": "csv", "action": "acknowledge"}
@@ -278,6 +279,10 @@ def build_world(session, make_account, make_provider, upload_folder: str) -> Wor
 
     revocation = review.request_revocation(session, researcher, provider, f"Revoke {SCRIPT}")
     grant = staff.request_role(session, admin, researcher, Role.AUDITOR, f"Grant {IMG}")
+    undelivered = outbox.enqueue(session, kind="decided", account=member, subject=f"Decision {SCRIPT}",
+                                 body=f"Body {IMG}", link=JS_URL)
+    undelivered.delivery_state, undelivered.attempts = DeliveryState.FAILED, 1
+    undelivered.failed_at, undelivered.last_error = utcnow(), f"550 5.1.1 {SCRIPT}"
     audit.record(session, "system:test", "note.recorded", "provider", provider.id, before={"note": SCRIPT},
                  after={"website": JS_URL, "note": IMG}, reason=f"Reason {SCRIPT}", provider_id=provider.id)
     session.commit()
@@ -290,7 +295,8 @@ def build_world(session, make_account, make_provider, upload_folder: str) -> Wor
         ids={"provider": [provider.id], "submission": [submission.id, rejected.id, draft.id],
              "document": [document.id], "finding": [website_finding.id, exclusion_finding.id], "check_run": [run.id],
              "criterion": [criterion], "audit_event": events, "revocation": [revocation.id],
-             "staff_account": [researcher.id, admin.id], "grant": [grant.id]},
+             "staff_account": [researcher.id, admin.id], "grant": [grant.id],
+             "notification": [undelivered.id]},
         accounts={Role.PROVIDER: member, Role.RESEARCHER: researcher, Role.ADMIN: admin},
     )
 

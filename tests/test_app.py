@@ -33,6 +33,8 @@ def test_production_refuses_a_short_secret_key(monkeypatch):
 def test_production_starts_with_a_real_secret_key(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "x" * 48)
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://backoffice.example.org/")
+    monkeypatch.setenv("MAIL_URL", "smtp://backoffice:secret@smtp.example.org:587")
+    monkeypatch.setenv("MAIL_FROM", "Provider verification <no-reply@example.org>")
     settings = config.load("production")
     assert settings["SESSION_COOKIE_SECURE"] is True
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 import config
 from backoffice.extensions import db
 from backoffice.models import (
-    AuditVerification, CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity, FindingState, Notification,
+    AuditVerification, CheckKind, DeliveryState, CheckOutcome, CheckRun, Finding, FindingSeverity, FindingState, Notification,
     utcnow,
 )
 from tests.conftest import BACKEND
@@ -101,6 +101,8 @@ def test_metrics_are_served_to_localhost_by_default_outside_production(app):
 def test_production_admits_nobody_until_a_network_or_a_token_is_set(monkeypatch, make_app):
     monkeypatch.setenv("SECRET_KEY", "p" * 48)
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://backoffice.example.org/")
+    monkeypatch.setenv("MAIL_URL", "smtp://backoffice:secret@smtp.example.org:587")
+    monkeypatch.setenv("MAIL_FROM", "no-reply@example.org")
     assert config.load("production")["METRICS_ALLOWED_NETWORKS"] == ""
     app = make_app(METRICS_ALLOWED_NETWORKS="")
     with app.app_context():
@@ -158,13 +160,18 @@ def test_the_figures_match_the_database(app, session, make_provider):
     ])
     session.add_all([
         Notification(recipient_email="a@example.org", kind="decided", subject="s", body="b",
-                     created_at=now - timedelta(hours=3), sent_at=now - timedelta(hours=2)),
+                     created_at=now - timedelta(hours=3), sent_at=now - timedelta(hours=2),
+                     delivery_state=DeliveryState.SENT),
         Notification(recipient_email="b@example.org", kind="decided", subject="s", body="b",
-                     created_at=now - timedelta(days=5), sent_at=now - timedelta(days=4)),  # sent days ago
+                     created_at=now - timedelta(days=5), sent_at=now - timedelta(days=4),
+                     delivery_state=DeliveryState.SENT),  # sent days ago
         Notification(recipient_email="c@example.org", kind="decided", subject="s", body="b",
                      created_at=now - timedelta(minutes=30)),
         Notification(recipient_email="d@example.org", kind="decided", subject="s", body="b",
                      created_at=now - timedelta(hours=6), attempts=3, last_error="connection refused by the relay"),
+        Notification(recipient_email="e@example.org", kind="decided", subject="s", body="b",
+                     created_at=now - timedelta(days=2), attempts=1, delivery_state=DeliveryState.FAILED,
+                     failed_at=now - timedelta(days=2), last_error="550 5.1.1 no such user"),  # given up
     ])
     for severity, state in [(FindingSeverity.CRITICAL, FindingState.OPEN), (FindingSeverity.CRITICAL, FindingState.OPEN),
                             (FindingSeverity.WARNING, FindingState.ACKNOWLEDGED),
@@ -183,6 +190,7 @@ def test_the_figures_match_the_database(app, session, make_provider):
     assert samples[("backoffice_notifications_sent_last_day", ())] == 1
     assert samples[("backoffice_notifications_unsent", ())] == 2
     assert samples[("backoffice_notifications_failed", ())] == 1
+    assert samples[("backoffice_notifications_undelivered", ())] == 1
     assert 6 * 3600 <= samples[("backoffice_notifications_oldest_unsent_age_seconds", ())] < 6 * 3600 + 120
     assert {key[1]: value for key, value in samples.items() if key[0] == "backoffice_findings_open"} == {
         (("severity", "info"),): 0, (("severity", "warning"),): 1, (("severity", "critical"),): 2}

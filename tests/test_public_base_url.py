@@ -33,6 +33,10 @@ def _mailed_link(session, email: str, kind: str) -> str:
     return link
 
 
+PRODUCTION_MAIL = {"MAIL_URL": "smtp://backoffice:secret@smtp.example.org:587",
+                   "MAIL_FROM": "Provider verification <no-reply@example.org>"}
+
+
 @pytest.fixture
 def production_app(database_url, tmp_path):
     """The application with the production settings (proxy headers trusted, secure cookies)."""
@@ -40,7 +44,7 @@ def production_app(database_url, tmp_path):
 
     def build(public_base_url: str = PUBLIC + "/"):
         app = create_app("production", {**app_overrides(database_url, tmp_path), "SECRET_KEY": "p" * 48,
-                                        "PUBLIC_BASE_URL": public_base_url})
+                                        "PUBLIC_BASE_URL": public_base_url, **PRODUCTION_MAIL})
         built.append(app)
         return app
 
@@ -101,6 +105,8 @@ def test_starting_the_production_app_without_it_says_so_in_its_last_line(tmp_pat
 def test_production_starts_with_an_https_public_base_url(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "p" * 48)
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://backoffice.example.org/")
+    monkeypatch.setenv("MAIL_URL", PRODUCTION_MAIL["MAIL_URL"])
+    monkeypatch.setenv("MAIL_FROM", PRODUCTION_MAIL["MAIL_FROM"])
     assert config.load("production")["PUBLIC_BASE_URL"] == "https://backoffice.example.org/"
 
 

@@ -245,7 +245,9 @@ def test_the_session_cookie_is_http_only_and_same_site_lax(client, make_account)
 
 
 def test_with_production_settings_the_session_cookie_is_secure(make_app, make_account):
-    production = config.load("production", {"SECRET_KEY": "x" * 40, "PUBLIC_BASE_URL": "https://backoffice.example.org/"})
+    production = config.load("production", {"SECRET_KEY": "x" * 40, "PUBLIC_BASE_URL": "https://backoffice.example.org/",
+                                            "MAIL_URL": "smtps://backoffice:secret@smtp.example.org",
+                                            "MAIL_FROM": "no-reply@example.org"})
     assert production["SESSION_COOKIE_SECURE"] is True
     app = make_app(SESSION_COOKIE_SECURE=True)
     with app.app_context():

@@ -97,6 +97,8 @@ def test_the_defaults_of_every_environment_are_consistent(monkeypatch):
     monkeypatch.setenv("SECRET_KEY", "p" * 48)
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://backoffice.example.org/")
     monkeypatch.setenv("REDIS_URL", REDIS)
+    monkeypatch.setenv("MAIL_URL", "smtps://backoffice:secret@smtp.example.org")
+    monkeypatch.setenv("MAIL_FROM", "no-reply@example.org")
     assert config.load("production")["RECHECK_LEASE_SECONDS"] == 6 * 3600
 
 

@@ -11,7 +11,7 @@ from backoffice.admin.base import SecuredIndexView, only
 from backoffice.dispatch import after_commit
 from backoffice.extensions import db
 from backoffice.models import RESEARCH_ROLES, STAFF_ROLES, Role, utcnow
-from backoffice.services import accounts, audit, dashboard
+from backoffice.services import accounts, audit, dashboard, outbox
 
 
 class DashboardView(SecuredIndexView):
@@ -27,6 +27,8 @@ class DashboardView(SecuredIndexView):
             can_run_sweeps=current_user.has_role(Role.RESEARCH_LEAD),
             chain=chain_status() if current_user.has_role(Role.AUDITOR) else None,
             sweep_form=FlaskForm(),
+            mail=(outbox.open_counts(db.session)
+                  if current_user.has_role(Role.RESEARCHER, Role.RESEARCH_LEAD, Role.ADMIN) else None),
         )
 
     @expose("/sweeps/verification-expiry", methods=["POST"])

@@ -126,6 +126,7 @@ class AccountView(SecuredModelView):
 
 def build_views(db) -> list:
     from backoffice.admin.audit import AuditLogView, AuditVerificationView
+    from backoffice.admin.mail import MailView
     from backoffice.admin.review import CatalogueView, ReviewView
     from backoffice.admin.staff import StaffView
 
@@ -142,5 +143,6 @@ def build_views(db) -> list:
                               url="/admin/audit/verifications", category="Audit"),
         StaffView(name="Staff and roles", endpoint="staff", url="/admin/staff", category="Administration"),
         AccountView(Account, db, name="All accounts", endpoint="accounts", category="Administration"),
+        MailView(name="Outgoing mail", endpoint="mail", url="/admin/mail"),
         *findings_views(),
     ]

@@ -216,11 +216,22 @@ TABLES: dict[str, Coverage] = {
     ),
     "notification": Coverage(
         "the outbox: mail to providers and staff, and its delivery",
-        audited=("id", "recipient_account_id", "recipient_email", "kind", "subject", "body", "created_at",
-                 "sent_at", "attempts", "last_error"),
+        audited=("id", "recipient_account_id", "recipient_email", "kind", "subject", "body", "link", "created_at",
+                 "sent_at", "failed_at"),
+        bookkeeping={
+            "delivery_state": "moves between waiting and being sent with each attempt; reaching sent or could "
+                              "not be delivered is audited (sent_at, failed_at)",
+            "attempts": "counted as each attempt is claimed; the count is in the event when the message is sent "
+                        "or given up",
+            "attempt_started_at": "the lease of the attempt in hand, so a killed worker's message is sent again",
+            "next_attempt_at": "when a temporary failure is tried again (the back-off)",
+            "message_id": "fixed on the first attempt and kept; named in the event when the message is sent",
+            "last_reply": "the mail server's reply to the last attempt; in the event when the message is sent",
+            "last_error": "the mail server's reply to a failed attempt; in the event when the message is given up",
+        },
         named_by=(("notification", "id"),),
         any_event_names_new_rows=True,
-        named_fields=frozenset({"sent_at", "attempts", "last_error"}),
+        named_fields=frozenset({"sent_at", "failed_at"}),
     ),
     "audit_event": Coverage(
         "the audit trail",

@@ -29,7 +29,7 @@ from config import metrics_networks
 from backoffice.extensions import db
 from backoffice.models import (
     OPEN_FINDING_STATES, AuditVerification, CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity,
-    Notification, utcnow,
+    DeliveryState, Notification, utcnow,
 )
 
 PREFIX = "backoffice"
@@ -82,15 +82,21 @@ def check_outcomes(session: Session, now: datetime) -> Iterator[Metric]:
 
 
 def mail(session: Session, now: datetime) -> Iterator[Metric]:
-    """The outbox: mail sent in the last day, mail waiting, mail whose last attempt failed, the oldest waiting."""
-    unsent = Notification.sent_at.is_(None)
+    """The outbox: mail sent in the last day, mail waiting (and of it, waiting after a failed attempt), the
+    oldest waiting, and mail given up as undeliverable. Each is a range of the delivery-state index."""
+    waiting_states = (DeliveryState.PENDING, DeliveryState.SENDING)
     waiting, failing, oldest = session.execute(
-        select(func.count(), func.count(Notification.last_error), func.min(Notification.created_at)).where(unsent)
+        select(func.count(), func.count(Notification.last_error), func.min(Notification.created_at))
+        .where(Notification.delivery_state.in_(waiting_states))
     ).one()
+    undelivered = session.scalar(select(func.count()).where(Notification.delivery_state == DeliveryState.FAILED))
     sent = session.scalar(select(func.count()).where(Notification.sent_at >= now - RECENT))
     yield _labelless("notifications_sent_last_day", "Notifications sent in the last 24 hours.", sent)
     yield _labelless("notifications_unsent", "Notifications written but not sent yet.", waiting)
     yield _labelless("notifications_failed", "Unsent notifications whose last delivery attempt failed.", failing)
+    yield _labelless("notifications_undelivered",
+                     "Notifications given up: refused by the mail server or failing after every attempt.",
+                     undelivered)
     yield _labelless("notifications_oldest_unsent_age_seconds",
                      "Age of the oldest unsent notification (0 when none waits).",
                      0.0 if oldest is None else _age_seconds(now, oldest))

@@ -91,6 +91,7 @@ def send_reminders(session: Session, actor: audit.Actor, today: date, thresholds
                 body=(f"The {item.label} of {item.provider.public_name} expires in {days_left} days, on "
                       f"{item.expires_on.isoformat()}. Please send us the renewal before then, or the listing's "
                       "verification will lapse and any advertising will be suspended."),
+                link=f"/portal/organisations/{item.provider.id}",
             )
             note_id = note_id or note.id
         try:

@@ -70,7 +70,7 @@ def register(session: Session, settings: TokenSettings, *, email: str, name: str
     """
     existing = accounts.find_by_email(session, email)
     if existing is not None:
-        outbox.enqueue(session, kind="registration_exists", account=existing,
+        outbox.enqueue(session, kind="registration_exists", account=existing, link=sign_in_link,
                        subject="You already have an account",
                        body=("Someone, probably you, tried to register this address again. You already have an "
                              f"account: sign in at {sign_in_link}, or reset your password from that page."))

@@ -304,8 +304,12 @@ def _provider_recipients(session: Session, submission: Submission) -> list[Accou
 
 
 def _notify_provider(session: Session, submission: Submission, kind: str, subject: str, body: str) -> None:
+    """Mail the provider's people about a request, under the organisation's name, linking to the request's page
+    in the portal (made absolute on PUBLIC_BASE_URL when the message is sent)."""
+    name = submission.provider.public_name or submission.provider.legal_name
     for account in _provider_recipients(session, submission):
-        outbox.enqueue(session, kind=kind, subject=subject, body=body, account=account)
+        outbox.enqueue(session, kind=kind, subject=f"{name}: {subject}" if name else subject[:1].upper() + subject[1:],
+                       body=body, account=account, link=f"/portal/requests/{submission.id}")
 
 
 def request_info(session: Session, actor: Account, submission: Submission, message: str,
@@ -322,8 +326,9 @@ def request_info(session: Session, actor: Account, submission: Submission, messa
     submission.messages.append(note)
     submissions.transition(session, actor, submission, S.NEEDS_INFO, reason=message)
     _notify_provider(session, submission, "info_requested",
-                     f"The research team has a question about request #{submission.id}",
-                     f"{message}\n\nAnswer it from your provider portal.")
+                     f"the research team has a question about request #{submission.id}",
+                     f"The research team asks:\n\n{message}\n\nAnswer it on the request's page in your provider "
+                     "portal; the review goes on once you have answered.")
     flush(session)
     return note
 
@@ -499,7 +504,7 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
         submissions.transition(session, actor, submission, S.REJECTED)
         if submission.kind == SubmissionKind.ADVERTISER_APPLICATION and provider.advertising_status == AdvertisingStatus.PENDING:
             _set_advertising(session, actor, provider, AdvertisingStatus.NONE, f"request #{submission.id} rejected")
-    _notify_provider(session, submission, "decided", f"Decision on request #{submission.id}",
+    _notify_provider(session, submission, "decided", f"decision on request #{submission.id}",
                      _decision_text(session, submission, decision, policy))
     flush(session)
 

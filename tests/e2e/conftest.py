@@ -10,6 +10,8 @@ script error or a Content-Security-Policy violation fails the test.
 """
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import re
@@ -182,10 +184,10 @@ class Stack:
     def mail_link(self, to: str, kind: str) -> str:
         """The link in the newest mail of this kind to this address, once the worker has delivered it."""
         def find():
-            for path in sorted(self.outbox.glob(f"*-{kind}.json"), reverse=True):
-                message = json.loads(path.read_text())
-                if message["to"] == to:
-                    return re.search(r"https?://\S+", message["body"]).group(0)
+            for path in sorted(self.outbox.glob(f"*-{kind}.eml"), reverse=True):
+                message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+                if message["To"] == to:
+                    return re.search(r"https?://\S+", message.get_body(("plain",)).get_content()).group(0)
             return None
         return self.wait_for(find, f"a {kind} mail to {to}", 30)
 

@@ -1,0 +1,47 @@
+"""Outgoing mail: what could not be delivered, what waits, what was sent; an undelivered message sent again.
+
+Staff see who a message went to, what it was about and what the mail server said, never its body: a body
+may carry a provider's single-use sign-in or reset link.
+"""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from backoffice.admin.base import SecuredView
+from backoffice.extensions import db
+from backoffice.models import Role
+from backoffice.services import outbox
+from backoffice.services.errors import DomainError
+
+LIST_TITLES = {"undelivered": "Could not be delivered", "waiting": "Waiting to be sent", "sent": "Sent"}
+
+
+class MailView(SecuredView):
+    allowed_roles = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.ADMIN})
+
+    @expose("/")
+    def index(self):
+        which = request.args.get("list", "undelivered")
+        if which not in outbox.MAIL_LISTS:
+            abort(404)
+        before = request.args.get("before", type=int)
+        page = outbox.mail_page(db.session, which, before if before and 0 < before < 2**63 else None)
+        return self.render("admin/mail/index.html", page=page, which=which, titles=LIST_TITLES,
+                           counts=outbox.open_counts(db.session), kinds=outbox.KIND_NAMES, form=FlaskForm())
+
+    @expose("/<int:note_id>/retry", methods=["POST"])
+    def retry(self, note_id: int):
+        if not FlaskForm().validate_on_submit():
+            abort(400)
+        try:
+            note = outbox.retry(db.session, current_user, note_id)
+        except DomainError as refusal:
+            db.session.rollback()
+            flash(f"Message #{note_id} was not sent again: {refusal}", "error")
+        else:
+            db.session.commit()
+            flash(f"Message #{note.id} to {note.recipient_email} will be sent again within a minute.", "success")
+        return redirect(url_for(".index", list="undelivered"))
