@@ -72,6 +72,7 @@ def test_every_verified_demo_listing_has_a_receipt_with_its_decision_and_criteri
         assert receipt["criteria"], provider_id
         assert {c["code"] for c in receipt["criteria"]} >= {"LEGAL_ENTITY", "NOT_EXCLUDED", "CONTACT_CONFIRMED"}
         assert receipt["verification"]["decided_at"], provider_id
+        assert receipt["verification"]["decided_by"] == "Riley Researcher", provider_id
         provider = session.get(Provider, provider_id)
         assert receipt["verification"]["verified_until"] == audit.jsonable(provider.verified_until)
     assert len(listed) == 25  # the 24 the research team verified, and the provider of the approved request

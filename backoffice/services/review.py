@@ -517,8 +517,7 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
         else:
             profile.apply(session, actor, provider, submission.proposed or {}, f"request #{submission.id} approved")
             decision.verified_until = now + timedelta(days=policy.verification_validity_days)
-            verification.grant(session, actor, provider, submission.catalogue_id, now, decision.verified_until,
-                               f"request #{submission.id} approved")
+            verification.grant(session, actor, provider, decision, now, f"request #{submission.id} approved")
     else:
         submissions.transition(session, actor, submission, S.REJECTED)
         if submission.kind == SubmissionKind.ADVERTISER_APPLICATION and provider.advertising_status == AdvertisingStatus.PENDING:
