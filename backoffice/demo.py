@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from backoffice.importers.locator import read_file
 from backoffice.models import (
-    AssessmentStatus, DecisionOutcome, Provider, Role, SubmissionKind, SubmissionState, utcnow,
+    AssessmentStatus, DecisionOutcome, Provider, Role, Submission, SubmissionKind, SubmissionState, utcnow,
 )
-from backoffice.services import accounts, criteria, imports, mfa, profile, review, submissions, verification
+from backoffice.services import accounts, criteria, imports, mfa, profile, review, submissions
 from backoffice.services.review import ReviewPolicy
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -60,7 +60,7 @@ def seed(session: Session, password: str) -> dict[str, int]:
             # `.venv/bin/flask --app backoffice demo-code EMAIL` prints the current code (never in production).
             person.totp_secret = mfa.new_secret()
             person.totp_enabled_at = utcnow()
-    catalogue = criteria.publish(session, ACTOR, criteria.load_definition(DATA / "criteria" / "catalogue-v1.json"))
+    criteria.publish(session, ACTOR, criteria.load_definition(DATA / "criteria" / "catalogue-v1.json"))
     imported = 0
     for path in DEMO_FILES:
         source, rows = read_file(path)
@@ -70,12 +70,12 @@ def seed(session: Session, password: str) -> dict[str, int]:
     providers = session.scalars(select(Provider).order_by(Provider.id).limit(40)).all()
     now = utcnow()
     researcher, lead = first[Role.RESEARCHER], first[Role.RESEARCH_LEAD]
-    # Verified and listed: most current, a few lapsed so the expiry sweep has work on first start.
+    # Verified and listed as the research team verifies anyone: a new-listing review of the imported listing,
+    # every criterion assessed with its evidence, a decision. Every receipt then names its decision and criteria.
     for index, provider in enumerate(providers[:24]):
-        lapsed = index % 8 == 7
-        verified_at = now - timedelta(days=400 if lapsed else 30 + index * 7)
-        verification.grant(session, ACTOR, provider, catalogue.id, verified_at,
-                           verified_at + timedelta(days=365), "demo data: verified under catalogue v1")
+        listing = submissions.create_draft(session, researcher, provider, SubmissionKind.NEW_LISTING,
+                                           profile.current(provider))
+        _review_to_decision(session, researcher, lead, listing, DecisionOutcome.APPROVED)
         provider.recheck_due_at = now + timedelta(days=index - 8)
     # Advertisers become active only through a reviewed, signed-off advertiser application.
     for provider in providers[0:24:6]:
@@ -107,7 +107,8 @@ def seed(session: Session, password: str) -> dict[str, int]:
             outcome = DecisionOutcome.APPROVED if target == SubmissionState.APPROVED else DecisionOutcome.REJECTED
             _review_to_decision(session, researcher, lead, submission, outcome)
     session.flush()
-    return {"accounts": len(people), "providers": imported, "submissions": len(plan) + 4}
+    return {"accounts": len(people), "providers": imported,
+            "submissions": session.scalar(select(func.count()).select_from(Submission))}
 
 
 def _review_to_decision(session: Session, researcher, lead, submission, outcome: DecisionOutcome) -> None:

@@ -60,6 +60,24 @@ def test_seed_demo_fills_an_empty_database_once(app, session):
     assert session.scalar(select(func.count()).select_from(Provider)) == providers
 
 
+def test_every_verified_demo_listing_has_a_receipt_with_its_decision_and_criteria(app, client, session):
+    seed(app)
+    listed, url = [], "/api/v1/listings?limit=100"
+    while url:
+        page = client.get(url).get_json()
+        listed += [item["id"] for item in page["listings"]]
+        url = page.get("next")
+    for provider_id in listed:
+        receipt = client.get(f"/api/v1/listings/{provider_id}/verification").get_json()
+        assert receipt["criteria"], provider_id
+        assert {c["code"] for c in receipt["criteria"]} >= {"LEGAL_ENTITY", "NOT_EXCLUDED", "CONTACT_CONFIRMED"}
+        assert receipt["verification"]["decided_at"], provider_id
+        assert receipt["verification"]["decided_by"] == "Riley Researcher", provider_id
+        provider = session.get(Provider, provider_id)
+        assert receipt["verification"]["verified_until"] == audit.jsonable(provider.verified_until)
+    assert len(listed) == 25  # the 24 the research team verified, and the provider of the approved request
+
+
 def test_demo_researcher_sees_a_dashboard_with_real_figures(app, client, session):
     seed(app)
     sign_in(client, app, "researcher@demo.example")

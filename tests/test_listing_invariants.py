@@ -2,7 +2,9 @@
 
 After every step: no active advertiser without a current verification; the feed holds only listed,
 currently verified providers; every advertiser in it is marked; its order is the same with the
-advertising flags flipped; the audit chain verifies.
+advertising flags flipped; every rejection cites only required criteria assessed not met; each listed
+provider's receipt (and the auditor's box) names the decision the audit trail says granted the
+verification in force; the audit chain verifies.
 """
 from __future__ import annotations
 
@@ -14,18 +16,21 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, OPEN_STATES, AdvertisingStatus, CheckKind, DecisionOutcome, Finding, FindingSeverity,
-    ListingStatus, Provider, Role, Submission, SubmissionKind, VerificationStatus, utcnow,
+    OPEN_FINDING_STATES, OPEN_STATES, AdvertisingStatus, AuditEvent, CheckKind, Decision, DecisionOutcome,
+    DecisionStatus, Finding, FindingSeverity, ListingStatus, Provider, Role, Submission, SubmissionKind,
+    SubmissionState, VerificationStatus, utcnow,
 )
 from backoffice.services import (
-    accounts, advertising, audit, findings, listings, review, submissions, verification,
+    accounts, advertising, audit, findings, history, listings, review, submissions, verification,
 )
 from backoffice.services.errors import DomainError
 from tests.review_helpers import POLICY, publish_catalogue
 
 OPERATIONS = ["list", "expire", "revoke", "reinstate", "apply_to_advertise", "mark_advertiser",
               "suspend_listing", "open_critical_finding", "resolve_findings", "suspend_advertising",
-              "end_advertising", "open_update", "approve_update"]
+              "end_advertising", "open_update", "approve_update", "decide_reinstatement", "sign_off_reinstatement",
+              "reject_citing_optional", "reject_citing_required"]
+LISTING_KINDS = (SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE, SubmissionKind.REINSTATEMENT)
 # Weighted so that most sequences get a provider listed and advertising before things go wrong for it.
 WEIGHTED = st.sampled_from(["list"] * 3 + ["apply_to_advertise"] * 2 + ["mark_advertiser"] * 3 + OPERATIONS)
 
@@ -50,6 +55,25 @@ class World:
         self.assess(submission)
         self.decide(submission)
 
+    def reject(self, provider, codes):
+        """Reject the provider's open listing request (or a new one), assessing these criteria not met."""
+        s = self.session
+        submission = next((r for r in (self.open_request(provider, kind) for kind in LISTING_KINDS)
+                           if r is not None and r.state == SubmissionState.IN_REVIEW
+                           and review.pending_decision(r) is None), None)
+        if submission is None and provider.verification_status == VerificationStatus.UNVERIFIED:
+            submission = submissions.create_draft(s, self.member, provider, SubmissionKind.NEW_LISTING, {})
+            review.submit(s, self.member, submission, POLICY)
+            self.assess(submission)
+        if submission is None:
+            return
+        for code in codes:
+            review.record_assessment(s, self.researcher, submission, code, review.AssessmentStatus.NOT_MET,
+                                     review.Evidence(note="not shown"), None)
+        review.decide(s, self.researcher, submission, DecisionOutcome.REJECTED, codes, "", "", POLICY, None)
+        if review.pending_decision(submission):
+            review.sign_off(s, self.lead, submission, POLICY, None)
+
     def open_request(self, provider, kind):
         return self.session.scalar(select(Submission).where(
             Submission.provider_id == provider.id, Submission.kind == kind, Submission.state.in_(OPEN_STATES)))
@@ -71,6 +95,19 @@ class World:
             review.sign_off_revocation(s, self.lead, action)
         elif operation == "reinstate":
             self.approve(review.open_reinstatement(s, self.researcher, provider, POLICY, "test reinstatement"))
+        elif operation == "decide_reinstatement":
+            # Decided, awaiting its second sign-off; other decisions about the provider can come in between.
+            submission = review.open_reinstatement(s, self.researcher, provider, POLICY, "test reinstatement")
+            self.assess(submission)
+            review.decide(s, self.researcher, submission, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
+        elif operation == "sign_off_reinstatement":
+            submission = self.open_request(provider, SubmissionKind.REINSTATEMENT)
+            if submission is not None and review.pending_decision(submission) is not None:
+                review.sign_off(s, self.lead, submission, POLICY, None)
+        elif operation == "reject_citing_optional":
+            self.reject(provider, ["ACCREDITATION"])  # always refused: an optional criterion is never the reason
+        elif operation == "reject_citing_required":
+            self.reject(provider, ["CONTACT_CONFIRMED"])
         elif operation == "apply_to_advertise":
             # Applied and assessed; the decision is a separate step, so things can happen in between.
             self.assess(advertising.apply(s, self.member, provider, POLICY))
@@ -101,7 +138,8 @@ class World:
             advertising.end(s, self.member, provider, "test")
 
 
-def check_invariants(session) -> None:
+def check_invariants(session, touched: list[Provider]) -> None:
+    """The promise over the whole database; the receipts are read for the providers this sequence touched."""
     now = utcnow()
     for provider in session.scalars(select(Provider).where(Provider.advertising_status == AdvertisingStatus.ACTIVE)):
         assert provider.verification_status == VerificationStatus.VERIFIED, provider.id
@@ -122,6 +160,8 @@ def check_invariants(session) -> None:
         item = listings.listing(provider, versions)
         assert item["advertiser"] is (provider.advertising_status == AdvertisingStatus.ACTIVE)
         assert (item["advertiser_disclosure"] is not None) is item["advertiser"]
+    check_rejections_cite_required_criteria(session)
+    check_receipts_name_the_granting_decision(session, [p for p in feed if p in touched])
     order = [p.id for p in feed]
     assert order == sorted(order)
     # The same feed with every advertising flag flipped (never committed) keeps its order.
@@ -137,10 +177,44 @@ def check_invariants(session) -> None:
     assert audit.verify_chain(session).ok
 
 
+def check_rejections_cite_required_criteria(session) -> None:
+    """Every rejection in force or awaiting sign-off cites only criteria required for its request and
+    assessed not met on it: an optional criterion is never the reason to refuse a listing."""
+    for decision in session.scalars(select(Decision).where(Decision.outcome == DecisionOutcome.REJECTED,
+                                                           Decision.status != DecisionStatus.DECLINED)):
+        submission = decision.submission
+        assert decision.reason_codes, decision.id
+        assessed = {a.criterion.code: a for a in submission.assessments}
+        by_code = {c.code: c for c in decision.catalogue.criteria}
+        for code in decision.reason_codes:
+            criterion = by_code[code]
+            assert criterion.required or (criterion.required_for_advertisers
+                                          and submission.kind == SubmissionKind.ADVERTISER_APPLICATION), (decision.id, code)
+            assert assessed[code].status == review.AssessmentStatus.NOT_MET, (decision.id, code)
+
+
+def check_receipts_name_the_granting_decision(session, feed) -> None:
+    """The trail says which request granted the verification in force (its last `verification.granted`);
+    the receipt and the auditor's box both name that request's final decision."""
+    granted_by = {}
+    for event in session.scalars(select(AuditEvent).where(AuditEvent.action == "verification.granted",
+                                                          AuditEvent.provider_id.in_([p.id for p in feed]))
+                                 .order_by(AuditEvent.seq)):
+        granted_by[event.provider_id] = int(event.reason.split("#")[1].split()[0])
+    for provider in feed:
+        decision = session.scalar(select(Decision).where(Decision.submission_id == granted_by[provider.id],
+                                                         Decision.status == DecisionStatus.FINAL,
+                                                         Decision.outcome == DecisionOutcome.APPROVED))
+        named = listings.receipt(session, provider)["verification"]
+        assert named["decision_id"] == decision.id, (provider.id, named, decision.id)
+        assert named["decided_at"] == audit.jsonable(decision.decided_at), provider.id
+        assert named["second_signoff"] is (decision.second_signoff_by_id is not None), provider.id
+        assert named["verified_until"] == audit.jsonable(decision.verified_until), provider.id
+        assert history.verification_basis(session, provider).decision.id == decision.id, provider.id
+
+
 def check_revocations_end_only_by_signed_off_reinstatement(session) -> None:
     """After a revocation, verification returns only through a reinstatement decision with a second sign-off."""
-    from backoffice.models import AuditEvent, Decision, DecisionStatus
-
     revoked: set[int] = set()
     for event in session.scalars(select(AuditEvent).where(
             AuditEvent.action.in_(("verification.revoked", "verification.granted"))).order_by(AuditEvent.seq)):
@@ -174,6 +248,11 @@ TROUBLE = [  # sequences that always run, so the property is tested where it mat
     [("list", 1), ("open_update", 1), ("suspend_listing", 1), ("approve_update", 1)],
     [("list", 0), ("apply_to_advertise", 0), ("mark_advertiser", 0), ("end_advertising", 0),
      ("apply_to_advertise", 0), ("mark_advertiser", 0), ("suspend_advertising", 0)],
+    # The receipt that named a later update instead of the reinstatement signed off after it.
+    [("list", 0), ("expire", 0), ("decide_reinstatement", 0), ("open_update", 0), ("approve_update", 0),
+     ("sign_off_reinstatement", 0)],
+    [("reject_citing_optional", 0), ("list", 1), ("open_update", 1), ("reject_citing_optional", 1),
+     ("reject_citing_required", 1), ("revoke", 1), ("decide_reinstatement", 1), ("reject_citing_optional", 1)],
 ]
 
 
@@ -200,4 +279,4 @@ def test_random_operations_keep_the_listing_promise(world, make_provider, steps)
         except DomainError:
             session.rollback()  # a refused operation changes nothing; the invariants must still hold
         session.expire_all()
-        check_invariants(session)
+        check_invariants(session, providers)

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice.models import (
-    AuditEvent, CheckKind, Decision, FindingSeverity, ListingStatus, Role, VerificationStatus,
+    AssessmentStatus, AuditEvent, CheckKind, Decision, FindingSeverity, ListingStatus, Role, VerificationStatus,
     utcnow,
 )
-from backoffice.services import advertising, findings
+from backoffice.services import advertising, findings, review
 from tests.conftest import login
 from tests.page_text import visible_text
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
@@ -110,6 +110,45 @@ def test_a_rejection_citing_no_criterion_names_the_criteria_field_and_keeps_the_
     assert "Your licence has lapsed.</textarea>" in form and "checked with the state board</textarea>" in form
     assert re.search(r'<input checked[^>]*value="rejected">', form)
     assert session.scalar(select(func.count()).select_from(Decision)) == 0
+
+
+@pytest.mark.parametrize("levels", [["outpatient"], ["otp"]], ids=["outpatient", "otp"])
+def test_the_case_page_never_offers_an_optional_criterion_as_a_reason_and_a_forged_post_is_refused(
+        client, session, make_account, make_provider, levels):
+    publish_catalogue(session)
+    provider = make_provider(levels_of_care=levels)
+    researcher = make_account(Role.RESEARCHER)
+    submission = in_review(session, researcher, submitted(session, provider_member(session, make_account, provider),
+                                                          provider, proposed={"levels_of_care": levels}))
+    assess_all(session, researcher, submission, except_codes={"ACCREDITATION", "CONTACT_CONFIRMED"})
+    assess_all(session, researcher, submission, status=AssessmentStatus.NOT_MET,
+               except_codes={c.code for c in review.applicable_criteria(session, submission)}
+               - {"ACCREDITATION", "CONTACT_CONFIRMED"})
+    url = f"/admin/review/case/{submission.id}"
+    login(client, researcher)
+    page = client.get(url).get_data(as_text=True)
+    offered = re.findall(r'name="reason_codes" type="checkbox" value="([A-Z_]+)"', form_of(page, "decide-form"))
+    assert offered == ["CONTACT_CONFIRMED"]
+    assert ("Assessed not met but optional for a listing, so recorded and never a reason to refuse it: "
+            "ACCREDITATION.") in visible_text(form_of(page, "decide-form"))
+    events = session.scalar(select(func.count()).select_from(AuditEvent))
+
+    response = client.post(f"{url}/decide", data={"version": version(page), "outcome": "rejected",
+                                                  "reason_codes": ["ACCREDITATION"], "provider_note": "Get accredited."})
+    assert response.status_code == 400
+    found = banner(response.get_data(as_text=True))
+    assert found["what"] == "The decision was not recorded."
+    assert found["problems"] == [
+        "Criteria not met (for a rejection): ACCREDITATION is optional for a listing: recorded and shown, but never "
+        "the reason to refuse one. Cite a required criterion assessed as not met, or approve."]
+    assert found["link"] == "reason_codes"
+    assert session.scalar(select(func.count()).select_from(Decision)) == 0
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
+
+    response = client.post(f"{url}/decide", data={"version": version(page), "outcome": "rejected",
+                                                  "reason_codes": ["CONTACT_CONFIRMED"]})
+    assert response.status_code == 302
+    assert session.scalar(select(Decision.reason_codes)) == ["CONTACT_CONFIRMED"]
 
 
 def test_an_approval_refused_for_an_open_finding_says_so_at_the_top(client, session, make_account, make_provider):

@@ -127,6 +127,80 @@ def test_rejection_must_cite_criteria_assessed_not_met(session, setting):
     assert note.recipient_email == setting["member"].email
 
 
+def _listing_request(session, s, kind, levels):
+    """A listing request of this kind for a provider offering these levels of care, claimed for review."""
+    provider = s["provider"]
+    provider.levels_of_care = levels
+    session.commit()
+    if kind == SubmissionKind.REINSTATEMENT:
+        provider.verification_status = VerificationStatus.REVOKED
+        provider.listing_status = ListingStatus.DELISTED
+        session.commit()
+        submission = review.open_reinstatement(session, s["researcher"], provider, POLICY, "owner changed")
+        session.commit()
+        return in_review(session, s["researcher"], submission)
+    if kind == SubmissionKind.UPDATE:
+        listed(session, provider)
+    return reviewed(session, s, kind, proposed={"levels_of_care": levels})
+
+
+@pytest.mark.parametrize("levels", [["outpatient"], ["otp", "outpatient"]], ids=["outpatient", "otp"])
+@pytest.mark.parametrize("kind", [SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE, SubmissionKind.REINSTATEMENT],
+                         ids=lambda k: k.value)
+def test_an_optional_criterion_is_never_the_reason_to_refuse_a_listing(session, setting, kind, levels):
+    submission = _listing_request(session, setting, kind, levels)
+    assert ("PRESCRIBING" in {c.code for c in review.applicable_criteria(session, submission)}) is ("otp" in levels)
+    assess_all(session, setting["researcher"], submission, except_codes={"ACCREDITATION"})
+    review.record_assessment(session, setting["researcher"], submission, "ACCREDITATION", AssessmentStatus.NOT_MET,
+                             Evidence(note="no current accreditation"), None)
+    session.commit()
+    events = count(session, AuditEvent)
+    with pytest.raises(DomainError, match="ACCREDITATION is optional for a listing: recorded and shown, but never "
+                                          "the reason to refuse one") as refused:
+        review.decide(session, setting["researcher"], submission, DecisionOutcome.REJECTED, ["ACCREDITATION"],
+                      "", "", POLICY, None)
+    assert refused.value.field == "reason_codes"
+    session.rollback()
+    assert count(session, Decision) == 0 and count(session, AuditEvent) == events
+    assert session.get(Submission, submission.id).state == SubmissionState.IN_REVIEW
+    assert review.rejection_reason_codes(session, submission) == []
+    # The centre meets every required criterion, so it can be listed.
+    decision = review.decide(session, setting["researcher"], submission, DecisionOutcome.APPROVED, [], "", "",
+                             POLICY, None)
+    assert decision.outcome == DecisionOutcome.APPROVED
+
+
+def test_a_rejection_cites_required_criteria_only_and_an_advertiser_may_cite_accreditation(session, setting):
+    submission = reviewed(session, setting, proposed={"levels_of_care": ["otp"]})
+    assess_all(session, setting["researcher"], submission, except_codes={"ACCREDITATION", "PRESCRIBING"})
+    for code in ("ACCREDITATION", "PRESCRIBING"):
+        review.record_assessment(session, setting["researcher"], submission, code, AssessmentStatus.NOT_MET,
+                                 Evidence(note=f"{code} not shown"), None)
+    session.commit()
+    with pytest.raises(DomainError, match="ACCREDITATION is optional"):
+        review.decide(session, setting["researcher"], submission, DecisionOutcome.REJECTED,
+                      ["ACCREDITATION", "PRESCRIBING"], "", "", POLICY, None)
+    session.rollback()
+    assert review.rejection_reason_codes(session, submission) == ["PRESCRIBING"]
+    assert review.optional_not_met_codes(session, submission) == ["ACCREDITATION"]
+    decision = review.decide(session, setting["researcher"], submission, DecisionOutcome.REJECTED, ["PRESCRIBING"],
+                             "", "", POLICY, None)
+    assert decision.reason_codes == ["PRESCRIBING"]
+    session.commit()
+
+    listed(session, setting["provider"])
+    advert = submitted(session, setting["member"], setting["provider"], SubmissionKind.ADVERTISER_APPLICATION)
+    in_review(session, setting["researcher"], advert)
+    assess_all(session, setting["researcher"], advert, except_codes={"ACCREDITATION"})
+    review.record_assessment(session, setting["researcher"], advert, "ACCREDITATION", AssessmentStatus.NOT_MET,
+                             Evidence(note="accreditation lapsed"), None)
+    session.commit()
+    assert review.rejection_reason_codes(session, advert) == ["ACCREDITATION"]
+    decision = review.decide(session, setting["researcher"], advert, DecisionOutcome.REJECTED, ["ACCREDITATION"],
+                             "", "", POLICY, None)
+    assert decision.reason_codes == ["ACCREDITATION"]
+
+
 @pytest.mark.parametrize("payment, advertising", [
     (["Cash or self-payment"], AdvertisingStatus.NONE),
     ([], AdvertisingStatus.ACTIVE),

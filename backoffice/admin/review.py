@@ -122,7 +122,7 @@ class ReviewView(SecuredView):
             self._evidence_choices(form, documents, runs)
             assessment_forms[criterion.code] = form
         decision_form = bound.get("decide") or versioned(DecisionForm)
-        decision_form.reason_codes.choices = [SelectChoice(code) for code in sorted(review.not_met_codes(submission))]
+        decision_form.reason_codes.choices = self._reason_choices(submission)
         assign_form = bound.get("assign") or versioned(AssignForm, assignee=submission.assignee_id)
         assign_form.assignee.choices = self._researchers()
         findings = db.session.scalars(select(Finding).where(
@@ -134,6 +134,7 @@ class ReviewView(SecuredView):
             criteria=criteria_list, assessed=assessed,
             required={c.code: review.is_required(c, submission) for c in criteria_list},
             blockers=review.approval_blockers(db.session, submission) if criteria_list else [],
+            optional_not_met=review.optional_not_met_codes(db.session, submission),
             pending=review.pending_decision(submission), final=review.final_decision(submission),
             documents=documents, runs=runs, findings=findings,
             forms={
@@ -199,6 +200,11 @@ class ReviewView(SecuredView):
             SelectChoice(str(d.id), f"{d.original_name} ({d.sha256[:12]}…)") for d in documents]
         form.check_run_id.choices = [SelectChoice("", "—")] + [
             SelectChoice(str(r.id), f"{r.check.label}: {r.outcome.label} on {formatting.day(r.started_at)}") for r in runs]
+
+    @staticmethod
+    def _reason_choices(submission: Submission) -> list[SelectChoice]:
+        """Only what the service accepts: required criteria assessed not met (never an optional one)."""
+        return [SelectChoice(code) for code in review.rejection_reason_codes(db.session, submission)]
 
     def _researchers(self) -> list[tuple[int, str]]:
         accounts = db.session.scalars(
@@ -283,7 +289,7 @@ class ReviewView(SecuredView):
     def decide(self, submission_id: int):
         submission = self._submission(submission_id)
         form = DecisionForm()
-        form.reason_codes.choices = [SelectChoice(code) for code in sorted(review.not_met_codes(submission))]
+        form.reason_codes.choices = self._reason_choices(submission)
 
         def do(f):
             review.decide(db.session, current_user, submission, DecisionOutcome(f.outcome.data),

@@ -66,12 +66,18 @@ SCHEMAS = {
             "verification": {
                 "type": "object", "additionalProperties": False,
                 "required": ["status", "verified_at", "verified_until", "criteria_version", "last_rechecked_at",
-                             "decided_at", "second_signoff"],
+                             "decision_id", "decided_at", "decided_by", "second_signoff", "signed_off_by"],
                 "properties": {
                     "status": {"type": "string", "enum": ["verified"]}, "verified_at": _DATE_TIME,
                     "verified_until": {"type": "string", "format": "date-time"},
                     "criteria_version": {"type": ["integer", "null"]}, "last_rechecked_at": _DATE_TIME,
-                    "decided_at": _DATE_TIME, "second_signoff": {"type": "boolean"},
+                    "decision_id": {"type": ["integer", "null"],
+                                    "description": "The research decision that granted this verification."},
+                    "decided_at": _DATE_TIME,
+                    "decided_by": {"type": ["string", "null"], "description": "The researcher who decided."},
+                    "second_signoff": {"type": "boolean"},
+                    "signed_off_by": {"type": ["string", "null"],
+                                      "description": "The second researcher who signed the decision off."},
                 },
             },
             "criteria": {"type": "array", "items": {

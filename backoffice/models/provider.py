@@ -70,6 +70,9 @@ class Provider(Base):
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     verified_until: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     verified_catalogue_id: Mapped[int | None] = mapped_column(ForeignKey("criteria_catalogue.id"))
+    # The research decision that granted the verification in force (or the last one): what the receipt and
+    # the auditor's "who verified it" box both name. use_alter: decision -> submission -> provider is a cycle.
+    verified_decision_id: Mapped[int | None] = mapped_column(ForeignKey("decision.id", use_alter=True))
     advertising_status: Mapped[AdvertisingStatus] = mapped_column(
         enum_type(AdvertisingStatus, "advertising_status"), default=AdvertisingStatus.NONE
     )

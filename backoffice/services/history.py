@@ -9,10 +9,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session, selectinload
 
-from backoffice.models import (
-    Account, Assessment, AuditEvent, CheckRun, Decision, DecisionOutcome, DecisionStatus, Provider, Submission,
-    SubmissionKind,
-)
+from backoffice.models import Account, Assessment, AuditEvent, CheckRun, Decision, Provider, Submission
 from backoffice.services.accounts import actor_names  # noqa: F401 (the audit pages' name for it)
 from backoffice.services.audit_export import seq_range_for_dates
 
@@ -110,17 +107,12 @@ class VerificationBasis:
     people: dict[int, Account]
 
 
-LISTING_KINDS = (SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE, SubmissionKind.REINSTATEMENT)
-
-
 def verification_basis(session: Session, provider: Provider) -> VerificationBasis | None:
-    decision = session.scalar(
-        select(Decision).join(Submission, Submission.id == Decision.submission_id)
-        .where(Submission.provider_id == provider.id, Submission.kind.in_(LISTING_KINDS),
-               Decision.status == DecisionStatus.FINAL, Decision.outcome == DecisionOutcome.APPROVED)
-        .order_by(Decision.decided_at.desc()).limit(1))
-    if decision is None:
+    """The decision that granted the provider's verification (the one in force, or the last one), its request,
+    assessments and people: the one reading behind both the auditor's box and the public receipt."""
+    if provider.verified_decision_id is None:
         return None
+    decision = session.get(Decision, provider.verified_decision_id)
     submission = decision.submission
     assessments = list(session.scalars(
         select(Assessment).where(Assessment.submission_id == submission.id)

@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
-    AdvertisingStatus, Assessment, AssessmentStatus, CriteriaCatalogue, Decision, DecisionOutcome, DecisionStatus,
-    ListingStatus, Location, Provider, Submission, VerificationStatus,
+    AdvertisingStatus, AssessmentStatus, CriteriaCatalogue, ListingStatus, Location, Provider, VerificationStatus,
 )
+from backoffice.services import history
 from backoffice.services.audit import jsonable
 from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
@@ -172,20 +172,13 @@ def listed_provider(session: Session, provider_id: int, now: datetime) -> Provid
 
 
 def receipt(session: Session, provider: Provider) -> dict[str, Any]:
-    """Which criteria were met, under which catalogue version, when, and when last re-checked."""
-    decision = session.scalar(
-        select(Decision).join(Submission, Submission.id == Decision.submission_id)
-        .where(Submission.provider_id == provider.id, Decision.status == DecisionStatus.FINAL,
-               Decision.outcome == DecisionOutcome.APPROVED, Decision.catalogue_id == provider.verified_catalogue_id,
-               Decision.verified_until.is_not(None))
-        .order_by(Decision.decided_at.desc()).limit(1))
-    criteria = []
-    if decision is not None:
-        assessments = session.scalars(select(Assessment).where(Assessment.submission_id == decision.submission_id)
-                                      .options(selectinload(Assessment.criterion))).all()
-        criteria = [{"code": a.criterion.code, "title": a.criterion.title, "status": a.status}
-                    for a in sorted(assessments, key=lambda a: a.criterion.position)
-                    if a.status in (AssessmentStatus.MET, AssessmentStatus.NOT_APPLICABLE)]
+    """Which criteria were met, under which catalogue version, when, by whom, and when last re-checked: the
+    decision named is the one that granted the verification in force, read as the auditor's box reads it."""
+    basis = history.verification_basis(session, provider)
+    decision = basis.decision if basis else None
+    criteria = [{"code": a.criterion.code, "title": a.criterion.title, "status": a.status}
+                for a in basis.assessments
+                if a.status in (AssessmentStatus.MET, AssessmentStatus.NOT_APPLICABLE)] if basis else []
     versions = catalogue_versions(session, [provider])
     return jsonable({
         "id": provider.id,
@@ -196,8 +189,12 @@ def receipt(session: Session, provider: Provider) -> dict[str, Any]:
             "verified_until": provider.verified_until,
             "criteria_version": versions.get(provider.verified_catalogue_id),
             "last_rechecked_at": provider.last_rechecked_at,
+            "decision_id": decision.id if decision else None,
             "decided_at": decision.decided_at if decision else None,
+            "decided_by": basis.people[decision.decided_by_id].name if decision else None,
             "second_signoff": bool(decision and decision.second_signoff_by_id),
+            "signed_off_by": (basis.people[decision.second_signoff_by_id].name
+                              if decision and decision.second_signoff_by_id else None),
         },
         "criteria": criteria,
         **advertiser_fields(provider),

@@ -363,11 +363,45 @@ def not_met_codes(submission: Submission) -> set[str]:
     return {a.criterion.code for a in submission.assessments if a.status == AssessmentStatus.NOT_MET}
 
 
+def rejection_reason_codes(session: Session, submission: Submission) -> list[str]:
+    """The criteria a rejection may cite: applicable, required for this request and assessed not met.
+
+    An optional criterion (ACCREDITATION for a listing) is recorded and shown, but any centre that meets the
+    required criteria can be listed, so it is never the reason to refuse one; an advertiser application,
+    for which ACCREDITATION is required, may cite it.
+    """
+    not_met = not_met_codes(submission)
+    return [c.code for c in applicable_criteria(session, submission)
+            if c.code in not_met and is_required(c, submission)]
+
+
+def optional_not_met_codes(session: Session, submission: Submission) -> list[str]:
+    """Applicable criteria assessed not met that are optional for this request: shown, never a reason."""
+    not_met = not_met_codes(submission)
+    return [c.code for c in applicable_criteria(session, submission)
+            if c.code in not_met and not is_required(c, submission)]
+
+
+def _require_citable(session: Session, submission: Submission, reason_codes: list[str]) -> None:
+    if not reason_codes:
+        raise DomainError("A rejection must cite at least one criterion assessed as not met.", field="reason_codes")
+    uncited = set(reason_codes) - not_met_codes(submission)
+    if uncited:
+        raise DomainError("A rejection can only cite criteria assessed as not met; these are not: "
+                          + ", ".join(sorted(uncited)) + ".", field="reason_codes")
+    optional = [code for code in reason_codes if code not in rejection_reason_codes(session, submission)]
+    if optional:
+        raise DomainError(
+            f"{', '.join(optional)} {'is' if len(optional) == 1 else 'are'} optional for a listing: recorded and "
+            "shown, but never the reason to refuse one. Cite a required criterion assessed as not met, or approve.",
+            field="reason_codes")
+
+
 def decide(session: Session, actor: Account, submission: Submission, outcome: DecisionOutcome,
            reason_codes: list[str], provider_note: str, internal_note: str, policy: ReviewPolicy,
            expected_version: int | None) -> Decision:
-    """Approve or reject. Approval needs every applicable required criterion met; a rejection cites
-    criteria assessed not met. Advertiser applications and reinstatements wait for a second sign-off."""
+    """Approve or reject. Approval needs every applicable required criterion met; a rejection cites only
+    required criteria assessed not met. Advertiser applications and reinstatements wait for a second sign-off."""
     _require_reviewer(actor, submission)
     _require_state(submission, S.IN_REVIEW)
     _require_no_pending_decision(submission)
@@ -375,12 +409,7 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
     if outcome == DecisionOutcome.APPROVED:
         require_approvable(session, submission)
     else:
-        if not reason_codes:
-            raise DomainError("A rejection must cite at least one criterion assessed as not met.", field="reason_codes")
-        uncited = set(reason_codes) - not_met_codes(submission)
-        if uncited:
-            raise DomainError("A rejection can only cite criteria assessed as not met; these are not: "
-                              + ", ".join(sorted(uncited)) + ".", field="reason_codes")
+        _require_citable(session, submission, reason_codes)
     lock(session, submission, expected_version)
     needs_signoff = submission.kind in NEEDS_SECOND_SIGNOFF
     decision = Decision(
@@ -498,8 +527,7 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
         else:
             profile.apply(session, actor, provider, submission.proposed or {}, f"request #{submission.id} approved")
             decision.verified_until = now + timedelta(days=policy.verification_validity_days)
-            verification.grant(session, actor, provider, submission.catalogue_id, now, decision.verified_until,
-                               f"request #{submission.id} approved")
+            verification.grant(session, actor, provider, decision, now, f"request #{submission.id} approved")
     else:
         submissions.transition(session, actor, submission, S.REJECTED)
         if submission.kind == SubmissionKind.ADVERTISER_APPLICATION and provider.advertising_status == AdvertisingStatus.PENDING:

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    AdvertisingStatus, CheckKind, FindingSeverity, ListingStatus, Provider, VerificationStatus,
+    AdvertisingStatus, CheckKind, Decision, FindingSeverity, ListingStatus, Provider, VerificationStatus,
 )
 from backoffice.services import audit, findings
 
@@ -80,22 +80,21 @@ def expire_lapsed(session: Session, actor: audit.Actor, now: datetime, batch_siz
     return sum(expire_verification(session, actor, provider, now) for provider in providers)
 
 
-def grant(
-    session: Session,
-    actor: audit.Actor,
-    provider: Provider,
-    catalogue_id: int,
-    verified_at: datetime,
-    verified_until: datetime,
-    reason: str,
-) -> None:
-    """Record a verification and list the provider; the research decision is what calls this."""
-    fields = ("verification_status", "verified_at", "verified_until", "verified_catalogue_id", "listing_status")
+def grant(session: Session, actor: audit.Actor, provider: Provider, decision: Decision, verified_at: datetime,
+          reason: str) -> None:
+    """Verify and list the provider on the strength of an approved research decision, the only caller.
+
+    The provider keeps which decision granted it, so the receipt and the auditor's box name that decision
+    and not, say, a later one that did not grant anything yet or an earlier one overtaken by this.
+    """
+    fields = ("verification_status", "verified_at", "verified_until", "verified_catalogue_id",
+              "verified_decision_id", "listing_status")
     before = audit.snapshot(provider, fields)
     provider.verification_status = VerificationStatus.VERIFIED
     provider.verified_at = verified_at
-    provider.verified_until = verified_until
-    provider.verified_catalogue_id = catalogue_id
+    provider.verified_until = decision.verified_until
+    provider.verified_catalogue_id = decision.catalogue_id
+    provider.verified_decision_id = decision.id
     provider.listing_status = ListingStatus.LISTED
     old, new = audit.changed(before, audit.snapshot(provider, fields))
     audit.record(session, actor, "verification.granted", "provider", provider.id,
