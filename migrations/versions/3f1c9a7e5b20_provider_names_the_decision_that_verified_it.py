@@ -1,7 +1,7 @@
 """the provider names the research decision that granted its verification
 
 Revision ID: 3f1c9a7e5b20
-Revises: 1aa26a253f06
+Revises: d5a8c31e7f02
 Create Date: 2026-12-01 15:00:00
 
 The receipt and the auditor's box both read `provider.verified_decision_id`. Existing providers are filled
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '3f1c9a7e5b20'
-down_revision = '1aa26a253f06'
+down_revision = 'd5a8c31e7f02'
 branch_labels = None
 depends_on = None
 
