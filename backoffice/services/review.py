@@ -21,7 +21,7 @@ from backoffice.models import (
     VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
 )
 from backoffice.services import audit, criteria, outbox, profile, sla, submissions, verification
-from backoffice.services.errors import Conflict, DomainError, InvalidTransition, NotAllowed
+from backoffice.services.errors import Conflict, DomainError, InvalidTransition, LostRace, NotAllowed
 
 S = SubmissionState
 NEEDS_SECOND_SIGNOFF = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.REINSTATEMENT})
@@ -72,8 +72,8 @@ def flush(session: Session) -> None:
     """Flush, turning a lost race (a stale version, a unique clash) into a Conflict with a clear message."""
     try:
         session.flush()
-    except (StaleDataError, IntegrityError):
-        raise Conflict(CONFLICT_MESSAGE) from None
+    except (LostRace, StaleDataError, IntegrityError):
+        raise LostRace(CONFLICT_MESSAGE) from None
 
 
 def lock(session: Session, submission: Submission, expected_version: int | None) -> None:
