@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event
@@ -28,6 +28,7 @@ from backoffice.services.errors import LostRace
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+K = TypeVar("K")
 
 # PostgreSQL's codes for "run this transaction again": serialization_failure, deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
@@ -139,3 +140,24 @@ def retrying(session: Session | scoped_session, work: Callable[[], T], *, attemp
             log.info("%s lost a race (attempt %s of %s); trying again", what, attempt, attempts)
             time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
+
+
+def one_by_one(session: Session | scoped_session, items: Iterable[K], work: Callable[[K], bool], *,
+               attempts: int = 3, what: str = "item") -> tuple[int, list[K]]:
+    """A sweep's pass: each item in its own small transaction (retried when it loses a race), so one item
+    that keeps losing is left for the next pass and never holds back or undoes the others.
+
+    Returns how many items `work` changed (it returns True when it did) and the items left for next time
+    (those that kept losing races, and any that failed, whose traceback is logged).
+    """
+    changed, left = 0, []
+    for item in items:
+        try:
+            changed += bool(retrying(session, lambda: work(item), attempts=attempts, what=f"{what} {item}"))
+        except LostRace:
+            left.append(item)
+        except Exception:  # noqa: BLE001 - one item's failure is logged and left; the others still run
+            session.rollback()
+            log.exception("%s %s failed; left for the next pass", what, item)
+            left.append(item)
+    return changed, left

@@ -7,6 +7,7 @@ from celery import shared_task
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
+from backoffice import txn
 from backoffice.checks.http import OutboundError, OutboundRefused, client_for
 from backoffice.checks.result import CheckResult
 from backoffice.dispatch import after_commit
@@ -113,8 +114,14 @@ def expiry_sweep() -> dict:
     today = utcnow().date()
     sent = expiry.send_reminders(db.session, "system:expiry-sweep", today, current_app.config["EXPIRY_REMINDER_DAYS"])
     db.session.commit()
-    lapsed = expiry.lapse_credentials(db.session, "system:expiry-sweep", today)
-    db.session.commit()
+    # Each expired credential in its own transaction: a concurrent edit of one provider costs that one a
+    # retry (or a wait until tomorrow), never the lapse of every other.
+    items = expiry.lapsed_credentials(db.session, today)
+    db.session.rollback()
+    lapsed, left = txn.one_by_one(db.session, items, lambda item: expiry.lapse_credential(
+        db.session, "system:expiry-sweep", item, today), what="expired credential")
+    if left:
+        log.warning("expiry sweep: %s kept losing races; the next pass acts on them", left)
     return {"reminders": sent, "lapsed": lapsed}
 
 
