@@ -13,12 +13,15 @@ from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select, text, update
 
+from backoffice import txn
 from backoffice.models import AuditEvent, ListingStatus, Provider, VerificationStatus, utcnow
 from backoffice.services import audit, rechecks
 from tasks.checks import recheck_sweep
 from tasks.sweeps import verification_expiry_sweep
+from tests.concurrency import own_session
 from tests.conftest import BACKEND
 
 # 20 rounds where deadlocks can happen; SQLite's single writer makes a few rounds enough to check the outcome.
@@ -104,3 +107,43 @@ def test_two_sweeps_started_together_claim_and_expire_everything_once(app, sessi
         # The heap really was out of id order, as the test means it to be.
         order = [row[0] for row in session.execute(text("SELECT id FROM provider ORDER BY ctid"))]
         assert order != sorted(order)
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="SQLite has one writer at a time: it cannot deadlock")
+def test_a_transaction_that_loses_a_deadlock_is_rolled_back_and_run_again(app, make_provider, caplog):
+    """Two units of work lock two providers in opposite orders: PostgreSQL refuses one with a deadlock; it
+    arrives as LostRace, is rolled back whole and runs again once the other has committed."""
+    caplog.set_level(logging.INFO, logger="backoffice.txn")
+    first, second = make_provider().id, make_provider().id
+    barrier = threading.Barrier(2)
+    attempts: Counter = Counter()
+    crashes = []
+
+    def touch(own, provider_id: int, phone: str) -> None:
+        own.execute(update(Provider).where(Provider.id == provider_id).values(phone=phone),
+                    execution_options={"synchronize_session": False})
+
+    def run(name: str, order: tuple[int, int]):
+        def work():
+            attempts[name] += 1
+            touch(own, order[0], f"434-555-000{len(name)}")
+            if attempts[name] == 1:
+                barrier.wait(timeout=20)  # both hold their first row: each now wants the other's
+            touch(own, order[1], f"434-555-000{len(name)}")
+            return name
+
+        try:
+            with app.app_context(), own_session() as own:
+                assert txn.retrying(own, work, what=name) == name
+        except BaseException as exc:  # noqa: BLE001
+            crashes.append(exc)
+
+    threads = [threading.Thread(target=run, args=("one", (first, second))),
+               threading.Thread(target=run, args=("other", (second, first)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert crashes == []
+    assert sorted(attempts.values()) == [1, 2]  # the loser ran twice, the winner once
+    assert any("lost a race (attempt 1 of 3)" in r.getMessage() for r in caplog.records)
