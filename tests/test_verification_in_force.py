@@ -60,14 +60,14 @@ def test_a_lapsed_advertiser_is_not_counted_listed_or_marked_before_the_sweep(ap
     row = listing[listing.index("Lapsed Advertiser"):listing.index("Current Advertiser")]
     assert "expired" in row and "suspended" in row and "active" not in row
     page = client.get(f"/admin/review/provider/{lapsed.id}").get_data(as_text=True)
-    assert re.search(r'id="verification">\s*expired', page) and re.search(r'id="advertising-status">\s*suspended', page)
+    assert re.search(r'id="verification">\s*expired on \d+ \w+ \d{4}', page) and re.search(r'id="advertising-status">\s*suspended', page)
 
     # The provider's own page does not invite a lapsed provider to advertise.
     member, client = provider_member(session, make_account, lapsed), app.test_client()
     login(client, member)
     organisation = client.get(f"/portal/organisations/{lapsed.id}").get_data(as_text=True)
     assert "Your verification has lapsed" in visible_text(organisation)
-    assert re.search(r'id="verification-status">\s*expired', organisation)
+    assert re.search(r'id="verification-status">\s*expired on \d+ \w+ \d{4}', organisation)
 
 
 def test_the_sweep_catches_up_the_stored_statuses_and_the_figures_do_not_move(client, session, advertisers):
