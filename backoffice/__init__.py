@@ -230,6 +230,8 @@ def register_errorhandlers(app: Flask) -> None:
     from werkzeug.exceptions import HTTPException
 
     from backoffice.api.views import error as api_error
+    from backoffice.extensions import db
+    from backoffice.services.errors import Conflict
 
     def render_error(exc: Exception, status: int, title: str, message: str):
         # The headers the error carries stay on the page that replaces it: Allow on a 405 above all.
@@ -256,6 +258,13 @@ def register_errorhandlers(app: Flask) -> None:
         e, 429, "Too many attempts", f"You have tried this too often (the limit is {e.description}). Try again once that time has passed."))
     app.register_error_handler(405, lambda e: render_error(
         e, 405, "Method not allowed", "This page does not accept that kind of request."))
+
+    def lost_race(exc: Conflict):
+        # A conflict no handler caught (a race lost at commit): nothing of the request is kept.
+        db.session.rollback()
+        return render_error(exc, 409, "Changed by someone else", str(exc))
+
+    app.register_error_handler(Conflict, lost_race)
 
 
 def register_commands(app: Flask) -> None:

@@ -5,8 +5,10 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 
 from backoffice.models.base import Base
+from backoffice.txn import BackofficeSession
 
-db = SQLAlchemy(model_class=Base)
+# A lost race raises services.errors.LostRace whichever statement loses (backoffice/txn.py).
+db = SQLAlchemy(model_class=Base, session_options={"class_": BackofficeSession})
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()

@@ -205,6 +205,16 @@ def event_words(action: str | None) -> str:
     return EVENT_WORDS.get(action) or action.replace(".", ": ").replace("_", " ")
 
 
+def verification(provider) -> str:
+    """The verification in force in words: 'verified until 1 Dec 2026', 'expired on 1 Dec 2026', 'revoked'."""
+    status, until = provider.verification_now, provider.verified_until
+    if until is not None and status.value == "verified":
+        return f"verified until {day(until)}"
+    if until is not None and status.value == "expired" and until <= datetime.now(timezone.utc):
+        return f"expired on {day(until)}"
+    return status.label
+
+
 def register(app: Flask) -> None:
     app.jinja_env.filters["when"] = when
     app.jinja_env.filters["day"] = day
@@ -212,5 +222,6 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["roles_text"] = roles_text
     app.jinja_env.filters["actor"] = actor
     app.jinja_env.filters["event_words"] = event_words
+    app.jinja_env.filters["verification"] = verification
     app.jinja_env.globals["code_labels"] = labels
     app.jinja_env.tests["moment"] = is_moment

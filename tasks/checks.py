@@ -7,6 +7,7 @@ from celery import shared_task
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
+from backoffice import txn
 from backoffice.checks.http import OutboundError, OutboundRefused, client_for
 from backoffice.checks.result import CheckResult
 from backoffice.dispatch import after_commit
@@ -23,18 +24,24 @@ CHECK_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True)
 
 @shared_task(name="tasks.checks.recheck_sweep", time_limit=600, soft_time_limit=540)
 def recheck_sweep() -> int:
-    """Claim due providers in bounded batches; each batch commits, then its tasks are sent."""
+    """Claim due providers in bounded batches; each batch commits, then its tasks are sent. A batch that
+    loses a deadlock or a serialisation failure is rolled back (its tasks with it) and claimed again."""
     config = current_app.config
-    claimed_total = 0
-    while True:
-        claimed = rechecks.claim_due(db.session, utcnow(), config["RECHECK_BATCH_SIZE"],
-                                     config["RECHECK_LEASE_SECONDS"])
+    batch_size = config["RECHECK_BATCH_SIZE"]
+
+    def claim_batch() -> int:
+        claimed = rechecks.claim_due(db.session, utcnow(), batch_size, config["RECHECK_LEASE_SECONDS"])
         for provider_id, window in claimed:
             for check in rechecks.NETWORK_CHECKS:
                 after_commit(db.session, run_check, provider_id, check.value, window)
-        db.session.commit()
-        claimed_total += len(claimed)
-        if len(claimed) < config["RECHECK_BATCH_SIZE"]:
+        return len(claimed)
+
+    claimed_total = 0
+    while True:
+        claimed = txn.retrying(db.session, claim_batch, attempts=5, what="the re-check claim")
+        claimed_total += claimed
+        # Until nothing is left to claim: a short batch may only mean another sweep took part of it.
+        if not claimed:
             return claimed_total
 
 
@@ -114,8 +121,14 @@ def expiry_sweep() -> dict:
     today = utcnow().date()
     sent = expiry.send_reminders(db.session, "system:expiry-sweep", today, current_app.config["EXPIRY_REMINDER_DAYS"])
     db.session.commit()
-    lapsed = expiry.lapse_credentials(db.session, "system:expiry-sweep", today)
-    db.session.commit()
+    # Each expired credential in its own transaction: a concurrent edit of one provider costs that one a
+    # retry (or a wait until tomorrow), never the lapse of every other.
+    items = expiry.lapsed_credentials(db.session, today)
+    db.session.rollback()
+    lapsed, left = txn.one_by_one(db.session, items, lambda item: expiry.lapse_credential(
+        db.session, "system:expiry-sweep", item, today), what="expired credential")
+    if left:
+        log.warning("expiry sweep: %s kept losing races; the next pass acts on them", left)
     return {"reminders": sent, "lapsed": lapsed}
 
 

@@ -11,6 +11,11 @@ from backoffice.extensions import db
 from backoffice.services.errors import DomainError
 
 
+def own_session() -> Session:
+    """A new session of the class db.session uses (what a request or a task gets), on the app's engine."""
+    return db.session.session_factory()
+
+
 def race(app, action: Callable[[Session, object], object], args: Iterable) -> tuple[list[str], list[Exception]]:
     """Call `action(own_session, arg)` for each arg in its own thread and commit. Returns the outcomes ("done",
     or the message of a refusal) and anything else raised, which a test asserts is empty: a crash must never
@@ -19,7 +24,7 @@ def race(app, action: Callable[[Session, object], object], args: Iterable) -> tu
 
     def run(arg):
         try:
-            with app.app_context(), Session(db.engine) as own:
+            with app.app_context(), own_session() as own:
                 try:
                     action(own, arg)
                     own.commit()

@@ -43,6 +43,18 @@ def _check_name(view, context, model, name):
     return formatting.labels()["check"].get(value, value) if value else None
 
 
+def _verification_in_force(view, context, model, name):
+    return model.verification_now.label
+
+
+def _advertising_in_force(view, context, model, name):
+    return model.advertising_now.label
+
+
+# The statuses in force (Provider.is_verified): a lapsed verification reads expired before the sweep records it.
+IN_FORCE = {"verification_status": _verification_in_force, "advertising_status": _advertising_in_force}
+
+
 def _roles(view, context, model, name):
     return formatting.roles_text(r.role for r in model.roles) or "none"
 
@@ -75,9 +87,9 @@ class ProviderView(SecuredModelView):
     column_filters = ["listing_status", "verification_status", "advertising_status"]
     column_default_sort = ("id", True)
     column_labels = COLUMN_LABELS
-    column_formatters = {"public_name": _verification_link}
+    column_formatters = {"public_name": _verification_link, **IN_FORCE}
     column_formatters_detail = {"public_name": _verification_link, "last_rechecked_at": _recheck_status,
-                                "import_source": _import_source}
+                                "import_source": _import_source, **IN_FORCE}
 
 
 class SubmissionView(SecuredModelView):

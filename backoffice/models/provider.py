@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, CheckConstraint, text, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON, CheckConstraint, ColumnElement, text, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+    and_,
+)
+from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
@@ -105,6 +109,61 @@ class Provider(Base):
 
     def __str__(self) -> str:
         return self.public_name
+
+    # What "verified", "an active advertiser" and "in the directory" mean, once, for Python and SQL alike. The
+    # stored statuses change only through their owners (services/verification.py, the hourly expiry sweep), so
+    # between verified_until passing and the sweep they still say verified and active: every reader asks these
+    # instead, and counts, feeds, receipts and pages agree from the moment verification ends.
+
+    @hybrid_method
+    def is_verified(self, now: datetime) -> bool:
+        """Verified by the research team and not past verified_until."""
+        return (self.verification_status == VerificationStatus.VERIFIED and self.verified_until is not None
+                and self.verified_until > now)
+
+    @is_verified.expression
+    def is_verified(cls, now: datetime) -> ColumnElement[bool]:
+        return and_(cls.verification_status == VerificationStatus.VERIFIED, cls.verified_until > now)
+
+    @hybrid_method
+    def is_active_advertiser(self, now: datetime) -> bool:
+        """Advertising active and, with it, currently verified (invariant 3)."""
+        return self.advertising_status == AdvertisingStatus.ACTIVE and self.is_verified(now)
+
+    @is_active_advertiser.expression
+    def is_active_advertiser(cls, now: datetime) -> ColumnElement[bool]:
+        return and_(cls.advertising_status == AdvertisingStatus.ACTIVE, cls.is_verified(now))
+
+    @hybrid_method
+    def is_in_directory(self, now: datetime) -> bool:
+        """Listed and currently verified: nothing else leaves this system."""
+        return self.listing_status == ListingStatus.LISTED and self.is_verified(now)
+
+    @is_in_directory.expression
+    def is_in_directory(cls, now: datetime) -> ColumnElement[bool]:
+        return and_(cls.listing_status == ListingStatus.LISTED, cls.is_verified(now))
+
+    def verification_at(self, now: datetime) -> VerificationStatus:
+        """The verification status in force: expired once verified_until has passed, even before the sweep."""
+        if self.verification_status == VerificationStatus.VERIFIED and not self.is_verified(now):
+            return VerificationStatus.EXPIRED
+        return self.verification_status
+
+    def advertising_at(self, now: datetime) -> AdvertisingStatus:
+        """The advertising status in force: an advertiser whose verification has lapsed is suspended with it,
+        as the sweep will record."""
+        if self.advertising_status in (AdvertisingStatus.ACTIVE, AdvertisingStatus.PENDING) and \
+                self.verification_at(now) != self.verification_status:
+            return AdvertisingStatus.SUSPENDED
+        return self.advertising_status
+
+    @property
+    def verification_now(self) -> VerificationStatus:
+        return self.verification_at(utcnow())
+
+    @property
+    def advertising_now(self) -> AdvertisingStatus:
+        return self.advertising_at(utcnow())
 
 
 class Location(Base):

@@ -23,13 +23,13 @@ def open_application(session: Session, provider: Provider) -> Submission | None:
 
 def why_not(session: Session, provider: Provider) -> str | None:
     """Why this provider cannot apply to advertise right now, and what to do; None when it can."""
-    if provider.verification_status != VerificationStatus.VERIFIED:
+    if not provider.is_verified(utcnow()):
+        if provider.verification_status == VerificationStatus.VERIFIED:
+            return ("Your verification has lapsed. Submit an update to your listing so the research team can "
+                    "verify you again, then apply.")
         return (f"Your verification is {provider.verification_status.label}. Only providers the research team "
                 "has verified can advertise: submit a listing request (or answer the open one) and apply "
                 "once it is approved.")
-    if provider.verified_until is not None and provider.verified_until <= utcnow():
-        return ("Your verification has lapsed. Submit an update to your listing so the research team can "
-                "verify you again, then apply.")
     if provider.listing_status != ListingStatus.LISTED:
         return f"Your listing is {provider.listing_status.label}. Advertisers must be listed in the directory."
     if provider.advertising_status == AdvertisingStatus.ACTIVE:

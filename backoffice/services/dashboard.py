@@ -8,8 +8,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, AdvertisingStatus, Finding, FindingSeverity, ListingStatus, Provider,
-    Submission, SubmissionState, VerificationStatus,
+    OPEN_FINDING_STATES, Finding, FindingSeverity, ListingStatus, Provider, Submission, SubmissionState,
 )
 
 
@@ -43,13 +42,10 @@ def figures(session: Session, now: datetime) -> DashboardFigures:
     )
     expiring = session.scalar(
         select(func.count()).select_from(Provider).where(
-            Provider.verification_status == VerificationStatus.VERIFIED,
-            Provider.verified_until <= now + timedelta(days=30),
+            Provider.is_verified(now), Provider.verified_until <= now + timedelta(days=30),
         )
     )
-    advertisers = session.scalar(
-        select(func.count()).select_from(Provider).where(Provider.advertising_status == AdvertisingStatus.ACTIVE)
-    )
+    advertisers = session.scalar(select(func.count()).select_from(Provider).where(Provider.is_active_advertiser(now)))
     return DashboardFigures(
         submissions_by_state={s.value: by_state.get(s, 0) for s in SubmissionState},
         open_findings_by_severity={s.value: by_severity.get(s, 0) for s in FindingSeverity},

@@ -24,3 +24,16 @@ class InvalidTransition(DomainError):
 
 class Conflict(DomainError):
     """Someone else changed the same thing first."""
+
+
+LOST_RACE_MESSAGE = ("Someone else changed the same records at the same moment. Nothing of yours was saved: "
+                     "reload the page to see their change, then try again.")
+
+
+class LostRace(Conflict):
+    """The database refused this transaction's write because another transaction changed the same rows first
+    (a stale row version, a deadlock, a serialisation failure). The transaction is rolled back whole; running
+    it again from fresh reads may succeed (backoffice/txn.py raises it, sweeps retry it)."""
+
+    def __init__(self, message: str = LOST_RACE_MESSAGE, *, field: str | None = None):
+        super().__init__(message, field=field)

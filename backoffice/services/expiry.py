@@ -111,36 +111,64 @@ def send_reminders(session: Session, actor: audit.Actor, today: date, thresholds
     return sent
 
 
-def lapse_credentials(session: Session, actor: audit.Actor, today: date) -> int:
-    """Licences and accreditations that have expired: open a finding once per expiry date, act on it.
+@dataclass(frozen=True)
+class LapsedCredential:
+    """A licence or accreditation of a watched provider that has expired, as the sweep finds it."""
+
+    entity_type: str  # licence, accreditation
+    entity_id: int
+    provider_id: int
+
+
+_CREDENTIALS = ((Licence, "licence"), (Accreditation, "accreditation"))
+
+
+def lapsed_credentials(session: Session, today: date) -> list[LapsedCredential]:
+    """Expired licences and accreditations of watched providers, licences first, each in id order."""
+    found = []
+    for model, entity_type in _CREDENTIALS:
+        rows = session.execute(
+            select(model.id, model.provider_id).join(Provider, model.provider_id == Provider.id)
+            .where(model.expires_on < today, _watched()).order_by(model.id)
+        ).all()
+        found += [LapsedCredential(entity_type, entity_id, provider_id) for entity_id, provider_id in rows]
+    return found
+
+
+def lapse_credential(session: Session, actor: audit.Actor, item: LapsedCredential, today: date) -> bool:
+    """Act on one expired licence or accreditation, read afresh: open a finding once per expiry date.
 
     An expired licence fails a required criterion: verification lapses and advertising is suspended in
     the same transaction. An expired accreditation only matters for advertisers: advertising is suspended.
+    False when there is nothing (left) to do.
     """
-    changed = 0
-    for model, entity_type in ((Licence, "licence"), (Accreditation, "accreditation")):
-        rows = session.execute(
-            select(model, Provider).join(Provider, model.provider_id == Provider.id)
-            .where(model.expires_on < today, _watched()).order_by(model.id)
-        ).all()
-        for entity, provider in rows:
-            subject = f"{entity_type}:{entity.id}:{entity.expires_on.isoformat()}"
-            check = CheckKind.LICENCE_EXPIRY if entity_type == "licence" else CheckKind.ACCREDITATION_EXPIRY
-            seen = session.scalar(select(Finding.id).where(
-                Finding.provider_id == provider.id, Finding.check == check, Finding.subject_key == subject))
-            if seen is not None:
-                continue
-            label = f"{entity.state} licence {entity.number}" if entity_type == "licence" else f"{entity.body} accreditation"
-            reason = f"{label} expired on {entity.expires_on.isoformat()}"
-            if entity_type == "licence":
-                verification.lapse(session, actor, provider, reason)
-            else:
-                verification.suspend_advertising(session, actor, provider, reason)
-            findings.open_or_update(
-                session, actor, provider, check, subject,
-                FindingSeverity.CRITICAL if entity_type == "licence" else FindingSeverity.WARNING,
-                f"{label[0].upper()}{label[1:]} expired", {"expired_on": entity.expires_on, entity_type: entity.id},
-            )
-            changed += 1
+    model = Licence if item.entity_type == "licence" else Accreditation
+    entity = session.get(model, item.entity_id)
+    if entity is None or entity.expires_on is None or entity.expires_on >= today:
+        return False
+    provider = entity.provider
+    subject = f"{item.entity_type}:{entity.id}:{entity.expires_on.isoformat()}"
+    check = CheckKind.LICENCE_EXPIRY if item.entity_type == "licence" else CheckKind.ACCREDITATION_EXPIRY
+    seen = session.scalar(select(Finding.id).where(
+        Finding.provider_id == provider.id, Finding.check == check, Finding.subject_key == subject))
+    if seen is not None:
+        return False
+    label = f"{entity.state} licence {entity.number}" if item.entity_type == "licence" else f"{entity.body} accreditation"
+    reason = f"{label} expired on {entity.expires_on.isoformat()}"
+    if item.entity_type == "licence":
+        verification.lapse(session, actor, provider, reason)
+    else:
+        verification.suspend_advertising(session, actor, provider, reason)
+    findings.open_or_update(
+        session, actor, provider, check, subject,
+        FindingSeverity.CRITICAL if item.entity_type == "licence" else FindingSeverity.WARNING,
+        f"{label[0].upper()}{label[1:]} expired", {"expired_on": entity.expires_on, item.entity_type: entity.id},
+    )
     session.flush()
-    return changed
+    return True
+
+
+def lapse_credentials(session: Session, actor: audit.Actor, today: date) -> int:
+    """Every expired licence and accreditation in the caller's transaction; returns how many were acted on.
+    The daily sweep instead gives each one its own transaction (tasks/checks.py)."""
+    return sum(lapse_credential(session, actor, item, today) for item in lapsed_credentials(session, today))

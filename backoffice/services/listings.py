@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
-    AdvertisingStatus, AssessmentStatus, CriteriaCatalogue, ListingStatus, Location, Provider, VerificationStatus,
+    AdvertisingStatus, Assessment, AssessmentStatus, CriteriaCatalogue, Decision, DecisionOutcome, DecisionStatus,
+    ListingStatus, Location, Provider, Submission, VerificationStatus, utcnow,
 )
 from backoffice.services import history
 from backoffice.services.audit import jsonable
@@ -100,9 +101,7 @@ def decode_cursor(cursor: str) -> int:
 
 def listed_clause(now: datetime) -> ColumnElement:
     """Listed and currently verified: nothing else leaves this system."""
-    return and_(Provider.listing_status == ListingStatus.LISTED,
-                Provider.verification_status == VerificationStatus.VERIFIED,
-                Provider.verified_until > now)
+    return Provider.is_in_directory(now)
 
 
 def _list_contains(session: Session, column, value: str) -> ColumnElement:
@@ -140,8 +139,8 @@ def coded(values: list[str] | None, vocabulary: dict[str, str]) -> list[str]:
     return sorted(value for value in values or [] if value in vocabulary)
 
 
-def advertiser_fields(provider: Provider) -> dict[str, Any]:
-    advertiser = provider.advertising_status == AdvertisingStatus.ACTIVE
+def advertiser_fields(provider: Provider, now: datetime | None = None) -> dict[str, Any]:
+    advertiser = provider.is_active_advertiser(now or utcnow())
     return {"advertiser": advertiser, "advertiser_disclosure": ADVERTISER_DISCLOSURE if advertiser else None}
 
 

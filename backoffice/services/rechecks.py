@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from backoffice.checks import nppes, website
@@ -46,6 +46,11 @@ def window_for(due_at: datetime | None, now: datetime) -> str:
     return "due-" + (due_at or now).strftime("%Y%m%dT%H%M%S")
 
 
+def _due(now: datetime):
+    return and_(Provider.listing_status == ListingStatus.LISTED,
+                or_(Provider.recheck_due_at.is_(None), Provider.recheck_due_at <= now))
+
+
 def claim_due(session: Session, now: datetime, batch_size: int, lease_seconds: int,
               actor: audit.Actor = "system:recheck-sweep") -> list[tuple[int, str]]:
     """Claim up to batch_size listed providers whose re-check is due: (provider id, window) each.
@@ -54,13 +59,22 @@ def claim_due(session: Session, now: datetime, batch_size: int, lease_seconds: i
     if their checks never complete (a lost message), the lease runs out and they are claimed again. Each
     claim is audited: the due date is shown to staff, and a lease that keeps running out is a window that
     never completes.
+
+    The most overdue are chosen first, but their rows are locked in id order (PostgreSQL; SQLite's write lock
+    serialises writers anyway), the order every writer of several provider rows takes, so two sweeps cannot
+    deadlock. A row another claimer moved on while this one waited for it is no longer due and is left out:
+    each due provider is claimed once.
     """
-    rows = session.execute(
-        select(Provider.id, Provider.recheck_due_at)
-        .where(Provider.listing_status == ListingStatus.LISTED,
-               or_(Provider.recheck_due_at.is_(None), Provider.recheck_due_at <= now))
+    chosen = session.scalars(
+        select(Provider.id).where(_due(now))
         .order_by(Provider.recheck_due_at.is_(None).desc(), Provider.recheck_due_at, Provider.id)
         .limit(batch_size)
+    ).all()
+    if not chosen:
+        return []
+    rows = session.execute(
+        select(Provider.id, Provider.recheck_due_at).where(Provider.id.in_(chosen), _due(now))
+        .order_by(Provider.id).with_for_update()
     ).all()
     if not rows:
         return []

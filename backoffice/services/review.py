@@ -21,7 +21,7 @@ from backoffice.models import (
     VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
 )
 from backoffice.services import audit, criteria, outbox, profile, sla, submissions, verification
-from backoffice.services.errors import Conflict, DomainError, InvalidTransition, NotAllowed
+from backoffice.services.errors import Conflict, DomainError, InvalidTransition, LostRace, NotAllowed
 
 S = SubmissionState
 NEEDS_SECOND_SIGNOFF = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.REINSTATEMENT})
@@ -72,8 +72,8 @@ def flush(session: Session) -> None:
     """Flush, turning a lost race (a stale version, a unique clash) into a Conflict with a clear message."""
     try:
         session.flush()
-    except (StaleDataError, IntegrityError):
-        raise Conflict(CONFLICT_MESSAGE) from None
+    except (LostRace, StaleDataError, IntegrityError):
+        raise LostRace(CONFLICT_MESSAGE) from None
 
 
 def lock(session: Session, submission: Submission, expected_version: int | None) -> None:
@@ -130,7 +130,7 @@ def open_reinstatement(session: Session, actor: Account, provider: Provider, pol
                        reason: str) -> Submission:
     """Staff open a new review to reinstate a revoked, expired or suspended provider."""
     require_researcher(actor)
-    if provider.verification_status == VerificationStatus.VERIFIED and provider.listing_status == ListingStatus.LISTED:
+    if provider.is_in_directory(utcnow()):
         raise InvalidTransition("This provider is verified and listed; there is nothing to reinstate.")
     open_ = session.scalar(select(Submission.id).where(
         Submission.provider_id == provider.id, Submission.kind == SubmissionKind.REINSTATEMENT,
@@ -510,10 +510,10 @@ def require_approvable(session: Session, submission: Submission) -> None:
 
 
 def _require_currently_verified(provider: Provider) -> None:
-    if provider.verification_status != VerificationStatus.VERIFIED or (
-            provider.verified_until is not None and provider.verified_until <= utcnow()):
+    now = utcnow()
+    if not provider.is_verified(now):
         raise DomainError("Only a currently verified provider can advertise; this one is "
-                          f"{provider.verification_status.label}.")
+                          f"{provider.verification_at(now).label}.")
 
 
 def _apply_decision(session: Session, actor: Account, submission: Submission, decision: Decision,

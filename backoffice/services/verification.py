@@ -29,15 +29,23 @@ def suspend_advertising(session: Session, actor: audit.Actor, provider: Provider
     return True
 
 
-def lapsed_provider_ids(session: Session, now: datetime, limit: int) -> list[int]:
+def lapsed_provider_ids(session: Session, now: datetime, limit: int, after_id: int = 0) -> list[int]:
+    """Verified providers whose verified_until has passed, in id order after `after_id`."""
     return list(
         session.scalars(
             select(Provider.id)
-            .where(Provider.verification_status == VerificationStatus.VERIFIED, Provider.verified_until < now)
+            .where(Provider.verification_status == VerificationStatus.VERIFIED, Provider.verified_until < now,
+                   Provider.id > after_id)
             .order_by(Provider.id)
             .limit(limit)
         )
     )
+
+
+def expire_one(session: Session, actor: audit.Actor, provider_id: int, now: datetime) -> bool:
+    """Expire one provider's lapsed verification, read afresh; False if there is nothing to do (any more)."""
+    provider = session.get(Provider, provider_id)
+    return provider is not None and expire_verification(session, actor, provider, now)
 
 
 def expire_verification(session: Session, actor: audit.Actor, provider: Provider, now: datetime) -> bool:
@@ -73,11 +81,8 @@ def lapse(session: Session, actor: audit.Actor, provider: Provider, reason: str)
 
 def expire_lapsed(session: Session, actor: audit.Actor, now: datetime, batch_size: int = 500) -> int:
     """Expire one batch of lapsed verifications; returns how many changed (0 when none are left)."""
-    ids = lapsed_provider_ids(session, now, batch_size)
-    if not ids:
-        return 0
-    providers = session.scalars(select(Provider).where(Provider.id.in_(ids)).order_by(Provider.id)).all()
-    return sum(expire_verification(session, actor, provider, now) for provider in providers)
+    return sum(expire_one(session, actor, provider_id, now)
+               for provider_id in lapsed_provider_ids(session, now, batch_size))
 
 
 def grant(session: Session, actor: audit.Actor, provider: Provider, decision: Decision, verified_at: datetime,
