@@ -37,6 +37,8 @@ class Config:
     BEAT_SCHEDULE_FILE = str(INSTANCE / "celerybeat-schedule")
     SWEEP_VERIFICATION_EXPIRY_SECONDS = 3600
     SWEEP_OUTBOX_SECONDS = 60
+    # Staff who chose a daily digest get it this often (services/staff_notices.py).
+    SWEEP_STAFF_DIGEST_SECONDS = 86400
     SWEEP_ON_WORKER_START = True
     SWEEP_AUDIT_VERIFICATION_SECONDS = 86400
     OUTBOX_FOLDER = str(INSTANCE / "outbox")
@@ -273,7 +275,7 @@ def metrics_networks(setting: str) -> list[ipaddress.IPv4Network | ipaddress.IPv
 # Settings that only make sense above zero; a zero sweep interval would make beat send it without pause, a
 # zero batch would make the re-check sweep loop for ever.
 POSITIVE = (
-    "SWEEP_VERIFICATION_EXPIRY_SECONDS", "SWEEP_OUTBOX_SECONDS", "SWEEP_AUDIT_VERIFICATION_SECONDS",
+    "SWEEP_VERIFICATION_EXPIRY_SECONDS", "SWEEP_OUTBOX_SECONDS", "SWEEP_STAFF_DIGEST_SECONDS", "SWEEP_AUDIT_VERIFICATION_SECONDS",
     "SWEEP_RECHECK_SECONDS", "SWEEP_EXCLUSION_SECONDS", "SWEEP_EXPIRY_REMINDER_SECONDS", "SWEEP_SLA_SECONDS",
     "RECHECK_BATCH_SIZE", "RECHECK_LEASE_SECONDS", "CHECK_TIME_LIMIT_SECONDS", "BROKER_VISIBILITY_TIMEOUT_SECONDS",
     "STAFF_IDLE_TIMEOUT_MINUTES", "SECOND_FACTOR_PENDING_SECONDS", "VERIFICATION_VALIDITY_DAYS",

@@ -122,6 +122,21 @@ def recheck_status(last_rechecked_at: datetime | None, latest_runs: Mapping) -> 
     return "never"
 
 
+def my_work():
+    """What waits for the signed-in researcher or lead (services.staff_notices.my_work), once per request."""
+    from flask_login import current_user
+
+    from backoffice.models import Role
+    from backoffice.services import staff_notices
+
+    if not getattr(current_user, "is_authenticated", False) or not current_user.has_role(
+            Role.RESEARCHER, Role.RESEARCH_LEAD):
+        return None
+    if "my_work" not in g:
+        g.my_work = staff_notices.my_work(db.session, current_user)
+    return g.my_work
+
+
 # Every action the audit trail records, in words: the audit log, an event and a provider's history show these
 # beside the code (which the log's search takes). tests/test_audit_coverage.py checks that every action the code
 # records is here.
@@ -138,6 +153,7 @@ EVENT_WORDS: dict[str, str] = {
     "account.password_rehashed": "password hash renewed with stronger settings (the password is the same)",
     "account.password_reset_requested": "password reset link mailed",
     "account.password_reset": "password reset through a mailed link",
+    "account.notice_preferences_changed": "notification choices changed",
     "account.second_factor_enrolled": "authenticator app set up",
     "account.second_factor_passed": "second-factor code accepted",
     "account.second_factor_failed": "second-factor code refused",
@@ -224,4 +240,5 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["event_words"] = event_words
     app.jinja_env.filters["verification"] = verification
     app.jinja_env.globals["code_labels"] = labels
+    app.jinja_env.globals["my_work"] = my_work
     app.jinja_env.tests["moment"] = is_moment

@@ -58,6 +58,7 @@ PERIODIC = [
     ("sla-sweep", "tasks.checks.sla_sweep", "SWEEP_SLA_SECONDS"),
     ("audit-verification", "tasks.sweeps.audit_verification", "SWEEP_AUDIT_VERIFICATION_SECONDS"),
     ("deliver-notifications", "tasks.sweeps.deliver_notifications", "SWEEP_OUTBOX_SECONDS"),
+    ("staff-digest", "tasks.sweeps.staff_digest", "SWEEP_STAFF_DIGEST_SECONDS"),
 ]
 
 

@@ -9,7 +9,7 @@ from flask import current_app
 from backoffice import mail, txn
 from backoffice.extensions import db
 from backoffice.models import utcnow
-from backoffice.services import outbox, verification
+from backoffice.services import outbox, staff_notices, verification
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -49,6 +49,14 @@ def deliver_notifications() -> int:
             db.session.commit()
             sent += outcome is not None and outcome.status == mail.SENT
     return sent
+
+
+@shared_task(name="tasks.sweeps.staff_digest", time_limit=600, soft_time_limit=540)
+def staff_digest() -> int:
+    """Each day, one message per staff member with the notices they chose to get in a digest."""
+    written = staff_notices.write_digests(db.session, current_app.config.get("PUBLIC_BASE_URL", ""))
+    db.session.commit()
+    return written
 
 
 @shared_task(name="tasks.sweeps.audit_verification", time_limit=3600, soft_time_limit=3500)

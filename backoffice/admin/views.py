@@ -139,6 +139,7 @@ class AccountView(SecuredModelView):
 def build_views(db) -> list:
     from backoffice.admin.audit import AuditLogView, AuditVerificationView
     from backoffice.admin.mail import MailView
+    from backoffice.admin.notices import NoticesView
     from backoffice.admin.review import CatalogueView, ReviewView
     from backoffice.admin.staff import StaffView
 
@@ -156,5 +157,6 @@ def build_views(db) -> list:
         StaffView(name="Staff and roles", endpoint="staff", url="/admin/staff", category="Administration"),
         AccountView(Account, db, name="All accounts", endpoint="accounts", category="Administration"),
         MailView(name="Outgoing mail", endpoint="mail", url="/admin/mail"),
+        NoticesView(name="Notifications", endpoint="notices", url="/admin/notifications"),
         *findings_views(),
     ]

@@ -12,6 +12,7 @@ from backoffice.models.criteria import CriteriaCatalogue, Criterion
 from backoffice.models.exclusion import ExclusionRecord, ExclusionRecordKind, ExclusionSource
 from backoffice.models.lockout import AttemptKind, FailedAttempt
 from backoffice.models.outbox import DeliveryState, Notification
+from backoffice.models.staff_notice import NoticeMode, StaffDigestItem, StaffNoticePreference
 from backoffice.models.provider import (
     Accreditation, AdvertisingStatus, Licence, ListingStatus, Location, Principal, PrincipalRole,
     Provider, VerificationAction, VerificationActionKind, VerificationActionState, VerificationStatus,

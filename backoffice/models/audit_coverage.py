@@ -234,6 +234,19 @@ TABLES: dict[str, Coverage] = {
         any_event_names_new_rows=True,
         named_fields=frozenset({"sent_at", "failed_at"}),
     ),
+    "staff_notice_preference": Coverage(
+        "what each researcher or lead is told, and how (an e-mail at once, a daily digest, not at all)",
+        audited=("account_id", "kind", "mode"),
+        named_by=(("account", "account_id"),),
+    ),
+    "staff_digest_item": Coverage(
+        "notices kept for someone's daily digest",
+        audited=(),
+        bookkeeping=_all("a notice waiting for the daily digest, written with the change it tells of (itself "
+                         "audited); the digest it goes into is a notification, audited when sent",
+                         "id", "account_id", "kind", "subject", "link", "created_at", "digested_at",
+                         "notification_id"),
+    ),
     "audit_event": Coverage(
         "the audit trail",
         audited=(),

@@ -190,6 +190,8 @@ class Decision(Base):
     """A research decision; where a second sign-off is required it takes effect only once signed off."""
 
     __tablename__ = "decision"
+    # The research leads' "waiting for my sign-off": the few decisions in that state, whatever the history.
+    __table_args__ = (Index("ix_decision_status", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), index=True)

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from backoffice.models import (
     OPEN_FINDING_STATES, CheckKind, Finding, FindingSeverity, FindingState, Provider, utcnow,
 )
-from backoffice.services import audit
+from backoffice.services import audit, staff_notices
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition
 
 
@@ -55,6 +55,7 @@ def open_or_update(
             )
             if severity == FindingSeverity.CRITICAL:
                 _stop_advertising(session, actor, provider, finding)
+                staff_notices.critical_finding(session, finding, provider)
         session.flush()
         return finding, False
     finding = Finding(
@@ -70,6 +71,7 @@ def open_or_update(
     )
     if severity == FindingSeverity.CRITICAL:
         _stop_advertising(session, actor, provider, finding)
+        staff_notices.critical_finding(session, finding, provider)
     return finding, True
 
 

@@ -170,6 +170,10 @@ KIND_NAMES = {
     "info_requested": "question from the research team",
     "decided": "decision on a request",
     "expiry_reminder": "licence or accreditation expiry reminder",
+    "staff_provider_answered": "to staff: a provider submitted or answered",
+    "staff_signoff_waiting": "to staff: a decision awaits sign-off",
+    "staff_critical_finding": "to staff: a critical finding opened",
+    "staff_digest": "to staff: daily digest",
 }
 
 # The lists of the Outgoing mail page: which delivery states each shows.

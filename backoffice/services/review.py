@@ -20,7 +20,7 @@ from backoffice.models import (
     Submission, SubmissionKind, SubmissionMessage, SubmissionState, VerificationAction,
     VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
 )
-from backoffice.services import audit, criteria, outbox, profile, sla, submissions, verification
+from backoffice.services import audit, criteria, outbox, profile, sla, staff_notices, submissions, verification
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition, LostRace, NotAllowed
 
 S = SubmissionState
@@ -124,6 +124,7 @@ def submit(session: Session, actor: Account, submission: Submission, policy: Rev
     submission.first_response_due = sla.add_business_days(now, policy.first_response_business_days)
     submission.decision_due = sla.add_business_days(now, policy.decision_business_days)
     flush(session)
+    staff_notices.request_submitted(session, submission)
 
 
 def open_reinstatement(session: Session, actor: Account, provider: Provider, policy: ReviewPolicy,
@@ -345,6 +346,7 @@ def answer_info_request(session: Session, actor: Account, submission: Submission
     submission.messages.append(answer)
     submissions.transition(session, actor, submission, S.IN_REVIEW, reason="provider answered")
     flush(session)
+    staff_notices.provider_answered(session, submission)
     return answer
 
 
@@ -424,7 +426,9 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
                  after={"submission_id": submission.id, "outcome": outcome.value, "reason_codes": reason_codes,
                         "status": decision.status.value, "catalogue_id": decision.catalogue_id},
                  reason=decision.internal_note, provider_id=submission.provider_id)
-    if not needs_signoff:
+    if needs_signoff:
+        staff_notices.signoff_waiting(session, submission, actor)
+    else:
         _apply_decision(session, actor, submission, decision, policy)
     return decision
 
