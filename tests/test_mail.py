@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
 import logging
 import re
 import time
@@ -423,3 +424,86 @@ def test_a_sending_lease_no_longer_than_the_delivery_time_limit_is_refused_at_st
                                                     r"longer than "
                                                     r"MAIL_DELIVERY_TIME_LIMIT_SECONDS 300: a message still"):
         config.load("testing", {"MAIL_SENDING_LEASE_SECONDS": 300})
+
+
+# -- the provider's journey, following only the links the mail server received ------------------
+
+
+def _link(message, prefix="https://backoffice.example.org/") -> str:
+    """The path of the first link to the back-office in the message's text part, as a person would open it."""
+    url = re.search(re.escape(prefix) + r"\S*", text_part(message)).group(0)
+    assert f'href="{url}"' in html_part(message), "the HTML part links to the same page"
+    return "/" + url[len(prefix):]
+
+
+def test_register_confirm_submit_answer_and_read_the_decision_by_the_links_in_the_mail(
+        make_app, smtp, make_account):
+    from backoffice.models import DecisionOutcome, Submission
+    from backoffice.services import review
+    from backoffice.services.review import ReviewPolicy
+    from tests.portal_helpers import PDF, submit_data
+    from tests.review_helpers import assess_all, publish_catalogue
+
+    server = smtp(security="starttls", users={USER: SECRET})
+    app = smtp_app(make_app, server)
+    provider_address = "intake@harbor.example.org"
+    with app.app_context():
+        session = db.session
+        publish_catalogue(session)
+        researcher = make_account(Role.RESEARCHER)
+        client = app.test_client()
+
+        register(client, provider_address)
+        deliver(app)
+        [confirmation] = [m for m in server.wait_for(1) if m["To"] == provider_address]
+        confirmed = client.get(_link(confirmation))
+        assert confirmed.status_code == 302 and confirmed.headers["Location"] == "/login"
+        signed_in = client.post("/login", data={"email": provider_address, "password": "correct horse battery staple"})
+        assert signed_in.headers["Location"] == "/portal/"
+
+        created = client.post("/portal/organisations/new", data={"legal_name": "Harbor Recovery Center LLC",
+                                                                   "public_name": "Harbor Recovery Center"})
+        submission_id = int(re.search(r"/portal/requests/(\d+)/edit", created.headers["Location"]).group(1))
+        client.post(f"/portal/requests/{submission_id}/documents",
+                    data={"files": [(io.BytesIO(PDF), "state-licence.pdf")]},
+                    content_type="multipart/form-data")
+        assert client.post(f"/portal/requests/{submission_id}/edit", data=submit_data()).status_code == 302
+        deliver(app)
+        told = [m for m in server.messages if m["To"] == researcher.email]
+        assert [m["Subject"].strip() for m in told] == [
+            f"Harbor Recovery Center: request #{submission_id} submitted (new listing)"]
+        assert _link(told[0]) == f"/admin/review/case/{submission_id}"
+
+        submission = session.get(Submission, submission_id)
+        review.claim(session, researcher, submission, None)
+        review.request_info(session, researcher, submission, "Please send the CARF accreditation letter.", None)
+        session.commit()
+        deliver(app)
+        question = [m for m in server.messages if m["To"] == provider_address][-1]
+        assert "has a question" in question["Subject"]
+        page_path = _link(question)
+        assert page_path == f"/portal/requests/{submission_id}"
+        page = client.get(page_path).get_data(as_text=True)
+        assert "Please send the CARF accreditation letter." in page and 'id="answer-form"' in page
+        session.expire_all()
+        answered = client.post(page_path + "/answer", data={
+            "message": "Attached.", "version": str(session.get(Submission, submission_id).row_version)})
+        assert answered.status_code == 302
+        deliver(app)
+        assert [m["Subject"].strip() for m in server.messages if m["To"] == researcher.email][-1] == \
+            f"Harbor Recovery Center answered your question on request #{submission_id}"
+
+        session.expire_all()
+        submission = session.get(Submission, submission_id)
+        assess_all(session, researcher, submission)
+        review.decide(session, researcher, submission, DecisionOutcome.APPROVED, [], "Welcome to the directory.",
+                      "internal: fine", ReviewPolicy.from_config(app.config), None)
+        session.commit()
+        deliver(app)
+        decision = [m for m in server.messages if m["To"] == provider_address][-1]
+        assert decision["Subject"].strip() == f"Harbor Recovery Center: decision on request #{submission_id}"
+        assert "internal: fine" not in decision.as_string()
+        page = client.get(_link(decision)).get_data(as_text=True)
+        assert "Decision: approved" in page and "Welcome to the directory." in page
+        message_ids = [m["Message-ID"] for m in server.messages]
+        assert len(set(message_ids)) == len(message_ids), "one Message-ID per message"
