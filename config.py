@@ -73,6 +73,16 @@ class Config:
     # Tests only: admit 127.0.0.1 (any port). Never set in production.
     OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS = False
     BROKER_VISIBILITY_TIMEOUT_SECONDS = 3600
+    # Requested work (services/work.py): a row per piece of work, sent again by the reconciler when its message
+    # was lost. Requested but not sent after the grace (the broker was down), sent but not taken by a worker
+    # within the sent lease, running past its lease (the worker was killed): sent again, up to the attempts.
+    WORK_RECONCILE_SECONDS = 60
+    WORK_SEND_GRACE_SECONDS = 10
+    WORK_SENT_LEASE_SECONDS = 3600
+    # Longer than the longest task time limit (a check's is 180 s), so a slow check is not sent twice.
+    WORK_LEASE_SECONDS = 300
+    WORK_MAX_ATTEMPTS = 5
+    WORK_RECONCILE_BATCH_SIZE = 500
     # Provider portal (issue 4).
     # Links in e-mails are built on this address, never on the request's Host header (which a client can
     # forge to have a reset link point at its own site). Required in production (an https URL); empty

@@ -8,9 +8,11 @@ from celery import Celery, Task
 from celery.signals import worker_ready
 from flask import Flask
 
+# Imported for its after-commit hooks: tasks and requested work are sent when the asking transaction commits.
+from backoffice import dispatch  # noqa: F401
 from tasks import filesystem_broker
 
-TASK_MODULES = ["tasks.sweeps", "tasks.checks"]
+TASK_MODULES = ["tasks.sweeps", "tasks.checks", "tasks.work"]
 
 
 def broker_settings(config: dict) -> dict:
@@ -57,6 +59,7 @@ PERIODIC = [
     ("sla-sweep", "tasks.checks.sla_sweep", "SWEEP_SLA_SECONDS"),
     ("audit-verification", "tasks.sweeps.audit_verification", "SWEEP_AUDIT_VERIFICATION_SECONDS"),
     ("deliver-notifications", "tasks.sweeps.deliver_notifications", "SWEEP_OUTBOX_SECONDS"),
+    ("work-reconciler", "tasks.work.reconcile", "WORK_RECONCILE_SECONDS"),
 ]
 
 

@@ -6,19 +6,28 @@ from flask import current_app
 
 from backoffice.extensions import db
 from backoffice.models import utcnow
-from backoffice.services import outbox, verification
+from backoffice.services import outbox, verification, work
 
 
 @shared_task(name="tasks.sweeps.verification_expiry_sweep", time_limit=600, soft_time_limit=540)
-def verification_expiry_sweep() -> int:
-    """Expire every verification whose verified_until has passed, one committed batch at a time."""
+def verification_expiry_sweep(work_id: int | None = None) -> int:
+    """Expire every verification whose verified_until has passed, one committed batch at a time: on beat, or as
+    work a research lead asked for."""
+    if work_id is not None:
+        if work.claim(db.session, work_id, work.Policy.from_config(current_app.config), lease_seconds=900) is None:
+            db.session.rollback()
+            return 0
+        db.session.commit()
     total = 0
     now = utcnow()
     while True:
         changed = verification.expire_lapsed(db.session, "system:verification-expiry-sweep", now)
-        db.session.commit()
         if not changed:
+            if work_id is not None:
+                work.complete(db.session, work_id)
+            db.session.commit()
             return total
+        db.session.commit()
         total += changed
 
 
