@@ -7,6 +7,7 @@ from markupsafe import Markup
 from backoffice import formatting
 from backoffice.admin.base import SecuredModelView
 from backoffice.admin.findings import build_views as findings_views
+from backoffice.admin.work import build_views as work_views
 from backoffice.extensions import db
 from backoffice.importers import locator
 from backoffice.models import (
@@ -143,4 +144,5 @@ def build_views(db) -> list:
         StaffView(name="Staff and roles", endpoint="staff", url="/admin/staff", category="Administration"),
         AccountView(Account, db, name="All accounts", endpoint="accounts", category="Administration"),
         *findings_views(),
+        *work_views(),
     ]
