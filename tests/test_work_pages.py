@@ -54,6 +54,7 @@ def test_staff_read_the_work_in_flight_in_words(client, make_account, rows):
     assert "A worker took it 5 times and never finished it within its lease (300 s)" in text
     assert "verification-expiry sweep every lapsed verification waiting for the worker queue" in " ".join(text.split())
     assert "not taken by a worker yet" in text
+    assert "In all: 1 waiting for the worker queue, 1 running, 1 failed." in text
     assert "exclusion screening check" not in text  # done work is not in flight
     assert html.count(">Retry</button>") == 1  # only the failed row
     assert readability_problems(html) == []

@@ -30,6 +30,9 @@ def attempts_words(row: Work) -> str:
     return f"taken {times} of {row.max_attempts} allowed"
 
 
+LIMIT = 200
+
+
 class WorkInFlightView(SecuredView):
     """Open for researchers and research leads, who can retry failed work."""
 
@@ -37,7 +40,7 @@ class WorkInFlightView(SecuredView):
 
     @expose("/")
     def index(self):
-        rows = work.in_flight(db.session)
+        rows = work.in_flight(db.session, LIMIT)
         now = utcnow()
         providers = {p.id: p for p in db.session.scalars(select(Provider).where(Provider.id.in_(
             {int(r.target_id) for r in rows if r.target_type == "provider"})))}
@@ -49,7 +52,11 @@ class WorkInFlightView(SecuredView):
             if r.target_type == "provider" else None,
             "age": age_words((now - r.created_at).total_seconds()), "attempts": attempts_words(r),
         } for r in rows]
-        return self.render("admin/work/index.html", rows=shown, form=FlaskForm())
+        totals: dict[WorkState, int] = {}
+        for (_, state), n in work.counts_by_kind_and_state(db.session).items():
+            totals[WorkState(state)] = totals.get(WorkState(state), 0) + n
+        summary = ", ".join(f"{totals[s]:,} {work.STATE_WORDS[s]}" for s in WorkState if totals.get(s))
+        return self.render("admin/work/index.html", rows=shown, form=FlaskForm(), summary=summary, limit=LIMIT)
 
     @expose("/<int:work_id>/retry", methods=["POST"])
     def retry(self, work_id: int):
