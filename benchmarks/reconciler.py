@@ -157,11 +157,12 @@ def run(finished: int = 1_000_000, open_: int = 10_000, due: int = 100, runs: in
 
                 if engine == "postgresql":
                     baseline = _timed(raw_select(), runs)
-                    cursor.execute("SET enable_indexscan = off")
-                    cursor.execute("SET enable_bitmapscan = off")
+                    planner = ("enable_indexscan", "enable_indexonlyscan", "enable_bitmapscan")
+                    for setting in planner:
+                        cursor.execute(f"SET {setting} = off")
                     full_scan = _timed(raw_select(), max(3, runs // 4))
-                    cursor.execute("RESET enable_indexscan")
-                    cursor.execute("RESET enable_bitmapscan")
+                    for setting in planner:
+                        cursor.execute(f"RESET {setting}")
                     cursor.execute("EXPLAIN " + SELECT_DUE.format(hint="", now=literal))
                 else:
                     baseline = _timed(raw_select(), runs)
