@@ -1,6 +1,7 @@
 """Requested work as rows: recorded with the change, sent after commit, claimed once, finished once, reconciled."""
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from backoffice.models import AuditEvent, CheckKind, Work, WorkKind, WorkState, 
 from backoffice.services import work
 from backoffice.services.errors import Conflict, InvalidTransition
 from tests.celery_helpers import queued_messages
+from tests.test_exclusions import HEADER
 
 POLICY = work.Policy(send_grace_seconds=10, sent_lease_seconds=3600, run_lease_seconds=300, max_attempts=3)
 
@@ -189,3 +191,27 @@ def test_the_reconciler_reads_the_partial_index_of_open_work(app, session):
         session.execute(text("SET LOCAL enable_seqscan = off"))
         plan = " ".join(str(r) for r in session.execute(text(f"EXPLAIN {sql}")))
     assert "ix_work_open_lease" in plan, plan
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_import_with_the_broker_unreachable_keeps_its_screening_and_says_so(make_app, tmp_path):
+    """No Redis server needed: nothing listens on the port, as when Redis is down."""
+    app = make_app(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    leie = tmp_path / "2601EXCL.csv"
+    leie.write_text(HEADER + '"","","","GONE CLINIC INC","","","","0000000000","","","RICHMOND","VA","","1128b7",'
+                    '"20250115","00000000","00000000","",""\n')
+    with app.app_context():
+        result = app.test_cli_runner().invoke(args=["import", "leie", str(leie)])
+        assert result.exit_code == 0, result.output
+        assert ("1 records added, 0 already known, 0 duplicate lines skipped. Screening of listed providers is "
+                "recorded, but the worker queue cannot be reached just now; it will start by itself when the queue "
+                "is reachable again.") in result.output
+        row = db.session.scalar(select(Work))
+        assert (row.kind, row.state, row.params) == (WorkKind.IMPORT_SCREENING, WorkState.REQUESTED,
+                                                     {"window": "import-1"})
+        db.session.rollback()
