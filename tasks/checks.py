@@ -84,14 +84,14 @@ def run_check(self, work_id: int) -> str:
         db.session.rollback()
         return "taken or done"
     provider_id, kind, key = int(row.target_id), CheckKind(row.params["check"]), row.idempotency_key
-    db.session.commit()  # the claim and its lease are visible before any network call
     if rechecks.already_done(db.session, key):
         work.complete(db.session, work_id)
         db.session.commit()
         return "already done"
     subject = rechecks.facts(db.session, provider_id)
-    # End the read transaction: nothing stays open (or locked, on SQLite) while we wait on the network.
-    db.session.rollback()
+    # Commit the claim and its lease before any network call, ending the transaction: nothing stays open (or
+    # locked, on SQLite) while we wait on the network.
+    db.session.commit()
     if subject is None:
         work.complete(db.session, work_id)
         db.session.commit()

@@ -137,19 +137,18 @@ def claim(session: Session, work_id: int, policy: Policy, *, lease_seconds: int 
     `retry` is a task's own retry after a back-off (not a lost attempt, so not counted)."""
     now = utcnow()
     lease = lease_seconds or policy.run_lease_seconds
-    result = session.execute(
+    # One statement that takes the row and returns it (no second read: this runs once per check).
+    return session.scalars(
         update(Work).where(
             Work.id == work_id,
             or_(Work.state.in_([WorkState.REQUESTED, WorkState.SENT]),
                 and_(Work.state == WorkState.RUNNING, Work.lease_expires_at < now)),
         ).values(state=WorkState.RUNNING, started_at=now, updated_at=now,
                  attempts=Work.attempts + (0 if retry else 1),
-                 lease_expires_at=now + timedelta(seconds=lease)),
-        execution_options={"synchronize_session": False},
-    )
-    if result.rowcount != 1:
-        return None
-    return session.get(Work, work_id, populate_existing=True)
+                 lease_expires_at=now + timedelta(seconds=lease))
+        .returning(Work),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).first()
 
 
 def release_for_retry(session: Session, work_id: int, countdown: int, reason: str, policy: Policy) -> None:
