@@ -11,6 +11,7 @@ from backoffice.extensions import db
 from backoffice.models import AuditEvent, CheckKind, Work, WorkKind, WorkState, utcnow
 from backoffice.services import work
 from backoffice.services.errors import Conflict, InvalidTransition
+from tasks.celery_app import TASK_MODULES, beat_schedule
 from tests.celery_helpers import queued_messages
 from tests.test_exclusions import HEADER
 
@@ -215,3 +216,9 @@ def test_an_import_with_the_broker_unreachable_keeps_its_screening_and_says_so(m
         assert (row.kind, row.state, row.params) == (WorkKind.IMPORT_SCREENING, WorkState.REQUESTED,
                                                      {"window": "import-1"})
         db.session.rollback()
+
+
+def test_beat_runs_the_reconciler_every_minute(app):
+    entry = beat_schedule(app.config)["work-reconciler"]
+    assert entry == {"task": "tasks.work.reconcile", "schedule": timedelta(seconds=60)}
+    assert "tasks.work" in TASK_MODULES  # the worker loads it
