@@ -91,6 +91,16 @@ class Config:
     # On Redis, a task a worker has taken but not acknowledged goes to another worker after this long: it must
     # outlast the longest retry back-off plus a check's time limit (refused at start otherwise).
     BROKER_VISIBILITY_TIMEOUT_SECONDS = 3600
+    # Requested work (services/work.py): a row per piece of work, sent again by the reconciler when its message
+    # was lost. Requested but not sent after the grace (the broker was down), sent but not taken by a worker
+    # within the sent lease, running past its lease (the worker was killed): sent again, up to the attempts.
+    WORK_RECONCILE_SECONDS = 60
+    WORK_SEND_GRACE_SECONDS = 10
+    WORK_SENT_LEASE_SECONDS = 3600
+    # Longer than the longest task time limit (a check's is 180 s), so a slow check is not sent twice.
+    WORK_LEASE_SECONDS = 300
+    WORK_MAX_ATTEMPTS = 5
+    WORK_RECONCILE_BATCH_SIZE = 500
     # Provider portal (issue 4).
     # Links in e-mails are built on this address, never on the request's Host header (which a client can
     # forge to have a reset link point at its own site). Required in production (an https URL); empty
@@ -328,6 +338,10 @@ def contradictions(settings: dict) -> list[str]:
         problems.append(
             f"RECHECK_LEASE_SECONDS {settings['RECHECK_LEASE_SECONDS']} is shorter than {how_long}: the sweep "
             f"would claim a provider again while its checks may still be running; set it to at least {held}")
+    if settings["WORK_LEASE_SECONDS"] < held:
+        problems.append(
+            f"WORK_LEASE_SECONDS {settings['WORK_LEASE_SECONDS']} is shorter than {how_long}: the reconciler would "
+            f"send a check again while it may still be running; set it to at least {held}")
     if settings["OUTBOUND_CONNECT_TIMEOUT_SECONDS"] > settings["OUTBOUND_TOTAL_TIMEOUT_SECONDS"]:
         problems.append(
             f"OUTBOUND_CONNECT_TIMEOUT_SECONDS {settings['OUTBOUND_CONNECT_TIMEOUT_SECONDS']} is longer than "

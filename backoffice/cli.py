@@ -10,8 +10,8 @@ from tqdm import tqdm
 
 from backoffice.extensions import db
 from backoffice.importers.locator import ImportFileError, read_file
-from backoffice.models import Role
-from backoffice.services import accounts, audit, criteria, imports
+from backoffice.models import Role, WorkKind, WorkState
+from backoffice.services import accounts, audit, criteria, imports, work
 from backoffice.services.errors import DomainError
 
 # The command a new user copies from the seed output, README and `make run`: it works without FLASK_APP.
@@ -87,9 +87,7 @@ def import_findtreatment(path: Path, partial: bool) -> None:
 def _import_exclusions(path: Path, expect: set[str], file_date) -> None:
     """Read the whole file, refuse it with every problem listed, or import it and queue screening."""
     from backoffice.checks.exclusion_lists import ExclusionFileError, read
-    from backoffice.dispatch import after_commit
     from backoffice.services import screening
-    from tasks.checks import exclusion_sweep
 
     try:
         parsed = read(path, expect=expect)
@@ -108,11 +106,17 @@ def _import_exclusions(path: Path, expect: set[str], file_date) -> None:
                    f"(as {previous.file_name}); nothing added.")
         return
     result = screening.import_file(db.session, "system:import", parsed, file_date.date() if file_date else None)
-    after_commit(db.session, exclusion_sweep, f"import-{result.source.id}")
-    db.session.commit()
+    screening_work = work.request(
+        db.session, "system:import",
+        work.Spec(WorkKind.IMPORT_SCREENING, "exclusion_source", result.source.id,
+                  f"import-screening:{result.source.id}", {"window": f"import-{result.source.id}"}),
+        work.Policy.from_config(current_app.config))
+    db.session.commit()  # the screening is sent once this commit has happened
+    queued = ("Screening of listed providers is queued." if screening_work.state != WorkState.REQUESTED else
+              "Screening of listed providers is recorded, but the worker queue cannot be reached just now; it will "
+              "start by itself when the queue is reachable again.")
     click.echo(f"{path.name} ({parsed.list_name}, file date {result.source.file_date}): {result.added} records added, "
-               f"{result.already_known} already known, {parsed.duplicates} duplicate lines skipped. "
-               "Screening of listed providers is queued.")
+               f"{result.already_known} already known, {parsed.duplicates} duplicate lines skipped. {queued}")
 
 
 _FILE_DATE = click.option("--file-date", type=click.DateTime(formats=["%Y-%m-%d"]),

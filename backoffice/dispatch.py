@@ -1,13 +1,35 @@
-"""Send Celery tasks only once the transaction that asked for them has committed."""
+"""Send Celery tasks only once the transaction that asked for them has committed.
+
+Requested work (backoffice/services/work.py) is sent the same way: its row's id, after the commit that
+recorded it; the row is then marked sent. A broker that refuses (down, unreachable) is logged once per
+commit and the rows stay requested: the reconciler sends them when it answers again.
+"""
 from __future__ import annotations
 
+import importlib
+import logging
 from typing import Any
 
+from flask import current_app
 from sqlalchemy.orm import Session
 
 from backoffice import txn
+from backoffice.extensions import db
+from backoffice.models import WorkKind
+from backoffice.services import work
+
+log = logging.getLogger(__name__)
 
 _QUEUE = "tasks_after_commit"
+
+# The task that does each kind of work; it is given the row's id only.
+WORK_TASKS = {
+    WorkKind.RECHECK_NOW: "tasks.checks.run_check",
+    WorkKind.SCHEDULED_CHECK: "tasks.checks.run_check",
+    WorkKind.SCREENING: "tasks.checks.run_check",
+    WorkKind.IMPORT_SCREENING: "tasks.checks.exclusion_sweep",
+    WorkKind.EXPIRY_SWEEP: "tasks.sweeps.verification_expiry_sweep",
+}
 
 
 def after_commit(session: Session, task: Any, *args: Any, **kwargs: Any) -> None:
@@ -21,4 +43,43 @@ def _send(session: Session, items: list, committed: bool) -> None:
             task.apply_async(args=args, kwargs=kwargs)
 
 
+def _task(name: str):
+    celery = current_app.extensions["celery"]
+    if name not in celery.tasks:
+        # The task modules import this one (to send after commit), so they are loaded when first needed.
+        importlib.import_module(name.rsplit(".", 1)[0])
+    return celery.tasks[name]
+
+
+def send_work(items: list[tuple[int, WorkKind]]) -> list[int]:
+    """Send each row's id to its task, then mark the accepted ones sent; returns their ids.
+
+    Never raises for the broker: the first refusal is logged and the rest are left requested, for the
+    reconciler (a broker that refused one message would refuse the next, each after its own timeout)."""
+    if not items:
+        return []
+    sent: list[int] = []
+    for position, (work_id, kind) in enumerate(items):
+        try:
+            _task(WORK_TASKS[kind]).apply_async(args=[work_id])
+        except Exception as exc:  # noqa: BLE001 - whatever the broker's client raises, the row is kept
+            log.warning("The worker queue did not accept work %s (%s: %s); it and %d more are kept as requested "
+                        "and will be sent by the reconciler", work_id, exc.__class__.__name__, exc,
+                        len(items) - position - 1)
+            break
+        sent.append(work_id)
+    if sent:
+        # The asking transaction has ended; this bookkeeping has a short one of its own.
+        with Session(db.engine) as marking:
+            work.mark_sent(marking, sent, work.Policy.from_config(current_app.config))
+            marking.commit()
+    return sent
+
+
+def _send_work(session: Session, items: list, committed: bool) -> None:
+    if committed:
+        send_work(items)
+
+
 txn.on_root_end(_QUEUE, _send)
+txn.on_root_end(work.SEND_QUEUE, _send_work)

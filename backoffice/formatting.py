@@ -210,6 +210,8 @@ EVENT_WORDS: dict[str, str] = {
     "notification.failed": "message could not be delivered",
     "notification.retried": "undelivered message sent again",
     "sweep.requested": "sweep asked for",
+    "work.failed": "requested work given up after its last attempt",
+    "work.retried": "failed work tried again",
     "audit.exported": "audit trail exported",
 }
 

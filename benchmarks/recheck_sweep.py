@@ -6,7 +6,8 @@ The farm: threaded HTTP servers on 127.0.0.1, each answer delayed 100-300 ms (un
 `--hosts` distinct names through OUTBOUND_HOST_OVERRIDES with OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS (only this
 benchmark sets them). The worker is started with the Procfile's worker command (same pool and concurrency)
 on its own database (a new SQLite file, or DATABASE_URL's server with a database of its own), and runs the
-product's `run_check` task for each listed provider's website. Baseline: the same check one after another
+product's `run_check` task for each listed provider's website, asked for as the sweep asks: a work row per
+check, a batch of rows per commit, each sent after it (the timing includes every row's claim and finish). Baseline: the same check one after another
 in this process, timed on a sample and extrapolated. Bound: mean latency x checks / worker concurrency.
 Plain HTTP: TLS handshakes are CPU work measured by benchmarks/website_checks.py, not network waiting.
 """
@@ -31,7 +32,10 @@ from sqlalchemy import func, insert, select
 from backoffice.checks import website
 from backoffice.checks.http import client_for
 from backoffice.extensions import db
-from backoffice.models import CheckOutcome, CheckRun, ListingStatus, Location, Provider, utcnow
+from backoffice.models import (
+    CheckKind, CheckOutcome, CheckRun, ListingStatus, Location, Provider, Work, WorkKind, WorkState, utcnow,
+)
+from backoffice.services import work
 from benchmarks.expect import expect
 from benchmarks.generate import bench_app, scratch_database
 
@@ -78,6 +82,15 @@ def worker_command() -> list[str]:
     raise SystemExit("no worker line in the Procfile")
 
 
+def worker_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) the worker process has used: on a shared machine, less noisy than wall time."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def concurrency_of(command: list[str]) -> int:
     for flag in ("--concurrency", "-c"):
         if flag in command:
@@ -105,8 +118,6 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
         app = bench_app(SQLALCHEMY_DATABASE_URI=url, **{**settings, "OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS": True,
                                                          "OUTBOUND_HOST_OVERRIDES": {n: "127.0.0.1" for n in names},
                                                          "CHECK_MAX_RETRIES": 0})
-        from tasks.checks import run_check
-
         with app.app_context():
             from flask_migrate import upgrade
 
@@ -149,8 +160,14 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
                         raise SystemExit(f"worker did not start:\n{log_file.read_text()[-3000:]}")
                     time.sleep(0.2)
                 started = time.perf_counter()
-                for pid in range(1, checks + 1):
-                    run_check.delay(pid, "website", "bench")
+                # As the sweep asks for them: a work row per check, a batch per commit, sent after it.
+                policy = work.Policy.from_config(app.config)
+                batch = app.config["RECHECK_BATCH_SIZE"]
+                for first in range(1, checks + 1, batch):
+                    work.request_many(db.session, "system:recheck-sweep", [
+                        work.check_spec(WorkKind.SCHEDULED_CHECK, pid, CheckKind.WEBSITE, "bench")
+                        for pid in range(first, min(first + batch, checks + 1))], policy)
+                    db.session.commit()
                 enqueued = time.perf_counter() - started
                 budget = checks * LATENCY[1] / max(1, concurrency) * 3 + 120
                 while True:
@@ -163,12 +180,18 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
                                          f"{log_file.read_text()[-3000:]}")
                     time.sleep(0.5)
                 elapsed = time.perf_counter() - started
+                worker_cpu = worker_cpu_seconds(worker.pid)
                 outcomes = dict(db.session.execute(select(CheckRun.outcome, func.count()).group_by(CheckRun.outcome)).all())
                 db.session.rollback()
                 # A check refused, failed or errored is quick and measures nothing of the sweep.
                 expect(set(outcomes) == {CheckOutcome.WARN},
                        f"the worker's checks ended {({str(k): v for k, v in outcomes.items()})}, not all 'warn' "
                        f"(reached over plain HTTP):\n{log_file.read_text()[-3000:]}")
+                # Recorded runs are not enough: every work row is finished with its run.
+                time.sleep(0.5)
+                finished = db.session.scalar(select(func.count()).select_from(Work).where(Work.state == WorkState.DONE))
+                db.session.rollback()
+                expect(finished == checks, f"{finished} of {checks} work rows are done")
             finally:
                 # Cold shutdown: every check is recorded (or the run has failed), so there is nothing for a
                 # warm shutdown to wait for but its own pool winding down.
@@ -185,8 +208,11 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
     bound = mean_latency * checks / concurrency
     rate = checks / elapsed
     result = {
-        "checks": checks, "hosts": hosts, "worker": " ".join(command[3:]), "concurrency": concurrency,
-        "seconds": round(elapsed, 1), "enqueue_seconds": round(enqueued, 1), "checks_per_s": round(rate, 1),
+        "checks": checks, "hosts": hosts, "work_rows": True, "worker": " ".join(command[3:]),
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 1), "enqueue_seconds": round(enqueued, 1),
+        "worker_cpu_ms_per_check": round(worker_cpu * 1000 / checks, 2) if worker_cpu is not None else None,
+        "checks_per_s": round(rate, 1),
         "outcomes": {str(k): v for k, v in outcomes.items()},
         "sequential_ms_per_check": round(sequential_per_check * 1000, 1),
         "sequential_checks_per_s": round(1 / sequential_per_check, 2),

@@ -9,9 +9,11 @@ from celery.signals import worker_ready
 from flask import Flask
 
 import config
+# Imported for its after-commit hooks: tasks and requested work are sent when the asking transaction commits.
+from backoffice import dispatch  # noqa: F401
 from tasks import filesystem_broker
 
-TASK_MODULES = ["tasks.sweeps", "tasks.checks"]
+TASK_MODULES = ["tasks.sweeps", "tasks.checks", "tasks.work"]
 
 
 def broker_settings(config: dict) -> dict:
@@ -59,6 +61,7 @@ PERIODIC = [
     ("audit-verification", "tasks.sweeps.audit_verification", "SWEEP_AUDIT_VERIFICATION_SECONDS"),
     ("deliver-notifications", "tasks.sweeps.deliver_notifications", "SWEEP_OUTBOX_SECONDS"),
     ("staff-digest", "tasks.sweeps.staff_digest", "SWEEP_STAFF_DIGEST_SECONDS"),
+    ("work-reconciler", "tasks.work.reconcile", "WORK_RECONCILE_SECONDS"),
 ]
 
 

@@ -9,16 +9,22 @@ from flask import current_app
 from backoffice import mail, txn
 from backoffice.extensions import db
 from backoffice.models import utcnow
-from backoffice.services import outbox, staff_notices, verification
+from backoffice.services import outbox, staff_notices, verification, work
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 
 
 @shared_task(name="tasks.sweeps.verification_expiry_sweep", time_limit=600, soft_time_limit=540)
-def verification_expiry_sweep() -> int:
-    """Expire every verification whose verified_until has passed, each provider in its own transaction; one
-    that keeps losing a race to a concurrent edit is left for the next (hourly) pass."""
+def verification_expiry_sweep(work_id: int | None = None) -> int:
+    """Expire every verification whose verified_until has passed, each provider in its own transaction (one
+    that keeps losing a race to a concurrent edit is left for the next, hourly, pass): on beat, or as work a
+    research lead asked for."""
+    if work_id is not None:
+        if work.claim(db.session, work_id, work.Policy.from_config(current_app.config), lease_seconds=900) is None:
+            db.session.rollback()
+            return 0
+        db.session.commit()
     actor, now = "system:verification-expiry-sweep", utcnow()
     after_id, total, left = 0, 0, []
     while True:
@@ -31,6 +37,9 @@ def verification_expiry_sweep() -> int:
         total, left, after_id = total + changed, left + missed, ids[-1]
     if left:
         log.warning("verification expiry: providers %s kept losing races; the next pass expires them", left)
+    if work_id is not None:
+        work.complete(db.session, work_id)
+        db.session.commit()
     return total
 
 

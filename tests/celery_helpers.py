@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -27,6 +29,8 @@ class CeleryProcess:
             "BEAT_SCHEDULE_FILE": app.config["BEAT_SCHEDULE_FILE"],
             **{key: str(value) for key, value in settings.items()},
         }
+        # The app's broker, whatever the environment says: a test may run the embedded one beside REDIS_URL.
+        env.pop("REDIS_URL", None)
         if app.config.get("REDIS_URL"):
             env["REDIS_URL"] = app.config["REDIS_URL"]
         args = [sys.executable, "-m", "celery", "-A", "tasks.worker"]
@@ -75,6 +79,54 @@ def start_celery(app, tmp_path):
     yield start
     for proc in started:
         proc.stop()
+
+
+class Forwarder:
+    """A TCP port that is closed until `open()`, then forwards every connection to `upstream` (host, port):
+    a broker that is down, then back, at one address."""
+
+    def __init__(self, upstream: tuple[str, int]):
+        self.upstream = upstream
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.listener: socket.socket | None = None
+        self.connections: list[socket.socket] = []
+
+    def open(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.upstream)
+            self.connections += [client, server]
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        for sock in self.connections:
+            sock.close()
 
 
 def queued_messages(app) -> int:

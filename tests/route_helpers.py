@@ -21,8 +21,9 @@ from backoffice.admin.base import SecuredMixin
 from backoffice.extensions import db
 from backoffice.models import (
     Accreditation, Account, AssessmentStatus, AuditEvent, CheckKind, CheckOutcome, CheckRun, Criterion,
-    DecisionOutcome, DeliveryState, ExclusionRecord, ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity, Licence,
-    ListingStatus, Principal, PrincipalRole, Provider, Role, Submission, SubmissionKind, VerificationStatus, utcnow,
+    DecisionOutcome, DeliveryState, ExclusionRecord, ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity,
+    Licence, ListingStatus, Principal, PrincipalRole, Provider, Role, Submission, SubmissionKind, VerificationStatus,
+    Work, WorkKind, WorkState, utcnow,
 )
 from backoffice.services import audit, documents, findings, listing_requests, outbox, review, staff, submissions
 from backoffice.services.review import Evidence
@@ -44,7 +45,7 @@ JS_URL = "javascript:alert(1)"
 ID_ARGUMENTS = {
     "provider_id": "provider", "submission_id": "submission", "document_id": "document", "finding_id": "finding",
     "seq": "audit_event", "action_id": "revocation", "account_id": "staff_account", "grant_id": "grant",
-    "note_id": "notification",
+    "note_id": "notification", "work_id": "work",
 }
 # String arguments with a value that reaches the view's code; any other string argument gets a plain word.
 STRING_ARGUMENTS = {"export_type": "csv", "action": "acknowledge"}
@@ -277,6 +278,11 @@ def build_world(session, make_account, make_provider, upload_folder: str) -> Wor
          "party": {"role": "organisation", "name": IMG},
          "record": {"name": SCRIPT, "state": "VA", "address": IMG, "source_file": JS_URL}})
 
+    failed_work = Work(kind=WorkKind.RECHECK_NOW, target_type="provider", target_id=str(provider.id),
+                       params={"check": "website", "window": f"manual {IMG}"}, idempotency_key=f"website:{SCRIPT}",
+                       state=WorkState.FAILED, attempts=5, max_attempts=5, last_error=f"Error {SCRIPT}",
+                       requested_by="system:test")
+    session.add(failed_work)
     revocation = review.request_revocation(session, researcher, provider, f"Revoke {SCRIPT}")
     grant = staff.request_role(session, admin, researcher, Role.AUDITOR, f"Grant {IMG}")
     undelivered = outbox.enqueue(session, kind="decided", account=member, subject=f"Decision {SCRIPT}",
@@ -296,7 +302,7 @@ def build_world(session, make_account, make_provider, upload_folder: str) -> Wor
              "document": [document.id], "finding": [website_finding.id, exclusion_finding.id], "check_run": [run.id],
              "criterion": [criterion], "audit_event": events, "revocation": [revocation.id],
              "staff_account": [researcher.id, admin.id], "grant": [grant.id],
-             "notification": [undelivered.id]},
+             "notification": [undelivered.id], "work": [failed_work.id]},
         accounts={Role.PROVIDER: member, Role.RESEARCHER: researcher, Role.ADMIN: admin},
     )
 

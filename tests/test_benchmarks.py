@@ -9,7 +9,7 @@ from benchmarks import audit_export, generate, pages, run, website_checks
 from benchmarks.expect import NotMeasured
 from tests.conftest import login
 
-BENCHMARKS = {"pages", "sweep", "screening", "audit", "import"}
+BENCHMARKS = {"pages", "sweep", "screening", "audit", "import", "reconciler"}
 
 
 def test_every_benchmark_runs_at_its_smallest_size(database_url, tmp_path, monkeypatch):
@@ -29,9 +29,13 @@ def test_every_benchmark_runs_at_its_smallest_size(database_url, tmp_path, monke
     assert {name: f["rows"] for name, f in record["import"]["files"].items()} == {
         name: generate.SIZES["tiny"] for name in generate.SAMHSA_FILES}
 
+    reconciled = record["reconciler"]
+    assert (reconciled["finished"], reconciled["open"], reconciled["due"]) == (2000, 20, 1)
+    assert reconciled["quiet_pass"]["median_ms"] > 0 and reconciled["resending_pass_database"]["median_ms"] > 0
+
     text = run.render([record])
     for heading in ("### Staff pages", "### Re-check sweep", "### Exclusion screening", "### Audit trail",
-                    "### Import of the real SAMHSA files"):
+                    "### Import of the real SAMHSA files", "### Work reconciler (target: a pass < 100 ms)"):
         assert heading in text
     assert "| review queue: first page |" in text
 

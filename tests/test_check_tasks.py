@@ -6,7 +6,8 @@ import time
 from sqlalchemy import func, select
 
 from backoffice.extensions import db
-from backoffice.models import CheckOutcome, CheckRun, Finding, ListingStatus
+from backoffice.models import CheckKind, CheckOutcome, CheckRun, Finding, ListingStatus, WorkKind, WorkState
+from backoffice.services import work
 from tasks.celery_app import broker_settings
 from tests.servers import LocalServer, html_page
 
@@ -25,12 +26,18 @@ def test_a_transient_error_is_retried_then_recorded_as_an_error(make_app, make_p
             from tasks.checks import run_check
 
             provider = make_provider(website=server.url(), listing_status=ListingStatus.LISTED)
-            run_check.apply(args=[provider.id, "website", "w1"])
+            policy = work.Policy.from_config(app.config)
+            row = work.request(db.session, "system:test",
+                               work.check_spec(WorkKind.RECHECK_NOW, provider.id, CheckKind.WEBSITE, "w1"), policy)
+            db.session.commit()
+            run_check.apply(args=[row.id])
             assert len(server.hits) == 3  # the first try and two retries
             run = db.session.scalar(select(CheckRun))
             assert run.outcome == CheckOutcome.ERROR and "after 2 retries" in run.summary
             assert db.session.scalar(select(func.count()).select_from(Finding)) == 0  # inconclusive: no finding
-            run_check.apply(args=[provider.id, "website", "w1"])
+            db.session.refresh(row)
+            assert row.state == WorkState.DONE and row.attempts == 1  # the task's own retries are not lost attempts
+            run_check.apply(args=[row.id])
             assert len(server.hits) == 3 and db.session.scalar(select(func.count()).select_from(CheckRun)) == 1
     finally:
         server.close()

@@ -233,3 +233,33 @@ def test_a_scraper_that_asks_for_openmetrics_gets_it(app):
     response = app.test_client().get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert response.status_code == 200 and response.mimetype == "application/openmetrics-text"
     assert response.get_data(as_text=True).endswith("# EOF\n")
+
+
+def test_the_work_figures_count_open_and_failed_work_by_kind_and_the_work_past_its_lease(app, session):
+    from backoffice.models import Work, WorkKind, WorkState
+
+    now = utcnow()
+
+    def row(n, kind, state, created, lease):
+        return Work(kind=kind, target_type="provider", target_id=str(n), params={}, idempotency_key=f"k{n}",
+                    state=state, attempts=1, max_attempts=5, requested_by="system:test", created_at=created,
+                    updated_at=created, lease_expires_at=lease)
+
+    session.add_all([
+        row(1, WorkKind.RECHECK_NOW, WorkState.REQUESTED, now - timedelta(minutes=2), now + timedelta(seconds=5)),
+        row(2, WorkKind.RECHECK_NOW, WorkState.RUNNING, now - timedelta(hours=2), now - timedelta(minutes=1)),
+        row(3, WorkKind.SCHEDULED_CHECK, WorkState.SENT, now - timedelta(minutes=10), now + timedelta(hours=1)),
+        row(4, WorkKind.SCHEDULED_CHECK, WorkState.DONE, now - timedelta(days=3), None),
+        row(5, WorkKind.SCREENING, WorkState.FAILED, now - timedelta(days=1), None),
+    ])
+    session.commit()
+    samples = scrape(app)
+    rows = {labels: value for (name, labels), value in samples.items() if name == "backoffice_work_rows" and value}
+    assert rows == {(("kind", "recheck_now"), ("state", "requested")): 1,
+                    (("kind", "recheck_now"), ("state", "running")): 1,
+                    (("kind", "scheduled_check"), ("state", "sent")): 1,
+                    (("kind", "screening"), ("state", "failed")): 1}
+    assert 2 * 3600 <= samples[("backoffice_work_oldest_open_age_seconds", (("kind", "recheck_now"),))] < 2 * 3600 + 120
+    assert samples[("backoffice_work_oldest_open_age_seconds", (("kind", "screening"),))] == 0
+    assert samples[("backoffice_work_past_lease", (("kind", "recheck_now"),))] == 1
+    assert samples[("backoffice_work_past_lease", (("kind", "scheduled_check"),))] == 0

@@ -1,23 +1,24 @@
-"""Re-checks end to end: a real worker on the configured broker, real HTTP(S) servers on 127.0.0.1."""
+"""Re-checks end to end: a real worker on the configured broker, real HTTP(S) servers on 127.0.0.1.
+
+A worker killed mid-check, on each broker: tests/test_work_delivery.py."""
 from __future__ import annotations
 
 import json
-import os
 import socket
-import threading
 import time
 
 import pytest
 from sqlalchemy import func, select
 
-from backoffice.dispatch import after_commit
+from backoffice.dispatch import after_commit, send_work
 from backoffice.extensions import db
 from backoffice.models import (
-    AdvertisingStatus, CheckKind, CheckRun, Finding, ListingStatus, Location, Provider, VerificationStatus, utcnow,
+    AdvertisingStatus, CheckKind, CheckRun, Finding, ListingStatus, Location, Provider, VerificationStatus, Work,
+    WorkState, utcnow,
 )
 from backoffice.checks import exclusion_lists
-from backoffice.services import rechecks, screening
-from tasks.checks import recheck_sweep, run_check
+from backoffice.services import screening
+from tasks.checks import recheck_sweep
 from tests.celery_helpers import start_celery  # noqa: F401 (fixture)
 from tests.test_exclusions import HEADER
 from tests.servers import LocalServer, fake_nppes, html_page, make_certificates, redirect, tls_context
@@ -149,58 +150,15 @@ def test_a_sweep_rechecks_every_listed_provider_end_to_end(app, session, make_pr
 
     # Running it all again changes nothing: nothing is due, and a re-delivered task finds its run.
     runs, found = session.scalar(select(func.count()).select_from(CheckRun)), session.scalar(select(func.count()).select_from(Finding))
-    window = session.scalar(select(CheckRun.idempotency_key).where(CheckRun.provider_id == gone.id,
-                                                                   CheckRun.check == CheckKind.WEBSITE)).split(":", 2)[2]
+    key = session.scalar(select(CheckRun.idempotency_key).where(CheckRun.provider_id == gone.id,
+                                                                CheckRun.check == CheckKind.WEBSITE))
+    done = session.scalar(select(Work).where(Work.idempotency_key == key))
+    assert done.state == WorkState.DONE
     after_commit(session, recheck_sweep)
-    after_commit(session, run_check, gone.id, "website", window)
     session.commit()
+    assert send_work([(done.id, done.kind)]) == [done.id]
     time.sleep(2)
     session.rollback()
     assert session.scalar(select(func.count()).select_from(CheckRun)) == runs
     assert session.scalar(select(func.count()).select_from(Finding)) == found
-    db.session.rollback()
-
-
-VISIBILITY = 6
-
-
-@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="acknowledge-late redelivery needs the Redis broker; "
-                    "the embedded filesystem transport has no unacknowledged-message recovery")
-def test_a_worker_killed_mid_check_redoes_it_exactly_once(app, session, make_provider, start_celery, sites, registry):
-    release = threading.Event()
-    answered = []
-
-    def hold(path):
-        answered.append(path)
-        if len(answered) == 1:
-            release.wait(20)  # the first worker dies while waiting here
-        return html_page("Slow But Fine Clinic")
-
-    sites.routes["slow.clinic.test"] = hold
-    provider = listed(make_provider, "Slow But Fine Clinic", f"https://slow.clinic.test:{sites.port}/")
-    # A short visibility timeout, so the check comes back soon; the start-up refuses one shorter than a check's
-    # time limit (the longest a check is held), so the limit and the fetch timeout are shortened with it.
-    settings = worker_settings(sites, registry, BROKER_VISIBILITY_TIMEOUT_SECONDS=str(VISIBILITY),
-                               CHECK_TIME_LIMIT_SECONDS=str(VISIBILITY), OUTBOUND_TOTAL_TIMEOUT_SECONDS="4",
-                               OUTBOUND_CONNECT_TIMEOUT_SECONDS="2")
-    first = start_celery("worker", **settings)
-    after_commit(session, run_check, provider.id, "website", "kill-test")
-    session.commit()
-    deadline = time.monotonic() + 30
-    while not answered and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert answered, "the worker never started the check"
-    first.kill()
-    release.set()
-    session.rollback()
-    assert session.scalar(select(func.count()).select_from(CheckRun)) == 0
-
-    start_celery("worker", **settings)
-    wait_for_runs(session, 1, timeout=60)
-    time.sleep(VISIBILITY + 1)  # longer than the visibility timeout: nothing else comes back
-    session.rollback()
-    key = rechecks.run_key(provider.id, CheckKind.WEBSITE, "kill-test")
-    runs = session.scalars(select(CheckRun).where(CheckRun.provider_id == provider.id)).all()
-    assert [(r.idempotency_key, r.outcome.value) for r in runs] == [(key, "pass")]
-    assert len(answered) == 2  # the killed attempt and exactly one redo
     db.session.rollback()

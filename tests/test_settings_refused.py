@@ -26,7 +26,8 @@ REFUSED = {
         "180: Redis would hand a waiting or running check to another worker again and again; set it to at least "
         "300."),
     "visibility too short for a longer time limit": (
-        {"REDIS_URL": REDIS, "CHECK_TIME_LIMIT_SECONDS": 3600, "OUTBOUND_TOTAL_TIMEOUT_SECONDS": 20},
+        {"REDIS_URL": REDIS, "CHECK_TIME_LIMIT_SECONDS": 3600, "OUTBOUND_TOTAL_TIMEOUT_SECONDS": 20,
+         "WORK_LEASE_SECONDS": 3720},
         "Settings refused: BROKER_VISIBILITY_TIMEOUT_SECONDS 3600 is shorter than the longest retry back-off "
         "(120 s: CHECK_RETRY_BACKOFF_SECONDS 30 doubled up to CHECK_MAX_RETRIES 3) plus CHECK_TIME_LIMIT_SECONDS "
         "3600: Redis would hand a waiting or running check to another worker again and again; set it to at least "
@@ -36,6 +37,11 @@ REFUSED = {
         "Settings refused: RECHECK_LEASE_SECONDS 240 is shorter than the longest retry back-off (120 s: "
         "CHECK_RETRY_BACKOFF_SECONDS 30 doubled up to CHECK_MAX_RETRIES 3) plus CHECK_TIME_LIMIT_SECONDS 180: the "
         "sweep would claim a provider again while its checks may still be running; set it to at least 300."),
+    "work lease shorter than back-off plus time limit": (
+        {"WORK_LEASE_SECONDS": 240},
+        "Settings refused: WORK_LEASE_SECONDS 240 is shorter than the longest retry back-off (120 s: "
+        "CHECK_RETRY_BACKOFF_SECONDS 30 doubled up to CHECK_MAX_RETRIES 3) plus CHECK_TIME_LIMIT_SECONDS 180: the "
+        "reconciler would send a check again while it may still be running; set it to at least 300."),
     "connect timeout beyond the total": (
         {"OUTBOUND_CONNECT_TIMEOUT_SECONDS": 30},
         "Settings refused: OUTBOUND_CONNECT_TIMEOUT_SECONDS 30 is longer than OUTBOUND_TOTAL_TIMEOUT_SECONDS 20, "

@@ -29,16 +29,20 @@ ROUNDS = int(os.environ.get("SWEEP_ROUNDS", "20" if BACKEND == "postgresql" else
 PROVIDERS = 150
 
 
-def _sent_checks(app) -> Counter:
-    """(provider id, window) -> how many run_check tasks the broker holds for it; the queue is emptied."""
-    sent: Counter = Counter()
+def _sent_checks(app, session) -> Counter:
+    """(provider id, window) -> how many run_check tasks the broker holds for it, each read from the work row
+    the task names; the queue is emptied."""
+    from backoffice.models import Work
+
+    work_ids = []
     for path in (Path(app.config["BROKER_FOLDER"]) / "queue").glob("*.msg"):
         message = json.loads(path.read_text())
         if message["headers"]["task"] == "tasks.checks.run_check":
-            (provider_id, _check, window), _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-            sent[(provider_id, window)] += 1
+            (work_id,), _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+            work_ids.append(work_id)
         path.unlink()
-    return sent
+    rows = {row.id: row for row in session.scalars(select(Work).where(Work.id.in_(work_ids)))}
+    return Counter((int(rows[work_id].target_id), rows[work_id].params["window"]) for work_id in work_ids)
 
 
 def _mix_the_heap(session, ids: list[int]) -> None:
@@ -56,9 +60,10 @@ def test_two_sweeps_started_together_claim_and_expire_everything_once(app, sessi
     expired_events: Counter = Counter()
     for n in range(ROUNDS):
         now = utcnow()
-        # Due at distinct moments each round, so each round's windows are its own.
+        # Due at distinct moments each round (minutes apart, however long a round takes), so each round's windows
+        # are its own: the same window's checks, still open as work, are not asked for twice.
         session.execute(update(Provider).where(Provider.id.in_(ids)).values(
-            recheck_due_at=now - timedelta(days=1, seconds=n)), execution_options={"synchronize_session": False})
+            recheck_due_at=now - timedelta(days=1, minutes=n)), execution_options={"synchronize_session": False})
         session.execute(update(Provider).where(Provider.id.in_(lapsed_ids)).values(
             verification_status=VerificationStatus.VERIFIED, verified_until=now - timedelta(minutes=5)),
             execution_options={"synchronize_session": False})
@@ -84,7 +89,7 @@ def test_two_sweeps_started_together_claim_and_expire_everything_once(app, sessi
         assert crashes == [], f"round {n}: {crashes!r}"
         assert results == {"recheck": PROVIDERS, "expiry": len(lapsed_ids)}, f"round {n}"
 
-        sent = _sent_checks(app)
+        sent = _sent_checks(app, session)
         expected = {(pid, rechecks.window_for(windows[pid], now)) for pid in ids}
         assert set(sent) == expected, f"round {n}: claimed {len(sent)} of {len(expected)}"
         assert set(sent.values()) == {len(rechecks.NETWORK_CHECKS)}, f"round {n}: a provider was claimed twice"

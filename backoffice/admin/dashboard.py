@@ -1,17 +1,16 @@
 """The staff dashboard: where the work stands, at a glance."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, url_for
+from flask import abort, current_app, flash, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
 from backoffice.admin.audit import chain_status
 from backoffice.admin.base import SecuredIndexView, only
-from backoffice.dispatch import after_commit
 from backoffice.extensions import db
-from backoffice.models import RESEARCH_ROLES, STAFF_ROLES, Role, utcnow
-from backoffice.services import accounts, audit, dashboard, outbox
+from backoffice.models import RESEARCH_ROLES, STAFF_ROLES, Role, WorkKind, utcnow
+from backoffice.services import accounts, audit, dashboard, outbox, work
 
 
 class DashboardView(SecuredIndexView):
@@ -36,10 +35,10 @@ class DashboardView(SecuredIndexView):
     def run_verification_expiry_sweep(self):
         if not FlaskForm().validate_on_submit():
             abort(400)
-        from tasks.sweeps import verification_expiry_sweep
-
         audit.record(db.session, current_user, "sweep.requested", "sweep", "verification_expiry")
-        after_commit(db.session, verification_expiry_sweep)
+        work.request(db.session, current_user, work.Spec(WorkKind.EXPIRY_SWEEP, "sweep", "verification_expiry",
+                                                         "sweep:verification_expiry"),
+                     work.Policy.from_config(current_app.config))
         db.session.commit()
         flash("The verification-expiry sweep is queued; lapsed verifications will show as expired shortly.", "info")
         return redirect(url_for("admin.index"))

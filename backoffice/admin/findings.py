@@ -1,7 +1,7 @@
 """Finding workflow pages: acknowledge, resolve, dismiss or confirm a finding with a reason; re-check now."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, url_for
+from flask import abort, current_app, flash, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -14,13 +14,12 @@ from wtforms.widgets import HiddenInput
 from backoffice import formatting
 from backoffice.admin.base import SecuredView, only
 from backoffice.admin.refusals import Refusal
-from backoffice.dispatch import after_commit
 from backoffice.extensions import db
 from backoffice.models import (
     OPEN_FINDING_STATES, RESEARCH_ROLES, CheckKind, CheckRun, ExclusionRecord, Finding, FindingSeverity, Provider,
-    Role,
+    Role, WorkState,
 )
-from backoffice.services import findings, rechecks
+from backoffice.services import findings, rechecks, work
 from backoffice.services.errors import Conflict, DomainError
 
 STALE_PAGE = "This page is out of date or was changed: reload it and try again."
@@ -127,13 +126,14 @@ class FindingWorkView(SecuredView):
         if not FlaskForm().validate_on_submit():
             abort(400)
         provider = db.session.get(Provider, provider_id) or abort(404)
-        from tasks.checks import run_check
-
-        window = rechecks.request_now(db.session, current_user, provider)
-        for check in rechecks.NETWORK_CHECKS:
-            after_commit(db.session, run_check, provider.id, check.value, window)
-        db.session.commit()
-        flash("Re-check queued: website, NPI and exclusion screening results will appear here shortly.", "info")
+        rows = rechecks.request_now(db.session, current_user, provider, work.Policy.from_config(current_app.config))
+        db.session.commit()  # the work is sent once this commit has happened, and marked sent if the queue took it
+        if any(row.state == WorkState.REQUESTED for row in rows):
+            flash("The re-check is recorded, but the worker queue cannot be reached just now. It will start by "
+                  "itself when the queue is reachable again; there is nothing more to do. It is listed under "
+                  "Re-checks, Work in flight.", "warning")
+        else:
+            flash("Re-check queued: website, NPI and exclusion screening results will appear here shortly.", "info")
         return redirect(url_for(".provider", provider_id=provider_id))
 
 

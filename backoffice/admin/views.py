@@ -7,6 +7,7 @@ from markupsafe import Markup
 from backoffice import formatting
 from backoffice.admin.base import SecuredModelView
 from backoffice.admin.findings import build_views as findings_views
+from backoffice.admin.work import build_views as work_views
 from backoffice.extensions import db
 from backoffice.importers import locator
 from backoffice.models import (
@@ -159,4 +160,5 @@ def build_views(db) -> list:
         MailView(name="Outgoing mail", endpoint="mail", url="/admin/mail"),
         NoticesView(name="Notifications", endpoint="notices", url="/admin/notifications"),
         *findings_views(),
+        *work_views(),
     ]

@@ -21,5 +21,6 @@ from backoffice.models.submission import (
     OPEN_STATES, Assessment, AssessmentStatus, Decision, DecisionOutcome, DecisionStatus, Document, MessageKind,
     Submission, SubmissionKind, SubmissionMessage, SubmissionProposedState, SubmissionState, SubmissionTransition,
 )
+from backoffice.models.work import OPEN_WORK_STATES, Work, WorkKind, WorkState
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -234,6 +234,20 @@ TABLES: dict[str, Coverage] = {
         any_event_names_new_rows=True,
         named_fields=frozenset({"sent_at", "failed_at"}),
     ),
+    "work": Coverage(
+        "requested work (a re-check, a scheduled check, a screening, a sweep) kept until it is done",
+        audited=("id", "kind", "target_type", "target_id", "params", "idempotency_key", "requested_by",
+                 "created_at"),
+        bookkeeping={
+            **_all("the row's way through the broker and a worker (sent, taken, done, tried again); what the work "
+                   "changes is audited, and so are a failure and a staff retry, with the state in the event",
+                   "state", "lease_expires_at", "attempts", "last_error", "updated_at", "sent_at", "started_at",
+                   "finished_at"),
+            "max_attempts": "the attempt limit the row was written with (a setting)",
+        },
+        named_by=(("work", "id"),),
+        any_event_names_new_rows=True,
+    ),
     "staff_notice_preference": Coverage(
         "what each researcher or lead is told, and how (an e-mail at once, a daily digest, not at all)",
         audited=("account_id", "kind", "mode"),

@@ -29,8 +29,9 @@ from config import metrics_networks
 from backoffice.extensions import db
 from backoffice.models import (
     OPEN_FINDING_STATES, AuditVerification, CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity,
-    DeliveryState, Notification, utcnow,
+    OPEN_WORK_STATES, DeliveryState, Notification, WorkKind, WorkState, utcnow,
 )
+from backoffice.services import work
 
 PREFIX = "backoffice"
 # Check runs and mail are counted over this window: a bounded range of an index, however long the history.
@@ -126,15 +127,28 @@ def open_findings(session: Session, now: datetime) -> Iterator[Metric]:
 
 
 def work_rows(session: Session, now: datetime) -> Iterator[Metric]:
-    """HOOK for the work rows (requested work kept in the database until done): not collected yet.
-
-    When the work table exists, yield from here, built from work.counts_by_kind_and_state():
-      backoffice_work_rows{kind,state}             rows by kind and state (requested, sent, running, done, failed)
-      backoffice_work_oldest_open_age_seconds{kind} age of the oldest row not done or failed (0 when none)
-      backoffice_work_past_lease{kind}              open rows whose lease has run out
-    The README's alert rules already name these.
-    """
-    return iter(())
+    """Requested work kept in the database until done (services/work.py): open and failed rows by kind and
+    state, the age of the oldest open row and the open rows past their lease, per kind. Done rows are not
+    counted (that would scan the whole history); every kind and open state is given, 0 when none."""
+    counts = work.counts_by_kind_and_state(session)
+    open_rows = work.open_by_kind(session, now)
+    rows = GaugeMetricFamily(f"{PREFIX}_work_rows", "Requested work not done yet, and work given up, by kind and "
+                             "state.", labels=["kind", "state"])
+    oldest = GaugeMetricFamily(f"{PREFIX}_work_oldest_open_age_seconds",
+                               "Age of the oldest open piece of work of each kind (0 when none is open).",
+                               labels=["kind"])
+    past = GaugeMetricFamily(f"{PREFIX}_work_past_lease",
+                             "Open work whose lease has run out: a worker died or the broker lost it.",
+                             labels=["kind"])
+    for kind in WorkKind:
+        for state in (*sorted(OPEN_WORK_STATES, key=lambda s: s.value), WorkState.FAILED):
+            rows.add_metric([kind.value, state.value], counts.get((kind.value, state.value), 0))
+        first, late = open_rows.get(kind.value, (None, 0))
+        oldest.add_metric([kind.value], 0.0 if first is None else _age_seconds(now, first))
+        past.add_metric([kind.value], late)
+    yield rows
+    yield oldest
+    yield past
 
 
 COLLECTORS = [check_outcomes, mail, audit_verification, open_findings, work_rows]

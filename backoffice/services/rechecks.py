@@ -16,9 +16,9 @@ from backoffice.checks import nppes, website
 from backoffice.checks.http import GuardedClient, OutboundError, OutboundRefused
 from backoffice.checks.result import CheckResult, FindingSpec
 from backoffice.models import (
-    CheckKind, CheckOutcome, CheckRun, FindingSeverity, ListingStatus, Provider, utcnow,
+    CheckKind, CheckOutcome, CheckRun, FindingSeverity, ListingStatus, Provider, Work, WorkKind, utcnow,
 )
-from backoffice.services import audit, findings, screening, verification
+from backoffice.services import audit, findings, screening, verification, work
 
 NETWORK_CHECKS = (CheckKind.WEBSITE, CheckKind.NPI, CheckKind.EXCLUSION)
 # How a run's summary names the check and the source it asks.
@@ -282,13 +282,16 @@ def _complete_window(session: Session, actor: audit.Actor, provider: Provider, k
                      provider_id=provider.id)
 
 
-def request_now(session: Session, actor: audit.Actor, provider: Provider) -> str:
-    """A researcher asks for an immediate re-check; returns the window the tasks run in."""
+def request_now(session: Session, actor: audit.Actor, provider: Provider, policy: work.Policy) -> list[Work]:
+    """A researcher asks for an immediate re-check: one piece of work per network check, recorded with the
+    audit event in the caller's transaction (and sent after its commit)."""
     window = "manual-" + utcnow().strftime("%Y%m%dT%H%M%S%f")
     audit.record(session, actor, "recheck.requested", "provider", provider.id,
                  after={"window": window, "checks": [c.value for c in NETWORK_CHECKS]}, provider_id=provider.id)
+    rows = work.request_many(session, actor, [work.check_spec(WorkKind.RECHECK_NOW, provider.id, check, window)
+                                              for check in NETWORK_CHECKS], policy)
     session.flush()
-    return window
+    return rows
 
 
 def latest_runs(session: Session, provider_id: int) -> dict[CheckKind, CheckRun]:

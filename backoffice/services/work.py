@@ -1,0 +1,306 @@
+"""Requested work: recorded with the change that asks for it, sent after commit, claimed, finished, reconciled.
+
+The one owner of a work row's states (requested -> sent -> running -> done | failed). The database keeps
+every piece of work asked for until it is done; the broker carries the row's id only, so a lost message (the
+broker down when it was sent, a worker killed while it ran) is found here by the reconciler and sent again,
+up to the row's max_attempts. Every step is a conditional UPDATE on the row's state: a second delivery of
+the same id finds it taken or done and changes nothing.
+
+Services never send: `request` queues the row's id on the transaction (backoffice/txn.py) and
+backoffice/dispatch.py sends it once that transaction commits, then marks it sent.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.orm import Session
+
+from backoffice import txn
+from backoffice.models import CheckKind, CheckRun, Work, WorkKind, WorkState, utcnow
+from backoffice.services import audit
+from backoffice.services.errors import Conflict, InvalidTransition
+
+# The queue (backoffice/txn.py) of rows to send when the asking transaction commits: (id, kind) each.
+SEND_QUEUE = "work_to_send"
+# Written exactly as the partial indexes' predicate: SQLite (and PostgreSQL with bound parameters) uses a
+# partial index only when the query repeats its condition.
+OPEN = text("work.state IN ('requested', 'sent', 'running')")
+CHECK_KINDS = frozenset({WorkKind.RECHECK_NOW, WorkKind.SCHEDULED_CHECK, WorkKind.SCREENING})
+
+# What each kind of work is, for the staff page.
+KIND_WORDS = {
+    WorkKind.RECHECK_NOW: "re-check asked for by a researcher",
+    WorkKind.SCHEDULED_CHECK: "scheduled re-check",
+    WorkKind.SCREENING: "exclusion screening",
+    WorkKind.IMPORT_SCREENING: "screening of every listed provider after a list import",
+    WorkKind.EXPIRY_SWEEP: "verification-expiry sweep",
+}
+STATE_WORDS = {
+    WorkState.REQUESTED: "waiting for the worker queue",
+    WorkState.SENT: "queued for a worker",
+    WorkState.RUNNING: "running",
+    WorkState.DONE: "done",
+    WorkState.FAILED: "failed",
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How long each open state may last before the reconciler sends the row again, and how often."""
+
+    send_grace_seconds: int = 10  # requested: the after-commit send should have happened by then
+    sent_lease_seconds: int = 3600  # sent: a worker should have taken the message by then
+    run_lease_seconds: int = 300  # running: the task should have finished by then (beyond its time limit)
+    max_attempts: int = 5  # workers taking it and stopping without an answer, before it is failed
+    batch_size: int = 500  # rows looked at per reconciler pass
+
+    @classmethod
+    def from_config(cls, config) -> "Policy":
+        return cls(send_grace_seconds=config["WORK_SEND_GRACE_SECONDS"],
+                   sent_lease_seconds=config["WORK_SENT_LEASE_SECONDS"],
+                   run_lease_seconds=config["WORK_LEASE_SECONDS"], max_attempts=config["WORK_MAX_ATTEMPTS"],
+                   batch_size=config["WORK_RECONCILE_BATCH_SIZE"])
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One piece of work to ask for."""
+
+    kind: WorkKind
+    target_type: str
+    target_id: str | int
+    key: str
+    params: dict | None = None
+
+
+def check_spec(kind: WorkKind, provider_id: int, check: CheckKind, window: str) -> Spec:
+    """One network check of one provider in one window; its key is the check run's own idempotency key."""
+    return Spec(kind, "provider", provider_id, f"{check.value}:{provider_id}:{window}",
+                {"check": check.value, "window": window})
+
+
+def request(session: Session, actor: audit.Actor, spec: Spec, policy: Policy) -> Work:
+    """Record one piece of work in the caller's transaction; it is sent when that transaction commits. Asking
+    again while the same work is open gives the open row."""
+    rows = request_many(session, actor, [spec], policy)
+    return rows[0] if rows else session.scalar(select(Work).where(Work.idempotency_key == spec.key, OPEN))
+
+
+def request_many(session: Session, actor: audit.Actor, specs: Iterable[Spec], policy: Policy) -> list[Work]:
+    """Record many pieces of work at once; those already open, and checks whose run is recorded, are left out.
+
+    Returns the new rows (the sweeps ask for a batch of providers at a time)."""
+    specs = list({s.key: s for s in specs}.values())
+    if not specs:
+        return []
+    keys = [s.key for s in specs]
+    taken = set(session.scalars(select(Work.idempotency_key).where(Work.idempotency_key.in_(keys), OPEN)))
+    check_keys = [s.key for s in specs if s.kind in CHECK_KINDS]
+    if check_keys:
+        taken |= set(session.scalars(select(CheckRun.idempotency_key).where(CheckRun.idempotency_key.in_(check_keys))))
+    now = utcnow()
+    by = audit.actor_label(actor)
+    rows = [Work(kind=s.kind, target_type=s.target_type, target_id=str(s.target_id), params=s.params or {},
+                 idempotency_key=s.key, state=WorkState.REQUESTED, attempts=0, max_attempts=policy.max_attempts,
+                 requested_by=by, created_at=now, updated_at=now,
+                 lease_expires_at=now + timedelta(seconds=policy.send_grace_seconds))
+            for s in specs if s.key not in taken]
+    session.add_all(rows)
+    session.flush()
+    for row in rows:
+        txn.queue(session, SEND_QUEUE, (row.id, row.kind))
+    return rows
+
+
+def mark_sent(session: Session, ids: list[int], policy: Policy) -> int:
+    """The broker accepted a message for each of these rows; a row a worker took meanwhile stays as it is."""
+    if not ids:
+        return 0
+    now = utcnow()
+    result = session.execute(
+        update(Work).where(Work.id.in_(ids), Work.state == WorkState.REQUESTED)
+        .values(state=WorkState.SENT, sent_at=now, updated_at=now,
+                lease_expires_at=now + timedelta(seconds=policy.sent_lease_seconds)),
+        execution_options={"synchronize_session": False},
+    )
+    return result.rowcount
+
+
+def claim(session: Session, work_id: int, policy: Policy, *, lease_seconds: int | None = None,
+          retry: bool = False) -> Work | None:
+    """A worker takes the row: running, with a lease. None when it is done, failed, or held by another worker
+    whose lease has not run out (a second delivery of the same id). The caller commits before working.
+
+    `retry` is a task's own retry after a back-off (not a lost attempt, so not counted)."""
+    now = utcnow()
+    lease = lease_seconds or policy.run_lease_seconds
+    # One statement that takes the row and returns it (no second read: this runs once per check).
+    return session.scalars(
+        update(Work).where(
+            Work.id == work_id,
+            or_(Work.state.in_([WorkState.REQUESTED, WorkState.SENT]),
+                and_(Work.state == WorkState.RUNNING, Work.lease_expires_at < now)),
+        ).values(state=WorkState.RUNNING, started_at=now, updated_at=now,
+                 attempts=Work.attempts + (0 if retry else 1),
+                 lease_expires_at=now + timedelta(seconds=lease))
+        .returning(Work),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).first()
+
+
+def release_for_retry(session: Session, work_id: int, countdown: int, reason: str, policy: Policy) -> None:
+    """The task retries itself after `countdown` seconds: the row waits as sent until the retry takes it."""
+    now = utcnow()
+    session.execute(
+        update(Work).where(Work.id == work_id, Work.state == WorkState.RUNNING)
+        .values(state=WorkState.SENT, updated_at=now, last_error=reason[:2000],
+                lease_expires_at=now + timedelta(seconds=countdown + policy.sent_lease_seconds)),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def complete(session: Session, work_id: int) -> bool:
+    """Done; in the transaction that records the work's result. A row done already changes nothing."""
+    now = utcnow()
+    result = session.execute(
+        update(Work).where(Work.id == work_id, Work.state != WorkState.DONE)
+        .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None),
+        execution_options={"synchronize_session": False},
+    )
+    return result.rowcount == 1
+
+
+def note_error(session: Session, work_id: int, reason: str) -> None:
+    """Keep what went wrong on a running row; the reconciler sends it again when its lease runs out."""
+    session.execute(update(Work).where(Work.id == work_id).values(last_error=reason[:2000], updated_at=utcnow()),
+                    execution_options={"synchronize_session": False})
+
+
+@dataclass
+class Pass:
+    """What one reconciler pass did."""
+
+    resent: list[tuple[int, WorkKind]]
+    failed: list[int]
+
+
+def due(session: Session, now: datetime, limit: int) -> list:
+    """Open rows whose lease ran out, oldest first: read from the partial index on the open states only."""
+    return session.execute(
+        select(Work.id, Work.kind, Work.state, Work.attempts, Work.max_attempts, Work.last_error, Work.target_id)
+        .where(OPEN, Work.lease_expires_at < now).order_by(Work.lease_expires_at).limit(limit)
+    ).all()
+
+
+def reconcile(session: Session, policy: Policy, now: datetime | None = None) -> Pass:
+    """Send again what was requested but never sent, sent but never taken, or taken but never finished within
+    its lease; a row taken max_attempts times without finishing is failed with the reason (audited).
+
+    Each row is changed only if it is still as it was read (a worker finishing meanwhile wins); the rows to
+    send are queued on the transaction and sent after the caller commits."""
+    now = now or utcnow()
+    rows = due(session, now, policy.batch_size)
+    give_up = [r for r in rows if r.state == WorkState.RUNNING and r.attempts >= r.max_attempts]
+    failed = []
+    for row in give_up:
+        reason = (f"A worker took it {row.attempts} times and never finished it within its lease "
+                  f"({policy.run_lease_seconds} s)" + (f"; last error: {row.last_error}" if row.last_error else ""))
+        changed = session.execute(
+            update(Work).where(Work.id == row.id, Work.state == WorkState.RUNNING, Work.lease_expires_at < now)
+            .values(state=WorkState.FAILED, last_error=reason[:2000], finished_at=now, updated_at=now,
+                    lease_expires_at=None),
+            execution_options={"synchronize_session": False},
+        ).rowcount
+        if changed:
+            audit.record(session, "system:work-reconciler", "work.failed", "work", row.id,
+                         before={"state": WorkState.RUNNING.value}, after={"state": WorkState.FAILED.value},
+                         reason=reason, provider_id=_provider_of(row))
+            failed.append(row.id)
+    again = [r for r in rows if r not in give_up]
+    resent = []
+    if again:
+        stopped = [r.id for r in again if r.state == WorkState.RUNNING]
+        if stopped:
+            session.execute(
+                update(Work).where(Work.id.in_(stopped), Work.state == WorkState.RUNNING, Work.lease_expires_at < now)
+                .values(last_error=f"The worker stopped before finishing it (its lease ran out by {now:%d %b %Y, %H:%M:%S} UTC)"),
+                execution_options={"synchronize_session": False},
+            )
+        # Back to requested: sent again now, and looked at again after the grace if the broker refuses it too.
+        moved = session.execute(
+            update(Work).where(Work.id.in_([r.id for r in again]), OPEN, Work.lease_expires_at < now)
+            .values(state=WorkState.REQUESTED, updated_at=now,
+                    lease_expires_at=now + timedelta(seconds=policy.send_grace_seconds))
+            .returning(Work.id, Work.kind),
+            execution_options={"synchronize_session": False},
+        ).all()
+        resent = [(r.id, r.kind) for r in moved]
+        for item in resent:
+            txn.queue(session, SEND_QUEUE, item)
+    session.flush()
+    return Pass(resent=resent, failed=failed)
+
+
+def _provider_of(row) -> int | None:
+    return int(row.target_id) if row.kind in CHECK_KINDS else None
+
+
+def retry(session: Session, actor: audit.Actor, work: Work, policy: Policy) -> Work:
+    """A researcher sends failed work again, with a fresh count of attempts (audited)."""
+    if work.state != WorkState.FAILED:
+        raise InvalidTransition(f"Only failed work can be retried; this is {STATE_WORDS[work.state]}.")
+    if session.scalar(select(Work.id).where(Work.idempotency_key == work.idempotency_key, OPEN)) is not None:
+        raise Conflict("The same work was asked for again and is already waiting or running; nothing was changed.")
+    now = utcnow()
+    before = {"state": work.state.value, "attempts": work.attempts}
+    work.state = WorkState.REQUESTED
+    work.attempts = 0
+    work.updated_at = now
+    work.finished_at = None
+    work.lease_expires_at = now + timedelta(seconds=policy.send_grace_seconds)
+    audit.record(session, actor, "work.retried", "work", work.id, before=before,
+                 after={"state": work.state.value, "attempts": 0}, reason=work.last_error,
+                 provider_id=int(work.target_id) if work.kind in CHECK_KINDS else None)
+    session.flush()
+    txn.queue(session, SEND_QUEUE, (work.id, work.kind))
+    return work
+
+
+def in_flight(session: Session, limit: int = 200) -> list[Work]:
+    """Open work (oldest first) then failed work (latest first), for the staff page."""
+    open_rows = session.scalars(select(Work).where(OPEN).order_by(Work.created_at, Work.id).limit(limit)).all()
+    failed = session.scalars(
+        select(Work).where(text("work.state = 'failed'")).order_by(Work.updated_at.desc()).limit(limit)).all()
+    return [*open_rows, *failed]
+
+
+def counts_by_kind_and_state(session: Session) -> dict[tuple[str, str], int]:
+    """Open and failed rows by kind and state (done rows are not counted: they would need a full scan)."""
+    rows = session.execute(
+        select(Work.kind, Work.state, func.count()).where(or_(OPEN, text("work.state = 'failed'")))
+        .group_by(Work.kind, Work.state)
+    ).all()
+    return {(kind.value, state.value): n for kind, state, n in rows}
+
+
+def oldest_open_age(session: Session, now: datetime | None = None) -> float | None:
+    """Seconds since the oldest open row was asked for; None when nothing is open."""
+    oldest = session.scalar(select(func.min(Work.created_at)).where(OPEN))
+    if oldest is None:
+        return None
+    return ((now or utcnow()) - oldest).total_seconds()
+
+
+def open_by_kind(session: Session, now: datetime | None = None) -> dict[str, tuple[datetime, int]]:
+    """For each kind with open rows: when its oldest open row was asked for, and how many open rows have let
+    their lease run out (the reconciler's next pass takes them). One pass over the open-state index."""
+    now = now or utcnow()
+    rows = session.execute(
+        select(Work.kind, func.min(Work.created_at),
+               func.count().filter(Work.lease_expires_at < now))
+        .where(OPEN).group_by(Work.kind)
+    ).all()
+    return {kind.value: (oldest, past or 0) for kind, oldest, past in rows}
