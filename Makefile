@@ -34,7 +34,7 @@ run: seed
 	@echo "    researcher@demo.example  lead@demo.example  auditor@demo.example  admin@demo.example  admin2@demo.example  provider@demo.example"
 	@echo "  Staff also need a second-factor code: $(BIN)/flask --app backoffice demo-code researcher@demo.example"
 	@echo ""
-	PORT=$(PORT) $(BIN)/honcho start -f Procfile
+	PORT=$(PORT) PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)/} $(BIN)/honcho start -f Procfile
 
 ## The whole suite: SQLite by default; PostgreSQL with DATABASE_URL; Celery over Redis with REDIS_URL.
 test: install

@@ -165,8 +165,9 @@ class DevelopmentConfig(Config):
 
     # The demo shows re-check results a minute after start instead of a quarter of an hour.
     SWEEP_RECHECK_SECONDS = 60
-    # Mailed links (the .eml files under instance/outbox/) open the back-office `make run` serves.
-    PUBLIC_BASE_URL = f"http://127.0.0.1:{os.environ.get('PORT', '5000')}/"
+    # Mailed links (the .eml files under instance/outbox/) open the back-office `make run` serves; `make run`
+    # sets it to its own port (honcho gives each process a PORT of its own, so it cannot be read from there).
+    PUBLIC_BASE_URL = "http://127.0.0.1:5000/"
 
 
 class TestingConfig(Config):
