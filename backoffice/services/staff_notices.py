@@ -124,7 +124,7 @@ def signoff_waiting(session: Session, submission: Submission, decided_by: Accoun
     return tell(session, "signoff_waiting", leads,
                 f"{_name(submission.provider)}: a decision on request #{submission.id} awaits your sign-off",
                 f"{decided_by.name or decided_by.email} decided request #{submission.id} "
-                f"({submission.kind.label}); it takes effect once a second research lead signs it off.",
+                f"({submission.kind.label}); it takes effect once someone else on the research team signs it off.",
                 f"/admin/review/case/{submission.id}")
 
 
