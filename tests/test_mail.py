@@ -508,3 +508,28 @@ def test_register_confirm_submit_answer_and_read_the_decision_by_the_links_in_th
         assert "Decision: approved" in page and "Welcome to the directory." in page
         message_ids = [m["Message-ID"] for m in server.messages]
         assert len(set(message_ids)) == len(message_ids), "one Message-ID per message"
+
+
+def test_an_admin_sees_only_the_mail_about_staff_accounts(app, session, make_account):
+    provider = make_account(Role.PROVIDER, email="intake@harbor.example.org")
+    newcomer = make_account(Role.RESEARCHER, email="newcomer@directory.example.org")
+    for account, kind, subject in ((provider, "decided", "Harbor Recovery: decision on request #4"),
+                                   (newcomer, "staff_welcome", "Your staff account")):
+        note = outbox.enqueue(session, kind=kind, account=account, subject=subject, body="b")
+        note.delivery_state, note.attempts, note.failed_at = DeliveryState.FAILED, 1, utcnow()
+        note.last_error = "550 5.1.1 no such user"
+    session.commit()
+    provider_note = note_for(session, "intake@harbor.example.org")
+    admin = app.test_client()
+    login(admin, make_account(Role.ADMIN))
+    page = admin.get("/admin/mail/").get_data(as_text=True)
+    assert "newcomer@directory.example.org" in page and "Your staff account" in page
+    assert "intake@harbor.example.org" not in page and "Harbor Recovery" not in page
+    assert "Could not be delivered (1)" in page
+    assert "1 message could not be delivered" in admin.get("/admin/").get_data(as_text=True)
+    refused = admin.post(f"/admin/mail/{provider_note.id}/retry", follow_redirects=True).get_data(as_text=True)
+    assert "was not sent again: There is no such message." in refused
+    assert note_for(session, "intake@harbor.example.org").delivery_state is DeliveryState.FAILED
+    researcher = app.test_client()
+    login(researcher, make_account(Role.RESEARCHER))
+    assert "Could not be delivered (2)" in researcher.get("/admin/mail/").get_data(as_text=True)

@@ -26,8 +26,9 @@ class DashboardView(SecuredIndexView):
             can_run_sweeps=current_user.has_role(Role.RESEARCH_LEAD),
             chain=chain_status() if current_user.has_role(Role.AUDITOR) else None,
             sweep_form=FlaskForm(),
-            mail=(outbox.open_counts(db.session)
-                  if current_user.has_role(Role.RESEARCHER, Role.RESEARCH_LEAD, Role.ADMIN) else None),
+            mail=(outbox.open_counts(db.session) if current_user.has_role(Role.RESEARCHER, Role.RESEARCH_LEAD)
+                  else outbox.open_counts(db.session, outbox.STAFF_ACCOUNT_KINDS)
+                  if current_user.has_role(Role.ADMIN) else None),
         )
 
     @expose("/sweeps/verification-expiry", methods=["POST"])

@@ -19,6 +19,13 @@ from backoffice.services.errors import DomainError
 LIST_TITLES = {"undelivered": "Could not be delivered", "waiting": "Waiting to be sent", "sent": "Sent"}
 
 
+def visible_kinds() -> tuple[str, ...] | None:
+    """The research team sees every message; an admin only those about staff accounts (no provider data)."""
+    if current_user.has_role(Role.RESEARCHER, Role.RESEARCH_LEAD):
+        return None
+    return outbox.STAFF_ACCOUNT_KINDS
+
+
 class MailView(SecuredView):
     allowed_roles = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.ADMIN})
 
@@ -28,16 +35,18 @@ class MailView(SecuredView):
         if which not in outbox.MAIL_LISTS:
             abort(404)
         before = request.args.get("before", type=int)
-        page = outbox.mail_page(db.session, which, before if before and 0 < before < 2**63 else None)
+        kinds = visible_kinds()
+        page = outbox.mail_page(db.session, which, before if before and 0 < before < 2**63 else None, kinds=kinds)
         return self.render("admin/mail/index.html", page=page, which=which, titles=LIST_TITLES,
-                           counts=outbox.open_counts(db.session), kinds=outbox.KIND_NAMES, form=FlaskForm())
+                           counts=outbox.open_counts(db.session, kinds), kinds=outbox.KIND_NAMES, form=FlaskForm(),
+                           staff_only=kinds is not None)
 
     @expose("/<int:note_id>/retry", methods=["POST"])
     def retry(self, note_id: int):
         if not FlaskForm().validate_on_submit():
             abort(400)
         try:
-            note = outbox.retry(db.session, current_user, note_id)
+            note = outbox.retry(db.session, current_user, note_id, kinds=visible_kinds())
         except DomainError as refusal:
             db.session.rollback()
             flash(f"Message #{note_id} was not sent again: {refusal}", "error")

@@ -142,10 +142,12 @@ def record(session: Session, note: Notification, outcome: mail.Outcome, policy: 
                  outcome.reply)
 
 
-def retry(session: Session, actor: Account, note_id: int, now: datetime | None = None) -> Notification:
-    """Send an undelivered message again (after the address or the mail server was put right); audited."""
+def retry(session: Session, actor: Account, note_id: int, now: datetime | None = None,
+          kinds: tuple[str, ...] | None = None) -> Notification:
+    """Send an undelivered message again (after the address or the mail server was put right); audited. Only
+    one of `kinds` when given (what the actor may see)."""
     note = session.get(Notification, note_id)
-    if note is None:
+    if note is None or (kinds is not None and note.kind not in kinds):
         raise InvalidTransition("There is no such message.")
     if note.delivery_state != DeliveryState.FAILED:
         raise InvalidTransition(
@@ -183,6 +185,9 @@ MAIL_LISTS = {
     "sent": (DeliveryState.SENT,),
 }
 MAIL_PAGE_SIZE = 50
+# What an admin (who manages staff accounts and reads no provider data) sees of the outgoing mail: the
+# messages about staff accounts.
+STAFF_ACCOUNT_KINDS = ("staff_welcome", "second_factor_reset")
 
 
 @dataclass(frozen=True)
@@ -192,22 +197,25 @@ class MailPage:
 
 
 def mail_page(session: Session, which: str, before_id: int | None = None,
-              limit: int = MAIL_PAGE_SIZE) -> MailPage:
-    """One list of the Outgoing mail page, newest first, a page at a time by id."""
+              limit: int = MAIL_PAGE_SIZE, kinds: tuple[str, ...] | None = None) -> MailPage:
+    """One list of the Outgoing mail page, newest first, a page at a time by id; only `kinds` when given."""
     query = (select(Notification).where(Notification.delivery_state.in_(MAIL_LISTS[which]))
              .order_by(Notification.id.desc()).limit(limit + 1))
+    if kinds is not None:
+        query = query.where(Notification.kind.in_(kinds))
     if before_id is not None:
         query = query.where(Notification.id < before_id)
     rows = list(session.scalars(query))
     return MailPage(rows[:limit], rows[limit - 1].id if len(rows) > limit else None)
 
 
-def open_counts(session: Session) -> dict[str, int]:
+def open_counts(session: Session, kinds: tuple[str, ...] | None = None) -> dict[str, int]:
     """How many messages could not be delivered and how many wait: the small lists, counted from the index."""
-    rows = session.execute(
-        select(Notification.delivery_state, func.count()).where(Notification.delivery_state.in_(
-            (DeliveryState.FAILED, DeliveryState.PENDING, DeliveryState.SENDING)))
-        .group_by(Notification.delivery_state)).all()
+    query = (select(Notification.delivery_state, func.count()).where(Notification.delivery_state.in_(
+        (DeliveryState.FAILED, DeliveryState.PENDING, DeliveryState.SENDING))).group_by(Notification.delivery_state))
+    if kinds is not None:
+        query = query.where(Notification.kind.in_(kinds))
+    rows = session.execute(query).all()
     by_state = {state: count for state, count in rows}
     return {"undelivered": by_state.get(DeliveryState.FAILED, 0),
             "waiting": by_state.get(DeliveryState.PENDING, 0) + by_state.get(DeliveryState.SENDING, 0)}
