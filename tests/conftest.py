@@ -46,6 +46,9 @@ def app_overrides(url: str, tmp: Path) -> dict:
         "UPLOAD_FOLDER": str(tmp / "uploads"),
         "BEAT_SCHEDULE_FILE": str(tmp / "beat-schedule"),
         "CELERY_QUEUE": f"test-{RUN_ID}-{uuid.uuid4().hex[:8]}",
+        # Rate-limit counters of their own per test database: on a shared Redis, counts left by an earlier run
+        # (a day's limit on resets, say) would otherwise refuse this run's requests.
+        "RATELIMIT_KEY_PREFIX": f"test-limits-{RUN_ID}-{uuid.uuid5(uuid.NAMESPACE_URL, url).hex[:12]}",
         "WTF_CSRF_ENABLED": False,
     }
 
