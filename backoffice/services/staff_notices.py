@@ -44,10 +44,19 @@ KINDS = {
 DIGEST_KIND = "staff_digest"
 
 
+def _chosen(session: Session, account_ids: list[int]) -> dict[tuple[int, str], NoticeMode]:
+    """The choices people made, by (account, kind), in one query; no row means an e-mail at once."""
+    if not account_ids:
+        return {}
+    rows = session.execute(select(StaffNoticePreference.account_id, StaffNoticePreference.kind,
+                                  StaffNoticePreference.mode)
+                           .where(StaffNoticePreference.account_id.in_(account_ids))).all()
+    return {(account_id, kind): mode for account_id, kind, mode in rows}
+
+
 def preferences(session: Session, account: Account) -> dict[str, NoticeMode]:
-    chosen = dict(session.execute(select(StaffNoticePreference.kind, StaffNoticePreference.mode)
-                                  .where(StaffNoticePreference.account_id == account.id)).all())
-    return {kind: chosen.get(kind, NoticeMode.IMMEDIATELY) for kind in KINDS}
+    chosen = _chosen(session, [account.id])
+    return {kind: chosen.get((account.id, kind), NoticeMode.IMMEDIATELY) for kind in KINDS}
 
 
 def set_preferences(session: Session, account: Account, modes: dict[str, NoticeMode]) -> bool:
@@ -86,8 +95,10 @@ def tell(session: Session, kind: str, recipients: list[Account], subject: str, b
     if kind not in KINDS:
         raise ValueError(f"unknown notice kind {kind!r}")
     told = 0
-    for account in {a.id: a for a in recipients}.values():
-        mode = preferences(session, account)[kind]
+    people = {a.id: a for a in recipients}
+    chosen = _chosen(session, list(people))
+    for account in people.values():
+        mode = chosen.get((account.id, kind), NoticeMode.IMMEDIATELY)
         if mode == NoticeMode.IMMEDIATELY:
             outbox.enqueue(session, kind=f"staff_{kind}", account=account, subject=subject, body=body, link=link)
         elif mode == NoticeMode.DAILY:
