@@ -129,26 +129,48 @@ def mark_sent(session: Session, ids: list[int], policy: Policy) -> int:
     return result.rowcount
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A row a worker has taken: what its task needs, read back by the statement that took it."""
+
+    id: int
+    kind: WorkKind
+    target_id: str
+    params: dict
+    idempotency_key: str
+    state: WorkState
+    attempts: int
+    lease_expires_at: datetime
+
+
+# The task side runs these once per check: Core statements on the table (no ORM unit of work, no entity
+# built and tracked), each one round trip.
+_TABLE = Work.__table__
+_CLAIMED = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.target_id, _TABLE.c.params, _TABLE.c.idempotency_key,
+            _TABLE.c.state, _TABLE.c.attempts, _TABLE.c.lease_expires_at)
+
+
 def claim(session: Session, work_id: int, policy: Policy, *, lease_seconds: int | None = None,
-          retry: bool = False) -> Work | None:
+          retry: bool = False) -> Claimed | None:
     """A worker takes the row: running, with a lease. None when it is done, failed, or held by another worker
     whose lease has not run out (a second delivery of the same id). The caller commits before working.
 
     `retry` is a task's own retry after a back-off (not a lost attempt, so not counted)."""
     now = utcnow()
     lease = lease_seconds or policy.run_lease_seconds
+    c = _TABLE.c
     # One statement that takes the row and returns it (no second read: this runs once per check).
-    return session.scalars(
-        update(Work).where(
-            Work.id == work_id,
-            or_(Work.state.in_([WorkState.REQUESTED, WorkState.SENT]),
-                and_(Work.state == WorkState.RUNNING, Work.lease_expires_at < now)),
+    row = session.execute(
+        _TABLE.update().where(
+            c.id == work_id,
+            or_(c.state.in_([WorkState.REQUESTED, WorkState.SENT]),
+                and_(c.state == WorkState.RUNNING, c.lease_expires_at < now)),
         ).values(state=WorkState.RUNNING, started_at=now, updated_at=now,
-                 attempts=Work.attempts + (0 if retry else 1),
+                 attempts=c.attempts + (0 if retry else 1),
                  lease_expires_at=now + timedelta(seconds=lease))
-        .returning(Work),
-        execution_options={"synchronize_session": False, "populate_existing": True},
+        .returning(*_CLAIMED)
     ).first()
+    return Claimed(*row) if row is not None else None
 
 
 def release_for_retry(session: Session, work_id: int, countdown: int, reason: str, policy: Policy) -> None:
@@ -166,9 +188,8 @@ def complete(session: Session, work_id: int) -> bool:
     """Done; in the transaction that records the work's result. A row done already changes nothing."""
     now = utcnow()
     result = session.execute(
-        update(Work).where(Work.id == work_id, Work.state != WorkState.DONE)
-        .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None),
-        execution_options={"synchronize_session": False},
+        _TABLE.update().where(_TABLE.c.id == work_id, _TABLE.c.state != WorkState.DONE)
+        .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None)
     )
     return result.rowcount == 1
 
