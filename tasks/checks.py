@@ -87,15 +87,13 @@ def run_check(self, work_id: int) -> str:
     """Run one check (a work row: provider, check, window); a second delivery finds it taken or done."""
     config = current_app.config
     policy = _policy()
-    row = work.claim(db.session, work_id, policy, retry=self.request.retries > 0)
+    # One statement per check: takes the row unless it is held, finished, or its run is recorded already.
+    row = work.claim(db.session, work_id, policy, retry=self.request.retries > 0, unless_recorded=True)
     if row is None:
-        db.session.rollback()
-        return "taken or done"
-    provider_id, kind, key = int(row.target_id), CheckKind(row.params["check"]), row.idempotency_key
-    if rechecks.already_done(db.session, key):
-        work.complete(db.session, work_id)
+        recorded = work.complete_if_recorded(db.session, work_id)
         db.session.commit()
-        return "already done"
+        return "already done" if recorded else "taken or done"
+    provider_id, kind, key = int(row.target_id), CheckKind(row.params["check"]), row.idempotency_key
     subject = rechecks.facts(db.session, provider_id)
     # Commit the claim and its lease before any network call, ending the transaction: nothing stays open (or
     # locked, on SQLite) while we wait on the network.

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from backoffice.extensions import db
-from backoffice.models import AuditEvent, CheckKind, Work, WorkKind, WorkState, utcnow
+from backoffice.models import AuditEvent, CheckKind, CheckOutcome, CheckRun, Work, WorkKind, WorkState, utcnow
 from backoffice.services import work
 from backoffice.services.errors import Conflict, InvalidTransition
 from tasks.celery_app import TASK_MODULES, beat_schedule
@@ -82,6 +82,27 @@ def test_a_second_delivery_finds_the_work_taken_and_a_row_done_twice_changes_not
     session.commit()
     row = reread(session, row)
     assert (row.state, row.attempts, row.finished_at) == (WorkState.DONE, 1, finished)
+
+
+def test_a_check_whose_run_an_earlier_delivery_recorded_is_finished_without_being_taken(app, session, make_provider):
+    provider = make_provider()
+    recorded, fresh = ask(session, provider.id, "w1"), ask(session, provider.id, "w2")
+    session.commit()
+    session.add(CheckRun(provider_id=provider.id, check=CheckKind.WEBSITE, outcome=CheckOutcome.PASS, summary="ok",
+                         evidence={}, idempotency_key=recorded.idempotency_key, started_at=utcnow(),
+                         finished_at=utcnow(), duration_ms=1))
+    session.commit()
+
+    assert work.claim(session, recorded.id, POLICY, unless_recorded=True) is None
+    assert work.complete_if_recorded(session, recorded.id) is True
+    assert work.complete_if_recorded(session, fresh.id) is False  # nothing recorded for it: left as it was
+    session.commit()
+    done = reread(session, recorded)
+    assert (done.state, done.attempts) == (WorkState.DONE, 0) and done.finished_at is not None
+    assert work.complete_if_recorded(session, recorded.id) is False  # done once, changes nothing the second time
+    taken = work.claim(session, fresh.id, POLICY, unless_recorded=True)
+    assert taken is not None and (taken.state, taken.attempts) == (WorkState.RUNNING, 1)
+    assert taken.params == {"check": "website", "window": "w2"}
 
 
 def test_marking_sent_late_leaves_a_row_a_worker_has_taken(app, session, make_provider):

@@ -150,27 +150,45 @@ _CLAIMED = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.target_id, _TABLE.c.params, _TA
             _TABLE.c.state, _TABLE.c.attempts, _TABLE.c.lease_expires_at)
 
 
+def _run_recorded():
+    """The check this row asks for has its run recorded already (a run's key is its work row's key)."""
+    runs = CheckRun.__table__
+    return select(runs.c.id).where(runs.c.idempotency_key == _TABLE.c.idempotency_key).exists()
+
+
 def claim(session: Session, work_id: int, policy: Policy, *, lease_seconds: int | None = None,
-          retry: bool = False) -> Claimed | None:
+          retry: bool = False, unless_recorded: bool = False) -> Claimed | None:
     """A worker takes the row: running, with a lease. None when it is done, failed, or held by another worker
-    whose lease has not run out (a second delivery of the same id). The caller commits before working.
+    whose lease has not run out (a second delivery of the same id), and with `unless_recorded` when its check
+    run is recorded already (see `complete_if_recorded`). The caller commits before working.
 
     `retry` is a task's own retry after a back-off (not a lost attempt, so not counted)."""
     now = utcnow()
     lease = lease_seconds or policy.run_lease_seconds
     c = _TABLE.c
+    takeable = or_(c.state.in_([WorkState.REQUESTED, WorkState.SENT]),
+                   and_(c.state == WorkState.RUNNING, c.lease_expires_at < now))
     # One statement that takes the row and returns it (no second read: this runs once per check).
     row = session.execute(
         _TABLE.update().where(
-            c.id == work_id,
-            or_(c.state.in_([WorkState.REQUESTED, WorkState.SENT]),
-                and_(c.state == WorkState.RUNNING, c.lease_expires_at < now)),
+            c.id == work_id, takeable, *([~_run_recorded()] if unless_recorded else []),
         ).values(state=WorkState.RUNNING, started_at=now, updated_at=now,
                  attempts=c.attempts + (0 if retry else 1),
                  lease_expires_at=now + timedelta(seconds=lease))
         .returning(*_CLAIMED)
     ).first()
     return Claimed(*row) if row is not None else None
+
+
+def complete_if_recorded(session: Session, work_id: int) -> bool:
+    """A check row whose run is recorded already (an earlier delivery recorded it) is done; False when it is
+    not recorded, or the row was done already."""
+    now = utcnow()
+    result = session.execute(
+        _TABLE.update().where(_TABLE.c.id == work_id, _TABLE.c.state != WorkState.DONE, _run_recorded())
+        .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None)
+    )
+    return result.rowcount == 1
 
 
 def release_for_retry(session: Session, work_id: int, countdown: int, reason: str, policy: Policy) -> None:
