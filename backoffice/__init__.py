@@ -10,14 +10,20 @@ import uuid
 import click
 from flask import Flask, abort, flash, g, make_response, redirect, render_template, request, session, url_for
 from flask.cli import ScriptInfo
+from flask_login import current_user, logout_user
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-
-import config
-from backoffice import startup
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from backoffice import formatting
+import config
+from backoffice import formatting, startup
+
+# The app's own modules (blueprints, the admin, the Celery app, the commands) are imported inside the
+# functions that wire them in: each of them imports from this package, so importing them here, before the
+# package has finished loading, would be the cycle. tests/test_import_graph.py treats this module as wiring.
 
 MAX_ID = 2**31 - 1
 
@@ -88,8 +94,6 @@ def register_extensions(app: Flask) -> None:
         return accounts.load_session_account(db.session, session_id)
 
     if app.config["PROXY_FIX"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
 
 
@@ -182,8 +186,6 @@ def register_request_hooks(app: Flask) -> None:
     @app.before_request
     def staff_session_rules():
         """A staff session exists only after the second factor, and ends after a spell without requests."""
-        from flask_login import current_user, logout_user
-
         from backoffice.auth.views import LAST_SEEN, PASSED
 
         if request.endpoint == "static" or not current_user.is_authenticated or not current_user.is_staff:
@@ -226,9 +228,6 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
-    from flask_wtf.csrf import CSRFError
-    from werkzeug.exceptions import HTTPException
-
     from backoffice.api.views import error as api_error
     from backoffice.extensions import db
     from backoffice.services.errors import Conflict

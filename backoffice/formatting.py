@@ -9,11 +9,12 @@ from functools import cache
 from typing import Iterable, Mapping
 
 from flask import Flask, g
+from flask_login import current_user
 from sqlalchemy import Enum as EnumType
 
 from backoffice.extensions import db
-from backoffice.models import AdvertisingStatus, Base, RoleGrantState
-from backoffice.services import accounts, profile
+from backoffice.models import AdvertisingStatus, Base, Role, RoleGrantState
+from backoffice.services import accounts, profile, staff_notices
 
 # ISO 8601 text as JSON values carry moments ("2026-12-01T09:23:45.123456+00:00") and days ("2026-12-01").
 _ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -124,11 +125,6 @@ def recheck_status(last_rechecked_at: datetime | None, latest_runs: Mapping) -> 
 
 def my_work():
     """What waits for the signed-in researcher or lead (services.staff_notices.my_work), once per request."""
-    from flask_login import current_user
-
-    from backoffice.models import Role
-    from backoffice.services import staff_notices
-
     if not getattr(current_user, "is_authenticated", False) or not current_user.has_role(
             Role.RESEARCHER, Role.RESEARCH_LEAD):
         return None

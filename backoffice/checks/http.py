@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 from urllib.parse import urljoin, urlsplit
 
+import redis
+
 ALLOWED_SCHEMES = {"http", "https"}
 ALLOWED_PORTS = {80, 443}
 REDIRECT_STATUSES = {301, 302, 303, 307, 308}
@@ -426,8 +428,6 @@ def client_for(config, **overrides) -> GuardedClient:
     limiter = _limiters.get(key)
     if limiter is None:
         if config.get("REDIS_URL"):
-            import redis
-
             limiter = RedisRateLimiter(redis.Redis.from_url(config["REDIS_URL"]), interval,
                                        max_wait_seconds=float(config["OUTBOUND_TOTAL_TIMEOUT_SECONDS"]))
         else:
