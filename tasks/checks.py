@@ -7,7 +7,7 @@ from celery import shared_task
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from backoffice import txn
+from backoffice import unit_of_work
 from backoffice.checks.http import OutboundError, OutboundRefused, client_for
 from backoffice.checks.result import CheckResult
 from backoffice.extensions import db
@@ -43,7 +43,7 @@ def recheck_sweep() -> int:
 
     claimed_total = 0
     while True:
-        claimed = txn.retrying(db.session, claim_batch, attempts=5, what="the re-check claim")
+        claimed = unit_of_work.retrying(db.session, claim_batch, attempts=5, what="the re-check claim")
         claimed_total += claimed
         # Until nothing is left to claim: a short batch may only mean another sweep took part of it.
         if not claimed:
@@ -159,7 +159,7 @@ def expiry_sweep() -> dict:
     # retry (or a wait until tomorrow), never the lapse of every other.
     items = expiry.lapsed_credentials(db.session, today)
     db.session.rollback()
-    lapsed, left = txn.one_by_one(db.session, items, lambda item: expiry.lapse_credential(
+    lapsed, left = unit_of_work.one_by_one(db.session, items, lambda item: expiry.lapse_credential(
         db.session, "system:expiry-sweep", item, today), what="expired credential")
     if left:
         log.warning("expiry sweep: %s kept losing races; the next pass acts on them", left)

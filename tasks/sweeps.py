@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from flask import current_app
 
-from backoffice import mail, txn
+from backoffice import mail, unit_of_work
 from backoffice.extensions import db
 from backoffice.models import utcnow
 from backoffice.services import outbox, staff_notices, verification, work
@@ -32,7 +32,7 @@ def verification_expiry_sweep(work_id: int | None = None) -> int:
         db.session.rollback()  # the read ends here; each provider is read again in its own transaction
         if not ids:
             break
-        changed, missed = txn.one_by_one(db.session, ids, lambda provider_id: verification.expire_one(
+        changed, missed = unit_of_work.one_by_one(db.session, ids, lambda provider_id: verification.expire_one(
             db.session, actor, provider_id, now), what="verification expiry of provider")
         total, left, after_id = total + changed, left + missed, ids[-1]
     if left:
