@@ -72,15 +72,21 @@ def show_beside(form: FlaskForm, error: DomainError, default: str | None = None)
 
 def submit(form: F, action: Callable[[F], T], *, done: Callable[[T], Response],
            again: Callable[[F, int], Response], default_field: str | None = None,
-           session: Session | scoped_session | None = None) -> Response:
+           session: Session | scoped_session | None = None,
+           refused: Callable[[F, DomainError, int], Response] | None = None) -> Response:
     """Validate `form`, run `action(form)` as one unit of work and answer `done(result)`; an invalid form or a
-    refusal changes nothing and answers `again(form, status)` with the refusal shown on the form."""
+    refusal changes nothing and answers `again(form, status)` with the refusal shown on the form.
+
+    A page that shows a refusal its own way (a banner above the page rather than on the form) passes
+    `refused(form, error, status)`: it answers the refusal instead, once everything is rolled back."""
     if not form.validate_on_submit():
         return again(form, 400)
     try:
         with atomic(session):
             result = action(form)
     except DomainError as error:
+        if refused is not None:
+            return refused(form, error, status_of(error))
         show_beside(form, error, default_field)
         return again(form, status_of(error))
     return done(result)

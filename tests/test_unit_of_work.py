@@ -126,3 +126,18 @@ def test_perform_hands_a_refusal_and_its_status_to_the_page(app, session):
     answer = unit_of_work.perform(refuse, done=lambda _: "done", refused=lambda error, status: (str(error), status),
                                   session=session)
     assert answer == ("Not now.", 400) and _names(session) == []
+
+
+def test_a_form_post_can_answer_a_refusal_its_own_way_once_everything_is_rolled_back(app, session):
+    def refuse(form):
+        _provider(session, form.name.data)
+        session.flush()
+        raise Conflict("Someone else changed it first.", field="name")
+
+    with app.test_request_context(method="POST", data={"name": "Harbour"}):
+        form = NameForm()
+        answer = unit_of_work.submit(form, refuse, done=lambda _: "done", again=lambda f, status: "again",
+                                     refused=lambda f, error, status: (str(error), status, _names(session)))
+        assert answer == ("Someone else changed it first.", 409, [])
+        # Shown where the page chooses: nothing is added beside the field or above the form.
+        assert form.name.errors == [] and form.form_errors == [] and form.name.data == "Harbour"
