@@ -254,7 +254,7 @@ def _version(form) -> int | None:
 
 
 def _store_uploads(submission: Submission, files) -> list[Document]:
-    """Store every uploaded file, or raise and store none (the caller rolls back)."""
+    """Store every uploaded file, or raise and store none (the unit of work rolls back)."""
     files = [f for f in files or [] if f and f.filename]
     limit = current_app.config["UPLOAD_MAX_FILES_PER_REQUEST"]
     if len(files) > limit:
