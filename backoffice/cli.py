@@ -8,10 +8,12 @@ import click
 from flask import Flask, current_app
 from tqdm import tqdm
 
+from backoffice import auditverify, demo, unit_of_work
+from backoffice.checks import exclusion_lists
 from backoffice.extensions import db
 from backoffice.importers.locator import ImportFileError, read_file
 from backoffice.models import Role, WorkKind, WorkState
-from backoffice.services import accounts, audit, criteria, imports, work
+from backoffice.services import accounts, audit, audit_export, criteria, imports, mfa, screening, work
 from backoffice.services.errors import DomainError
 
 # The command a new user copies from the seed output, README and `make run`: it works without FLASK_APP.
@@ -35,12 +37,12 @@ def register(app: Flask) -> None:
 @click.password_option(help="Prompted for when not given.")
 def create_staff_user(email: str, name: str, roles: tuple[str, ...], password: str) -> None:
     """Create a staff account with the given roles."""
-    try:
-        account = accounts.create_account(db.session, "system:cli", email=email, name=name, password=password,
-                                          roles=[Role(r) for r in roles], email_confirmed=True)
-    except DomainError as exc:
-        raise click.ClickException(str(exc)) from None
-    db.session.commit()
+    with unit_of_work.atomic():
+        try:
+            account = accounts.create_account(db.session, "system:cli", email=email, name=name, password=password,
+                                              roles=[Role(r) for r in roles], email_confirmed=True)
+        except DomainError as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(f"Created {account.email} with roles {', '.join(sorted(roles))}.")
 
 
@@ -74,9 +76,9 @@ def import_findtreatment(path: Path, partial: bool) -> None:
             f"{path.name}: {len(summary.rejected)} rows rejected, so nothing was imported. "
             "Fix them, or run again with --partial to import the other rows.", err=True)
         sys.exit(1)
-    with tqdm(total=len(records), desc="writing", unit=" rows", disable=not sys.stderr.isatty()) as bar:
+    with unit_of_work.atomic(), tqdm(total=len(records), desc="writing", unit=" rows",
+                                     disable=not sys.stderr.isatty()) as bar:
         imports.apply(db.session, "system:import", records, summary, progress=bar.update)
-    db.session.commit()
     click.echo(
         f"{path.name} ({source}): {summary.created} created, {summary.updated} updated, "
         f"{summary.unchanged} unchanged, {len(summary.duplicates)} duplicates skipped, "
@@ -86,12 +88,9 @@ def import_findtreatment(path: Path, partial: bool) -> None:
 
 def _import_exclusions(path: Path, expect: set[str], file_date) -> None:
     """Read the whole file, refuse it with every problem listed, or import it and queue screening."""
-    from backoffice.checks.exclusion_lists import ExclusionFileError, read
-    from backoffice.services import screening
-
     try:
-        parsed = read(path, expect=expect)
-    except ExclusionFileError as exc:
+        parsed = exclusion_lists.read(path, expect=expect)
+    except exclusion_lists.ExclusionFileError as exc:
         raise click.ClickException(f"{path.name}: {exc}. Nothing was imported.") from None
     for note in parsed.warnings:
         click.echo(f"note {note}", err=True)
@@ -105,13 +104,13 @@ def _import_exclusions(path: Path, expect: set[str], file_date) -> None:
         click.echo(f"{path.name}: this file was already imported on {previous.imported_at:%Y-%m-%d} "
                    f"(as {previous.file_name}); nothing added.")
         return
-    result = screening.import_file(db.session, "system:import", parsed, file_date.date() if file_date else None)
-    screening_work = work.request(
-        db.session, "system:import",
-        work.Spec(WorkKind.IMPORT_SCREENING, "exclusion_source", result.source.id,
-                  f"import-screening:{result.source.id}", {"window": f"import-{result.source.id}"}),
-        work.Policy.from_config(current_app.config))
-    db.session.commit()  # the screening is sent once this commit has happened
+    with unit_of_work.atomic():  # the screening is sent once this commits
+        result = screening.import_file(db.session, "system:import", parsed, file_date.date() if file_date else None)
+        screening_work = work.request(
+            db.session, "system:import",
+            work.Spec(WorkKind.IMPORT_SCREENING, "exclusion_source", result.source.id,
+                      f"import-screening:{result.source.id}", {"window": f"import-{result.source.id}"}),
+            work.Policy.from_config(current_app.config))
     queued = ("Screening of listed providers is queued." if screening_work.state != WorkState.REQUESTED else
               "Screening of listed providers is recorded, but the worker queue cannot be reached just now; it will "
               "start by itself when the queue is reachable again.")
@@ -147,8 +146,8 @@ def audit_group() -> None:
 @audit_group.command("verify")
 def audit_verify() -> None:
     """Recompute the hash chain from the first event and name the first one that does not match."""
-    result = audit.run_verification(db.session, "system:cli")
-    db.session.commit()
+    with unit_of_work.atomic():
+        result = audit.run_verification(db.session, "system:cli")
     if result.ok:
         # The head this run verified through (writers may have moved the chain's head on since).
         head = result.checkpoint
@@ -164,8 +163,6 @@ def audit_verify() -> None:
 @click.option("--expect-head", default=None, help="SEQ:HASH of the head as the dashboard shows it.")
 def audit_verify_export(path: str, expect_head: str | None) -> None:
     """Verify an exported trail (JSONL or CSV) without the database: the same check as backoffice/auditverify.py."""
-    from backoffice import auditverify
-
     try:
         head = auditverify.parse_head(expect_head) if expect_head else None
         result = auditverify.verify_file(path, head)
@@ -184,13 +181,11 @@ def audit_verify_export(path: str, expect_head: str | None) -> None:
 @click.option("--provider", "provider_id", type=int, default=None, help="Only this provider's events.")
 def audit_export(path: str, fmt: str, from_seq: int, to_seq: int | None, provider_id: int | None) -> None:
     """Write an export of the trail (streamed; memory stays flat however long the trail)."""
-    from backoffice.services import audit_export as export
-
-    selection = export.ExportRange(from_seq=from_seq, to_seq=to_seq, provider_id=provider_id)
-    audit.record(db.session, "system:cli", "audit.exported", "audit_trail", "export",
-                 after={"format": fmt, **selection.describe()})
-    db.session.commit()
-    lines = (export.jsonl if fmt == "jsonl" else export.csv_lines)(db.session, selection, "system:cli")
+    selection = audit_export.ExportRange(from_seq=from_seq, to_seq=to_seq, provider_id=provider_id)
+    with unit_of_work.atomic():
+        audit.record(db.session, "system:cli", "audit.exported", "audit_trail", "export",
+                     after={"format": fmt, **selection.describe()})
+    lines = (audit_export.jsonl if fmt == "jsonl" else audit_export.csv_lines)(db.session, selection, "system:cli")
     with open(path, "w", encoding="utf-8", newline="") as out:
         out.writelines(lines)
     click.echo(f"Wrote {path}.")
@@ -205,11 +200,11 @@ def criteria_group() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def criteria_publish(path: Path) -> None:
     """Publish a new catalogue version from a JSON definition file."""
-    try:
-        catalogue = criteria.publish(db.session, "system:cli", criteria.load_definition(path))
-    except DomainError as exc:
-        raise click.ClickException(f"{exc}. Nothing was published.") from None
-    db.session.commit()
+    with unit_of_work.atomic():
+        try:
+            catalogue = criteria.publish(db.session, "system:cli", criteria.load_definition(path))
+        except DomainError as exc:
+            raise click.ClickException(f"{exc}. Nothing was published.") from None
     click.echo(f"Published criteria catalogue v{catalogue.version} with {len(catalogue.criteria)} criteria.")
 
 
@@ -217,8 +212,6 @@ def criteria_publish(path: Path) -> None:
 @click.option("--if-empty", is_flag=True, help="Do nothing when the database already holds providers.")
 def seed_demo(if_empty: bool) -> None:
     """Demo accounts, real facilities from the shipped SAMHSA files and submissions in several states."""
-    from backoffice import demo
-
     if current_app.config["ENV_NAME"] == "production":
         raise click.ClickException("Demo data has published passwords; it is never seeded in production.")
     if not demo.is_empty(db.session):
@@ -227,8 +220,8 @@ def seed_demo(if_empty: bool) -> None:
             return
         raise click.ClickException("The database already holds providers; seed an empty database.")
     password = current_app.config["DEMO_PASSWORD"]
-    counts = demo.seed(db.session, password)
-    db.session.commit()
+    with unit_of_work.atomic():
+        counts = demo.seed(db.session, password)
     click.echo(f"Seeded {counts['providers']} providers, {counts['submissions']} submissions and these accounts "
                f"(password {password!r}):")
     for account in demo.DEMO_ACCOUNTS:
@@ -240,9 +233,6 @@ def seed_demo(if_empty: bool) -> None:
 @click.argument("email")
 def demo_code(email: str) -> None:
     """The current second-factor code of a demo staff account (for trying the demo without a phone)."""
-    from backoffice import demo
-    from backoffice.services import mfa
-
     if current_app.config["ENV_NAME"] == "production":
         raise click.ClickException("Second-factor codes are never printed in production.")
     if email.strip().lower() not in {a.email for a in demo.DEMO_ACCOUNTS}:

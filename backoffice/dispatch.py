@@ -13,7 +13,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from backoffice import txn
+from backoffice import txn, unit_of_work
 from backoffice.extensions import db
 from backoffice.models import WorkKind
 from backoffice.services import work
@@ -70,9 +70,8 @@ def send_work(items: list[tuple[int, WorkKind]]) -> list[int]:
         sent.append(work_id)
     if sent:
         # The asking transaction has ended; this bookkeeping has a short one of its own.
-        with Session(db.engine) as marking:
+        with Session(db.engine) as marking, unit_of_work.atomic(marking):
             work.mark_sent(marking, sent, work.Policy.from_config(current_app.config))
-            marking.commit()
     return sent
 
 

@@ -15,8 +15,7 @@ unit of work that catches it rolls back: nothing of the losing transaction is ke
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable
 
 from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event
@@ -27,8 +26,6 @@ from sqlalchemy.orm.exc import StaleDataError
 from backoffice.services.errors import LostRace
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-K = TypeVar("K")
 
 # PostgreSQL's codes for "run this transaction again": serialization_failure, deadlock_detected.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
@@ -121,43 +118,3 @@ class BackofficeSession(FlaskSession):
             super().flush(objects)
         except StaleDataError as exc:
             raise LostRace() from exc
-
-
-def retrying(session: Session | scoped_session, work: Callable[[], T], *, attempts: int = 3,
-             what: str = "a transaction") -> T:
-    """Run `work` and commit, as one small unit of work; when it loses a race, roll back and run it again from
-    fresh reads, up to `attempts` times in all, then let the last LostRace go to the caller."""
-    for attempt in range(1, attempts + 1):
-        try:
-            result = work()
-            session.commit()
-            return result
-        except LostRace:
-            session.rollback()
-            if attempt == attempts:
-                log.warning("%s lost a race %s times; giving up for now", what, attempts)
-                raise
-            log.info("%s lost a race (attempt %s of %s); trying again", what, attempt, attempts)
-            time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
-
-
-def one_by_one(session: Session | scoped_session, items: Iterable[K], work: Callable[[K], bool], *,
-               attempts: int = 3, what: str = "item") -> tuple[int, list[K]]:
-    """A sweep's pass: each item in its own small transaction (retried when it loses a race), so one item
-    that keeps losing is left for the next pass and never holds back or undoes the others.
-
-    Returns how many items `work` changed (it returns True when it did) and the items left for next time
-    (those that kept losing races, and any that failed, whose traceback is logged).
-    """
-    changed, left = 0, []
-    for item in items:
-        try:
-            changed += bool(retrying(session, lambda: work(item), attempts=attempts, what=f"{what} {item}"))
-        except LostRace:
-            left.append(item)
-        except Exception:  # noqa: BLE001 - one item's failure is logged and left; the others still run
-            session.rollback()
-            log.exception("%s %s failed; left for the next pass", what, item)
-            left.append(item)
-    return changed, left

@@ -7,7 +7,7 @@ from celery import shared_task
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from backoffice import txn
+from backoffice import unit_of_work
 from backoffice.checks.http import OutboundError, OutboundRefused, client_for
 from backoffice.checks.result import CheckResult
 from backoffice.extensions import db
@@ -43,7 +43,7 @@ def recheck_sweep() -> int:
 
     claimed_total = 0
     while True:
-        claimed = txn.retrying(db.session, claim_batch, attempts=5, what="the re-check claim")
+        claimed = unit_of_work.retrying(db.session, claim_batch, attempts=5, what="the re-check claim")
         claimed_total += claimed
         # Until nothing is left to claim: a short batch may only mean another sweep took part of it.
         if not claimed:
@@ -60,25 +60,25 @@ def exclusion_sweep(work_id: int | None = None) -> int:
     policy = _policy()
     window = "monthly-" + utcnow().strftime("%Y%m")
     if work_id is not None:
-        row = work.claim(db.session, work_id, policy, lease_seconds=SWEEP_LEASE_SECONDS)
-        db.session.commit()
+        with unit_of_work.atomic():
+            row = work.claim(db.session, work_id, policy, lease_seconds=SWEEP_LEASE_SECONDS)
         if row is None:
             return 0
         window = row.params["window"]
     batch_size = current_app.config["RECHECK_BATCH_SIZE"]
     after_id, total = 0, 0
     while True:
-        ids = rechecks.listed_provider_ids(db.session, after_id, batch_size)
-        work.request_many(db.session, "system:exclusion-sweep", [
-            work.check_spec(WorkKind.SCREENING, provider_id, CheckKind.EXCLUSION, window) for provider_id in ids],
-            policy)
-        total += len(ids)
-        if len(ids) < batch_size:
-            if work_id is not None:
+        with unit_of_work.atomic():  # each batch of screening work is recorded, and sent, on its own
+            ids = rechecks.listed_provider_ids(db.session, after_id, batch_size)
+            work.request_many(db.session, "system:exclusion-sweep", [
+                work.check_spec(WorkKind.SCREENING, provider_id, CheckKind.EXCLUSION, window) for provider_id in ids],
+                policy)
+            last = len(ids) < batch_size
+            if last and work_id is not None:
                 work.complete(db.session, work_id)
-            db.session.commit()
+        total += len(ids)
+        if last:
             return total
-        db.session.commit()
         after_id = ids[-1]
 
 
@@ -87,20 +87,21 @@ def run_check(self, work_id: int) -> str:
     """Run one check (a work row: provider, check, window); a second delivery finds it taken or done."""
     config = current_app.config
     policy = _policy()
-    # One statement per check: takes the row unless it is held, finished, or its run is recorded already.
-    row = work.claim(db.session, work_id, policy, retry=self.request.retries > 0, unless_recorded=True)
+    # One transaction before any network call, ending there: nothing stays open (or locked, on SQLite) while we
+    # wait on the network. Its first statement takes the row unless it is held, finished, or its run is
+    # recorded already; the claim and its lease are committed with the read of the provider.
+    with unit_of_work.atomic():
+        row = work.claim(db.session, work_id, policy, retry=self.request.retries > 0, unless_recorded=True)
+        if row is None:
+            recorded = work.complete_if_recorded(db.session, work_id)
+        else:
+            subject = rechecks.facts(db.session, int(row.target_id))
     if row is None:
-        recorded = work.complete_if_recorded(db.session, work_id)
-        db.session.commit()
         return "already done" if recorded else "taken or done"
     provider_id, kind, key = int(row.target_id), CheckKind(row.params["check"]), row.idempotency_key
-    subject = rechecks.facts(db.session, provider_id)
-    # Commit the claim and its lease before any network call, ending the transaction: nothing stays open (or
-    # locked, on SQLite) while we wait on the network.
-    db.session.commit()
     if subject is None:
-        work.complete(db.session, work_id)
-        db.session.commit()
+        with unit_of_work.atomic():
+            work.complete(db.session, work_id)
         return "provider gone"
     started = utcnow()
     sources = rechecks.Sources(http=client_for(config), nppes_url=config["NPPES_API_URL"])
@@ -111,39 +112,40 @@ def run_check(self, work_id: int) -> str:
         if exc.transient and self.request.retries < retries:
             countdown = config["CHECK_RETRY_BACKOFF_SECONDS"] * (2 ** self.request.retries)
             log.info("%s: transient error (%s), retry %s in %s s", key, exc, self.request.retries + 1, countdown)
-            db.session.rollback()
-            work.release_for_retry(db.session, work_id, countdown, f"retrying after: {exc}", policy)
-            db.session.commit()
+            unit_of_work.discard()
+            with unit_of_work.atomic():
+                work.release_for_retry(db.session, work_id, countdown, f"retrying after: {exc}", policy)
             raise self.retry(exc=exc, countdown=countdown, max_retries=retries)
         result = rechecks.unreachable(kind, exc, retries if exc.transient else 0)
     except OutboundRefused as exc:
         result = rechecks.unreachable(kind, exc)
     except Exception as exc:  # noqa: BLE001 - whatever a check does, its run is recorded
         log.exception("%s: the check failed unexpectedly; recording an error run", key)
-        db.session.rollback()
+        unit_of_work.discard()
         result = rechecks.failed_unexpectedly(kind, exc)
     try:
         return _record(config, work_id, provider_id, kind, key, result, started)
     except Exception as exc:  # noqa: BLE001 - a result that cannot be stored still leaves a run
+        # _record's unit of work has rolled back what it wrote.
         log.exception("%s: the %s result could not be recorded; recording an error run", key, result.outcome.value)
-        db.session.rollback()
         return _record(config, work_id, provider_id, kind, key, rechecks.failed_unexpectedly(kind, exc), started)
 
 
 def _record(config, work_id: int, provider_id: int, kind: CheckKind, key: str, result: CheckResult, started) -> str:
     """Record the run and finish its work row in one commit; a second delivery that got there first leaves it."""
     try:
-        rechecks.record(db.session, f"system:recheck-{kind.value}", provider_id, kind, key, result, started,
-                        auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"], cadence_days=config["RECHECK_INTERVAL_DAYS"])
-        work.complete(db.session, work_id)
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        if rechecks.already_done(db.session, key):
+        with unit_of_work.atomic():
+            rechecks.record(db.session, f"system:recheck-{kind.value}", provider_id, kind, key, result, started,
+                            auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
+                            cadence_days=config["RECHECK_INTERVAL_DAYS"])
             work.complete(db.session, work_id)
-            db.session.commit()
-            return "already done"
-        raise
+    except IntegrityError:
+        # Rolled back; a second delivery may have recorded this run first.
+        with unit_of_work.atomic():
+            if not rechecks.already_done(db.session, key):
+                raise
+            work.complete(db.session, work_id)
+        return "already done"
     return result.outcome.value
 
 
@@ -151,13 +153,14 @@ def _record(config, work_id: int, provider_id: int, kind: CheckKind, key: str, r
 def expiry_sweep() -> dict:
     """Daily: reminders at the configured days before expiry, then the credentials that have lapsed."""
     today = utcnow().date()
-    sent = expiry.send_reminders(db.session, "system:expiry-sweep", today, current_app.config["EXPIRY_REMINDER_DAYS"])
-    db.session.commit()
+    with unit_of_work.atomic():
+        sent = expiry.send_reminders(db.session, "system:expiry-sweep", today,
+                                     current_app.config["EXPIRY_REMINDER_DAYS"])
     # Each expired credential in its own transaction: a concurrent edit of one provider costs that one a
     # retry (or a wait until tomorrow), never the lapse of every other.
     items = expiry.lapsed_credentials(db.session, today)
-    db.session.rollback()
-    lapsed, left = txn.one_by_one(db.session, items, lambda item: expiry.lapse_credential(
+    unit_of_work.discard()
+    lapsed, left = unit_of_work.one_by_one(db.session, items, lambda item: expiry.lapse_credential(
         db.session, "system:expiry-sweep", item, today), what="expired credential")
     if left:
         log.warning("expiry sweep: %s kept losing races; the next pass acts on them", left)
@@ -166,7 +169,7 @@ def expiry_sweep() -> dict:
 
 @shared_task(name="tasks.checks.sla_sweep", time_limit=300, soft_time_limit=270)
 def sla_sweep() -> int:
-    flagged = overdue.flag_overdue(db.session, "system:sla-sweep", utcnow(),
-                                   ReviewPolicy.from_config(current_app.config))
-    db.session.commit()
+    with unit_of_work.atomic():
+        flagged = overdue.flag_overdue(db.session, "system:sla-sweep", utcnow(),
+                                       ReviewPolicy.from_config(current_app.config))
     return flagged

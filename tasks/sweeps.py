@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from flask import current_app
 
-from backoffice import mail, txn
+from backoffice import mail, unit_of_work
 from backoffice.extensions import db
 from backoffice.models import utcnow
 from backoffice.services import outbox, staff_notices, verification, work
@@ -21,25 +21,25 @@ def verification_expiry_sweep(work_id: int | None = None) -> int:
     that keeps losing a race to a concurrent edit is left for the next, hourly, pass): on beat, or as work a
     research lead asked for."""
     if work_id is not None:
-        if work.claim(db.session, work_id, work.Policy.from_config(current_app.config), lease_seconds=900) is None:
-            db.session.rollback()
+        with unit_of_work.atomic():
+            claimed = work.claim(db.session, work_id, work.Policy.from_config(current_app.config), lease_seconds=900)
+        if claimed is None:
             return 0
-        db.session.commit()
     actor, now = "system:verification-expiry-sweep", utcnow()
     after_id, total, left = 0, 0, []
     while True:
         ids = verification.lapsed_provider_ids(db.session, now, BATCH_SIZE, after_id)
-        db.session.rollback()  # the read ends here; each provider is read again in its own transaction
+        unit_of_work.discard()  # the read ends here; each provider is read again in its own transaction
         if not ids:
             break
-        changed, missed = txn.one_by_one(db.session, ids, lambda provider_id: verification.expire_one(
+        changed, missed = unit_of_work.one_by_one(db.session, ids, lambda provider_id: verification.expire_one(
             db.session, actor, provider_id, now), what="verification expiry of provider")
         total, left, after_id = total + changed, left + missed, ids[-1]
     if left:
         log.warning("verification expiry: providers %s kept losing races; the next pass expires them", left)
     if work_id is not None:
-        work.complete(db.session, work_id)
-        db.session.commit()
+        with unit_of_work.atomic():
+            work.complete(db.session, work_id)
     return total
 
 
@@ -47,15 +47,15 @@ def verification_expiry_sweep(work_id: int | None = None) -> int:
 def deliver_notifications() -> int:
     """Send what is due: the claim is committed before sending, each outcome right after its message."""
     policy = outbox.DeliveryPolicy.from_config(current_app.config)
-    claimed = outbox.claim(db.session, policy)
-    db.session.commit()
+    with unit_of_work.atomic():
+        claimed = outbox.claim(db.session, policy)
     if not claimed:
         return 0
     sent = 0
     with mail.transport_for(current_app.config) as transport:
         for note_id in claimed:
-            outcome = outbox.send_one(db.session, note_id, transport, policy)
-            db.session.commit()
+            with unit_of_work.atomic():
+                outcome = outbox.send_one(db.session, note_id, transport, policy)
             sent += outcome is not None and outcome.status == mail.SENT
     return sent
 
@@ -63,8 +63,8 @@ def deliver_notifications() -> int:
 @shared_task(name="tasks.sweeps.staff_digest", time_limit=600, soft_time_limit=540)
 def staff_digest() -> int:
     """Each day, one message per staff member with the notices they chose to get in a digest."""
-    written = staff_notices.write_digests(db.session, current_app.config.get("PUBLIC_BASE_URL", ""))
-    db.session.commit()
+    with unit_of_work.atomic():
+        written = staff_notices.write_digests(db.session, current_app.config.get("PUBLIC_BASE_URL", ""))
     return written
 
 
@@ -73,6 +73,6 @@ def audit_verification() -> bool:
     """The daily full verification of the audit chain, with a checkpoint of its head when it verifies."""
     from backoffice.services import audit
 
-    result = audit.run_verification(db.session, "system:audit-verification")
-    db.session.commit()
+    with unit_of_work.atomic():
+        result = audit.run_verification(db.session, "system:audit-verification")
     return result.ok

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select, text, update
 
-from backoffice import txn
+from backoffice import unit_of_work
 from backoffice.models import AuditEvent, ListingStatus, Provider, VerificationStatus, utcnow
 from backoffice.services import audit, rechecks
 from tasks.checks import recheck_sweep
@@ -47,7 +47,7 @@ def _mix_the_heap(session, ids: list[int]) -> None:
 
 
 def test_two_sweeps_started_together_claim_and_expire_everything_once(app, session, make_provider, caplog):
-    caplog.set_level(logging.INFO, logger="backoffice.txn")
+    caplog.set_level(logging.INFO, logger="backoffice.unit_of_work")
     ids = [make_provider(listing_status=ListingStatus.LISTED).id for _ in range(PROVIDERS)]
     lapsed_ids = ids[::3]
     expired_events: Counter = Counter()
@@ -112,7 +112,7 @@ def test_two_sweeps_started_together_claim_and_expire_everything_once(app, sessi
 def test_a_transaction_that_loses_a_deadlock_is_rolled_back_and_run_again(app, make_provider, caplog):
     """Two units of work lock two providers in opposite orders: PostgreSQL refuses one with a deadlock; it
     arrives as LostRace, is rolled back whole and runs again once the other has committed."""
-    caplog.set_level(logging.INFO, logger="backoffice.txn")
+    caplog.set_level(logging.INFO, logger="backoffice.unit_of_work")
     first, second = make_provider().id, make_provider().id
     barrier = threading.Barrier(2)
     attempts: Counter = Counter()
@@ -133,7 +133,7 @@ def test_a_transaction_that_loses_a_deadlock_is_rolled_back_and_run_again(app, m
 
         try:
             with app.app_context(), own_session() as own:
-                assert txn.retrying(own, work, what=name) == name
+                assert unit_of_work.retrying(own, work, what=name) == name
         except BaseException as exc:  # noqa: BLE001
             crashes.append(exc)
 

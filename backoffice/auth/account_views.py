@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask_login import current_user, logout_user
 
+from backoffice import unit_of_work
 from backoffice.auth.access import public
 from backoffice.auth.forms import EmailForm, NewPasswordForm, RegisterForm
 from backoffice.extensions import db
@@ -37,35 +38,39 @@ def _sent(title: str, message: str):
 @bp.route("/register", methods=["GET", "POST"])
 @public
 def register():
+    def registered(form: RegisterForm):
+        return _sent("Check your e-mail",
+                     f"We sent a link to {form.email.data}. Open it to confirm your address, then sign in. "
+                     "If nothing arrives within a few minutes, look in your spam folder or ask for a new link.")
+
+    def again(form: RegisterForm, status: int):
+        return render_template("account/register.html", form=form)
+
+    def refused(form: RegisterForm, error, status: int):
+        form.email.errors.append(str(error))
+        return again(form, status)
+
     form = RegisterForm()
-    if form.validate_on_submit():
-        try:
-            provider_accounts.register(db.session, token_settings(), email=form.email.data, name=form.name.data,
-                                       password=form.password.data, confirm_link=_confirm_link,
-                                       sign_in_link=mailed_url("auth.login"))
-        except DomainError as error:
-            db.session.rollback()
-            form.email.errors.append(str(error))
-        else:
-            db.session.commit()
-            return _sent("Check your e-mail",
-                         f"We sent a link to {form.email.data}. Open it to confirm your address, then sign in. "
-                         "If nothing arrives within a few minutes, look in your spam folder or ask for a new link.")
-    return render_template("account/register.html", form=form)
+    return unit_of_work.submit(
+        form, lambda form: provider_accounts.register(
+            db.session, token_settings(), email=form.email.data, name=form.name.data, password=form.password.data,
+            confirm_link=_confirm_link, sign_in_link=mailed_url("auth.login")),
+        done=lambda _: registered(form), again=again, refused=refused)
 
 
 @bp.route("/confirm/<token>")
 @public
 def confirm(token: str):
-    try:
-        provider_accounts.confirm_email(db.session, token_settings(), token)
-    except DomainError as error:
-        db.session.rollback()
+    def confirmed(_):
+        flash("Your e-mail address is confirmed. Sign in to continue.", "success")
+        return redirect(url_for("auth.login"))
+
+    def refused(error, status: int):
         flash(str(error), "warning")
         return redirect(url_for("account.resend_confirmation"))
-    db.session.commit()
-    flash("Your e-mail address is confirmed. Sign in to continue.", "success")
-    return redirect(url_for("auth.login"))
+
+    return unit_of_work.perform(lambda: provider_accounts.confirm_email(db.session, token_settings(), token),
+                                done=confirmed, refused=refused)
 
 
 @bp.route("/confirm", methods=["GET", "POST"])
@@ -73,8 +78,8 @@ def confirm(token: str):
 def resend_confirmation():
     form = EmailForm()
     if form.validate_on_submit():
-        provider_accounts.resend_confirmation(db.session, token_settings(), form.email.data, _confirm_link)
-        db.session.commit()
+        with unit_of_work.atomic():
+            provider_accounts.resend_confirmation(db.session, token_settings(), form.email.data, _confirm_link)
         return _sent("Check your e-mail", "If that address has an account waiting for confirmation, a new link "
                      "is on its way. Links from earlier messages still work until they expire.")
     return render_template("account/email_form.html", form=form, title="Confirm your e-mail address",
@@ -86,8 +91,8 @@ def resend_confirmation():
 def reset_request():
     form = EmailForm()
     if form.validate_on_submit():
-        provider_accounts.request_reset(db.session, token_settings(), form.email.data, reset_link)
-        db.session.commit()
+        with unit_of_work.atomic():
+            provider_accounts.request_reset(db.session, token_settings(), form.email.data, reset_link)
         return _sent("Check your e-mail", "If that address has an account, a link to choose a new password is on "
                      "its way. It works once and expires soon.")
     return render_template("account/email_form.html", form=form, title="Forgot your password?",
@@ -102,18 +107,21 @@ def reset(token: str):
     except DomainError as error:
         flash(str(error), "warning")
         return redirect(url_for("account.reset_request"))
-    form = NewPasswordForm()
-    if form.validate_on_submit():
-        try:
-            provider_accounts.reset_password(db.session, token_settings(), token, form.password.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.password.errors.append(str(error))
-        else:
-            db.session.commit()
-            if current_user.is_authenticated:
-                logout_user()
-            flash("Your password is changed and every other session is signed out. Sign in with the new one.",
-                  "success")
-            return redirect(url_for("auth.login"))
-    return render_template("account/reset.html", form=form)
+
+    def changed(_):
+        if current_user.is_authenticated:
+            logout_user()
+        flash("Your password is changed and every other session is signed out. Sign in with the new one.", "success")
+        return redirect(url_for("auth.login"))
+
+    def again(form: NewPasswordForm, status: int):
+        return render_template("account/reset.html", form=form)
+
+    def refused(form: NewPasswordForm, error, status: int):
+        form.password.errors.append(str(error))
+        return again(form, status)
+
+    return unit_of_work.submit(
+        NewPasswordForm(), lambda form: provider_accounts.reset_password(db.session, token_settings(), token,
+                                                                         form.password.data),
+        done=changed, again=again, refused=refused)

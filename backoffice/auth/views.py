@@ -6,6 +6,7 @@ import time
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
+from backoffice import unit_of_work
 from backoffice.auth.access import public, roles_required
 from backoffice.auth.forms import ChangePasswordForm, EnrolForm, LoginForm, LogoutForm, SecondFactorForm
 from backoffice.auth.redirects import safe_next
@@ -61,31 +62,24 @@ def root():
 def login():
     form = LoginForm()
     if form.validate_on_submit():
+        # Counted (and kept) in a transaction of its own before the password is checked: a refused sign-in
+        # still counts against the address.
         attempt = counted_attempt(AttemptKind.SIGN_IN, accounts.normalise_email(form.email.data),
                                   "LOGIN_ACCOUNT_RATE_LIMIT")
-        account = accounts.authenticate(db.session, form.email.data, form.password.data)
-        if account is None:
-            db.session.commit()
-            form.password.errors.append("That e-mail address and password do not match an active account.")
-        elif account.has_role(Role.PROVIDER) and account.email_confirmed_at is None:
-            db.session.rollback()
-            form.email.errors.append("Confirm your e-mail address first: open the link we sent when you "
-                                     "registered, or ask for a new one below.")
-        elif not account.roles:
-            db.session.rollback()
-            form.email.errors.append("Your account has no role yet. A role asked for by an admin starts once a "
-                                     "second admin approves it.")
-        elif account.is_staff:
-            lockout.forget(db.session, attempt)
-            db.session.commit()
-            session.clear()
-            session[PENDING] = {"id": account.id, "version": account.session_version, "at": int(time.time()),
-                                "next": safe_next(request.args.get("next"), "")}
-            return redirect(url_for("auth.second_factor" if account.has_second_factor else "auth.enrol"))
+        try:
+            with unit_of_work.atomic():
+                account = accounts.admit(db.session, form.email.data, form.password.data)
+                lockout.forget(db.session, attempt)
+                if not account.is_staff:  # staff have a session only after the second factor
+                    accounts.record_sign_in(db.session, account)
+        except accounts.SignInRefused as refused:
+            unit_of_work.show_beside(form, refused)
         else:
-            lockout.forget(db.session, attempt)
-            accounts.record_sign_in(db.session, account)
-            db.session.commit()
+            if account.is_staff:
+                session.clear()
+                session[PENDING] = {"id": account.id, "version": account.session_version, "at": int(time.time()),
+                                    "next": safe_next(request.args.get("next"), "")}
+                return redirect(url_for("auth.second_factor" if account.has_second_factor else "auth.enrol"))
             start_session(account, second_factor=False)
             return redirect(safe_next(request.args.get("next"), home_for(account)))
     return render_template("auth/login.html", form=form)
@@ -127,11 +121,11 @@ def second_factor():
     form = SecondFactorForm()
     if form.validate_on_submit():
         attempt = counted_attempt(AttemptKind.SECOND_FACTOR, str(account.id), "SECOND_FACTOR_RATE_LIMIT")
-        accepted = mfa.verify(db.session, account, form.code.data)
-        if accepted:
-            lockout.forget(db.session, attempt)
-            accounts.record_sign_in(db.session, account)
-        db.session.commit()
+        with unit_of_work.atomic():  # a wrong code is kept too: its audit event
+            accepted = mfa.verify(db.session, account, form.code.data)
+            if accepted:
+                lockout.forget(db.session, attempt)
+                accounts.record_sign_in(db.session, account)
         if accepted:
             return _finish(account)
         form.code.errors.append("That code is not right, or it was used already. Wait for the next code and "
@@ -152,19 +146,17 @@ def enrol():
     form = EnrolForm()
     if form.validate_on_submit():
         try:
-            codes = mfa.enrol(db.session, account, secret, form.code.data)
-            accounts.record_sign_in(db.session, account)
+            with unit_of_work.atomic():
+                codes = mfa.enrol(db.session, account, secret, form.code.data)
+                accounts.record_sign_in(db.session, account)
         except Conflict as exc:
             # Set up in another window a moment ago: this window's key is dead, so it is not shown again.
-            db.session.rollback()
             session.pop(ENROL_SECRET, None)
             flash(str(exc), "info")
             return redirect(url_for("auth.second_factor"))
         except DomainError as exc:
-            db.session.rollback()
             form.code.errors.append(str(exc))
         else:
-            db.session.commit()
             target = safe_next(session.get(PENDING, {}).get("next"), home_for(account))
             start_session(account, second_factor=True)
             return render_template("auth/recovery_codes.html", codes=codes, next_url=target)
@@ -178,8 +170,8 @@ def enrol():
 def logout():
     form = LogoutForm()
     if form.validate_on_submit() and current_user.is_authenticated:
-        accounts.sign_out(db.session, current_user)
-        db.session.commit()
+        with unit_of_work.atomic():
+            accounts.sign_out(db.session, current_user)
         logout_user()
         session.clear()
         flash("You are signed out.", "info")
@@ -195,25 +187,25 @@ def security():
     if form.submit.data and form.validate_on_submit():
         attempt = counted_attempt(AttemptKind.ACCOUNT_SECURITY, str(current_user.id), "LOGIN_ACCOUNT_RATE_LIMIT")
         try:
-            accounts.change_password(db.session, current_user, form.current.data, form.password.data)
+            with unit_of_work.atomic():
+                accounts.change_password(db.session, current_user, form.current.data, form.password.data)
+                lockout.forget(db.session, attempt)
         except DomainError as exc:
-            db.session.rollback()
             form.current.errors.append(str(exc))
         else:
-            lockout.forget(db.session, attempt)
-            db.session.commit()
             account = db.session.get(Account, current_user.id)
             start_session(account, second_factor=account.is_staff)
             flash("Your password is changed. Every other session of your account is signed out.", "success")
             return redirect(url_for("auth.security"))
     elif codes_form.submit.data and codes_form.validate_on_submit() and current_user.has_second_factor:
         attempt = counted_attempt(AttemptKind.ACCOUNT_SECURITY, str(current_user.id), "LOGIN_ACCOUNT_RATE_LIMIT")
-        if mfa.verify(db.session, current_user, codes_form.code.data):
-            lockout.forget(db.session, attempt)
-            codes = mfa.issue_recovery_codes(db.session, current_user)
-            db.session.commit()
+        codes = None
+        with unit_of_work.atomic():  # a wrong code is kept too: its audit event
+            if mfa.verify(db.session, current_user, codes_form.code.data):
+                lockout.forget(db.session, attempt)
+                codes = mfa.issue_recovery_codes(db.session, current_user)
+        if codes is not None:
             return render_template("auth/recovery_codes.html", codes=codes, next_url=url_for("auth.security"))
-        db.session.commit()
         codes_form.code.errors.append("That code is not right, or it was used already.")
     remaining = mfa.unused_recovery_codes(db.session, current_user) if current_user.has_second_factor else None
     status = 400 if form.errors or codes_form.errors else 200

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from config import metrics_networks
 
+from backoffice import unit_of_work
 from backoffice.extensions import db
 from backoffice.models import (
     OPEN_FINDING_STATES, AuditVerification, CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity,
@@ -182,4 +183,4 @@ def render(accept: str | None, session: Session | None = None) -> tuple[bytes, s
     try:
         return encoder(registry), content_type
     finally:
-        session.rollback()
+        unit_of_work.discard(session)

@@ -10,13 +10,11 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from backoffice import unit_of_work
 from backoffice.auth.access import roles_required
 from backoffice.downloads import send_document
 from backoffice.extensions import db
-from backoffice.models import (
-    OPEN_STATES, Account, AdvertisingStatus, Document, OrganisationMember, Provider, Role, Submission,
-    SubmissionKind, SubmissionState,
-)
+from backoffice.models import Account, Document, OrganisationMember, Provider, Role, Submission, SubmissionKind
 from backoffice.portal.forms import (
     ActionForm, AnswerForm, ListingForm, OrganisationForm, UploadForm, WithdrawForm,
 )
@@ -79,20 +77,21 @@ def home():
 @bp.route("/organisations/new", methods=["GET", "POST"])
 @provider_only
 def new_organisation():
-    form = OrganisationForm()
-    if form.validate_on_submit():
-        try:
-            draft = listing_requests.create_organisation(db.session, current_user, form.legal_name.data,
-                                                         form.public_name.data)
-        except DomainError as error:
-            db.session.rollback()
-            form.legal_name.errors.append(str(error))
-        else:
-            db.session.commit()
-            flash("Organisation created. Fill in the listing request below; save it as a draft at any time.",
-                  "success")
-            return redirect(url_for(".edit_request", submission_id=draft.id))
-    return render_template("portal/organisation_new.html", form=form), 400 if form.errors else 200
+    def created(draft: Submission):
+        flash("Organisation created. Fill in the listing request below; save it as a draft at any time.", "success")
+        return redirect(url_for(".edit_request", submission_id=draft.id))
+
+    def again(form, status):
+        return render_template("portal/organisation_new.html", form=form), 400 if form.errors else 200
+
+    def refused(form, error, status):
+        form.legal_name.errors.append(str(error))
+        return again(form, status)
+
+    return unit_of_work.submit(
+        OrganisationForm(), lambda form: listing_requests.create_organisation(
+            db.session, current_user, form.legal_name.data, form.public_name.data),
+        done=created, again=again, refused=refused)
 
 
 @bp.route("/organisations/<int:provider_id>")
@@ -101,10 +100,11 @@ def organisation(provider_id: int, error: str | None = None, status: int = 200):
     provider = _own_provider(provider_id)
     requests = db.session.scalars(select(Submission).where(Submission.provider_id == provider.id)
                                   .order_by(Submission.id.desc())).all()
+    open_request = listing_requests.open_listing_request(db.session, provider)
     return render_template(
         "portal/organisation.html", provider=provider, listing=profile.current(provider), requests=requests,
-        next_kind=listing_requests.next_listing_kind(provider),
-        open_request=listing_requests.open_listing_request(db.session, provider),
+        next_kind=listing_requests.next_listing_kind(provider), open_request=open_request,
+        open_request_editable=open_request is not None and listing_requests.may_edit(open_request),
         advertising_blocked=advertising.why_not(db.session, provider), action=ActionForm(), error=error,
         labels=profile.value_labels(),
     ), status
@@ -116,34 +116,30 @@ def start_request(provider_id: int):
     provider = _own_provider(provider_id)
     if not ActionForm().validate_on_submit():
         abort(400)
-    try:
-        draft = listing_requests.start_listing_request(db.session, current_user, provider)
-    except DomainError as error:
-        db.session.rollback()
-        return organisation(provider_id, error=str(error), status=409)
-    db.session.commit()
-    return redirect(url_for(".edit_request", submission_id=draft.id))
+    return unit_of_work.perform(
+        lambda: listing_requests.start_listing_request(db.session, current_user, provider),
+        done=lambda draft: redirect(url_for(".edit_request", submission_id=draft.id)),
+        refused=lambda error, status: organisation(provider_id, error=str(error), status=409))
 
 
 @bp.route("/organisations/<int:provider_id>/advertise", methods=["GET", "POST"])
 @provider_only
 def advertise(provider_id: int):
     provider = _own_provider(provider_id)
-    form = ActionForm()
-    error = None
-    if form.validate_on_submit():
-        try:
-            application = advertising.apply(db.session, current_user, provider, _policy())
-        except DomainError as refused:
-            db.session.rollback()
-            error = str(refused)
-        else:
-            db.session.commit()
-            flash("Your application to advertise is with the research team. Its status is below.", "success")
-            return redirect(url_for(".request_page", submission_id=application.id))
-    blocked = advertising.why_not(db.session, provider)
-    return render_template("portal/advertise.html", provider=provider, blocked=blocked, error=error,
-                           form=form), 409 if error else 200
+
+    def applied(application: Submission):
+        flash("Your application to advertise is with the research team. Its status is below.", "success")
+        return redirect(url_for(".request_page", submission_id=application.id))
+
+    def page(form, error: str | None = None):
+        blocked = advertising.why_not(db.session, provider)
+        return render_template("portal/advertise.html", provider=provider, blocked=blocked, error=error,
+                               form=form), 409 if error else 200
+
+    return unit_of_work.submit(
+        ActionForm(), lambda form: advertising.apply(db.session, current_user, provider, _policy()),
+        done=applied, again=lambda form, status: page(form),
+        refused=lambda form, error, status: page(form, str(error)))
 
 
 # -- listing requests -----------------------------------------------------------------------------
@@ -177,8 +173,8 @@ def _render_request(submission: Submission, forms: dict | None = None, error: st
         "portal/request.html", submission=submission, provider=submission.provider, forms=forms, error=error,
         timeline=_timeline(submission), people=_people(submission), decision=decision,
         reason_titles=criteria.titles(db.session, decision.catalogue_id, decision.reason_codes) if decision else {},
-        labels=profile.value_labels(), open_states=OPEN_STATES,
-        can_withdraw=listing_requests.why_not_withdraw(submission) is None,
+        labels=profile.value_labels(), can_edit=listing_requests.may_edit(submission),
+        can_withdraw=listing_requests.can_withdraw(submission),
         diff=profile.diff(submission.provider, submission.proposed or {}) if submission.kind == SubmissionKind.UPDATE else None,
         attestation=(submission.proposed or {}).get(listing_requests.ATTESTATION_KEY),
         max_upload=documents.human_size(current_app.config["UPLOAD_MAX_BYTES"]),
@@ -211,38 +207,38 @@ def _show_missing(form: ListingForm, missing: dict[str, str]) -> None:
 @provider_only
 def edit_request(submission_id: int):
     submission = _own_submission(submission_id)
-    if submission.state != SubmissionState.DRAFT or submission.kind not in listing_requests.LISTING_KINDS:
+    if not listing_requests.may_edit(submission):
         flash(f"This request is {submission.state.label}; only a draft listing request can be changed.", "info")
         return redirect(url_for(".request_page", submission_id=submission.id))
     form = _listing_form(submission, formdata=True)
-    status, error = 200, None
-    if form.is_submitted():
-        status = 400
-        if form.validate():
-            try:
-                listing_requests.save_draft(db.session, current_user, submission, form.proposed(),
-                                            _version(form))
-                if form.submit_request.data:
-                    listing_requests.submit(db.session, current_user, submission, form.attestation(), _policy())
-            except IncompleteRequest as incomplete:
-                db.session.rollback()
-                _show_missing(form, incomplete.missing)
-                error = str(incomplete)
-            except DomainError as refused:
-                db.session.rollback()
-                error = str(refused)
-            else:
-                db.session.commit()
-                if form.submit_request.data:
-                    flash("Your request is submitted. The research team will answer here; we e-mail you when "
-                          "they ask a question or decide.", "success")
-                    return redirect(url_for(".request_page", submission_id=submission.id))
-                flash("Draft saved. Nothing is sent to the research team until you submit.", "success")
-                return redirect(url_for(".edit_request", submission_id=submission.id))
-        else:
-            error = "Some fields need correcting; nothing was saved. The problems are shown next to each field."
-    else:
-        form = _listing_form(submission, formdata=False)
+    if not form.is_submitted():
+        return _render_edit(submission, _listing_form(submission, formdata=False))
+
+    def save(form: ListingForm) -> None:
+        listing_requests.save_draft(db.session, current_user, submission, form.proposed(), _version(form))
+        if form.submit_request.data:
+            listing_requests.submit(db.session, current_user, submission, form.attestation(), _policy())
+
+    def saved(_):
+        if form.submit_request.data:
+            flash("Your request is submitted. The research team will answer here; we e-mail you when "
+                  "they ask a question or decide.", "success")
+            return redirect(url_for(".request_page", submission_id=submission.id))
+        flash("Draft saved. Nothing is sent to the research team until you submit.", "success")
+        return redirect(url_for(".edit_request", submission_id=submission.id))
+
+    def refused(form: ListingForm, error: DomainError, status: int):
+        if isinstance(error, IncompleteRequest):
+            _show_missing(form, error.missing)
+        return _render_edit(submission, form, str(error), 400)
+
+    return unit_of_work.submit(
+        form, save, done=saved, refused=refused,
+        again=lambda form, status: _render_edit(submission, form, "Some fields need correcting; nothing was saved. "
+                                                "The problems are shown next to each field.", 400))
+
+
+def _render_edit(submission: Submission, form: ListingForm, error: str | None = None, status: int = 200):
     form.add_blank_rows()
     return render_template("portal/request_edit.html", form=form, submission=submission,
                            provider=submission.provider, error=error,
@@ -258,7 +254,7 @@ def _version(form) -> int | None:
 
 
 def _store_uploads(submission: Submission, files) -> list[Document]:
-    """Store every uploaded file, or raise and store none (the caller rolls back)."""
+    """Store every uploaded file, or raise and store none (the unit of work rolls back)."""
     files = [f for f in files or [] if f and f.filename]
     limit = current_app.config["UPLOAD_MAX_FILES_PER_REQUEST"]
     if len(files) > limit:
@@ -268,24 +264,20 @@ def _store_uploads(submission: Submission, files) -> list[Document]:
             for f in files]
 
 
-def _request_action(submission: Submission, key: str, form, action, success: str, category: str = "success",
-                    anchor: str = ""):
-    """Validate, call the service, commit once; a refusal is shown beside the form and nothing is kept."""
-    error = None
-    if form.validate_on_submit():
-        try:
-            message = action(form) or success
-        except documents.UploadRefused as refused:
-            db.session.rollback()
-            form.files.errors = [str(refused)]
-        except DomainError as refused:
-            db.session.rollback()
-            error = str(refused)
-        else:
-            db.session.commit()
-            flash(message, category)
-            return redirect(url_for(".request_page", submission_id=submission.id) + anchor)
-    return _render_request(submission, {key: form}, error=error, status=400)
+def _request_page_again(submission: Submission, key: str):
+    """How the request page answers a post of its `key` form that did not go through (`again` and `refused` for
+    unit_of_work.submit): the page with the form as typed, a refused file named under the file field, any other
+    refusal above the page."""
+    def again(form, status: int):
+        return _render_request(submission, {key: form}, status=400)
+
+    def refused(form, error: DomainError, status: int):
+        if isinstance(error, documents.UploadRefused):
+            form.files.errors = [str(error)]
+            return again(form, status)
+        return _render_request(submission, {key: form}, error=str(error), status=400)
+
+    return again, refused
 
 
 @bp.route("/requests/<int:submission_id>/documents", methods=["POST"])
@@ -293,13 +285,18 @@ def _request_action(submission: Submission, key: str, form, action, success: str
 def upload(submission_id: int):
     submission = _own_submission(submission_id)
 
-    def store(form):
+    def store(form) -> str:
         stored = _store_uploads(submission, form.files.data)
         if not stored:
             raise documents.UploadRefused("Choose at least one file to upload.")
         return f"Uploaded {', '.join(d.original_name for d in stored)}."
 
-    return _request_action(submission, "upload", UploadForm(), store, "", anchor="#documents")
+    def stored(message: str):
+        flash(message, "success")
+        return redirect(url_for(".request_page", submission_id=submission.id) + "#documents")
+
+    again, refused = _request_page_again(submission, "upload")
+    return unit_of_work.submit(UploadForm(), store, done=stored, again=again, refused=refused)
 
 
 @bp.route("/requests/<int:submission_id>/answer", methods=["POST"])
@@ -307,13 +304,17 @@ def upload(submission_id: int):
 def answer(submission_id: int):
     submission = _own_submission(submission_id)
 
-    def send(form):
+    def send(form) -> None:
         # Documents first: they can only be added while the question is open.
         _store_uploads(submission, form.files.data)
         listing_requests.answer(db.session, current_user, submission, form.message.data, form.version.data)
 
-    return _request_action(submission, "answer", AnswerForm(), send,
-                           "Your answer is sent; the request is back with the research team.")
+    def sent(_):
+        flash("Your answer is sent; the request is back with the research team.", "success")
+        return redirect(url_for(".request_page", submission_id=submission.id))
+
+    again, refused = _request_page_again(submission, "answer")
+    return unit_of_work.submit(AnswerForm(), send, done=sent, again=again, refused=refused)
 
 
 @bp.route("/requests/<int:submission_id>/withdraw", methods=["GET", "POST"])
@@ -322,25 +323,27 @@ def withdraw(submission_id: int):
     """Two steps: the page says what withdrawing means; only a post of its confirm button withdraws."""
     submission = _own_submission(submission_id)
     form = WithdrawForm() if request.method == "POST" else WithdrawForm(formdata=None)
-    error = None
-    if form.confirm.data and form.validate_on_submit():
-        try:
-            listing_requests.withdraw(db.session, current_user, submission, form.reason.data, form.version.data)
-        except DomainError as refused:
-            db.session.rollback()
-            error = str(refused)
-        else:
-            db.session.commit()
-            flash(f"Request #{submission.id} is withdrawn.", "info")
-            return redirect(url_for(".request_page", submission_id=submission.id))
-    # The confirmation acts on the request as this page shows it.
-    form.act_on(submission.row_version)
-    return render_template(
-        "portal/withdraw.html", submission=submission, provider=submission.provider, form=form, error=error,
-        blocked=listing_requests.why_not_withdraw(submission),
-        stops_advertising=submission.kind == SubmissionKind.ADVERTISER_APPLICATION
-        and submission.provider.advertising_status == AdvertisingStatus.PENDING,
-    ), 400 if error or form.errors else 200
+
+    def withdrawn(_):
+        flash(f"Request #{submission.id} is withdrawn.", "info")
+        return redirect(url_for(".request_page", submission_id=submission.id))
+
+    def page(form: WithdrawForm, error: str | None = None):
+        # The confirmation acts on the request as this page shows it.
+        form.act_on(submission.row_version)
+        return render_template(
+            "portal/withdraw.html", submission=submission, provider=submission.provider, form=form, error=error,
+            blocked=listing_requests.why_not_withdraw(submission),
+            stops_advertising=listing_requests.stops_advertising(submission),
+        ), 400 if error or form.errors else 200
+
+    if not form.confirm.data:
+        return page(form)
+    return unit_of_work.submit(
+        form, lambda form: listing_requests.withdraw(db.session, current_user, submission, form.reason.data,
+                                                     form.version.data),
+        done=withdrawn, again=lambda form, status: page(form),
+        refused=lambda form, error, status: page(form, str(error)))
 
 
 # -- documents ------------------------------------------------------------------------------------

@@ -88,6 +88,25 @@ def authenticate(session: Session, email: str, password: str) -> Account | None:
     return account
 
 
+class SignInRefused(DomainError):
+    """The credentials do not sign an account in now; `field` names the sign-in form's input the message is for."""
+
+
+def admit(session: Session, email: str, password: str) -> Account:
+    """The account these credentials sign in, or SignInRefused saying why not: credentials that match no active
+    account, then a provider's e-mail address not confirmed yet, then an account without a role."""
+    account = authenticate(session, email, password)
+    if account is None:
+        raise SignInRefused("That e-mail address and password do not match an active account.", field="password")
+    if account.has_role(Role.PROVIDER) and account.email_confirmed_at is None:
+        raise SignInRefused("Confirm your e-mail address first: open the link we sent when you registered, or ask "
+                            "for a new one below.", field="email")
+    if not account.roles:
+        raise SignInRefused("Your account has no role yet. A role asked for by an admin starts once a second admin "
+                            "approves it.", field="email")
+    return account
+
+
 def record_sign_in(session: Session, account: Account) -> None:
     """The account has a session now: for staff that is after the second factor, not after the password.
     A security event: the trail shows who signed in, when, and from which address (the event's IP)."""

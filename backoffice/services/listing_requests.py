@@ -190,6 +190,11 @@ def start_listing_request(session: Session, actor: Account, provider: Provider) 
     return submissions.create_draft(session, actor, provider, kind, profile.current(provider))
 
 
+def may_edit(submission: Submission) -> bool:
+    """Whether the provider may still change the request's proposed listing: a listing request, as a draft."""
+    return submission.kind in LISTING_KINDS and submission.state in EDITABLE_STATES
+
+
 def _require_editable(session: Session, actor: Account, submission: Submission) -> None:
     require_member(session, actor, submission.provider_id)
     if submission.kind not in LISTING_KINDS:
@@ -249,6 +254,16 @@ def why_not_withdraw(submission: Submission) -> str | None:
         return ("The research team has decided this request and the decision is being signed off; it can no "
                 "longer be withdrawn.")
     return None
+
+
+def can_withdraw(submission: Submission) -> bool:
+    return why_not_withdraw(submission) is None
+
+
+def stops_advertising(submission: Submission) -> bool:
+    """Whether withdrawing the request also ends the provider's pending application to advertise."""
+    return (submission.kind == SubmissionKind.ADVERTISER_APPLICATION
+            and submission.provider.advertising_status == AdvertisingStatus.PENDING)
 
 
 def withdraw(session: Session, actor: Account, submission: Submission, reason: str | None = None,
