@@ -5,15 +5,14 @@ from flask import Flask
 from flask_admin import Admin
 from flask_admin.theme import Bootstrap4Theme
 
+from backoffice import csp_nonce
+from backoffice.admin.dashboard import DashboardView
+from backoffice.admin.views import build_views
 from backoffice.extensions import db
 
 
 def init_admin(app: Flask) -> Admin:
     """Build the Admin and its views for this app (a module-level Admin breaks a second create_app)."""
-    from backoffice.admin.dashboard import DashboardView
-    from backoffice import csp_nonce
-    from backoffice.admin.views import build_views
-
     admin = Admin(
         app,
         name="Provider verification",

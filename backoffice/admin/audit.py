@@ -12,7 +12,7 @@ from wtforms import DateField, IntegerField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import NumberRange, Optional, ValidationError
 
-from backoffice import formatting
+from backoffice import formatting, unit_of_work
 from backoffice.admin.base import SecuredView
 from backoffice.extensions import db
 from backoffice.models import AuditEvent, Provider, Role
@@ -116,11 +116,10 @@ class AuditLogView(SecuredView):
         event = db.session.get(AuditEvent, seq)
         if event is None:
             abort(404)
-        intact = audit.compute_hash(event.prev_hash, audit.event_fields(event)) == event.hash
-        previous = db.session.get(AuditEvent, seq - 1)
-        linked = (previous.hash == event.prev_hash) if previous else seq == 1
-        return self.render("admin/audit/event.html", event=event, changes=history.changes(event), intact=intact,
-                           linked=linked, has_next=db.session.get(AuditEvent, seq + 1) is not None)
+        checked = audit.check_event(db.session, event)
+        return self.render("admin/audit/event.html", event=event, changes=history.changes(event),
+                           intact=checked.intact, linked=checked.linked,
+                           has_next=db.session.get(AuditEvent, seq + 1) is not None)
 
     @expose("/provider/<int:provider_id>")
     def provider(self, provider_id: int):
@@ -140,8 +139,8 @@ class AuditLogView(SecuredView):
         if request.method == "POST":
             if not form.validate_on_submit():
                 abort(400)
-            run = audit.run_verification(db.session, current_user)
-            db.session.commit()
+            with unit_of_work.atomic():
+                run = audit.run_verification(db.session, current_user)
             flash(verification_message(run), "success" if run.ok else "error")
             return redirect(url_for("audit_verifications.index"))
         return self.render("admin/audit/verify.html", form=form, status=chain_status())
@@ -160,9 +159,8 @@ class AuditLogView(SecuredView):
             first, last = audit_export.seq_range_for_dates(db.session, _as_utc_start(form.date_from.data), end)
             selection = audit_export.ExportRange(from_seq=first, to_seq=last)
         fmt = form.format.data
-        audit.record(db.session, current_user, "audit.exported", "audit_trail", "export",
-                     after={"format": fmt, **selection.describe()})
-        db.session.commit()
+        with unit_of_work.atomic():
+            audit_export.record_export(db.session, current_user, fmt, selection)
         lines = (audit_export.jsonl if fmt == "jsonl" else audit_export.csv_lines)(
             db.session, selection, f"user:{current_user.id}")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import flask_admin.model.base
-from flask import request
+from flask import flash, redirect, request
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_wtf import FlaskForm
@@ -118,3 +118,9 @@ class SecuredModelView(SecuredMixin, ModelView):
             return frozenset()
         return super().roles_for(name)
 
+
+
+def flash_and_redirect(message: str, target: str, category: str = "success"):
+    """What a page answers once its action is done: the message, then the page to land on."""
+    flash(message, category)
+    return redirect(target)

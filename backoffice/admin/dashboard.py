@@ -6,11 +6,12 @@ from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
+from backoffice import unit_of_work
 from backoffice.admin.audit import chain_status
 from backoffice.admin.base import SecuredIndexView, only
 from backoffice.extensions import db
-from backoffice.models import RESEARCH_ROLES, STAFF_ROLES, Role, WorkKind, utcnow
-from backoffice.services import accounts, audit, dashboard, outbox, work
+from backoffice.models import RESEARCH_ROLES, STAFF_ROLES, Role, utcnow
+from backoffice.services import accounts, dashboard, outbox, work
 
 
 class DashboardView(SecuredIndexView):
@@ -36,10 +37,7 @@ class DashboardView(SecuredIndexView):
     def run_verification_expiry_sweep(self):
         if not FlaskForm().validate_on_submit():
             abort(400)
-        audit.record(db.session, current_user, "sweep.requested", "sweep", "verification_expiry")
-        work.request(db.session, current_user, work.Spec(WorkKind.EXPIRY_SWEEP, "sweep", "verification_expiry",
-                                                         "sweep:verification_expiry"),
-                     work.Policy.from_config(current_app.config))
-        db.session.commit()
+        with unit_of_work.atomic():
+            work.request_expiry_sweep(db.session, current_user, work.Policy.from_config(current_app.config))
         flash("The verification-expiry sweep is queued; lapsed verifications will show as expired shortly.", "info")
         return redirect(url_for("admin.index"))

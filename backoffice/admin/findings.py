@@ -7,12 +7,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import case, select
 from sqlalchemy.orm import selectinload
-from wtforms import IntegerField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional
-from wtforms.widgets import HiddenInput
 
-from backoffice import formatting
-from backoffice.admin.base import SecuredView, only
+from backoffice import formatting, unit_of_work
+from backoffice.admin.base import SecuredView, flash_and_redirect, only
+from backoffice.admin.forms import ReasonForm
 from backoffice.admin.refusals import Refusal
 from backoffice.extensions import db
 from backoffice.models import (
@@ -20,18 +18,13 @@ from backoffice.models import (
     Role, WorkState,
 )
 from backoffice.services import findings, rechecks, work
-from backoffice.services.errors import Conflict, DomainError
+from backoffice.services.reasons import REASON_MIN_LENGTH
 
 STALE_PAGE = "This page is out of date or was changed: reload it and try again."
-REASON_NEEDED = "Give a reason (at least 3 characters): it is kept in the audit trail."
+REASON_NEEDED = f"Give a reason (at least {REASON_MIN_LENGTH} characters): it is kept in the audit trail."
 
 SEVERITY_ORDER = case({FindingSeverity.CRITICAL.value: 0, FindingSeverity.WARNING.value: 1}, value=Finding.severity,
                       else_=2)
-
-
-class ReasonForm(FlaskForm):
-    reason = TextAreaField("Reason", validators=[DataRequired(), Length(min=3, max=2000)])
-    row_version = IntegerField(widget=HiddenInput(), validators=[Optional()])
 
 
 class FindingWorkView(SecuredView):
@@ -79,7 +72,7 @@ class FindingWorkView(SecuredView):
     @expose("/<int:finding_id>/<action>", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def act(self, finding_id: int, action: str):
-        """Call the service with the reason and commit; a refusal re-renders the page with a banner, the reason
+        """Call the service with the reason as one unit of work; a refusal re-renders the page with a banner, the reason
         as typed and the page on the form (its buttons post to #finding-actions)."""
         service = self.ACTIONS.get(action) or abort(404)
         finding = db.session.get(Finding, finding_id) or abort(404)
@@ -98,15 +91,11 @@ class FindingWorkView(SecuredView):
             return refused(STALE_PAGE, 409)
         if not valid and action != "acknowledge":
             return refused(REASON_NEEDED, 400, beside_reason=True)
-        try:
-            service(db.session, current_user, finding, reason, expected_version=form.row_version.data)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            return refused(str(exc), 409 if isinstance(exc, Conflict) else 400,
-                           beside_reason=exc.field == "reason")
-        flash(f"Finding #{finding_id}: {action} recorded.", "success")
-        return redirect(url_for(".finding", finding_id=finding_id))
+        return unit_of_work.perform(
+            lambda: service(db.session, current_user, finding, reason, expected_version=form.row_version.data),
+            done=lambda _: flash_and_redirect(f"Finding #{finding_id}: {action} recorded.",
+                                              url_for(".finding", finding_id=finding_id)),
+            refused=lambda exc, status: refused(str(exc), status, beside_reason=exc.field == "reason"))
 
     @expose("/provider/<int:provider_id>")
     def provider(self, provider_id: int):
@@ -126,8 +115,8 @@ class FindingWorkView(SecuredView):
         if not FlaskForm().validate_on_submit():
             abort(400)
         provider = db.session.get(Provider, provider_id) or abort(404)
-        rows = rechecks.request_now(db.session, current_user, provider, work.Policy.from_config(current_app.config))
-        db.session.commit()  # the work is sent once this commit has happened, and marked sent if the queue took it
+        with unit_of_work.atomic():  # the work is sent once this commit has happened, marked sent if the queue took it
+            rows = rechecks.request_now(db.session, current_user, provider, work.Policy.from_config(current_app.config))
         if any(row.state == WorkState.REQUESTED for row in rows):
             flash("The re-check is recorded, but the worker queue cannot be reached just now. It will start by "
                   "itself when the queue is reachable again; there is nothing more to do. It is listed under "

@@ -5,16 +5,16 @@ may carry a provider's single-use sign-in or reset link.
 """
 from __future__ import annotations
 
-from flask import abort, flash, redirect, request, url_for
+from flask import abort, request, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from backoffice.admin.base import SecuredView
+from backoffice import unit_of_work
+from backoffice.admin.base import SecuredView, flash_and_redirect
 from backoffice.extensions import db
 from backoffice.models import Role
 from backoffice.services import outbox
-from backoffice.services.errors import DomainError
 
 LIST_TITLES = {"undelivered": "Could not be delivered", "waiting": "Waiting to be sent", "sent": "Sent"}
 
@@ -45,12 +45,10 @@ class MailView(SecuredView):
     def retry(self, note_id: int):
         if not FlaskForm().validate_on_submit():
             abort(400)
-        try:
-            note = outbox.retry(db.session, current_user, note_id, kinds=visible_kinds())
-        except DomainError as refusal:
-            db.session.rollback()
-            flash(f"Message #{note_id} was not sent again: {refusal}", "error")
-        else:
-            db.session.commit()
-            flash(f"Message #{note.id} to {note.recipient_email} will be sent again within a minute.", "success")
-        return redirect(url_for(".index", list="undelivered"))
+        undelivered = url_for(".index", list="undelivered")
+        return unit_of_work.perform(
+            lambda: outbox.retry(db.session, current_user, note_id, kinds=visible_kinds()),
+            done=lambda note: flash_and_redirect(
+                f"Message #{note.id} to {note.recipient_email} will be sent again within a minute.", undelivered),
+            refused=lambda refusal, status: flash_and_redirect(
+                f"Message #{note_id} was not sent again: {refusal}", undelivered, "error"))

@@ -6,6 +6,7 @@ from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
+from backoffice import unit_of_work
 from backoffice.admin.base import SecuredView
 from backoffice.extensions import db
 from backoffice.models import NoticeMode, Role
@@ -33,8 +34,8 @@ class NoticesView(SecuredView):
                 except ValueError:
                     problems.append(f"Choose how you are told when {notice.title[0].lower()}{notice.title[1:]}.")
             if not problems:
-                changed = staff_notices.set_preferences(db.session, current_user, chosen)
-                db.session.commit()
+                with unit_of_work.atomic():
+                    changed = staff_notices.set_preferences(db.session, current_user, chosen)
                 flash("Your notification choices are saved." if changed else "Nothing changed.", "success")
                 return redirect(url_for(".index"))
         return self.render("admin/notices.html", form=form, kinds=staff_notices.KINDS, modes=list(NoticeMode),

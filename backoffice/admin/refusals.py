@@ -11,8 +11,6 @@ from typing import Callable
 
 from flask_wtf import FlaskForm
 
-from backoffice.services.errors import DomainError
-
 LOST_VERSION = "The form lost its version; reload the page."
 
 
@@ -25,15 +23,6 @@ class Refusal:
 
     def __bool__(self) -> bool:
         return bool(self.problems)
-
-
-def show_beside(form: FlaskForm, exc: DomainError) -> None:
-    """A service's refusal under the field it names when the form has that field, else above the form."""
-    target = getattr(form, exc.field, None) if exc.field else None
-    if target is not None and not getattr(target.flags, "hidden", False):
-        target.errors = [*target.errors, str(exc)]
-    else:
-        form.form_errors.append(str(exc))
 
 
 def refusal_of(form: FlaskForm, what: str, form_id: str,

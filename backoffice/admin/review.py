@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import json
 
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import abort, current_app, flash, request, url_for
 from flask_admin import expose
-from wtforms.fields.choices import SelectChoice
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from wtforms.fields.choices import SelectChoice
 
-from backoffice import formatting
-from backoffice.admin.base import SecuredView, only
-from backoffice.admin.refusals import Refusal, refusal_of, show_beside
+from backoffice import formatting, unit_of_work
+from backoffice.admin.base import SecuredView, flash_and_redirect, only
+from backoffice.admin.refusals import Refusal, refusal_of
 from backoffice.admin.review_forms import (
     AssessmentForm, AssignForm, CatalogueForm, ClaimForm, DeclineForm, DecisionForm, ReasonForm, RequestInfoForm,
     SignOffForm,
@@ -20,16 +20,14 @@ from backoffice.admin.review_forms import (
 from backoffice.downloads import send_document
 from backoffice.extensions import db
 from backoffice.models import (
-    OPEN_FINDING_STATES, RESEARCH_ROLES, Account, AccountRole, AssessmentStatus, CheckKind, CheckRun,
+    OPEN_FINDING_STATES, READER_ROLES, RESEARCH_ROLES, Account, AccountRole, AssessmentStatus, CheckRun,
     CriteriaCatalogue, DecisionOutcome, Document, Finding, Provider, Role, Submission, SubmissionKind,
     VerificationAction, utcnow,
 )
-from backoffice.services import advertising, criteria, profile, queue, review
-from backoffice.services.errors import Conflict, DomainError
+from backoffice.services import advertising, criteria, profile, queue, rechecks, review
+from backoffice.services.errors import DomainError
 from backoffice.services.review import Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
-
-READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
 
 
 def assessment_field_id(code: str, name: str) -> str:
@@ -42,7 +40,7 @@ def policy() -> ReviewPolicy:
 
 
 class ReviewView(SecuredView):
-    allowed_roles = READERS
+    allowed_roles = READER_ROLES
 
     # -- queue ------------------------------------------------------------------------------------
 
@@ -185,14 +183,10 @@ class ReviewView(SecuredView):
         ids.discard(None)
         return {a.id: a for a in db.session.scalars(select(Account).where(Account.id.in_(ids)))}
 
-    def _latest_runs(self, provider_id: int) -> list[CheckRun]:
-        runs = []
-        for kind in CheckKind:
-            run = db.session.scalar(select(CheckRun).where(CheckRun.provider_id == provider_id, CheckRun.check == kind)
-                                    .order_by(CheckRun.started_at.desc()).limit(1))
-            if run:
-                runs.append(run)
-        return runs
+    @staticmethod
+    def _latest_runs(provider_id: int) -> list[CheckRun]:
+        """The latest run of each check, in the order of the checks."""
+        return list(rechecks.latest_runs(db.session, provider_id).values())
 
     @staticmethod
     def _evidence_choices(form: AssessmentForm, documents, runs) -> None:
@@ -215,32 +209,23 @@ class ReviewView(SecuredView):
 
     # -- actions ----------------------------------------------------------------------------------
 
-    def _act(self, submission: Submission, key, form, action, success: str, anchor: str = ""):
-        """Validate, call the service, commit once; on any refusal re-render the page with a banner naming the
-        problem and the error beside the form, the typed values kept."""
-        if form.validate_on_submit():
-            try:
-                action(form)
-                db.session.commit()
-                flash(success, "success")
-                return redirect(url_for(".case", submission_id=submission.id) + anchor)
-            except Conflict as exc:
-                db.session.rollback()
-                form.form_errors.append(str(exc))
-                return self._render_case(self._submission(submission.id), {key: form}, 409)
-            except DomainError as exc:
-                db.session.rollback()
-                show_beside(form, exc)
-        submission = self._submission(submission.id)
-        return self._render_case(submission, {key: form}, 400)
+    def _case_again(self, submission_id: int, key):
+        """The case page again (read afresh) with the refused form as sent: a banner names the problem and the
+        error stands beside the form."""
+        return lambda form, status: self._render_case(self._submission(submission_id), {key: form}, status)
+
+    @staticmethod
+    def _case_done(submission_id: int, success: str, anchor: str = ""):
+        return lambda _: flash_and_redirect(success, url_for(".case", submission_id=submission_id) + anchor)
 
     @expose("/case/<int:submission_id>/claim", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def claim(self, submission_id: int):
         submission = self._submission(submission_id)
-        return self._act(submission, "claim", ClaimForm(),
-                         lambda f: review.claim(db.session, current_user, submission, f.version.data),
-                         "The request is yours.")
+        return unit_of_work.submit(
+            ClaimForm(), lambda f: review.claim(db.session, current_user, submission, f.version.data),
+            done=self._case_done(submission_id, "The request is yours."),
+            again=self._case_again(submission_id, "claim"))
 
     @expose("/case/<int:submission_id>/assign", methods=["POST"])
     @only(*RESEARCH_ROLES)
@@ -255,7 +240,8 @@ class ReviewView(SecuredView):
                 raise DomainError("Choose a researcher.")
             review.assign(db.session, current_user, submission, assignee, f.version.data)
 
-        return self._act(submission, "assign", form, do, "Assigned.")
+        return unit_of_work.submit(form, do, done=self._case_done(submission_id, "Assigned."),
+                                   again=self._case_again(submission_id, "assign"))
 
     @expose("/case/<int:submission_id>/assess", methods=["POST"])
     @only(*RESEARCH_ROLES)
@@ -273,16 +259,18 @@ class ReviewView(SecuredView):
                          document_id=f.document_id.data, check_run_id=f.check_run_id.data),
                 f.version.data)
 
-        return self._act(submission, ("assess", code), form, do, f"{code} assessed.", f"#criterion-{code}")
+        return unit_of_work.submit(form, do, again=self._case_again(submission_id, ("assess", code)),
+                                   done=self._case_done(submission_id, f"{code} assessed.", f"#criterion-{code}"))
 
     @expose("/case/<int:submission_id>/request-info", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def request_info(self, submission_id: int):
         submission = self._submission(submission_id)
-        return self._act(submission, "request_info", RequestInfoForm(),
-                         lambda f: review.request_info(db.session, current_user, submission, f.message.data,
-                                                       f.version.data),
-                         "The question is sent; the request waits for the provider's answer.")
+        return unit_of_work.submit(
+            RequestInfoForm(),
+            lambda f: review.request_info(db.session, current_user, submission, f.message.data, f.version.data),
+            done=self._case_done(submission_id, "The question is sent; the request waits for the provider's answer."),
+            again=self._case_again(submission_id, "request_info"))
 
     @expose("/case/<int:submission_id>/decide", methods=["POST"])
     @only(*RESEARCH_ROLES)
@@ -296,24 +284,27 @@ class ReviewView(SecuredView):
                           f.reason_codes.data or [], f.provider_note.data, f.internal_note.data, policy(),
                           f.version.data)
 
-        return self._act(submission, "decide", form, do, "Decision recorded.", "#decision")
+        return unit_of_work.submit(form, do, done=self._case_done(submission_id, "Decision recorded.", "#decision"),
+                                   again=self._case_again(submission_id, "decide"))
 
     @expose("/case/<int:submission_id>/sign-off", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def sign_off(self, submission_id: int):
         submission = self._submission(submission_id)
-        return self._act(submission, "sign_off", SignOffForm(),
-                         lambda f: review.sign_off(db.session, current_user, submission, policy(), f.version.data),
-                         "Signed off: the decision has taken effect.", "#decision")
+        return unit_of_work.submit(
+            SignOffForm(), lambda f: review.sign_off(db.session, current_user, submission, policy(), f.version.data),
+            done=self._case_done(submission_id, "Signed off: the decision has taken effect.", "#decision"),
+            again=self._case_again(submission_id, "sign_off"))
 
     @expose("/case/<int:submission_id>/decline-signoff", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def decline_signoff(self, submission_id: int):
         submission = self._submission(submission_id)
-        return self._act(submission, "decline", DeclineForm(),
-                         lambda f: review.decline_signoff(db.session, current_user, submission, f.reason.data,
-                                                          f.version.data),
-                         "Sign-off declined; the request is back in review.", "#decision")
+        return unit_of_work.submit(
+            DeclineForm(),
+            lambda f: review.decline_signoff(db.session, current_user, submission, f.reason.data, f.version.data),
+            done=self._case_done(submission_id, "Sign-off declined; the request is back in review.", "#decision"),
+            again=self._case_again(submission_id, "decline"))
 
     @expose("/documents/<int:document_id>")
     def document(self, document_id: int):
@@ -357,61 +348,66 @@ class ReviewView(SecuredView):
             can_act=current_user.has_role(*RESEARCH_ROLES), now=utcnow(), refusal=refusal,
         ), status
 
-    def _provider_act(self, provider: Provider, key: str, action, success: str):
-        form = ReasonForm()
-        if form.validate_on_submit():
-            try:
-                result = action(form.reason.data)
-                db.session.commit()
-                flash(success, "success")
-                if isinstance(result, Submission):
-                    return redirect(url_for(".case", submission_id=result.id))
-                return redirect(url_for(".provider", provider_id=provider.id))
-            except DomainError as exc:
-                db.session.rollback()
-                form.reason.errors = list(form.reason.errors) + [str(exc)]
-        return self.provider(provider.id, {key: form}, 400)
+    def _provider_again(self, provider_id: int, key: str):
+        """The provider page again with the refused form as sent, the refusal beside its reason; these pages
+        answer 400 for every refusal, a lost race included."""
+        return lambda form, status: self.provider(provider_id, {key: form}, 400)
+
+    @staticmethod
+    def _provider_done(provider_id: int, success: str):
+        """The provider page, or the case a reinstatement opened."""
+        def done(result):
+            if isinstance(result, Submission):
+                return flash_and_redirect(success, url_for(".case", submission_id=result.id))
+            return flash_and_redirect(success, url_for(".provider", provider_id=provider_id))
+        return done
 
     @expose("/provider/<int:provider_id>/suspend", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def suspend(self, provider_id: int):
         provider = self._provider(provider_id)
-        return self._provider_act(provider, "suspend",
-                                  lambda reason: review.suspend_listing(db.session, current_user, provider, reason),
-                                  "The listing is suspended and its advertising with it.")
+        return unit_of_work.submit(
+            ReasonForm(), lambda f: review.suspend_listing(db.session, current_user, provider, f.reason.data),
+            default_field="reason", again=self._provider_again(provider_id, "suspend"),
+            done=self._provider_done(provider_id, "The listing is suspended and its advertising with it."))
 
     @expose("/provider/<int:provider_id>/revoke", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def revoke(self, provider_id: int):
         provider = self._provider(provider_id)
-        return self._provider_act(provider, "revoke",
-                                  lambda reason: review.request_revocation(db.session, current_user, provider, reason),
-                                  "Revocation requested: another researcher must sign it off.")
+        return unit_of_work.submit(
+            ReasonForm(), lambda f: review.request_revocation(db.session, current_user, provider, f.reason.data),
+            default_field="reason", again=self._provider_again(provider_id, "revoke"),
+            done=self._provider_done(provider_id, "Revocation requested: another researcher must sign it off."))
 
     @expose("/provider/<int:provider_id>/reinstate", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def reinstate(self, provider_id: int):
         provider = self._provider(provider_id)
-        return self._provider_act(provider, "reinstate",
-                                  lambda reason: review.open_reinstatement(db.session, current_user, provider,
-                                                                           policy(), reason),
-                                  "A reinstatement review is open.")
+        return unit_of_work.submit(
+            ReasonForm(),
+            lambda f: review.open_reinstatement(db.session, current_user, provider, policy(), f.reason.data),
+            default_field="reason", again=self._provider_again(provider_id, "reinstate"),
+            done=self._provider_done(provider_id, "A reinstatement review is open."))
 
     @expose("/provider/<int:provider_id>/advertising/suspend", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def suspend_advertising(self, provider_id: int):
         provider = self._provider(provider_id)
-        return self._provider_act(provider, "suspend_advertising",
-                                  lambda reason: advertising.suspend(db.session, current_user, provider, reason),
-                                  "Advertising is suspended; it resumes only through a new advertiser review.")
+        return unit_of_work.submit(
+            ReasonForm(), lambda f: advertising.suspend(db.session, current_user, provider, f.reason.data),
+            default_field="reason", again=self._provider_again(provider_id, "suspend_advertising"),
+            done=self._provider_done(provider_id, "Advertising is suspended; it resumes only through a new "
+                                     "advertiser review."))
 
     @expose("/provider/<int:provider_id>/advertising/end", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def end_advertising(self, provider_id: int):
         provider = self._provider(provider_id)
-        return self._provider_act(provider, "end_advertising",
-                                  lambda reason: advertising.end(db.session, current_user, provider, reason),
-                                  "Advertising has ended.")
+        return unit_of_work.submit(
+            ReasonForm(), lambda f: advertising.end(db.session, current_user, provider, f.reason.data),
+            default_field="reason", again=self._provider_again(provider_id, "end_advertising"),
+            done=self._provider_done(provider_id, "Advertising has ended."))
 
     def _action(self, action_id: int) -> VerificationAction:
         action = db.session.get(VerificationAction, action_id)
@@ -423,30 +419,29 @@ class ReviewView(SecuredView):
     @only(*RESEARCH_ROLES)
     def sign_off_revocation(self, action_id: int):
         action = self._action(action_id)
-        try:
-            review.sign_off_revocation(db.session, current_user, action)
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            return self.provider(action.provider_id, None, 400,
-                                 Refusal("The revocation was not signed off", [str(exc)], "revocations"))
-        flash("Revocation signed off: verification revoked, listing and advertising ended.", "success")
-        return redirect(url_for(".provider", provider_id=action.provider_id))
+        provider_id = action.provider_id
+        return unit_of_work.perform(
+            lambda: review.sign_off_revocation(db.session, current_user, action),
+            done=lambda _: flash_and_redirect("Revocation signed off: verification revoked, listing and advertising "
+                                              "ended.", url_for(".provider", provider_id=provider_id)),
+            refused=lambda exc, status: self.provider(
+                provider_id, None, 400, Refusal("The revocation was not signed off", [str(exc)], "revocations")))
 
     @expose("/revocations/<int:action_id>/decline", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def decline_revocation(self, action_id: int):
         action = self._action(action_id)
-        provider = self._provider(action.provider_id)
-        return self._provider_act(provider, "decline_revocation",
-                                  lambda reason: review.decline_revocation(db.session, current_user, action, reason),
-                                  "Revocation declined.")
+        provider_id = self._provider(action.provider_id).id
+        return unit_of_work.submit(
+            ReasonForm(), lambda f: review.decline_revocation(db.session, current_user, action, f.reason.data),
+            default_field="reason", again=self._provider_again(provider_id, "decline_revocation"),
+            done=self._provider_done(provider_id, "Revocation declined."))
 
 
 class CatalogueView(SecuredView):
     """Criteria catalogue versions; a research lead publishes the next one."""
 
-    allowed_roles = READERS
+    allowed_roles = READER_ROLES
 
     @expose("/", methods=["GET"])
     def index(self, form: CatalogueForm | None = None, status: int = 200):
@@ -461,20 +456,19 @@ class CatalogueView(SecuredView):
     @expose("/publish", methods=["POST"])
     @only(Role.RESEARCH_LEAD)
     def publish(self):
-        form = CatalogueForm()
-        if form.validate_on_submit():
+        def publish(form: CatalogueForm) -> CriteriaCatalogue:
             try:
                 definition = json.loads(form.definition.data)
-                catalogue = criteria.publish(db.session, current_user, definition)
-                db.session.commit()
-                flash(f"Criteria catalogue v{catalogue.version} is published; new reviews use it.", "success")
-                return redirect(url_for(".index"))
             except json.JSONDecodeError as exc:
-                form.definition.errors = [f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."]
-            except DomainError as exc:
-                db.session.rollback()
-                form.definition.errors = [str(exc)]
-        return self.index(form, 400)
+                raise DomainError(f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+                                  field="definition") from None
+            return criteria.publish(db.session, current_user, definition)
+
+        return unit_of_work.submit(
+            CatalogueForm(), publish, default_field="definition",
+            done=lambda catalogue: flash_and_redirect(
+                f"Criteria catalogue v{catalogue.version} is published; new reviews use it.", url_for(".index")),
+            again=lambda form, status: self.index(form, 400))
 
 
 def _definition(catalogue: CriteriaCatalogue) -> dict:

@@ -7,6 +7,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
+from backoffice.admin.forms import reason_field
 from backoffice.models import AssessmentStatus, DecisionOutcome
 
 
@@ -62,13 +63,18 @@ class SignOffForm(VersionedForm):
     pass
 
 
+# The review service asks a decline, a suspension or a revocation for some reason, not for REASON_MIN_LENGTH
+# characters, and these boxes have taken up to 5000 characters like the review's notes; bringing them under the
+# audit-trail rule (3 to 2000) would refuse reasons the research team may give today.
+REVIEW_REASON = dict(minimum=1, maximum=5000, strip=False)
+
+
 class DeclineForm(VersionedForm):
-    reason = TextAreaField("Why you decline to sign off", validators=[DataRequired(message="Give the reason."),
-                                                                      Length(max=5000)])
+    reason = reason_field("Why you decline to sign off", "Give the reason.", **REVIEW_REASON)
 
 
 class ReasonForm(FlaskForm):
-    reason = TextAreaField("Reason", validators=[DataRequired(message="Give the reason."), Length(max=5000)])
+    reason = reason_field("Reason", "Give the reason.", **REVIEW_REASON)
 
 
 class CatalogueForm(FlaskForm):

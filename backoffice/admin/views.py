@@ -5,17 +5,20 @@ from flask import url_for
 from markupsafe import Markup
 
 from backoffice import formatting
+from backoffice.admin.audit import AuditLogView, AuditVerificationView
 from backoffice.admin.base import SecuredModelView
 from backoffice.admin.findings import build_views as findings_views
+from backoffice.admin.mail import MailView
+from backoffice.admin.notices import NoticesView
+from backoffice.admin.review import CatalogueView, ReviewView
+from backoffice.admin.staff import StaffView
 from backoffice.admin.work import build_views as work_views
 from backoffice.extensions import db
 from backoffice.importers import locator
 from backoffice.models import (
-    Account, CheckRun, Criterion, Finding, Provider, Role, Submission,
+    READER_ROLES, Account, CheckRun, Criterion, Finding, Provider, Role, Submission,
 )
 from backoffice.services import profile, rechecks
-
-READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
 
 
 def _verification_link(view, context, model, name):
@@ -72,7 +75,7 @@ COLUMN_LABELS = {
 
 
 class ProviderView(SecuredModelView):
-    allowed_roles = READERS
+    allowed_roles = READER_ROLES
     column_list = [
         "id", "public_name", "npi", "listing_status", "verification_status", "verified_until",
         "advertising_status", "recheck_due_at",
@@ -94,7 +97,7 @@ class ProviderView(SecuredModelView):
 
 
 class SubmissionView(SecuredModelView):
-    allowed_roles = READERS
+    allowed_roles = READER_ROLES
     column_list = ["id", "provider", "kind", "state", "submitted_at", "decision_due", "assignee"]
     column_filters = ["state", "kind"]
     column_default_sort = ("id", True)
@@ -104,7 +107,7 @@ class SubmissionView(SecuredModelView):
 
 
 class FindingView(SecuredModelView):
-    allowed_roles = READERS
+    allowed_roles = READER_ROLES
     column_list = ["id", "provider", "check", "severity", "state", "title", "opened_at"]
     column_filters = ["severity", "state", "check"]
     column_default_sort = ("id", True)
@@ -113,7 +116,7 @@ class FindingView(SecuredModelView):
 
 
 class CheckRunView(SecuredModelView):
-    allowed_roles = READERS
+    allowed_roles = READER_ROLES
     column_list = ["id", "provider", "check", "outcome", "summary", "started_at", "duration_ms"]
     column_filters = ["check", "outcome"]
     column_default_sort = ("id", True)
@@ -121,7 +124,7 @@ class CheckRunView(SecuredModelView):
 
 
 class CriterionView(SecuredModelView):
-    allowed_roles = READERS
+    allowed_roles = READER_ROLES
     column_list = ["catalogue", "position", "code", "title", "required", "required_for_advertisers", "advertisers_only"]
     column_default_sort = [("catalogue_id", True), ("position", False)]
     column_labels = COLUMN_LABELS
@@ -138,12 +141,6 @@ class AccountView(SecuredModelView):
 
 
 def build_views(db) -> list:
-    from backoffice.admin.audit import AuditLogView, AuditVerificationView
-    from backoffice.admin.mail import MailView
-    from backoffice.admin.notices import NoticesView
-    from backoffice.admin.review import CatalogueView, ReviewView
-    from backoffice.admin.staff import StaffView
-
     return [
         ReviewView(name="Review queue", endpoint="review", url="/admin/review"),
         CatalogueView(name="Criteria catalogue", endpoint="catalogue", url="/admin/catalogue", category="Directory"),

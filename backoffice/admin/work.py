@@ -1,17 +1,17 @@
 """Re-checks -> Work in flight: requested, running and failed work, and a retry for failed work."""
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, url_for
+from flask import abort, current_app, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 
-from backoffice.admin.base import SecuredView
+from backoffice import unit_of_work
+from backoffice.admin.base import SecuredView, flash_and_redirect
 from backoffice.extensions import db
 from backoffice.models import RESEARCH_ROLES, CheckKind, ExclusionSource, Provider, Work, WorkState, utcnow
 from backoffice.services import rechecks, work
-from backoffice.services.errors import DomainError
 
 
 def age_words(seconds: float) -> str:
@@ -63,19 +63,20 @@ class WorkInFlightView(SecuredView):
         if not FlaskForm().validate_on_submit():
             abort(400)
         row = db.session.get(Work, work_id) or abort(404)
-        try:
-            work.retry(db.session, current_user, row, work.Policy.from_config(current_app.config))
-            db.session.commit()
-        except DomainError as exc:
-            db.session.rollback()
-            flash(f"Work #{work_id} was not retried: {exc}", "error")
-            return redirect(url_for(".index"))
+        return unit_of_work.perform(
+            lambda: work.retry(db.session, current_user, row, work.Policy.from_config(current_app.config)),
+            done=lambda _: self._retried(work_id, row),
+            refused=lambda exc, status: flash_and_redirect(f"Work #{work_id} was not retried: {exc}",
+                                                           url_for(".index"), "error"))
+
+    @staticmethod
+    def _retried(work_id: int, row: Work):
         if row.state == WorkState.REQUESTED:
-            flash(f"Work #{work_id} is recorded for another try, but the worker queue cannot be reached just now; "
-                  "it will start by itself when the queue is reachable again.", "warning")
-        else:
-            flash(f"Work #{work_id} was sent again, with a fresh count of attempts.", "success")
-        return redirect(url_for(".index"))
+            return flash_and_redirect(f"Work #{work_id} is recorded for another try, but the worker queue cannot be "
+                                      "reached just now; it will start by itself when the queue is reachable again.",
+                                      url_for(".index"), "warning")
+        return flash_and_redirect(f"Work #{work_id} was sent again, with a fresh count of attempts.",
+                                  url_for(".index"))
 
 
 def _what(row: Work, providers: dict, sources: dict) -> str:

@@ -1,7 +1,7 @@
 """All models, importable from one place."""
 from backoffice.models.account import (
-    RESEARCH_ROLES, STAFF_ROLES, Account, AccountRole, OrganisationMember, RecoveryCode, Role, RoleGrantRequest,
-    RoleGrantState,
+    READER_ROLES, RESEARCH_ROLES, STAFF_ROLES, Account, AccountRole, OrganisationMember, RecoveryCode, Role,
+    RoleGrantRequest, RoleGrantState,
 )
 from backoffice.models.audit import GENESIS_HASH, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification
 from backoffice.models.base import Base, utcnow

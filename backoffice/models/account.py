@@ -19,6 +19,8 @@ class Role(StrEnum):
 
 STAFF_ROLES = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR, Role.ADMIN})
 RESEARCH_ROLES = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD})
+# Staff who read the directory's records and evidence: the research team and auditors, not account administrators.
+READER_ROLES = frozenset({*RESEARCH_ROLES, Role.AUDITOR})
 
 
 class Account(Base):

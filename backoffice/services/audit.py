@@ -238,6 +238,21 @@ def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
     return auditverify.verify_records(records)
 
 
+@dataclass(frozen=True)
+class EventCheck:
+    """One event checked on its own, as its page shows it."""
+
+    intact: bool  # its hash is the hash of its content and of the hash it names before it
+    linked: bool  # the hash it names is the previous event's (the first event follows none)
+
+
+def check_event(session: Session, ev: AuditEvent) -> EventCheck:
+    """Check one event against its content and the event before it, with the hash the whole chain uses."""
+    previous = session.get(AuditEvent, ev.seq - 1)
+    return EventCheck(intact=compute_hash(ev.prev_hash, event_fields(ev)) == ev.hash,
+                      linked=previous.hash == ev.prev_hash if previous else ev.seq == 1)
+
+
 def run_verification(session: Session, run_by: Actor, batch_size: int = 20_000) -> AuditVerification:
     """Verify the whole chain, keep the run (who ran it, what it found) and, if it verified, a checkpoint of
     the head it verified through."""

@@ -39,6 +39,12 @@ class ExportRange:
         return {"from_seq": self.from_seq, "to_seq": self.to_seq, "provider_id": self.provider_id}
 
 
+def record_export(session: Session, actor: audit.Actor, fmt: str, selection: ExportRange) -> None:
+    """An export is itself audited (who took what, in which format), in the transaction before it is sent."""
+    audit.record(session, actor, "audit.exported", "audit_trail", "export",
+                 after={"format": fmt, **selection.describe()})
+
+
 def seq_range_for_dates(session: Session, start: datetime | None, end: datetime | None) -> tuple[int, int | None]:
     """Events are chained at commit under a lock, so seq order is time order: a date range is a seq range."""
     # One step along the occurred_at index each way, instead of MIN/MAX over the whole span.

@@ -18,7 +18,7 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from backoffice import txn
-from backoffice.models import Account, Document, Role, Submission
+from backoffice.models import READER_ROLES, Account, Document, Role, Submission
 from backoffice.services import audit, listing_requests
 from backoffice.services.errors import DomainError, InvalidTransition
 
@@ -38,7 +38,7 @@ READ_CHUNK = 64 * 1024
 _QUEUE = "uploaded_files"
 UPLOAD_STATES = ("draft", "needs_info")
 # Staff who may read evidence: the research team and auditors, not account administrators.
-EVIDENCE_READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
+EVIDENCE_READERS = READER_ROLES
 
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from backoffice.models import (
 )
 from backoffice.services import audit, staff_notices
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition
+from backoffice.services.reasons import REASON_MIN_LENGTH
 
 
 def open_or_update(
@@ -102,7 +103,7 @@ def _close_state(session: Session, actor: audit.Actor, finding: Finding, state: 
 
 def _reason(reason: str | None) -> str:
     reason = (reason or "").strip()
-    if len(reason) < 3:
+    if len(reason) < REASON_MIN_LENGTH:
         raise DomainError("Give a reason: it is kept in the audit trail.", field="reason")
     return reason
 

@@ -25,8 +25,7 @@ from backoffice.models import (
 )
 from backoffice.services import accounts, audit, mfa, outbox, provider_accounts, review
 from backoffice.services.errors import Conflict, DomainError, NotAllowed
-
-MIN_REASON = 3
+from backoffice.services.reasons import REASON_MIN_LENGTH
 
 
 def _require_admin(actor: Account) -> None:
@@ -36,7 +35,7 @@ def _require_admin(actor: Account) -> None:
 
 def _reason(reason: str | None) -> str:
     reason = (reason or "").strip()
-    if len(reason) < MIN_REASON:
+    if len(reason) < REASON_MIN_LENGTH:
         raise DomainError("Give a reason (at least 3 characters): it is kept in the audit trail.", field="reason")
     return reason
 

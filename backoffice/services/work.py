@@ -89,6 +89,15 @@ def request(session: Session, actor: audit.Actor, spec: Spec, policy: Policy) ->
     return rows[0] if rows else session.scalar(select(Work).where(Work.idempotency_key == spec.key, OPEN))
 
 
+EXPIRY_SWEEP = Spec(WorkKind.EXPIRY_SWEEP, "sweep", "verification_expiry", "sweep:verification_expiry")
+
+
+def request_expiry_sweep(session: Session, actor: audit.Actor, policy: Policy) -> Work:
+    """A research lead asks for the verification-expiry sweep now, outside its schedule (audited)."""
+    audit.record(session, actor, "sweep.requested", "sweep", "verification_expiry")
+    return request(session, actor, EXPIRY_SWEEP, policy)
+
+
 def request_many(session: Session, actor: audit.Actor, specs: Iterable[Spec], policy: Policy) -> list[Work]:
     """Record many pieces of work at once; those already open, and checks whose run is recorded, are left out.
 
