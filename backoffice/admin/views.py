@@ -73,6 +73,7 @@ COLUMN_LABELS = {
 
 class ProviderView(SecuredModelView):
     allowed_roles = READERS
+    noun = ("provider", "providers")
     column_list = [
         "id", "public_name", "npi", "listing_status", "verification_status", "verified_until",
         "advertising_status", "recheck_due_at",
@@ -95,6 +96,7 @@ class ProviderView(SecuredModelView):
 
 class SubmissionView(SecuredModelView):
     allowed_roles = READERS
+    noun = ("request", "requests")
     column_list = ["id", "provider", "kind", "state", "submitted_at", "decision_due", "assignee"]
     column_filters = ["state", "kind"]
     column_default_sort = ("id", True)
@@ -105,6 +107,7 @@ class SubmissionView(SecuredModelView):
 
 class FindingView(SecuredModelView):
     allowed_roles = READERS
+    noun = ("finding", "findings")
     column_list = ["id", "provider", "check", "severity", "state", "title", "opened_at"]
     column_filters = ["severity", "state", "check"]
     column_default_sort = ("id", True)
@@ -114,6 +117,7 @@ class FindingView(SecuredModelView):
 
 class CheckRunView(SecuredModelView):
     allowed_roles = READERS
+    noun = ("check run", "check runs")
     column_list = ["id", "provider", "check", "outcome", "summary", "started_at", "duration_ms"]
     column_filters = ["check", "outcome"]
     column_default_sort = ("id", True)
@@ -122,6 +126,7 @@ class CheckRunView(SecuredModelView):
 
 class CriterionView(SecuredModelView):
     allowed_roles = READERS
+    noun = ("criterion", "criteria")
     column_list = ["catalogue", "position", "code", "title", "required", "required_for_advertisers", "advertisers_only"]
     column_default_sort = [("catalogue_id", True), ("position", False)]
     column_labels = COLUMN_LABELS
@@ -130,6 +135,7 @@ class CriterionView(SecuredModelView):
 
 class AccountView(SecuredModelView):
     allowed_roles = frozenset({Role.ADMIN})
+    noun = ("account", "accounts")
     column_list = ["id", "email", "name", "roles", "is_active", "last_login_at", "created_at"]
     column_details_list = column_list + ["email_confirmed_at"]
     column_searchable_list = ["email", "name"]
