@@ -6,6 +6,7 @@ from markupsafe import Markup
 
 from backoffice import formatting
 from backoffice.admin.base import SecuredModelView
+from backoffice.admin.filters import HoldsNow
 from backoffice.admin.findings import build_views as findings_views
 from backoffice.admin.work import build_views as work_views
 from backoffice.extensions import db
@@ -13,7 +14,7 @@ from backoffice.importers import locator
 from backoffice.models import (
     Account, CheckRun, Criterion, Finding, Provider, Role, Submission,
 )
-from backoffice.services import profile, rechecks
+from backoffice.services import dashboard, profile, rechecks
 
 READERS = frozenset({Role.RESEARCHER, Role.RESEARCH_LEAD, Role.AUDITOR})
 
@@ -86,7 +87,10 @@ class ProviderView(SecuredModelView):
         "updated_at",
     ]
     column_searchable_list = ["public_name", "npi"]
-    column_filters = ["listing_status", "verification_status", "advertising_status"]
+    column_filters = ["listing_status", "verification_status", "advertising_status",
+                      HoldsNow(Provider.id, "Due for re-check", dashboard.due_for_recheck),
+                      HoldsNow(Provider.id, "Verification ends within 30 days", dashboard.verification_expiring),
+                      HoldsNow(Provider.id, "Active advertiser", Provider.is_active_advertiser)]
     column_default_sort = ("id", True)
     column_labels = COLUMN_LABELS
     column_formatters = {"public_name": _verification_link, **IN_FORCE}
