@@ -7,16 +7,19 @@ import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import String, and_, case, cast, exists, false, func, or_, select, union
+from sqlalchemy import and_, case, exists, false, func, or_, select, text, union
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, OPEN_STATES, Decision, DecisionStatus, Finding, FindingSeverity, Location, MessageKind,
-    Provider, Submission, SubmissionKind, SubmissionMessage, SubmissionProposedState, SubmissionState,
+    OPEN_FINDING_STATES, OPEN_PREDICATE, OPEN_STATES, Decision, DecisionStatus, Finding, FindingSeverity, Location, MessageKind,
+    Provider, Submission, SubmissionKind, SubmissionMessage, SubmissionProposedCity, SubmissionProposedState,
+    SubmissionState,
 )
+from backoffice.services import totals
 
 PAGE_SIZE = 50
 SEARCH_MAX_LENGTH = 100
+OPEN = text(f"submission.{OPEN_PREDICATE}")
 
 # How the queue can be sorted: the columns of its keyset, each ascending or descending, the id last.
 SORTS = {
@@ -64,7 +67,7 @@ class QueueRow:
 class QueuePage:
     rows: list[QueueRow] = field(default_factory=list)
     next_cursor: str | None = None
-    total: int = 0  # every open request the filters match, on all pages
+    total: totals.Total = totals.Total(0)  # every open request the filters match, on all pages
 
 
 def _sort_keys(sort: str):
@@ -146,7 +149,7 @@ def awaiting_signoff_clause(viewer_id: int):
                           Decision.decided_by_id != viewer_id)
 
 
-def search_clause(text_value: str):
+def search_clause(text_value: str, dialect: str = "postgresql"):
     """A request number ("#12" or "12"), an NPI (ten digits), or words found in the provider's names or a
     city of its locations or of the locations the request proposes."""
     term = text_value.strip()
@@ -158,13 +161,22 @@ def search_clause(text_value: str):
         return or_(*found) if found else false()
     escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     words = f"%{escaped}%"
-    named = select(Provider.id).where(or_(Provider.public_name.ilike(words, escape="\\"),
-                                          Provider.legal_name.ilike(words, escape="\\")))
-    located = select(Location.provider_id).where(func.lower(Location.city) == term.lower())
-    # A new listing's locations are only in what it proposes until it is approved.
-    city = escaped.replace('"', "")
-    proposed_city = cast(Submission.proposed, String).ilike(f'%"city": "{city}"%', escape="\\")
-    return or_(Submission.provider_id.in_(named), Submission.provider_id.in_(located), proposed_city)
+    named = select(Provider.id).where(or_(_contains(Provider.public_name, words, dialect),
+                                          _contains(Provider.legal_name, words, dialect)))
+    city = " ".join(term.split()).lower()
+    # Both from their indexes: the providers' own locations (lower(city)), and the cities a request proposes
+    # (a new listing has no location of its own before approval).
+    located = select(Location.provider_id).where(func.lower(Location.city) == city)
+    proposed = select(SubmissionProposedCity.submission_id).where(SubmissionProposedCity.city == city)
+    return or_(Submission.provider_id.in_(named), Submission.provider_id.in_(located), Submission.id.in_(proposed))
+
+
+def _contains(column, pattern: str, dialect: str):
+    """Case-blind LIKE: SQLite's own LIKE ignores case already (its ilike would call lower() on every row),
+    PostgreSQL's ILIKE."""
+    if dialect == "sqlite":
+        return column.like(pattern, escape="\\")
+    return column.ilike(pattern, escape="\\")
 
 
 def overdue_clause(now: datetime):
@@ -222,7 +234,8 @@ def shown_states(submission: Submission, current: set[str]) -> list[str]:
 
 def _matching(session: Session, filters: QueueFilters, viewer_id: int, now: datetime):
     """The ids of the open requests the filters match, as a query to page or count."""
-    query = select(Submission.id).where(Submission.state.in_(OPEN_STATES))
+    # Spelled as the partial indexes' predicate, so the sorts by age and by activity read them.
+    query = select(Submission.id).where(OPEN)
     if filters.state and few_locations(session, filters.state):
         found = requests_in_state(filters.state)
         query = query.join(found, found.c.id == Submission.id)
@@ -243,13 +256,14 @@ def _matching(session: Session, filters: QueueFilters, viewer_id: int, now: date
     elif filters.view == "signoff":
         query = query.where(awaiting_signoff_clause(viewer_id))
     if filters.search:
-        query = query.where(search_clause(filters.search))
+        query = query.where(search_clause(filters.search, session.get_bind().dialect.name))
     return query
 
 
-def count(session: Session, filters: QueueFilters, viewer_id: int, now: datetime) -> int:
-    """How many open requests the filters match, on every page."""
-    return session.scalar(select(func.count()).select_from(_matching(session, filters, viewer_id, now).subquery()))
+def count(session: Session, filters: QueueFilters, viewer_id: int, now: datetime) -> totals.Total:
+    """How many open requests the filters match, on every page: exact up to totals.EXACT_UP_TO, then an
+    estimate that says so."""
+    return totals.of(session, _matching(session, filters, viewer_id, now))
 
 
 def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
@@ -258,17 +272,13 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
     sort = filters.sort if filters.sort in SORTS else "due"
     keys = _sort_keys(sort)
     query = _matching(session, filters, viewer_id, now)
-    total = None
     if cursor:
         query = query.where(_after(keys, decode_cursor(cursor, sort)))
-    else:
-        total = count(session, filters, viewer_id, now)
+    total = count(session, filters, viewer_id, now)
     # Pick the page's ids from the index first, then load just those rows with what they show:
     # ordering joined rows would sort the whole open set.
     order = [expression.desc() if descending else expression for expression, descending in keys]
     ids = list(session.scalars(query.order_by(*order).limit(limit + 1)))
-    if total is None:
-        total = count(session, filters, viewer_id, now)
     more = len(ids) > limit
     ids = ids[:limit]
     loaded = {s.id: s for s in session.scalars(

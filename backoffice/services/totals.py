@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from sqlalchemy import Select, func, select, text
+from sqlalchemy.exc import CompileError
 from sqlalchemy.orm import Session
 
 EXACT_UP_TO = 10_000
@@ -66,7 +67,10 @@ def _planner_rows(session: Session, table: str) -> int | None:
 
 def _plan_rows(session: Session, ids: Select) -> int | None:
     """The planner's estimate of how many rows the query returns (EXPLAIN, nothing is run)."""
-    compiled = ids.order_by(None).compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+    try:
+        compiled = ids.order_by(None).compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+    except (CompileError, NotImplementedError):  # a value with no literal form: say "more than" instead
+        return None
     plan = session.scalar(text(f"EXPLAIN (FORMAT JSON) {compiled}"))
     plan = json.loads(plan) if isinstance(plan, str) else plan
     return int(plan[0]["Plan"]["Plan Rows"])
