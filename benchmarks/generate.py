@@ -37,7 +37,7 @@ from backoffice.importers.locator import FacilityRecord, read_file  # noqa: E402
 from backoffice.models import (  # noqa: E402
     AdvertisingStatus, AuditChainLock, AuditEvent, CheckKind, CheckOutcome, CheckRun, ExclusionRecord,
     ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity, FindingState, ListingStatus, Location, Principal,
-    PrincipalRole, Provider, Role, Submission, SubmissionKind, SubmissionProposedState, SubmissionState,
+    PrincipalRole, Provider, Role, Submission, SubmissionKind, SubmissionProposedCity, SubmissionProposedState, SubmissionState,
     VerificationStatus, utcnow,
 )
 from backoffice.services import accounts, audit, mfa  # noqa: E402
@@ -262,7 +262,7 @@ def build(scale: Scale, log=print) -> dict[str, float]:
 
     started = time.perf_counter()
     open_states = {SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO}
-    rows, proposed_states = [], []
+    rows, proposed_states, proposed_cities = [], [], []
     state_of = {l["provider_id"]: l["state"] for l in locations}
     for sid in range(1, scale.submissions + 1):
         state = weighted(rng, SUBMISSION_STATES)
@@ -276,6 +276,7 @@ def build(scale: Scale, log=print) -> dict[str, float]:
             proposed = {"locations": [{"street1": "1 Main Street", "city": "Springfield", "state": moved,
                                        "zip": "00000"}]}
             proposed_states.append({"submission_id": sid, "state": moved})
+            proposed_cities.append({"submission_id": sid, "city": "springfield"})
         rows.append({
             "id": sid, "provider_id": provider_id, "kind": kind,
             "state": state, "proposed": proposed, "created_by_id": None,
@@ -291,6 +292,7 @@ def build(scale: Scale, log=print) -> dict[str, float]:
     bulk_insert(Submission.__table__, rows)
     for start in range(0, len(proposed_states), BATCH):
         bulk_insert(SubmissionProposedState.__table__, proposed_states[start:start + BATCH])
+        bulk_insert(SubmissionProposedCity.__table__, proposed_cities[start:start + BATCH])
     db.session.commit()
     part("submissions", started, scale.submissions)
 

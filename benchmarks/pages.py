@@ -24,7 +24,7 @@ from flask_admin.contrib.sqla import ModelView
 from sqlalchemy import func, select
 
 from backoffice.extensions import db
-from backoffice.models import AuditEvent, CheckRun, Finding, Provider, Submission, utcnow
+from backoffice.models import OPEN_STATES, AuditEvent, CheckRun, Finding, Location, Provider, Submission, utcnow
 from benchmarks.expect import expect_status
 from benchmarks.generate import bench_app, ensure_built, parse_size, sign_in
 
@@ -115,6 +115,11 @@ def cases(app: Flask, base: Flask, providers: int) -> list[tuple[str, str, str |
     busiest = db.session.execute(select(AuditEvent.provider_id, func.count()).where(AuditEvent.provider_id <= 1000)
                                  .group_by(AuditEvent.provider_id).order_by(func.count().desc()).limit(1)).first()[0]
     actor = db.session.scalar(select(AuditEvent.actor).where(AuditEvent.actor.like("user:%")).limit(1))
+    # What a researcher searches the queue for: a provider with an open request, by its NPI and its city.
+    waiting = db.session.execute(
+        select(Submission.id, Provider.npi, Location.city).join(Provider, Provider.id == Submission.provider_id)
+        .join(Location, Location.provider_id == Provider.id)
+        .where(Submission.state.in_(OPEN_STATES), Provider.npi.is_not(None)).limit(1)).first()
 
     def ours(endpoint, column, value):
         return filter_arg(app, endpoint, column, value)
@@ -142,6 +147,16 @@ def cases(app: Flask, base: Flask, providers: int) -> list[tuple[str, str, str |
         ("review queue: state=WY (few requests)", "/admin/review/?state=WY", None),
         ("review queue: unassigned + overdue", "/admin/review/?assignee=unassigned&overdue=1", None),
         ("review queue: page 20 (keyset)", f"/admin/review/?cursor={cursor}", None),
+        ("review queue: search 'recovery'", "/admin/review/?q=recovery", None),
+        ("review queue: search a city", f"/admin/review/?q={waiting.city}", None),
+        ("review queue: search an NPI", f"/admin/review/?q={waiting.npi}", None),
+        ("review queue: search a request number", f"/admin/review/?q=%23{waiting.id}", None),
+        ("review queue: search matching nothing", "/admin/review/?q=zzzzqqq", None),
+        ("review queue: My work", "/admin/review/?view=mine", None),
+        ("review queue: Answered by the provider", "/admin/review/?view=answered", None),
+        ("review queue: sorted by age", "/admin/review/?sort=age", None),
+        ("review queue: sorted by latest activity", "/admin/review/?sort=activity", None),
+        ("review queue: sorted by status", "/admin/review/?sort=state", None),
         ("open findings worklist", "/admin/finding-work/", None),
         ("audit log: first page", "/admin/audit/", "/baseline/audit/"),
         ("audit log: middle of the chain", f"/admin/audit/?before={head // 2}",

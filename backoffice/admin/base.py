@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import flask_admin.model.base
-from flask import flash, redirect, request
+from flask import flash, g, redirect, request
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_wtf import FlaskForm
@@ -13,7 +13,9 @@ from backoffice.admin.columns import TYPE_FORMATTERS
 from backoffice.admin.filters import FilterConverter
 from backoffice.auth.access import deny, has_any_role
 from backoffice.auth.redirects import safe_next
+from backoffice.extensions import db
 from backoffice.models import Role
+from backoffice.services import totals
 
 
 def local_redirect_target(param_name: str = "url") -> str | None:
@@ -97,6 +99,29 @@ class SecuredModelView(SecuredMixin, ModelView):
         shown = set(self.column_list or ())
         related = [rel for rel in inspect(self.model).relationships if rel.key in shown and not rel.uselist]
         return super().get_query().options(*(selectinload(rel.class_attribute) for rel in related))
+
+    #: What the list counts, for its total ("1,872 providers"); each view names its own rows.
+    noun: tuple[str, str] = ("row", "rows")
+
+    def get_list(self, page, sort_column, sort_desc, search, filters, execute=True, page_size=None):
+        count, rows = super().get_list(page, sort_column, sort_desc, search, filters, execute, page_size)
+        if execute:
+            g.list_total = self.total(search, filters).words(*self.noun)
+        return count, rows
+
+    def total(self, search, filters) -> totals.Total:
+        """How many rows the list holds with its search and filters, on every page (exact up to a bound,
+        then an estimate that says so: services/totals.py)."""
+        query, joins, count_joins = self.get_query(), {}, {}
+        if self._search_supported and search:
+            query, _, joins, count_joins = self._apply_search(query, None, joins, count_joins, search)
+        if filters and self._filters:
+            query, _, joins, count_joins = self._apply_filters(query, None, joins, count_joins, filters)
+        key = self.model.__mapper__.primary_key[0]
+        ids = query.with_entities(key).options().statement
+        whole = ids.whereclause is None  # the whole table: its statistics (or its span of ids) can estimate it
+        return totals.of(db.session, ids, table=self.model.__table__.name if whole else None,
+                         key=key if whole else None)
 
     def _apply_pagination(self, query, page, page_size):
         """A page past the first picks its ids first, then loads those rows: the rows OFFSET skips are then

@@ -9,8 +9,9 @@ from flask_wtf import FlaskForm
 from backoffice import unit_of_work
 from backoffice.admin.audit import chain_status
 from backoffice.admin.base import SecuredIndexView, only
+from backoffice.admin.list_links import list_url
 from backoffice.extensions import db
-from backoffice.models import RESEARCH_ROLES, STAFF_ROLES, Role, utcnow
+from backoffice.models import OPEN_FINDING_STATES, RESEARCH_ROLES, STAFF_ROLES, Role, utcnow
 from backoffice.services import accounts, dashboard, outbox, work
 
 
@@ -26,7 +27,7 @@ class DashboardView(SecuredIndexView):
             staff=accounts.staff_counts(db.session) if current_user.has_role(Role.ADMIN) else None,
             can_run_sweeps=current_user.has_role(Role.RESEARCH_LEAD),
             chain=chain_status() if current_user.has_role(Role.AUDITOR) else None,
-            sweep_form=FlaskForm(),
+            sweep_form=FlaskForm(), list_url=list_url, open_findings=sorted(OPEN_FINDING_STATES),
             mail=(outbox.open_counts(db.session) if current_user.has_role(Role.RESEARCHER, Role.RESEARCH_LEAD)
                   else outbox.open_counts(db.session, outbox.STAFF_ACCOUNT_KINDS)
                   if current_user.has_role(Role.ADMIN) else None),

@@ -1,8 +1,12 @@
-"""List filters for enums stored by value; an unknown value is ignored instead of failing the page."""
+"""List filters: enums stored by value (an unknown value is ignored instead of failing the page), and conditions
+of the moment the page is read."""
 from __future__ import annotations
 
 from flask_admin.contrib.sqla import filters
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from flask_admin.model.filters import convert
+
+from backoffice.models import utcnow
 
 
 class _ByValue:
@@ -42,3 +46,18 @@ class FilterConverter(filters.FilterConverter):
         if not options and enum_class is not None:
             options = [(member.value, member.label) for member in enum_class]
         return super().conv_enum(column, name, options, **kwargs)
+
+
+class HoldsNow(BaseSQLAFilter):
+    """A list filter by a condition of the moment the page is read (due for re-check, an active advertiser):
+    the same condition the dashboard counts, so its count and the list its link opens are the same rows."""
+
+    def __init__(self, column, name: str, condition):
+        super().__init__(column, name, options=[("yes", "yes")])
+        self.condition = condition
+
+    def apply(self, query, value, alias=None):
+        return query.filter(self.condition(utcnow()))
+
+    def operation(self) -> str:
+        return "is"

@@ -55,8 +55,10 @@ class ReviewView(SecuredView):
         for problem in problems:
             flash(problem, "warning")
         args = {k: v for k, v in request.args.items() if k != "cursor"}
+        views = {key: label for key, label in queue.VIEWS.items()
+                 if key != "signoff" or current_user.has_role(Role.RESEARCH_LEAD)}
         return self.render("admin/review/queue.html", page=result, filters=filters, args=args, now=utcnow(),
-                           states=sorted(US_STATES), kinds=list(SubmissionKind))
+                           states=sorted(US_STATES), kinds=list(SubmissionKind), views=views, sorts=queue.SORTS)
 
     def _filters(self) -> tuple[queue.QueueFilters, list[str]]:
         problems = []
@@ -75,8 +77,24 @@ class ReviewView(SecuredView):
         if assignee not in (None, "mine", "unassigned"):
             problems.append("The assignee filter takes 'mine' or 'unassigned'; it was ignored.")
             assignee = None
+        view = request.args.get("view") or None
+        if view not in (None, *queue.VIEWS):
+            problems.append(f"{view!r} is not a saved filter; showing every open request.")
+            view = None
+        elif view == "signoff" and not current_user.has_role(Role.RESEARCH_LEAD):
+            problems.append("Only research leads sign off decisions; showing every open request.")
+            view = None
+        sort = request.args.get("sort") or "due"
+        if sort not in queue.SORTS:
+            problems.append(f"{sort!r} is not a way to sort the queue; sorted by decision due.")
+            sort = "due"
+        search = " ".join((request.args.get("q") or "").split()) or None
+        if search and len(search) > queue.SEARCH_MAX_LENGTH:
+            problems.append(f"The search is longer than {queue.SEARCH_MAX_LENGTH} characters; it was ignored.")
+            search = None
         return queue.QueueFilters(state=state, kind=kind, assignee=assignee,
-                                  overdue=request.args.get("overdue") == "1"), problems
+                                  overdue=request.args.get("overdue") == "1", search=search, view=view,
+                                  sort=sort), problems
 
     # -- case page --------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from markupsafe import Markup
 from backoffice import formatting
 from backoffice.admin.audit import AuditLogView, AuditVerificationView
 from backoffice.admin.base import SecuredModelView
+from backoffice.admin.filters import HoldsNow
 from backoffice.admin.findings import build_views as findings_views
 from backoffice.admin.mail import MailView
 from backoffice.admin.notices import NoticesView
@@ -18,7 +19,7 @@ from backoffice.importers import locator
 from backoffice.models import (
     READER_ROLES, Account, CheckRun, Criterion, Finding, Provider, Role, Submission,
 )
-from backoffice.services import profile, rechecks
+from backoffice.services import dashboard, profile, rechecks
 
 
 def _verification_link(view, context, model, name):
@@ -76,6 +77,7 @@ COLUMN_LABELS = {
 
 class ProviderView(SecuredModelView):
     allowed_roles = READER_ROLES
+    noun = ("provider", "providers")
     column_list = [
         "id", "public_name", "npi", "listing_status", "verification_status", "verified_until",
         "advertising_status", "recheck_due_at",
@@ -88,7 +90,10 @@ class ProviderView(SecuredModelView):
         "updated_at",
     ]
     column_searchable_list = ["public_name", "npi"]
-    column_filters = ["listing_status", "verification_status", "advertising_status"]
+    column_filters = ["listing_status", "verification_status", "advertising_status",
+                      HoldsNow(Provider.id, "Due for re-check", dashboard.due_for_recheck),
+                      HoldsNow(Provider.id, "Verification ends within 30 days", dashboard.verification_expiring),
+                      HoldsNow(Provider.id, "Active advertiser", Provider.is_active_advertiser)]
     column_default_sort = ("id", True)
     column_labels = COLUMN_LABELS
     column_formatters = {"public_name": _verification_link, **IN_FORCE}
@@ -98,6 +103,7 @@ class ProviderView(SecuredModelView):
 
 class SubmissionView(SecuredModelView):
     allowed_roles = READER_ROLES
+    noun = ("request", "requests")
     column_list = ["id", "provider", "kind", "state", "submitted_at", "decision_due", "assignee"]
     column_filters = ["state", "kind"]
     column_default_sort = ("id", True)
@@ -108,6 +114,7 @@ class SubmissionView(SecuredModelView):
 
 class FindingView(SecuredModelView):
     allowed_roles = READER_ROLES
+    noun = ("finding", "findings")
     column_list = ["id", "provider", "check", "severity", "state", "title", "opened_at"]
     column_filters = ["severity", "state", "check"]
     column_default_sort = ("id", True)
@@ -117,6 +124,7 @@ class FindingView(SecuredModelView):
 
 class CheckRunView(SecuredModelView):
     allowed_roles = READER_ROLES
+    noun = ("check run", "check runs")
     column_list = ["id", "provider", "check", "outcome", "summary", "started_at", "duration_ms"]
     column_filters = ["check", "outcome"]
     column_default_sort = ("id", True)
@@ -125,6 +133,7 @@ class CheckRunView(SecuredModelView):
 
 class CriterionView(SecuredModelView):
     allowed_roles = READER_ROLES
+    noun = ("criterion", "criteria")
     column_list = ["catalogue", "position", "code", "title", "required", "required_for_advertisers", "advertisers_only"]
     column_default_sort = [("catalogue_id", True), ("position", False)]
     column_labels = COLUMN_LABELS
@@ -133,6 +142,7 @@ class CriterionView(SecuredModelView):
 
 class AccountView(SecuredModelView):
     allowed_roles = frozenset({Role.ADMIN})
+    noun = ("account", "accounts")
     column_list = ["id", "email", "name", "roles", "is_active", "last_login_at", "created_at"]
     column_details_list = column_list + ["email_confirmed_at"]
     column_searchable_list = ["email", "name"]

@@ -18,8 +18,9 @@ from backoffice.models.provider import (
     Provider, VerificationAction, VerificationActionKind, VerificationActionState, VerificationStatus,
 )
 from backoffice.models.submission import (
-    OPEN_STATES, Assessment, AssessmentStatus, Decision, DecisionOutcome, DecisionStatus, Document, MessageKind,
-    Submission, SubmissionKind, SubmissionMessage, SubmissionProposedState, SubmissionState, SubmissionTransition,
+    OPEN_PREDICATE, OPEN_STATES, Assessment, AssessmentStatus, Decision, DecisionOutcome, DecisionStatus, Document,
+    MessageKind, Submission, SubmissionKind, SubmissionMessage, SubmissionProposedCity, SubmissionProposedState,
+    SubmissionState, SubmissionTransition,
 )
 from backoffice.models.work import OPEN_WORK_STATES, Work, WorkKind, WorkState
 

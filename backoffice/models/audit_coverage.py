@@ -139,6 +139,11 @@ TABLES: dict[str, Coverage] = {
         audited=("submission_id", "state"),
         named_by=(("submission", "submission_id"),),
     ),
+    "submission_proposed_city": Coverage(
+        "the cities a request proposes, kept beside it for the queue",
+        audited=("submission_id", "city"),
+        named_by=(("submission", "submission_id"),),
+    ),
     "submission_transition": Coverage(
         "each step of a request's state machine",
         audited=("id", "submission_id", "from_state", "to_state", "at", "actor"),

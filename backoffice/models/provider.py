@@ -168,8 +168,10 @@ class Provider(Base):
 
 class Location(Base):
     __tablename__ = "location"
-    # The queue's and the feed's state filter: find the providers of a state without a table scan.
-    __table_args__ = (Index("ix_location_state_provider", "state", "provider_id"),)
+    # The queue's and the feed's state filter: find the providers of a state without a table scan; the queue's
+    # search by city, in any case.
+    __table_args__ = (Index("ix_location_state_provider", "state", "provider_id"),
+                      Index("ix_location_city_lower", text("lower(city)")))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), index=True)

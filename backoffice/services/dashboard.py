@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
@@ -22,6 +22,22 @@ class DashboardFigures:
     active_advertisers: int
 
 
+# What the dashboard counts, as conditions the staff lists filter by too: a count and the list its link opens
+# are the same rows.
+EXPIRING_WITHIN = timedelta(days=30)
+
+
+def due_for_recheck(now: datetime):
+    """Listed and due: its next re-check date has come (or none was ever set)."""
+    return and_(Provider.listing_status == ListingStatus.LISTED,
+                or_(Provider.recheck_due_at.is_(None), Provider.recheck_due_at <= now))
+
+
+def verification_expiring(now: datetime):
+    """Verified now, and its verification ends within EXPIRING_WITHIN."""
+    return and_(Provider.is_verified(now), Provider.verified_until <= now + EXPIRING_WITHIN)
+
+
 def figures(session: Session, now: datetime) -> DashboardFigures:
     by_state = dict(session.execute(select(Submission.state, func.count()).group_by(Submission.state)).all())
     by_severity = dict(
@@ -34,17 +50,8 @@ def figures(session: Session, now: datetime) -> DashboardFigures:
     by_listing = dict(
         session.execute(select(Provider.listing_status, func.count()).group_by(Provider.listing_status)).all()
     )
-    due = session.scalar(
-        select(func.count()).select_from(Provider).where(
-            Provider.listing_status == ListingStatus.LISTED,
-            or_(Provider.recheck_due_at.is_(None), Provider.recheck_due_at <= now),
-        )
-    )
-    expiring = session.scalar(
-        select(func.count()).select_from(Provider).where(
-            Provider.is_verified(now), Provider.verified_until <= now + timedelta(days=30),
-        )
-    )
+    due = session.scalar(select(func.count()).select_from(Provider).where(due_for_recheck(now)))
+    expiring = session.scalar(select(func.count()).select_from(Provider).where(verification_expiring(now)))
     advertisers = session.scalar(select(func.count()).select_from(Provider).where(Provider.is_active_advertiser(now)))
     return DashboardFigures(
         submissions_by_state={s.value: by_state.get(s, 0) for s in SubmissionState},

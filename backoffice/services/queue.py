@@ -1,4 +1,5 @@
-"""The review queue: open requests, filtered, ordered by SLA due date, paged by keyset."""
+"""The review queue: open requests, searched, filtered, sorted and paged by keyset, each row saying in words
+why it waits and for whom."""
 from __future__ import annotations
 
 import base64
@@ -6,15 +7,35 @@ import binascii
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select, union
+from sqlalchemy import and_, case, exists, false, func, or_, select, text, union
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, OPEN_STATES, Finding, FindingSeverity, Location, Submission, SubmissionKind,
-    SubmissionProposedState,
+    OPEN_FINDING_STATES, OPEN_PREDICATE, OPEN_STATES, Decision, DecisionStatus, Finding, FindingSeverity, Location, MessageKind,
+    Provider, Submission, SubmissionKind, SubmissionMessage, SubmissionProposedCity, SubmissionProposedState,
+    SubmissionState,
 )
+from backoffice.services import totals
 
 PAGE_SIZE = 50
+SEARCH_MAX_LENGTH = 100
+OPEN = text(f"submission.{OPEN_PREDICATE}")
+
+# How the queue can be sorted: the columns of its keyset, each ascending or descending, the id last.
+SORTS = {
+    "due": "decision due, soonest first",
+    "age": "waiting longest first",
+    "state": "status (new, in review, waiting for the provider), then decision due",
+    "activity": "latest activity first",
+}
+# Saved filters: what a researcher or a lead opens the queue for.
+VIEWS = {
+    "mine": "My work",
+    "signoff": "Waiting for my sign-off",
+    "answered": "Answered by the provider",
+    "overdue": "Overdue",
+}
+STATE_ORDER = {SubmissionState.SUBMITTED: 0, SubmissionState.IN_REVIEW: 1, SubmissionState.NEEDS_INFO: 2}
 
 
 class BadCursor(ValueError):
@@ -27,6 +48,9 @@ class QueueFilters:
     kind: SubmissionKind | None = None
     assignee: str | None = None  # "mine" or "unassigned"
     overdue: bool = False
+    search: str | None = None  # a provider's name, its NPI, a request number or a city
+    view: str | None = None  # one of VIEWS
+    sort: str = "due"  # one of SORTS
 
 
 @dataclass
@@ -35,29 +59,147 @@ class QueueRow:
     states: list[str]
     critical_finding: bool
     overdue: bool
+    # Why it waits and for whom, in words, most pressing first.
+    reasons: list[str] = field(default_factory=list)
 
 
 @dataclass
 class QueuePage:
     rows: list[QueueRow] = field(default_factory=list)
     next_cursor: str | None = None
+    total: totals.Total = totals.Total(0)  # every open request the filters match, on all pages
 
 
-def encode_cursor(submission: Submission) -> str:
-    raw = f"{submission.decision_due.isoformat()}|{submission.id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+def _sort_keys(sort: str):
+    """The keyset of a sort: (expression, descending) pairs, the id last so every row has its own place."""
+    if sort == "age":
+        return [(Submission.submitted_at, False), (Submission.id, False)]
+    if sort == "state":
+        return [(case(STATE_ORDER, value=Submission.state, else_=3), False), (Submission.decision_due, False),
+                (Submission.id, False)]
+    if sort == "activity":
+        return [(Submission.updated_at, True), (Submission.id, True)]
+    return [(Submission.decision_due, False), (Submission.id, False)]
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
+def _key_values(submission: Submission, sort: str) -> list:
+    if sort == "age":
+        return [submission.submitted_at, submission.id]
+    if sort == "state":
+        return [STATE_ORDER.get(submission.state, 3), submission.decision_due, submission.id]
+    if sort == "activity":
+        return [submission.updated_at, submission.id]
+    return [submission.decision_due, submission.id]
+
+
+def encode_cursor(submission: Submission, sort: str = "due") -> str:
+    parts = [value.isoformat() if isinstance(value, datetime) else str(value)
+             for value in _key_values(submission, sort)]
+    return base64.urlsafe_b64encode("|".join([sort, *parts]).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str = "due") -> list:
+    """The keyset values a page link carries; refused when it was made for another sort or altered."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        due, ident = raw.split("|")
-        moment = datetime.fromisoformat(due)
-        if moment.tzinfo is None or not 0 <= int(ident) <= 2**31 - 1:
+        made_for, *parts = raw.split("|")
+        if made_for != sort or len(parts) != len(_sort_keys(sort)):
             raise ValueError
-        return moment, int(ident)
+        values: list = []
+        for text_value in parts[:-1]:
+            if text_value.isdigit():
+                values.append(int(text_value))
+                continue
+            moment = datetime.fromisoformat(text_value)
+            if moment.tzinfo is None:
+                raise ValueError
+            values.append(moment)
+        ident = int(parts[-1])
+        if not 0 <= ident <= 2**31 - 1:
+            raise ValueError
+        return [*values, ident]
     except (ValueError, UnicodeDecodeError, binascii.Error):
         raise BadCursor("That page link is not valid.") from None
+
+
+def _after(keys, values):
+    """Rows after the cursor in the sort's order: (a, b, id) > (x, y, z) spelled out for both engines."""
+    clauses = []
+    for position, (expression, descending) in enumerate(keys):
+        equal = [k == v for (k, _), v in zip(keys[:position], values[:position])]
+        beyond = expression < values[position] if descending else expression > values[position]
+        clauses.append(and_(*equal, beyond))
+    return or_(*clauses)
+
+
+def last_message_kind():
+    """The kind of a request's latest message (info request or provider answer), as a correlated subquery."""
+    return (select(SubmissionMessage.kind).where(SubmissionMessage.submission_id == Submission.id)
+            .order_by(SubmissionMessage.id.desc()).limit(1).scalar_subquery())
+
+
+def answered_clause():
+    """Back in review with the provider's answer as the last word: the researcher's move."""
+    return and_(Submission.state == SubmissionState.IN_REVIEW, last_message_kind() == MessageKind.PROVIDER_ANSWER)
+
+
+def awaiting_signoff_clause(viewer_id: int):
+    """A decision on the request waits for a second person's sign-off, and the viewer did not make it."""
+    return exists().where(Decision.submission_id == Submission.id, Decision.status == DecisionStatus.AWAITING_SIGNOFF,
+                          Decision.decided_by_id != viewer_id)
+
+
+# A search that matches up to this many open requests is looked up once, and the page and its total
+# are then read by id; one that matches more is left to the database as a subquery.
+SEARCH_SET_LIMIT = 5000
+
+
+def search_matches(text_value: str, dialect: str = "postgresql"):
+    """The open requests a search finds: a request number ("#12" or "12"), an NPI (ten digits), or
+    words in the provider's names, or a city of its locations or of the locations the request proposes. Each
+    part is read from its index (the names from one pass over the providers), never from every request."""
+    term = text_value.strip()
+    number = term.lstrip("#")
+    if number.isdigit():
+        parts = [select(Submission.id).where(Submission.id == int(number))] if int(number) <= 2**31 - 1 else []
+        if len(number) == 10:
+            parts.append(select(Submission.id).where(
+                Submission.provider_id.in_(select(Provider.id).where(Provider.npi == number))))
+        return union(*parts) if len(parts) > 1 else parts[0] if parts else select(Submission.id).where(false())
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    words = f"%{escaped}%"
+    named = select(Provider.id).where(or_(_contains(Provider.public_name, words, dialect),
+                                          _contains(Provider.legal_name, words, dialect)))
+    city = " ".join(term.split()).lower()
+    # The providers' own locations (lower(city)), and the cities a request proposes (a new listing has no
+    # location of its own before approval).
+    located = select(Location.provider_id).where(func.lower(Location.city) == city)
+    # The matches' own requests, by provider (its index), keeping the open ones: the state is checked on each
+    # match (a CASE the planner cannot take an index for), not used to walk every open request.
+    still_open = case((Submission.state.in_(OPEN_STATES), 1), else_=0) == 1
+    by_provider = select(Submission.id).where(Submission.provider_id.in_(union(named, located)), still_open)
+    proposed = (select(SubmissionProposedCity.submission_id)
+                .join(Submission, Submission.id == SubmissionProposedCity.submission_id)
+                .where(SubmissionProposedCity.city == city, still_open))
+    return union(by_provider, proposed)
+
+
+def search_clause(session: Session, text_value: str):
+    """The queue's condition for a search: the matching ids themselves when they are few (read once, so the
+    page and its total do not search twice), else the search as a subquery."""
+    matches = search_matches(text_value, session.get_bind().dialect.name)
+    found = list(session.scalars(select(matches.subquery().c[0]).limit(SEARCH_SET_LIMIT + 1)))
+    if len(found) <= SEARCH_SET_LIMIT:
+        return Submission.id.in_(found) if found else false()
+    return Submission.id.in_(matches)
+
+
+def _contains(column, pattern: str, dialect: str):
+    """Case-blind LIKE: SQLite's own LIKE ignores case already (its ilike would call lower() on every row),
+    PostgreSQL's ILIKE."""
+    if dialect == "sqlite":
+        return column.like(pattern, escape="\\")
+    return column.ilike(pattern, escape="\\")
 
 
 def overdue_clause(now: datetime):
@@ -113,10 +255,10 @@ def shown_states(submission: Submission, current: set[str]) -> list[str]:
     return sorted(states)
 
 
-def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
-         cursor: str | None = None, limit: int = PAGE_SIZE) -> QueuePage:
-    """One page of open requests, soonest decision due first; no count over the table."""
-    query = select(Submission.id).where(Submission.state.in_(OPEN_STATES))
+def _matching(session: Session, filters: QueueFilters, viewer_id: int, now: datetime):
+    """The ids of the open requests the filters match, as a query to page or count."""
+    # Spelled as the partial indexes' predicate, so the sorts by age and by activity read them.
+    query = select(Submission.id).where(OPEN)
     if filters.state and few_locations(session, filters.state):
         found = requests_in_state(filters.state)
         query = query.join(found, found.c.id == Submission.id)
@@ -128,15 +270,38 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
         query = query.where(Submission.assignee_id == viewer_id)
     elif filters.assignee == "unassigned":
         query = query.where(Submission.assignee_id.is_(None))
-    if filters.overdue:
+    if filters.overdue or filters.view == "overdue":
         query = query.where(overdue_clause(now))
-    if cursor:
-        due, ident = decode_cursor(cursor)
-        query = query.where(or_(Submission.decision_due > due,
-                                and_(Submission.decision_due == due, Submission.id > ident)))
+    if filters.view == "mine":
+        query = query.where(Submission.assignee_id == viewer_id)
+    elif filters.view == "answered":
+        query = query.where(answered_clause())
+    elif filters.view == "signoff":
+        query = query.where(awaiting_signoff_clause(viewer_id))
+    if filters.search:
+        query = query.where(search_clause(session, filters.search))
+    return query
+
+
+def count(session: Session, filters: QueueFilters, viewer_id: int, now: datetime) -> totals.Total:
+    """How many open requests the filters match, on every page: exact up to totals.EXACT_UP_TO, then an
+    estimate that says so."""
+    return totals.of(session, _matching(session, filters, viewer_id, now))
+
+
+def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
+         cursor: str | None = None, limit: int = PAGE_SIZE) -> QueuePage:
+    """One page of open requests in the filters' sort, with the total the filters match."""
+    sort = filters.sort if filters.sort in SORTS else "due"
+    keys = _sort_keys(sort)
+    after = _after(keys, decode_cursor(cursor, sort)) if cursor else None
+    matching = _matching(session, filters, viewer_id, now)
+    total = totals.of(session, matching)
+    query = matching.where(after) if after is not None else matching
     # Pick the page's ids from the index first, then load just those rows with what they show:
     # ordering joined rows would sort the whole open set.
-    ids = list(session.scalars(query.order_by(Submission.decision_due, Submission.id).limit(limit + 1)))
+    order = [expression.desc() if descending else expression for expression, descending in keys]
+    ids = list(session.scalars(query.order_by(*order).limit(limit + 1)))
     more = len(ids) > limit
     ids = ids[:limit]
     loaded = {s.id: s for s in session.scalars(
@@ -154,13 +319,55 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
         critical = set(session.scalars(select(Finding.provider_id).where(
             Finding.provider_id.in_(provider_ids), Finding.severity == FindingSeverity.CRITICAL,
             Finding.state.in_(OPEN_FINDING_STATES))))
-    rows = [
-        QueueRow(
+    answered, awaiting = _waiting_on(session, ids)
+    rows = []
+    for s in submissions:
+        row = QueueRow(
             submission=s, states=shown_states(s, states.get(s.provider_id, set())),
             critical_finding=s.provider_id in critical,
             overdue=bool((s.decision_due and s.decision_due < now)
                          or (s.first_response_at is None and s.first_response_due and s.first_response_due < now)),
         )
-        for s in submissions
-    ]
-    return QueuePage(rows=rows, next_cursor=encode_cursor(submissions[-1]) if more else None)
+        row.reasons = reasons(row, answered=s.id in answered, awaiting=awaiting.get(s.id), now=now)
+        rows.append(row)
+    return QueuePage(rows=rows, next_cursor=encode_cursor(submissions[-1], sort) if more else None, total=total)
+
+
+def _waiting_on(session: Session, ids: list[int]) -> tuple[set[int], dict[int, Decision]]:
+    """Of the page's requests: those whose last message is the provider's answer, and each one's decision
+    awaiting sign-off. Two indexed reads for the whole page."""
+    if not ids:
+        return set(), {}
+    latest = (select(SubmissionMessage.submission_id, func.max(SubmissionMessage.id).label("id"))
+              .where(SubmissionMessage.submission_id.in_(ids)).group_by(SubmissionMessage.submission_id).subquery())
+    answered = set(session.scalars(
+        select(SubmissionMessage.submission_id).join(latest, latest.c.id == SubmissionMessage.id)
+        .where(SubmissionMessage.kind == MessageKind.PROVIDER_ANSWER)))
+    awaiting = {d.submission_id: d for d in session.scalars(
+        select(Decision).where(Decision.submission_id.in_(ids), Decision.status == DecisionStatus.AWAITING_SIGNOFF)
+        .options(joinedload(Decision.decided_by)))}
+    return answered, awaiting
+
+
+def reasons(row: QueueRow, *, answered: bool, awaiting: Decision | None, now: datetime) -> list[str]:
+    """Why a request waits and for whom, in words, most pressing first."""
+    s = row.submission
+    said = []
+    if row.critical_finding:
+        said.append("Open critical finding on this provider")
+    if awaiting is not None:
+        who = awaiting.decided_by.name if awaiting.decided_by else "a researcher"
+        said.append(f"Decision by {who} awaiting a research lead's sign-off")
+    elif s.state == SubmissionState.IN_REVIEW and answered:
+        said.append("The provider answered: the researcher's move")
+    elif s.state == SubmissionState.NEEDS_INFO:
+        said.append("Waiting for the provider to answer a question")
+    elif s.assignee is None:
+        said.append("New: nobody has taken it yet")
+    elif s.state == SubmissionState.IN_REVIEW:
+        said.append(f"In review with {s.assignee.name}")
+    if s.first_response_at is None and s.first_response_due and s.first_response_due < now:
+        said.append("First response overdue")
+    elif s.decision_due and s.decision_due < now:
+        said.append("Decision overdue")
+    return said

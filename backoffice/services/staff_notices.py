@@ -20,12 +20,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_STATES, Account, AccountRole, Decision, DecisionStatus, Finding, FindingSeverity, MessageKind,
-    NoticeMode, OPEN_FINDING_STATES, Provider, Role, StaffDigestItem, StaffNoticePreference, Submission,
-    SubmissionMessage, SubmissionState, utcnow,
+    OPEN_STATES, Account, AccountRole, Decision, DecisionStatus, Finding, FindingSeverity, NoticeMode,
+    OPEN_FINDING_STATES, Provider, Role, StaffDigestItem, StaffNoticePreference, Submission, utcnow,
 )
 from backoffice import mail
-from backoffice.services import audit, outbox
+from backoffice.services import audit, outbox, queue
 
 
 @dataclass(frozen=True)
@@ -198,11 +197,8 @@ def my_work(session: Session, account: Account) -> MyWork:
     """What waits for this person: assigned requests the provider has answered (back in review, the last
     message an answer), decisions awaiting their sign-off (leads), open critical findings on providers whose
     open request they hold. Three indexed counts."""
-    last_message = (select(SubmissionMessage.kind).where(SubmissionMessage.submission_id == Submission.id)
-                    .order_by(SubmissionMessage.id.desc()).limit(1).scalar_subquery())
     answered = session.scalar(select(func.count()).select_from(Submission).where(
-        Submission.assignee_id == account.id, Submission.state == SubmissionState.IN_REVIEW,
-        last_message == MessageKind.PROVIDER_ANSWER)) or 0
+        Submission.assignee_id == account.id, queue.answered_clause())) or 0
     signoffs = 0
     if account.has_role(Role.RESEARCH_LEAD):
         signoffs = session.scalar(select(func.count()).select_from(Decision).where(

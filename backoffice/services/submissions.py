@@ -6,7 +6,8 @@ from sqlalchemy.orm import Session
 from typing import Any
 
 from backoffice.models import (
-    Account, Provider, Submission, SubmissionKind, SubmissionProposedState, SubmissionState, SubmissionTransition,
+    Account, Provider, Submission, SubmissionKind, SubmissionProposedCity, SubmissionProposedState, SubmissionState,
+    SubmissionTransition,
     utcnow,
 )
 from backoffice.services import audit
@@ -33,15 +34,30 @@ def proposed_states(proposed: dict[str, Any]) -> set[str]:
     return codes & US_STATES.keys()
 
 
+CITY_LENGTH = 100
+
+
+def proposed_cities(proposed: dict[str, Any]) -> set[str]:
+    """The cities of the locations a proposed listing holds, in lower case (as the queue's search finds them)."""
+    locations = proposed.get("locations") if isinstance(proposed, dict) else None
+    cities = {" ".join(str(item.get("city") or "").split()).lower()[:CITY_LENGTH]
+              for item in locations or [] if isinstance(item, dict)}
+    return cities - {""}
+
+
 def propose(submission: Submission, proposed: dict[str, Any]) -> None:
-    """What the request proposes, and beside it the states of its proposed locations (which the review queue
-    shows and filters by): every write of `proposed` goes through here."""
+    """What the request proposes, and beside it the states and cities of its proposed locations (which the
+    review queue shows, filters and searches by): every write of `proposed` goes through here."""
     submission.proposed = proposed
     wanted = proposed_states(proposed)
     kept = [row for row in submission.proposed_states if row.state in wanted]
     # Rows that stay are kept as they are: deleting and re-inserting one key in one flush would collide.
     submission.proposed_states = kept + [SubmissionProposedState(state=code)
                                          for code in sorted(wanted - {row.state for row in kept})]
+    cities = proposed_cities(proposed)
+    kept_cities = [row for row in submission.proposed_cities if row.city in cities]
+    submission.proposed_cities = kept_cities + [SubmissionProposedCity(city=city)
+                                                for city in sorted(cities - {row.city for row in kept_cities})]
 
 
 def create_draft(session: Session, actor: Account, provider: Provider, kind: SubmissionKind,
