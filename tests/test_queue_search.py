@@ -226,3 +226,74 @@ def test_a_request_is_found_by_the_cities_it_proposes_now_not_those_it_proposed_
 
     assert found("olympia") == [cedar.id] and found("Tacoma") == []
     assert sorted(row.city for row in cedar.proposed_cities) == ["olympia"]
+
+
+# -- bulk assignment ---------------------------------------------------------------------------------------
+
+
+def _assigned_events(session):
+    from backoffice.models import AuditEvent
+    from sqlalchemy import select
+
+    session.rollback()
+    return list(session.scalars(select(AuditEvent).where(AuditEvent.action == "submission.assigned")
+                                .order_by(AuditEvent.seq)))
+
+
+def test_a_lead_assigns_ticked_requests_at_once_each_audited_with_the_reason(client, session, world):
+    alpine, bayside = world["requests"]["alpine"], world["requests"]["bayside"]
+    login(client, world["lead"])
+    queue_page = client.get("/admin/review/?q=a").get_data(as_text=True)
+    assert 'id="bulk-assign"' in queue_page and f'name="ids" value="{alpine.id}"' in queue_page
+    answer = client.post("/admin/review/bulk-assign?q=a", data={
+        "ids": [str(alpine.id), str(bayside.id)], "assignee": str(world["researcher"].id),
+        "reason": "Rosa covers the west this week"})
+    assert answer.status_code == 302 and answer.headers["Location"].endswith("/admin/review/?q=a")
+    page = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "2 requests assigned to Rosa Researcher." in visible_text(page)
+    events = _assigned_events(session)
+    assert [(e.entity_id, e.reason, e.after["assignee_id"]) for e in events] == [
+        (str(alpine.id), "Rosa covers the west this week", world["researcher"].id),
+        (str(bayside.id), "Rosa covers the west this week", world["researcher"].id)]
+    assert {s.state for s in (session.get(type(alpine), alpine.id), session.get(type(alpine), bayside.id))} == {
+        SubmissionState.IN_REVIEW}
+
+
+def test_a_bulk_assignment_one_request_refuses_changes_none_and_keeps_the_ticks(client, session, world):
+    alpine, bayside = world["requests"]["alpine"], world["requests"]["bayside"]
+    bayside.state = SubmissionState.WITHDRAWN  # withdrawn by the provider while the lead was choosing
+    session.commit()
+    login(client, world["lead"])
+    answer = client.post("/admin/review/bulk-assign", data={
+        "ids": [str(alpine.id), str(bayside.id)], "assignee": str(world["researcher"].id),
+        "reason": "Spreading the load"})
+    assert answer.status_code == 400
+    page = answer.get_data(as_text=True)
+    text = visible_text(page)
+    assert "Nothing was assigned" in text and f"Request #{bayside.id}:" in text
+    assert re.search(rf'value="{alpine.id}" form="bulk-assign" id="tick-{alpine.id}"\s+checked', page)
+    assert "Spreading the load" in page  # the reason stays typed
+    assert _assigned_events(session) == []
+    assert session.get(type(alpine), alpine.id).assignee_id is None
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"ids": [], "reason": "A good reason"}, "Choose at least one request."),
+    ({"ids": ["1", "x"], "reason": "A good reason"}, "Those are not request numbers"),
+    ({"ids": ["999999"], "reason": "A good reason"}, "Request #999999 does not exist. Nothing was assigned."),
+    ({"ids": ["1"], "reason": "  "}, "Give a reason"),
+])
+def test_a_bulk_assignment_with_bad_input_says_why_and_changes_nothing(client, session, world, data, message):
+    login(client, world["lead"])
+    answer = client.post("/admin/review/bulk-assign", data={"assignee": str(world["researcher"].id), **data})
+    assert answer.status_code == 400
+    assert message in visible_text(answer.get_data(as_text=True))
+    assert _assigned_events(session) == []
+
+
+def test_only_leads_assign_in_bulk(client, session, world):
+    login(client, world["researcher"])
+    assert 'id="bulk-assign"' not in client.get("/admin/review/").get_data(as_text=True)
+    answer = client.post("/admin/review/bulk-assign", data={
+        "ids": [str(world["requests"]["alpine"].id)], "assignee": str(world["researcher"].id), "reason": "mine now"})
+    assert answer.status_code == 403 and _assigned_events(session) == []

@@ -3,7 +3,7 @@ the hidden row version a form was drawn from."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, TextAreaField
+from wtforms import Field, IntegerField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import HiddenInput
 
@@ -33,3 +33,25 @@ class ReasonForm(FlaskForm):
 
     reason = reason_field()
     row_version = version_field()
+
+
+class IdsField(Field):
+    """The rows ticked in a list (checkboxes named like the field, each valued with a row's id): their ids,
+    each once, in order. Anything but ids is refused beside the field."""
+
+    def __init__(self, label: str = "Chosen", validators=None, what: str = "rows", **kwargs):
+        super().__init__(label, validators, **kwargs)
+        self.what = what
+
+    def process_formdata(self, valuelist):
+        self.data = []
+        try:
+            chosen = {int(value) for value in valuelist}
+        except ValueError:
+            raise ValueError(f"Those are not {self.what}: reload the page and choose again.") from None
+        if any(not 0 < ident <= 2**31 - 1 for ident in chosen):
+            raise ValueError(f"Those are not {self.what}: reload the page and choose again.")
+        self.data = sorted(chosen)
+
+    def _value(self):
+        return ""

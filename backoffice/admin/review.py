@@ -14,6 +14,7 @@ from backoffice import formatting, unit_of_work
 from backoffice.admin.base import SecuredView, flash_and_redirect, only
 from backoffice.admin.refusals import Refusal, refusal_of
 from backoffice.admin.review_forms import (
+    BulkAssignForm,
     AssessmentForm, AssignForm, CatalogueForm, ClaimForm, DeclineForm, DecisionForm, ReasonForm, RequestInfoForm,
     SignOffForm,
 )
@@ -45,7 +46,7 @@ class ReviewView(SecuredView):
     # -- queue ------------------------------------------------------------------------------------
 
     @expose("/")
-    def index(self):
+    def index(self, bulk: BulkAssignForm | None = None, status: int = 200):
         filters, problems = self._filters()
         try:
             result = queue.page(db.session, filters, current_user.id, utcnow(), request.args.get("cursor"))
@@ -57,8 +58,43 @@ class ReviewView(SecuredView):
         args = {k: v for k, v in request.args.items() if k != "cursor"}
         views = {key: label for key, label in queue.VIEWS.items()
                  if key != "signoff" or current_user.has_role(Role.RESEARCH_LEAD)}
+        can_assign = current_user.has_role(Role.RESEARCH_LEAD)
+        if can_assign and bulk is None:
+            bulk = BulkAssignForm(formdata=None)
+            bulk.assignee.choices = self._researchers()
         return self.render("admin/review/queue.html", page=result, filters=filters, args=args, now=utcnow(),
-                           states=sorted(US_STATES), kinds=list(SubmissionKind), views=views, sorts=queue.SORTS)
+                           states=sorted(US_STATES), kinds=list(SubmissionKind), views=views, sorts=queue.SORTS,
+                           bulk=bulk if can_assign else None, ticked=set(bulk.ids.data or []) if bulk else set(),
+                           refusal=refusal_of(bulk, "Nothing was assigned", "bulk-assign",
+                                             lambda name: name if name == "ids" else f"bulk-{name}")
+                           if bulk else None), status
+
+    @expose("/bulk-assign", methods=["POST"])
+    @only(Role.RESEARCH_LEAD)
+    def bulk_assign(self):
+        """Assign the ticked requests to one researcher, with a reason: all of them or none."""
+        form = BulkAssignForm()
+        form.assignee.choices = self._researchers()
+
+        def do(f):
+            assignee = db.session.get(Account, f.assignee.data)
+            if assignee is None:
+                raise DomainError("Choose a researcher.", field="assignee")
+            chosen = list(db.session.scalars(select(Submission).where(Submission.id.in_(f.ids.data))))
+            missing = sorted(set(f.ids.data) - {s.id for s in chosen})
+            if missing:
+                raise DomainError(f"Request #{missing[0]} does not exist. Nothing was assigned.", field="ids")
+            return assignee, len(chosen), review.assign_many(db.session, current_user, chosen, assignee, f.reason.data)
+
+        def done(result):
+            assignee, chosen, changed = result
+            word = "request" if chosen == 1 else "requests"
+            kept = f" ({chosen - changed} already were)" if changed != chosen else ""
+            return flash_and_redirect(f"{chosen} {word} assigned to {assignee.name}{kept}.",
+                                      url_for(".index", **request.args))
+
+        return unit_of_work.submit(form, do, done=done, again=lambda f, status: self.index(f, status),
+                                   default_field="ids")
 
     def _filters(self) -> tuple[queue.QueueFilters, list[str]]:
         problems = []

@@ -7,7 +7,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
 
-from backoffice.admin.forms import reason_field
+from backoffice.admin.forms import IdsField, reason_field
 from backoffice.models import AssessmentStatus, DecisionOutcome
 
 
@@ -21,6 +21,14 @@ class ClaimForm(VersionedForm):
 
 class AssignForm(VersionedForm):
     assignee = SelectField("Assign to", coerce=int, validators=[InputRequired()])
+
+
+class BulkAssignForm(FlaskForm):
+    """A lead hands the requests ticked in the queue to one researcher."""
+
+    ids = IdsField("Requests", what="request numbers")
+    assignee = SelectField("Assign the ticked requests to", coerce=int, validators=[InputRequired()])
+    reason = reason_field()
 
 
 def _optional_int(value):

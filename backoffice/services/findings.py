@@ -9,7 +9,7 @@ from backoffice.models import (
 )
 from backoffice.services import audit, staff_notices
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition
-from backoffice.services.reasons import REASON_MIN_LENGTH
+from backoffice.services.reasons import REASON_MIN_LENGTH, require_reason
 
 
 def open_or_update(
@@ -171,3 +171,25 @@ def was_dismissed(session: Session, provider_id: int, check: CheckKind, subject_
                                  Finding.subject_key == subject_key, Finding.state == FindingState.DISMISSED)
         .limit(1)
     ) is not None
+
+
+# What a researcher may do to several findings at once.
+BULK_ACTIONS = {"acknowledge": "acknowledged", "dismiss": "dismissed"}
+
+
+def act_on_many(session: Session, actor: audit.Actor, action: str, found: list[Finding], reason: str) -> int:
+    """Acknowledge or dismiss several findings with one reason: each audited as if done alone, all of them or
+    none (a finding that refuses names itself and the caller's unit of work rolls back the others)."""
+    if action not in BULK_ACTIONS:
+        raise DomainError("Choose acknowledge or dismiss.")
+    reason = require_reason(reason)
+    if not found:
+        raise DomainError("Choose at least one finding.", field="ids")
+    step = acknowledge if action == "acknowledge" else dismiss
+    for finding in sorted(found, key=lambda f: f.id):
+        try:
+            step(session, actor, finding, reason)
+        except DomainError as refused:
+            raise type(refused)(f"Finding #{finding.id} ({finding.title}): {refused} Nothing was "
+                                f"{BULK_ACTIONS[action]}.", field=refused.field) from refused
+    return len(found)

@@ -22,6 +22,7 @@ from backoffice.models import (
 )
 from backoffice.services import audit, criteria, outbox, profile, sla, staff_notices, submissions, verification
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition, LostRace, NotAllowed
+from backoffice.services.reasons import require_reason
 
 S = SubmissionState
 NEEDS_SECOND_SIGNOFF = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.REINSTATEMENT})
@@ -162,25 +163,46 @@ def claim(session: Session, actor: Account, submission: Submission, expected_ver
 
 
 def assign(session: Session, actor: Account, submission: Submission, assignee: Account,
-           expected_version: int | None) -> None:
+           expected_version: int | None, reason: str | None = None) -> None:
     _require_lead(actor)
     if not assignee.is_active or not assignee.has_role(*RESEARCH_ROLES):
         raise DomainError(f"{assignee.email} is not an active researcher.")
     _require_state(submission, S.SUBMITTED, S.IN_REVIEW, S.NEEDS_INFO)
     lock(session, submission, expected_version)
-    _set_assignee(session, actor, submission, assignee)
+    _set_assignee(session, actor, submission, assignee, reason)
     if submission.state == S.SUBMITTED:
         _start_review(session, actor, submission)
 
 
-def _set_assignee(session: Session, actor: Account, submission: Submission, assignee: Account) -> None:
+def _set_assignee(session: Session, actor: Account, submission: Submission, assignee: Account,
+                  reason: str | None = None) -> None:
     if submission.assignee_id == assignee.id:
         return
     before = submission.assignee_id
     submission.assignee_id = assignee.id
     audit.record(session, actor, "submission.assigned", "submission", submission.id,
-                 before={"assignee_id": before}, after={"assignee_id": assignee.id},
+                 before={"assignee_id": before}, after={"assignee_id": assignee.id}, reason=reason,
                  provider_id=submission.provider_id)
+
+
+def assign_many(session: Session, actor: Account, submissions: list[Submission], assignee: Account,
+                reason: str) -> int:
+    """A lead hands several requests to one researcher at once: each assignment audited with the reason, all
+    of them or none (a request that cannot be assigned refuses the batch, named, and the caller's unit of
+    work rolls back the others). Returns how many changed hands."""
+    reason = require_reason(reason)
+    if not submissions:
+        raise DomainError("Choose at least one request.", field="ids")
+    changed = 0
+    for submission in sorted(submissions, key=lambda s: s.id):  # one lock order for every batch
+        before = submission.assignee_id
+        try:
+            assign(session, actor, submission, assignee, None, reason)
+        except DomainError as refused:
+            raise type(refused)(f"Request #{submission.id}: {refused} Nothing was assigned.",
+                                field=refused.field) from refused
+        changed += before != assignee.id
+    return changed
 
 
 def _start_review(session: Session, actor: Account, submission: Submission) -> None:
