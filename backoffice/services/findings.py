@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from backoffice.models import (
     OPEN_FINDING_STATES, CheckKind, Finding, FindingSeverity, FindingState, Provider, utcnow,
 )
-from backoffice.services import audit, staff_notices
+from backoffice.services import audit, provider_status, staff_notices
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition
 
 
@@ -77,9 +77,7 @@ def open_or_update(
 
 def _stop_advertising(session: Session, actor: audit.Actor, provider: Provider, finding: Finding) -> None:
     """A critical finding suspends advertising in the same transaction; resuming needs a new review."""
-    from backoffice.services import verification  # verification opens findings too
-
-    verification.suspend_advertising(session, actor, provider, f"critical finding #{finding.id}: {finding.title}")
+    provider_status.suspend_advertising(session, actor, provider, f"critical finding #{finding.id}: {finding.title}")
 
 
 def _close_state(session: Session, actor: audit.Actor, finding: Finding, state: FindingState, reason: str,
