@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, OPEN_STATES, RESEARCH_ROLES, Finding, FindingSeverity, Account, AdvertisingStatus, Assessment, AssessmentStatus, CheckRun,
-    Criterion, Decision, DecisionOutcome, DecisionStatus, Document, ListingStatus, MessageKind, Provider, Role,
-    Submission, SubmissionKind, SubmissionMessage, SubmissionState, VerificationAction,
-    VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
+    OPEN_FINDING_STATES, OPEN_STATES, RESEARCH_ROLES, Account, AdvertisingStatus, Assessment, AssessmentStatus,
+    CheckRun, Criterion, Decision, DecisionOutcome, DecisionStatus, Document, Finding, FindingSeverity,
+    ListingStatus, MessageKind, OrganisationMember, Provider, Role, Submission, SubmissionKind, SubmissionMessage,
+    SubmissionState, VerificationAction, VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
 )
 from backoffice.services import (
     audit, concurrency, criteria, guards, outbox, profile, provider_status, sla, staff_notices, submissions,
@@ -262,8 +262,6 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
 
 
 def _provider_recipients(session: Session, submission: Submission) -> list[Account]:
-    from backoffice.models import OrganisationMember
-
     members = session.scalars(select(Account).join(OrganisationMember, OrganisationMember.account_id == Account.id)
                               .where(OrganisationMember.provider_id == submission.provider_id,
                                      Account.is_active.is_(True))).all()
