@@ -200,6 +200,7 @@ def apply_for_advertising(session: Session, actor: audit.Actor, provider: Provid
 
 
 def approve_advertising(session: Session, actor: audit.Actor, provider: Provider, application: Submission) -> None:
+    """An advertiser application is approved (and signed off): advertising becomes active."""
     require_currently_verified(provider)
     _advertising(session, actor, provider, "approve", f"request #{application.id} approved")
 

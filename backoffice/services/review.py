@@ -13,8 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, OPEN_STATES, RESEARCH_ROLES, Account, AdvertisingStatus, Assessment, AssessmentStatus,
-    CheckRun, Criterion, Decision, DecisionOutcome, DecisionStatus, Document, Finding, FindingSeverity,
+    OPEN_FINDING_STATES, OPEN_STATES, RESEARCH_ROLES, Account, Assessment, AssessmentStatus, CheckRun,
+    Criterion, Decision, DecisionOutcome, DecisionStatus, Document, Finding, FindingSeverity,
     ListingStatus, MessageKind, OrganisationMember, Provider, Role, Submission, SubmissionKind, SubmissionMessage,
     SubmissionState, VerificationAction, VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
 )
@@ -460,7 +460,7 @@ def require_approvable(session: Session, submission: Submission) -> None:
         provider_status.require_currently_verified(provider)
         if provider.listing_status != ListingStatus.LISTED:
             raise DomainError(f"Only a listed provider can advertise; this listing is {provider.listing_status.label}.")
-        if provider.advertising_status not in (AdvertisingStatus.NONE, AdvertisingStatus.PENDING):
+        if provider_status.refusal(provider, advertising="approve") is not None:
             raise DomainError(f"Advertising is {provider.advertising_status.label}; it resumes only through "
                               "the provider's new application.")
         open_findings = session.scalar(select(Finding.id).where(
