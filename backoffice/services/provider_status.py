@@ -38,11 +38,17 @@ VERIFICATION: Table = {
     "revoke": (frozenset({V.VERIFIED, V.EXPIRED}), V.REVOKED),
 }
 ADVERTISING: Table = {
+    # A currently verified, listed provider applies; a suspended or ended advertiser starts over this way.
     "apply": (frozenset({A.NONE, A.SUSPENDED, A.ENDED}), A.PENDING),
+    # The application is approved and signed off.
     "approve": (frozenset({A.NONE, A.PENDING}), A.ACTIVE),
+    # The application is rejected, or the provider withdraws it.
     "reject": (frozenset({A.PENDING}), A.NONE),
     "withdraw": (frozenset({A.PENDING}), A.NONE),
+    # By a researcher, or with a critical finding, an expired credential or verification, a suspension or a
+    # revocation; resuming needs a new application.
     "suspend": (frozenset({A.ACTIVE, A.PENDING}), A.SUSPENDED),
+    # The provider stops, or the research team ends it.
     "end": (frozenset({A.PENDING, A.ACTIVE, A.SUSPENDED}), A.ENDED),
 }
 TABLES: dict[str, Table] = {"listing": LISTING, "verification": VERIFICATION, "advertising": ADVERTISING}
