@@ -9,7 +9,7 @@ from flask import current_app
 from backoffice import mail, unit_of_work
 from backoffice.extensions import db
 from backoffice.models import utcnow
-from backoffice.services import outbox, staff_notices, verification, work
+from backoffice.services import expiry, outbox, staff_notices, work
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -28,11 +28,11 @@ def verification_expiry_sweep(work_id: int | None = None) -> int:
     actor, now = "system:verification-expiry-sweep", utcnow()
     after_id, total, left = 0, 0, []
     while True:
-        ids = verification.lapsed_provider_ids(db.session, now, BATCH_SIZE, after_id)
+        ids = expiry.lapsed_provider_ids(db.session, now, BATCH_SIZE, after_id)
         unit_of_work.discard()  # the read ends here; each provider is read again in its own transaction
         if not ids:
             break
-        changed, missed = unit_of_work.one_by_one(db.session, ids, lambda provider_id: verification.expire_one(
+        changed, missed = unit_of_work.one_by_one(db.session, ids, lambda provider_id: expiry.expire_one(
             db.session, actor, provider_id, now), what="verification expiry of provider")
         total, left, after_id = total + changed, left + missed, ids[-1]
     if left:

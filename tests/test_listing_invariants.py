@@ -21,7 +21,7 @@ from backoffice.models import (
     SubmissionState, VerificationStatus, utcnow,
 )
 from backoffice.services import (
-    accounts, advertising, audit, findings, history, listings, review, submissions, verification,
+    accounts, advertising, audit, expiry, findings, history, listings, review, submissions,
 )
 from backoffice.services.errors import DomainError
 from tests.review_helpers import POLICY, publish_catalogue
@@ -89,7 +89,7 @@ class World:
         elif operation == "expire":
             if provider.verification_status == VerificationStatus.VERIFIED:
                 provider.verified_until = now - timedelta(seconds=1)  # time passes
-                verification.expire_lapsed(s, "system:test", utcnow())
+                expiry.expire_lapsed(s, "system:test", utcnow())
         elif operation == "revoke":
             action = review.request_revocation(s, self.researcher, provider, "test revocation")
             review.sign_off_revocation(s, self.lead, action)

@@ -14,7 +14,7 @@ from backoffice.models import (
     Account, AdvertisingStatus, AuditEvent, Decision, DecisionOutcome, DecisionStatus, ListingStatus, Provider, Role,
     Submission, SubmissionKind, SubmissionState, VerificationStatus, utcnow,
 )
-from backoffice.services import audit, profile, review
+from backoffice.services import audit, concurrency, profile, review
 from backoffice.services.errors import LOST_RACE_MESSAGE, DomainError
 from backoffice.txn import BackofficeSession
 from tests.concurrency import own_session
@@ -23,7 +23,7 @@ from tests.page_text import visible_text
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
 
 ROUNDS = int(os.environ.get("RACE_ROUNDS", "50"))
-CONFLICT_MESSAGES = {review.CONFLICT_MESSAGE, LOST_RACE_MESSAGE}
+CONFLICT_MESSAGES = {concurrency.CONFLICT_MESSAGE, LOST_RACE_MESSAGE}
 
 
 @pytest.fixture
@@ -217,7 +217,7 @@ def test_a_decision_that_loses_the_race_at_the_provider_shows_the_conflict_messa
     assert fired, "the concurrent change never ran"
     assert response.status_code == 409
     text = visible_text(response.get_data(as_text=True))
-    assert LOST_RACE_MESSAGE in text or review.CONFLICT_MESSAGE in text
+    assert LOST_RACE_MESSAGE in text or concurrency.CONFLICT_MESSAGE in text
     session.expire_all()
     update, provider = session.get(Submission, update_id), session.get(Provider, provider_id)
     assert update.state == SubmissionState.IN_REVIEW and update.decisions == []

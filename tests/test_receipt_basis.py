@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from backoffice.extensions import db
 from backoffice.models import DecisionOutcome, ListingStatus, Provider, Role, SubmissionKind, VerificationStatus, utcnow
-from backoffice.services import audit, review, verification
+from backoffice.services import audit, expiry, review
 from tests.conftest import login
 from tests.page_text import visible_text
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
@@ -26,7 +26,7 @@ def lapsed_then_reinstated_around_an_update(session, make_account, make_provider
     review.decide(session, researcher, listing, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
     session.commit()
     provider.verified_until = utcnow() - timedelta(seconds=1)  # time passes
-    verification.expire_lapsed(session, "system:test", utcnow())
+    expiry.expire_lapsed(session, "system:test", utcnow())
     session.commit()
     assert (provider.listing_status, provider.verification_status) == (ListingStatus.LISTED, VerificationStatus.EXPIRED)
 

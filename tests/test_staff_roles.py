@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from backoffice.models import (
     Account, AccountRole, AuditEvent, Notification, Role, RoleGrantRequest, RoleGrantState,
 )
-from backoffice.services import review, staff
+from backoffice.services import concurrency, staff
 from backoffice.services.errors import DomainError
 from tests.concurrency import race
 from tests.conftest import PASSWORD
@@ -436,7 +436,7 @@ def test_two_admins_approving_at_the_same_moment_one_wins_the_other_gets_a_confl
 
     outcomes, errors = race(app, approve, [second.id, third.id])
     assert errors == []
-    assert sorted(outcomes) == sorted(["done", review.CONFLICT_MESSAGE])
+    assert sorted(outcomes) == sorted(["done", concurrency.CONFLICT_MESSAGE])
     assert [r.role for r in _person(session).roles] == [Role.RESEARCHER]
     [event] = audit_events(session, "role_grant.approved", person.id)
     grant = session.get(RoleGrantRequest, grant_id)
@@ -444,7 +444,7 @@ def test_two_admins_approving_at_the_same_moment_one_wins_the_other_gets_a_confl
 
 
 class _FlushTogether:
-    """Stands in for the review module inside the staff service: both racers pass their checks, then meet
+    """Stands in for the concurrency module inside the staff service: both racers pass their checks, then meet
     here, then write, so the database's unique constraint is what separates them."""
 
     def __init__(self):
@@ -455,14 +455,14 @@ class _FlushTogether:
         if not getattr(self.met, "done", False):  # only a racer's first write waits for the other
             self.met.done = True
             self.barrier.wait(timeout=10)
-        review.flush(session)
+        concurrency.flush(session)
 
 
 def test_two_admins_adding_the_same_address_at_once_one_wins_the_other_gets_a_conflict(
         app, session, make_account, monkeypatch):
     first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
     session.commit()
-    monkeypatch.setattr(staff, "review", _FlushTogether())
+    monkeypatch.setattr(staff, "concurrency", _FlushTogether())
 
     def add(own, actor_id):
         staff.create_staff(own, own.get(Account, actor_id), email="same.person@example.org", name="Same Person", roles=["auditor"],
@@ -481,7 +481,7 @@ def test_two_admins_asking_for_the_same_role_at_once_leave_one_request(app, sess
     first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
     member = make_account(Role.RESEARCHER)
     session.commit()
-    monkeypatch.setattr(staff, "review", _FlushTogether())
+    monkeypatch.setattr(staff, "concurrency", _FlushTogether())
 
     def ask(own, actor_id):
         staff.request_role(own, own.get(Account, actor_id), own.get(Account, member.id), Role.AUDITOR,
@@ -554,7 +554,7 @@ def test_two_admins_adding_the_same_address_through_the_page_the_second_gets_409
         app, session, make_account, monkeypatch):
     first, second = make_account(Role.ADMIN), make_account(Role.ADMIN)
     browsers = [signed_in(app, first), signed_in(app, second)]
-    monkeypatch.setattr(staff, "review", _FlushTogether())
+    monkeypatch.setattr(staff, "concurrency", _FlushTogether())
     responses = []
 
     def add(browser):

@@ -8,7 +8,7 @@ from backoffice.models import (
     AdvertisingStatus, AuditEvent, CheckKind, Finding, FindingSeverity, Provider, Role, SubmissionKind,
     SubmissionState, VerificationStatus, utcnow,
 )
-from backoffice.services import audit, submissions, verification
+from backoffice.services import audit, expiry, submissions
 from backoffice.services.errors import InvalidTransition
 from tasks.sweeps import verification_expiry_sweep
 
@@ -60,10 +60,10 @@ def test_running_the_sweep_twice_changes_nothing_the_second_time(session, make_p
 def test_sweep_works_through_more_than_one_batch(session, make_provider):
     ids = [verified(make_provider, -1).id for _ in range(7)]
     now = utcnow()
-    assert verification.expire_lapsed(session, "system:test", now, batch_size=3) == 3
-    assert verification.expire_lapsed(session, "system:test", now, batch_size=3) == 3
-    assert verification.expire_lapsed(session, "system:test", now, batch_size=3) == 1
-    assert verification.expire_lapsed(session, "system:test", now, batch_size=3) == 0
+    assert expiry.expire_lapsed(session, "system:test", now, batch_size=3) == 3
+    assert expiry.expire_lapsed(session, "system:test", now, batch_size=3) == 3
+    assert expiry.expire_lapsed(session, "system:test", now, batch_size=3) == 1
+    assert expiry.expire_lapsed(session, "system:test", now, batch_size=3) == 0
     session.commit()
     statuses = session.scalars(select(Provider.verification_status).where(Provider.id.in_(ids))).all()
     assert set(statuses) == {VerificationStatus.EXPIRED}

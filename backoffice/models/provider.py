@@ -111,7 +111,7 @@ class Provider(Base):
         return self.public_name
 
     # What "verified", "an active advertiser" and "in the directory" mean, once, for Python and SQL alike. The
-    # stored statuses change only through their owners (services/verification.py, the hourly expiry sweep), so
+    # stored statuses change only through their owner (services/provider_status.py; the hourly expiry sweep), so
     # between verified_until passing and the sweep they still say verified and active: every reader asks these
     # instead, and counts, feeds, receipts and pages agree from the moment verification ends.
 

@@ -9,10 +9,8 @@ from backoffice.models import (
     VerificationStatus, utcnow,
 )
 from backoffice.models import RESEARCH_ROLES
-from backoffice.services import audit, listing_requests, review, submissions, verification
+from backoffice.services import concurrency, guards, listing_requests, provider_status, review, submissions
 from backoffice.services.errors import DomainError, InvalidTransition
-
-APPLICABLE_FROM = (AdvertisingStatus.NONE, AdvertisingStatus.ENDED, AdvertisingStatus.SUSPENDED)
 
 
 def open_application(session: Session, provider: Provider) -> Submission | None:
@@ -50,26 +48,19 @@ def apply(session: Session, actor: Account, provider: Provider, policy: review.R
     # The application proposes no listing change: the research team reviews the listing as it stands.
     application = submissions.create_draft(session, actor, provider, SubmissionKind.ADVERTISER_APPLICATION, {})
     review.submit(session, actor, application, policy)
-    before = provider.advertising_status
-    provider.advertising_status = AdvertisingStatus.PENDING
-    audit.record(session, actor, "advertising.pending", "provider", provider.id,
-                 before={"advertising_status": before.value},
-                 after={"advertising_status": AdvertisingStatus.PENDING.value},
-                 reason=f"advertiser application #{application.id}", provider_id=provider.id)
-    review.flush(session)
+    provider_status.apply_for_advertising(session, actor, provider, application)
+    concurrency.flush(session)
     return application
 
 
 def suspend(session: Session, actor: Account, provider: Provider, reason: str) -> None:
     """The research team suspends an advertiser by hand, with a reason; resuming needs a new application."""
-    review.require_researcher(actor)
+    guards.require_researcher(actor)
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Give the reason for suspending the advertising.")
-    if provider.advertising_status not in (AdvertisingStatus.ACTIVE, AdvertisingStatus.PENDING):
-        raise InvalidTransition(f"Advertising is {provider.advertising_status.label}; there is nothing to suspend.")
-    verification.suspend_advertising(session, actor, provider, reason)
-    review.flush(session)
+    provider_status.suspend_advertising(session, actor, provider, reason, strict=True)
+    concurrency.flush(session)
 
 
 def end(session: Session, actor: Account, provider: Provider, reason: str) -> None:
@@ -79,11 +70,5 @@ def end(session: Session, actor: Account, provider: Provider, reason: str) -> No
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Give the reason for ending the advertising.")
-    if provider.advertising_status in (AdvertisingStatus.NONE, AdvertisingStatus.ENDED):
-        raise InvalidTransition(f"Advertising is {provider.advertising_status.label}; there is nothing to end.")
-    before = provider.advertising_status
-    provider.advertising_status = AdvertisingStatus.ENDED
-    audit.record(session, actor, "advertising.ended", "provider", provider.id,
-                 before={"advertising_status": before.value},
-                 after={"advertising_status": AdvertisingStatus.ENDED.value}, reason=reason, provider_id=provider.id)
-    review.flush(session)
+    provider_status.end_advertising(session, actor, provider, reason)
+    concurrency.flush(session)

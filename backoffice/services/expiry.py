@@ -12,7 +12,7 @@ from backoffice.models import (
     Accreditation, Account, CheckKind, ExpiryReminder, Finding, FindingSeverity, Licence, ListingStatus,
     OrganisationMember, Provider, VerificationStatus,
 )
-from backoffice.services import audit, findings, outbox, verification
+from backoffice.services import audit, findings, outbox, provider_status
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,9 @@ def lapse_credential(session: Session, actor: audit.Actor, item: LapsedCredentia
     label = f"{entity.state} licence {entity.number}" if item.entity_type == "licence" else f"{entity.body} accreditation"
     reason = f"{label} expired on {entity.expires_on.isoformat()}"
     if item.entity_type == "licence":
-        verification.lapse(session, actor, provider, reason)
+        provider_status.lapse_verification(session, actor, provider, reason)
     else:
-        verification.suspend_advertising(session, actor, provider, reason)
+        provider_status.suspend_advertising(session, actor, provider, reason)
     findings.open_or_update(
         session, actor, provider, check, subject,
         FindingSeverity.CRITICAL if item.entity_type == "licence" else FindingSeverity.WARNING,
@@ -172,3 +172,48 @@ def lapse_credentials(session: Session, actor: audit.Actor, today: date) -> int:
     """Every expired licence and accreditation in the caller's transaction; returns how many were acted on.
     The daily sweep instead gives each one its own transaction (tasks/checks.py)."""
     return sum(lapse_credential(session, actor, item, today) for item in lapsed_credentials(session, today))
+
+
+# -- verification ---------------------------------------------------------------------------------
+
+
+def lapsed_provider_ids(session: Session, now: datetime, limit: int, after_id: int = 0) -> list[int]:
+    """Verified providers whose verified_until has passed, in id order after `after_id`."""
+    return list(
+        session.scalars(
+            select(Provider.id)
+            .where(Provider.verification_status == VerificationStatus.VERIFIED, Provider.verified_until < now,
+                   Provider.id > after_id)
+            .order_by(Provider.id)
+            .limit(limit)
+        )
+    )
+
+
+def expire_one(session: Session, actor: audit.Actor, provider_id: int, now: datetime) -> bool:
+    """Expire one provider's lapsed verification, read afresh; False if there is nothing to do (any more)."""
+    provider = session.get(Provider, provider_id)
+    return provider is not None and expire_verification(session, actor, provider, now)
+
+
+def expire_verification(session: Session, actor: audit.Actor, provider: Provider, now: datetime) -> bool:
+    """Mark a lapsed verification `expired` and suspend advertising with it; False if nothing to do."""
+    if provider.verification_status != VerificationStatus.VERIFIED:
+        return False
+    if provider.verified_until is None or provider.verified_until >= now:
+        return False
+    provider_status.lapse_verification(
+        session, actor, provider, f"verified until {provider.verified_until:%d %b %Y, %H:%M} UTC, which has passed")
+    findings.open_or_update(
+        session, actor, provider, CheckKind.VERIFICATION_EXPIRY, "verification", FindingSeverity.WARNING,
+        "Verification expired: re-verification is due",
+        {"verified_until": provider.verified_until, "expired_at": now},
+    )
+    session.flush()
+    return True
+
+
+def expire_lapsed(session: Session, actor: audit.Actor, now: datetime, batch_size: int = 500) -> int:
+    """Expire one batch of lapsed verifications; returns how many changed (0 when none are left)."""
+    return sum(expire_one(session, actor, provider_id, now)
+               for provider_id in lapsed_provider_ids(session, now, batch_size))

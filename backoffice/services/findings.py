@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from backoffice.models import (
     OPEN_FINDING_STATES, CheckKind, Finding, FindingSeverity, FindingState, Provider, utcnow,
 )
-from backoffice.services import audit, staff_notices
+from backoffice.services import audit, provider_status, staff_notices
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition
 from backoffice.services.reasons import REASON_MIN_LENGTH, require_reason
 
@@ -78,9 +78,7 @@ def open_or_update(
 
 def _stop_advertising(session: Session, actor: audit.Actor, provider: Provider, finding: Finding) -> None:
     """A critical finding suspends advertising in the same transaction; resuming needs a new review."""
-    from backoffice.services import verification  # verification opens findings too
-
-    verification.suspend_advertising(session, actor, provider, f"critical finding #{finding.id}: {finding.title}")
+    provider_status.suspend_advertising(session, actor, provider, f"critical finding #{finding.id}: {finding.title}")
 
 
 def _close_state(session: Session, actor: audit.Actor, finding: Finding, state: FindingState, reason: str,

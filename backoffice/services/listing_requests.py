@@ -12,10 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_STATES, Account, AdvertisingStatus, ListingStatus, OrganisationMember, Provider, Submission,
+    OPEN_STATES, Account, ListingStatus, OrganisationMember, Provider, Submission,
     SubmissionKind, SubmissionMessage, SubmissionState, utcnow,
 )
-from backoffice.services import accounts, audit, listing_rules as rules, profile, review, submissions
+from backoffice.services import (
+    accounts, audit, concurrency, listing_rules as rules, profile, provider_status, review, submissions,
+)
 from backoffice.services.errors import DomainError, InvalidTransition, NotAllowed
 
 S = SubmissionState
@@ -51,11 +53,6 @@ class Attestation:
 
 
 # -- access ---------------------------------------------------------------------------------------
-
-
-def member_provider_ids(session: Session, account: Account) -> set[int]:
-    return set(session.scalars(select(OrganisationMember.provider_id)
-                               .where(OrganisationMember.account_id == account.id)))
 
 
 def is_member(session: Session, account: Account, provider_id: int) -> bool:
@@ -209,7 +206,7 @@ def save_draft(session: Session, actor: Account, submission: Submission, propose
     _require_editable(session, actor, submission)
     proposed = audit.jsonable({k: v for k, v in proposed.items() if k != ATTESTATION_KEY})
     check_profile(proposed, profile.current(submission.provider))
-    review.lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     before = dict(submission.proposed or {})
     submissions.propose(submission, proposed)
     old, new = audit.changed(before, proposed)
@@ -227,7 +224,7 @@ def submit(session: Session, actor: Account, submission: Submission, attestation
     if missing:
         raise IncompleteRequest(missing)
     check_profile(submission.proposed, profile.current(submission.provider))
-    review.lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     signed = {**asdict(attestation), "signed_by": attestation.signed_by.strip(), "account_id": actor.id,
               "signed_at": audit.jsonable(utcnow())}
     submissions.propose(submission, {**submission.proposed, ATTESTATION_KEY: signed})
@@ -273,13 +270,8 @@ def withdraw(session: Session, actor: Account, submission: Submission, reason: s
     refusal = why_not_withdraw(submission)
     if refusal:
         raise InvalidTransition(refusal)
-    review.lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     submissions.transition(session, actor, submission, S.WITHDRAWN, reason=(reason or "").strip() or None)
-    provider = submission.provider
-    if submission.kind == SubmissionKind.ADVERTISER_APPLICATION and provider.advertising_status == AdvertisingStatus.PENDING:
-        provider.advertising_status = AdvertisingStatus.NONE
-        audit.record(session, actor, "advertising.none", "provider", provider.id,
-                     before={"advertising_status": AdvertisingStatus.PENDING.value},
-                     after={"advertising_status": AdvertisingStatus.NONE.value},
-                     reason=f"application #{submission.id} withdrawn", provider_id=provider.id)
+    if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
+        provider_status.withdraw_advertising(session, actor, submission.provider, submission)
     session.flush()

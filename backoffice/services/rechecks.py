@@ -18,7 +18,7 @@ from backoffice.checks.result import CheckResult, FindingSpec
 from backoffice.models import (
     CheckKind, CheckOutcome, CheckRun, FindingSeverity, ListingStatus, Provider, Work, WorkKind, utcnow,
 )
-from backoffice.services import audit, findings, screening, verification, work
+from backoffice.services import audit, findings, provider_status, screening, work
 
 NETWORK_CHECKS = (CheckKind.WEBSITE, CheckKind.NPI, CheckKind.EXCLUSION)
 # How a run's summary names the check and the source it asks.
@@ -237,24 +237,12 @@ def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckK
         findings.close_cleared(session, actor, provider_id, check, {s.subject_key for s in result.findings},
                                f"check run {run.id}: {check.label} no longer finds this")
     if auto_suspend and new_critical:
-        suspend_for_review(session, actor, provider, f"critical finding #{new_critical[0].id}: {new_critical[0].title}")
+        provider_status.suspend_listing(session, actor, provider,
+                                        f"critical finding #{new_critical[0].id}: {new_critical[0].title}",
+                                        automatic=True)
     _complete_window(session, actor, provider, key, finished, cadence_days)
     session.flush()
     return run
-
-
-def suspend_for_review(session: Session, actor: audit.Actor, provider: Provider, reason: str) -> bool:
-    """Suspend the listing and advertising pending a researcher's review of a critical finding."""
-    changed = False
-    if provider.listing_status == ListingStatus.LISTED:
-        provider.listing_status = ListingStatus.SUSPENDED
-        audit.record(session, actor, "listing.suspended", "provider", provider.id,
-                     before={"listing_status": ListingStatus.LISTED.value},
-                     after={"listing_status": ListingStatus.SUSPENDED.value},
-                     reason=f"automatic, pending review: {reason}", provider_id=provider.id)
-        changed = True
-    changed = verification.suspend_advertising(session, actor, provider, f"automatic, pending review: {reason}") or changed
-    return changed
 
 
 def _complete_window(session: Session, actor: audit.Actor, provider: Provider, key: str, now: datetime,

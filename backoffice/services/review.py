@@ -10,24 +10,22 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.exc import StaleDataError
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, OPEN_STATES, RESEARCH_ROLES, Finding, FindingSeverity, Account, AdvertisingStatus, Assessment, AssessmentStatus, CheckRun,
-    Criterion, Decision, DecisionOutcome, DecisionStatus, Document, ListingStatus, MessageKind, Provider, Role,
-    Submission, SubmissionKind, SubmissionMessage, SubmissionState, VerificationAction,
-    VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
+    OPEN_FINDING_STATES, OPEN_STATES, RESEARCH_ROLES, Account, Assessment, AssessmentStatus, CheckRun,
+    Criterion, Decision, DecisionOutcome, DecisionStatus, Document, Finding, FindingSeverity,
+    ListingStatus, MessageKind, OrganisationMember, Provider, Role, Submission, SubmissionKind, SubmissionMessage,
+    SubmissionState, VerificationAction, VerificationActionKind, VerificationActionState, VerificationStatus, utcnow,
 )
-from backoffice.services import audit, criteria, outbox, profile, sla, staff_notices, submissions, verification
-from backoffice.services.errors import Conflict, DomainError, InvalidTransition, LostRace, NotAllowed
+from backoffice.services import (
+    audit, concurrency, criteria, guards, outbox, profile, provider_status, sla, staff_notices, submissions,
+)
+from backoffice.services.errors import Conflict, DomainError, InvalidTransition, NotAllowed
 from backoffice.services.reasons import require_reason
 
 S = SubmissionState
 NEEDS_SECOND_SIGNOFF = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.REINSTATEMENT})
-CONFLICT_MESSAGE = ("Someone else changed this request while you were working on it. Nothing of yours was "
-                    "saved: reload the page to see their change, then try again.")
 
 
 @dataclass(frozen=True)
@@ -59,36 +57,6 @@ class Evidence:
 # -- guards ---------------------------------------------------------------------------------------
 
 
-def require_researcher(actor: Account) -> None:
-    if not actor.has_role(*RESEARCH_ROLES):
-        raise NotAllowed("Only the research team can do this.")
-
-
-def _require_lead(actor: Account) -> None:
-    if not actor.has_role(Role.RESEARCH_LEAD):
-        raise NotAllowed("Only a research lead can do this.")
-
-
-def flush(session: Session) -> None:
-    """Flush, turning a lost race (a stale version, a unique clash) into a Conflict with a clear message."""
-    try:
-        session.flush()
-    except (LostRace, StaleDataError, IntegrityError):
-        raise LostRace(CONFLICT_MESSAGE) from None
-
-
-def lock(session: Session, submission: Submission, expected_version: int | None) -> None:
-    """Claim the submission for this transaction: a second writer gets a Conflict, never a half-write.
-
-    The version check catches a change made since the page was loaded; the versioned UPDATE catches a
-    writer that is committing at this very moment (it waits for the row, then finds the version moved).
-    """
-    if expected_version is not None and expected_version != submission.row_version:
-        raise Conflict(CONFLICT_MESSAGE)
-    submission.updated_at = utcnow()
-    flush(session)
-
-
 def _require_state(submission: Submission, *states: SubmissionState) -> None:
     if submission.state not in states:
         allowed = " or ".join(s.label for s in states)
@@ -110,7 +78,7 @@ def _require_no_pending_decision(submission: Submission) -> None:
 
 
 def _require_reviewer(actor: Account, submission: Submission) -> None:
-    require_researcher(actor)
+    guards.require_researcher(actor)
     if submission.assignee_id != actor.id and not actor.has_role(Role.RESEARCH_LEAD):
         raise NotAllowed("Claim this request first: only its assignee or a research lead can work on it.")
 
@@ -124,14 +92,14 @@ def submit(session: Session, actor: Account, submission: Submission, policy: Rev
     now = submission.submitted_at
     submission.first_response_due = sla.add_business_days(now, policy.first_response_business_days)
     submission.decision_due = sla.add_business_days(now, policy.decision_business_days)
-    flush(session)
+    concurrency.flush(session)
     staff_notices.request_submitted(session, submission)
 
 
 def open_reinstatement(session: Session, actor: Account, provider: Provider, policy: ReviewPolicy,
                        reason: str) -> Submission:
     """Staff open a new review to reinstate a revoked, expired or suspended provider."""
-    require_researcher(actor)
+    guards.require_researcher(actor)
     if provider.is_in_directory(utcnow()):
         raise InvalidTransition("This provider is verified and listed; there is nothing to reinstate.")
     open_ = session.scalar(select(Submission.id).where(
@@ -152,11 +120,11 @@ def open_reinstatement(session: Session, actor: Account, provider: Provider, pol
 
 def claim(session: Session, actor: Account, submission: Submission, expected_version: int | None) -> None:
     """Take a request: it becomes the actor's, and a submitted one goes into review."""
-    require_researcher(actor)
+    guards.require_researcher(actor)
     _require_state(submission, S.SUBMITTED, S.IN_REVIEW, S.NEEDS_INFO)
     if submission.assignee_id not in (None, actor.id) and not actor.has_role(Role.RESEARCH_LEAD):
         raise Conflict("Another researcher has already claimed this request.")
-    lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     _set_assignee(session, actor, submission, actor)
     if submission.state == S.SUBMITTED:
         _start_review(session, actor, submission)
@@ -164,11 +132,11 @@ def claim(session: Session, actor: Account, submission: Submission, expected_ver
 
 def assign(session: Session, actor: Account, submission: Submission, assignee: Account,
            expected_version: int | None, reason: str | None = None) -> None:
-    _require_lead(actor)
+    guards.require_lead(actor)
     if not assignee.is_active or not assignee.has_role(*RESEARCH_ROLES):
         raise DomainError(f"{assignee.email} is not an active researcher.")
     _require_state(submission, S.SUBMITTED, S.IN_REVIEW, S.NEEDS_INFO)
-    lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     _set_assignee(session, actor, submission, assignee, reason)
     if submission.state == S.SUBMITTED:
         _start_review(session, actor, submission)
@@ -292,7 +260,7 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
     if status == AssessmentStatus.NOT_APPLICABLE and not evidence.note:
         raise DomainError("Say in the note why this criterion does not apply.", field="note")
     values = _validated_evidence(session, submission, evidence)
-    lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     assessment = session.scalar(select(Assessment).where(
         Assessment.submission_id == submission.id, Assessment.criterion_id == criterion.id))
     fields = ("status", "note", "source", "url", "document_id", "check_run_id")
@@ -305,7 +273,7 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
         setattr(assessment, name, value)
     assessment.assessed_by_id = actor.id
     assessment.assessed_at = utcnow()
-    flush(session)
+    concurrency.flush(session)
     old, new = audit.changed(before, audit.snapshot(assessment, fields))
     audit.record(session, actor, "assessment.recorded", "assessment", assessment.id, before=old, after=new,
                  reason=criterion.code, provider_id=submission.provider_id)
@@ -316,8 +284,6 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
 
 
 def _provider_recipients(session: Session, submission: Submission) -> list[Account]:
-    from backoffice.models import OrganisationMember
-
     members = session.scalars(select(Account).join(OrganisationMember, OrganisationMember.account_id == Account.id)
                               .where(OrganisationMember.provider_id == submission.provider_id,
                                      Account.is_active.is_(True))).all()
@@ -344,7 +310,7 @@ def request_info(session: Session, actor: Account, submission: Submission, messa
     message = (message or "").strip()
     if not message:
         raise DomainError("Write the question the provider should answer.", field="message")
-    lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     note = SubmissionMessage(kind=MessageKind.INFO_REQUEST, author_id=actor.id, body=message)
     submission.messages.append(note)
     submissions.transition(session, actor, submission, S.NEEDS_INFO, reason=message)
@@ -352,7 +318,7 @@ def request_info(session: Session, actor: Account, submission: Submission, messa
                      f"the research team has a question about request #{submission.id}",
                      f"The research team asks:\n\n{message}\n\nAnswer it on the request's page in your provider "
                      "portal; the review goes on once you have answered.")
-    flush(session)
+    concurrency.flush(session)
     return note
 
 
@@ -363,11 +329,11 @@ def answer_info_request(session: Session, actor: Account, submission: Submission
     message = (message or "").strip()
     if not message:
         raise DomainError("Write your answer.")
-    lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     answer = SubmissionMessage(kind=MessageKind.PROVIDER_ANSWER, author_id=actor.id, body=message)
     submission.messages.append(answer)
     submissions.transition(session, actor, submission, S.IN_REVIEW, reason="provider answered")
-    flush(session)
+    concurrency.flush(session)
     staff_notices.provider_answered(session, submission)
     return answer
 
@@ -434,7 +400,7 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
         require_approvable(session, submission)
     else:
         _require_citable(session, submission, reason_codes)
-    lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     needs_signoff = submission.kind in NEEDS_SECOND_SIGNOFF
     decision = Decision(
         outcome=outcome, reason_codes=reason_codes,
@@ -443,7 +409,7 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
         catalogue_id=submission.catalogue_id, decided_by_id=actor.id, decided_at=utcnow(),
     )
     submission.decisions.append(decision)
-    flush(session)
+    concurrency.flush(session)
     audit.record(session, actor, "decision.recorded", "decision", decision.id,
                  after={"submission_id": submission.id, "outcome": outcome.value, "reason_codes": reason_codes,
                         "status": decision.status.value, "catalogue_id": decision.catalogue_id},
@@ -462,7 +428,7 @@ def sign_off(session: Session, actor: Account, submission: Submission, policy: R
                                        "Nobody signs off their own decision: another researcher or research lead must.")
     if decision.outcome == DecisionOutcome.APPROVED:
         require_approvable(session, submission)
-    lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     decision.status = DecisionStatus.FINAL
     decision.second_signoff_by_id = actor.id
     decision.second_signoff_at = utcnow()
@@ -475,7 +441,7 @@ def sign_off(session: Session, actor: Account, submission: Submission, policy: R
 
 def _awaiting_second_person(actor: Account, submission: Submission, own_decision_message: str) -> Decision:
     """The decision awaiting sign-off, if the actor is a researcher other than the one who made it."""
-    require_researcher(actor)
+    guards.require_researcher(actor)
     decision = pending_decision(submission)
     if decision is None:
         raise InvalidTransition("No decision on this request is awaiting sign-off.")
@@ -492,7 +458,7 @@ def decline_signoff(session: Session, actor: Account, submission: Submission, re
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Say why you decline to sign off.", field="reason")
-    lock(session, submission, expected_version)
+    concurrency.lock(session, submission, expected_version)
     decision.status = DecisionStatus.DECLINED
     decision.declined_by_id = actor.id
     decision.declined_at = utcnow()
@@ -500,7 +466,7 @@ def decline_signoff(session: Session, actor: Account, submission: Submission, re
     audit.record(session, actor, "decision.signoff_declined", "decision", decision.id,
                  before={"status": DecisionStatus.AWAITING_SIGNOFF.value}, after={"status": DecisionStatus.DECLINED.value},
                  reason=reason, provider_id=submission.provider_id)
-    flush(session)
+    concurrency.flush(session)
     return decision
 
 
@@ -513,10 +479,10 @@ def require_approvable(session: Session, submission: Submission) -> None:
                           + ", ".join(c.code for c in blockers) + ".")
     provider = submission.provider
     if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
-        _require_currently_verified(provider)
+        provider_status.require_currently_verified(provider)
         if provider.listing_status != ListingStatus.LISTED:
             raise DomainError(f"Only a listed provider can advertise; this listing is {provider.listing_status.label}.")
-        if provider.advertising_status not in (AdvertisingStatus.NONE, AdvertisingStatus.PENDING):
+        if provider_status.refusal(provider, advertising="approve") is not None:
             raise DomainError(f"Advertising is {provider.advertising_status.label}; it resumes only through "
                               "the provider's new application.")
         open_findings = session.scalar(select(Finding.id).where(
@@ -526,20 +492,10 @@ def require_approvable(session: Session, submission: Submission) -> None:
             raise DomainError("This provider has an open warning or critical finding; ADVERTISER_STANDARDS "
                               "cannot be met until it is resolved or dismissed.")
     elif submission.kind in (SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE):
-        if provider.verification_status == VerificationStatus.REVOKED or provider.listing_status in (
-                ListingStatus.SUSPENDED, ListingStatus.DELISTED, ListingStatus.CLOSED):
-            raise DomainError(f"This provider is {provider.listing_status.label} with its verification "
-                              f"{provider.verification_status.label}; only a reinstatement review (with a "
-                              "second sign-off) can list it again.")
+        if provider_status.needs_reinstatement(provider):
+            raise DomainError(provider_status.reinstatement_only(provider))
         if submission.kind == SubmissionKind.UPDATE and provider.listing_status != ListingStatus.LISTED:
             raise DomainError("An update applies to a listed provider; this one is not listed.")
-
-
-def _require_currently_verified(provider: Provider) -> None:
-    now = utcnow()
-    if not provider.is_verified(now):
-        raise DomainError("Only a currently verified provider can advertise; this one is "
-                          f"{provider.verification_at(now).label}.")
 
 
 def _apply_decision(session: Session, actor: Account, submission: Submission, decision: Decision,
@@ -549,18 +505,18 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
     if decision.outcome == DecisionOutcome.APPROVED:
         submissions.transition(session, actor, submission, S.APPROVED)
         if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
-            _set_advertising(session, actor, provider, AdvertisingStatus.ACTIVE, f"request #{submission.id} approved")
+            provider_status.approve_advertising(session, actor, provider, submission)
         else:
             profile.apply(session, actor, provider, submission.proposed or {}, f"request #{submission.id} approved")
             decision.verified_until = now + timedelta(days=policy.verification_validity_days)
-            verification.grant(session, actor, provider, decision, now, f"request #{submission.id} approved")
+            provider_status.grant(session, actor, provider, decision, now, f"request #{submission.id} approved")
     else:
         submissions.transition(session, actor, submission, S.REJECTED)
-        if submission.kind == SubmissionKind.ADVERTISER_APPLICATION and provider.advertising_status == AdvertisingStatus.PENDING:
-            _set_advertising(session, actor, provider, AdvertisingStatus.NONE, f"request #{submission.id} rejected")
+        if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
+            provider_status.reject_advertising(session, actor, provider, submission)
     _notify_provider(session, submission, "decided", f"decision on request #{submission.id}",
                      _decision_text(session, submission, decision, policy))
-    flush(session)
+    concurrency.flush(session)
 
 
 def _decision_text(session: Session, submission: Submission, decision: Decision, policy: ReviewPolicy) -> str:
@@ -579,38 +535,21 @@ def _decision_text(session: Session, submission: Submission, decision: Decision,
     return "\n\n".join(lines)
 
 
-def _set_advertising(session: Session, actor: Account, provider: Provider, status: AdvertisingStatus,
-                     reason: str) -> None:
-    before = provider.advertising_status
-    if before == status:
-        return
-    provider.advertising_status = status
-    audit.record(session, actor, f"advertising.{status.value}", "provider", provider.id,
-                 before={"advertising_status": before.value}, after={"advertising_status": status.value},
-                 reason=reason, provider_id=provider.id)
-
-
 # -- suspension and revocation --------------------------------------------------------------------
 
 
 def suspend_listing(session: Session, actor: Account, provider: Provider, reason: str) -> None:
     """Take a listed provider out of the directory at once, pending review; advertising stops with it."""
-    require_researcher(actor)
+    guards.require_researcher(actor)
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Give the reason for the suspension.")
-    if provider.listing_status != ListingStatus.LISTED:
-        raise InvalidTransition(f"Only a listed provider can be suspended; this one is {provider.listing_status.label}.")
-    provider.listing_status = ListingStatus.SUSPENDED
-    audit.record(session, actor, "listing.suspended", "provider", provider.id,
-                 before={"listing_status": ListingStatus.LISTED.value},
-                 after={"listing_status": ListingStatus.SUSPENDED.value}, reason=reason, provider_id=provider.id)
-    verification.suspend_advertising(session, actor, provider, f"listing suspended: {reason}")
-    flush(session)
+    provider_status.suspend_listing(session, actor, provider, reason)
+    concurrency.flush(session)
 
 
 def request_revocation(session: Session, actor: Account, provider: Provider, reason: str) -> VerificationAction:
-    require_researcher(actor)
+    guards.require_researcher(actor)
     reason = (reason or "").strip()
     if not reason:
         raise DomainError("Give the reason for the revocation.")
@@ -624,7 +563,7 @@ def request_revocation(session: Session, actor: Account, provider: Provider, rea
     action = VerificationAction(provider_id=provider.id, kind=VerificationActionKind.REVOKE, reason=reason,
                                 requested_by_id=actor.id)
     session.add(action)
-    flush(session)
+    concurrency.flush(session)
     audit.record(session, actor, "revocation.requested", "verification_action", action.id,
                  after={"kind": "revoke", "state": action.state.value}, reason=reason, provider_id=provider.id)
     return action
@@ -632,27 +571,21 @@ def request_revocation(session: Session, actor: Account, provider: Provider, rea
 
 def sign_off_revocation(session: Session, actor: Account, action: VerificationAction) -> None:
     """A second researcher confirms: verification is revoked, the listing and its advertising end."""
-    require_researcher(actor)
+    guards.require_researcher(actor)
     _require_awaiting(action)
     if action.requested_by_id == actor.id:
         raise NotAllowed("Nobody signs off their own revocation: another researcher or research lead must.")
     provider = action.provider
     action.state = VerificationActionState.APPLIED
-    flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
+    concurrency.flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
     action.signed_off_by_id = actor.id
     action.signed_off_at = utcnow()
-    before = audit.snapshot(provider, ("verification_status", "listing_status"))
-    provider.verification_status = VerificationStatus.REVOKED
-    provider.listing_status = ListingStatus.DELISTED
-    audit.record(session, actor, "verification.revoked", "provider", provider.id, before=before,
-                 after=audit.snapshot(provider, ("verification_status", "listing_status")),
-                 reason=action.reason, provider_id=provider.id)
-    verification.suspend_advertising(session, actor, provider, f"verification revoked: {action.reason}")
-    flush(session)
+    provider_status.revoke(session, actor, provider, action.reason)
+    concurrency.flush(session)
 
 
 def decline_revocation(session: Session, actor: Account, action: VerificationAction, reason: str) -> None:
-    require_researcher(actor)
+    guards.require_researcher(actor)
     _require_awaiting(action)
     if action.requested_by_id == actor.id:
         raise NotAllowed("Another researcher must decline a revocation you asked for.")
@@ -660,13 +593,13 @@ def decline_revocation(session: Session, actor: Account, action: VerificationAct
     if not reason:
         raise DomainError("Say why you decline the revocation.")
     action.state = VerificationActionState.DECLINED
-    flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
+    concurrency.flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
     action.declined_by_id = actor.id
     action.declined_at = utcnow()
     action.decline_reason = reason
     audit.record(session, actor, "revocation.declined", "verification_action", action.id,
                  after={"state": action.state.value}, reason=reason, provider_id=action.provider_id)
-    flush(session)
+    concurrency.flush(session)
 
 
 def _require_awaiting(action: VerificationAction) -> None:

@@ -23,14 +23,9 @@ from backoffice.auth.passwords import hash_password
 from backoffice.models import (
     STAFF_ROLES, Account, AccountRole, Role, RoleGrantRequest, RoleGrantState, utcnow,
 )
-from backoffice.services import accounts, audit, mfa, outbox, provider_accounts, review
-from backoffice.services.errors import Conflict, DomainError, NotAllowed
+from backoffice.services import accounts, audit, concurrency, guards, mfa, outbox, provider_accounts
+from backoffice.services.errors import Conflict, DomainError
 from backoffice.services.reasons import REASON_MIN_LENGTH
-
-
-def _require_admin(actor: Account) -> None:
-    if not actor.has_role(Role.ADMIN):
-        raise NotAllowed("Only an admin manages staff accounts.")
 
 
 def _reason(reason: str | None) -> str:
@@ -42,7 +37,7 @@ def _reason(reason: str | None) -> str:
 
 def _managed(actor: Account, account: Account, reason: str | None, not_yourself: str) -> str:
     """The checks before an admin changes someone else's staff account; returns the cleaned reason."""
-    _require_admin(actor)
+    guards.require_admin(actor)
     reason = _reason(reason)
     if account.has_role(Role.PROVIDER):
         raise DomainError("Provider accounts are not managed here.")
@@ -96,7 +91,7 @@ def create_staff(session: Session, actor: Account, *, email: str, name: str, rol
                  reason: str) -> Account:
     """A new staff account with no role yet: each role asked for waits for a second admin. The caller mails
     the person a link to choose their password; nobody else ever knows it."""
-    _require_admin(actor)
+    guards.require_admin(actor)
     reason = _reason(reason)
     wanted = sorted({_staff_role(r) for r in roles})
     if not wanted:
@@ -113,7 +108,7 @@ def create_staff(session: Session, actor: Account, *, email: str, name: str, rol
     account = Account(email=email, name=name, password_hash=hash_password(secrets.token_urlsafe(32)), roles=[])
     session.add(account)
     try:
-        review.flush(session)
+        concurrency.flush(session)
     except Conflict:  # another admin added the same address a moment ago
         raise Conflict(f"An account with the e-mail address {email} was added a moment ago, by someone else.",
                        field="email") from None
@@ -126,7 +121,7 @@ def create_staff(session: Session, actor: Account, *, email: str, name: str, rol
 
 def request_role(session: Session, actor: Account, account: Account, role: Role | str, reason: str) -> RoleGrantRequest:
     """Ask for a staff role for an account; it starts when a second admin approves."""
-    _require_admin(actor)
+    guards.require_admin(actor)
     role = _staff_role(role)
     reason = _reason(reason)
     if account.has_role(Role.PROVIDER):
@@ -144,7 +139,7 @@ def request_role(session: Session, actor: Account, account: Account, role: Role 
     session.add(grant)
     email = account.email  # read now: after a failed flush the session reads nothing until rolled back
     try:
-        review.flush(session)  # one pending request per account and role, even when two admins ask at once
+        concurrency.flush(session)  # one pending request per account and role, even when two admins ask at once
     except Conflict:
         raise Conflict(f"The {role.value} role for {email} was asked for a moment ago, by someone else.",
                        field="role") from None
@@ -162,7 +157,7 @@ def _pending(grant: RoleGrantRequest, expected_version: int | None) -> None:
 
 def approve(session: Session, actor: Account, grant: RoleGrantRequest, expected_version: int | None = None) -> None:
     """The second admin's approval: the role starts now."""
-    _require_admin(actor)
+    guards.require_admin(actor)
     _pending(grant, expected_version)
     if grant.requested_by_id == actor.id:
         raise DomainError("A second admin must approve this: you asked for it.")
@@ -178,7 +173,7 @@ def approve(session: Session, actor: Account, grant: RoleGrantRequest, expected_
     grant.decided_at = utcnow()
     if not account.has_role(grant.role):
         account.roles.append(AccountRole(role=grant.role, granted_by_id=actor.id))
-    review.flush(session)
+    concurrency.flush(session)
     audit.record(session, actor, "role_grant.approved", "account", account.id,
                  after={"grant_id": grant.id, "role": grant.role.value, "requested_by": grant.requested_by_id})
 
@@ -186,13 +181,13 @@ def approve(session: Session, actor: Account, grant: RoleGrantRequest, expected_
 def decline(session: Session, actor: Account, grant: RoleGrantRequest, reason: str,
             expected_version: int | None = None) -> None:
     """Turn a request down (or, for the admin who made it, withdraw it)."""
-    _require_admin(actor)
+    guards.require_admin(actor)
     reason = _reason(reason)
     _pending(grant, expected_version)
     grant.state = RoleGrantState.WITHDRAWN if grant.requested_by_id == actor.id else RoleGrantState.DECLINED
     grant.decided_by_id = actor.id
     grant.decided_at = utcnow()
-    review.flush(session)
+    concurrency.flush(session)
     audit.record(session, actor, f"role_grant.{grant.state.value}", "account", grant.account_id,
                  after={"grant_id": grant.id, "role": grant.role.value}, reason=reason)
 
@@ -223,7 +218,7 @@ def _require_an_active_admin(session: Session) -> None:
 
 def revoke_role(session: Session, actor: Account, account: Account, role: Role | str, reason: str) -> None:
     """Take a staff role away; the account's sessions end so it takes effect at once."""
-    _require_admin(actor)
+    guards.require_admin(actor)
     role = _staff_role(role)
     reason = _reason(reason)
     held = next((r for r in account.roles if r.role == role), None)
@@ -266,7 +261,7 @@ def _ask_again_for_roles(session: Session, actor: Account, account: Account, rea
         RoleGrantRequest.account_id == account.id, RoleGrantRequest.state == RoleGrantState.PENDING)))
     for held in sorted(account.roles, key=lambda r: r.role.value):
         account.roles.remove(held)
-        review.flush(session)
+        concurrency.flush(session)
         audit.record(session, actor, "account.role_revoked", "account", account.id,
                      before={"role": held.role.value}, reason=f"reactivated: asked for again ({reason})")
         if held.role not in waiting:
@@ -299,9 +294,3 @@ def send_welcome(session: Session, settings: provider_accounts.TokenSettings, ac
               "your password:",
         outro="You will set up an authenticator app the first time you sign in. Your roles start once a second "
               "admin approves them.")
-
-
-def pending_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(RoleGrantRequest)
-                          .where(RoleGrantRequest.state == RoleGrantState.PENDING))
-
