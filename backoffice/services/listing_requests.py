@@ -260,7 +260,7 @@ def can_withdraw(submission: Submission) -> bool:
 def stops_advertising(submission: Submission) -> bool:
     """Whether withdrawing the request also ends the provider's pending application to advertise."""
     return (submission.kind == SubmissionKind.ADVERTISER_APPLICATION
-            and submission.provider.advertising_status == AdvertisingStatus.PENDING)
+            and provider_status.refusal(submission.provider, advertising="withdraw") is None)
 
 
 def withdraw(session: Session, actor: Account, submission: Submission, reason: str | None = None,
@@ -272,6 +272,6 @@ def withdraw(session: Session, actor: Account, submission: Submission, reason: s
         raise InvalidTransition(refusal)
     concurrency.lock(session, submission, expected_version)
     submissions.transition(session, actor, submission, S.WITHDRAWN, reason=(reason or "").strip() or None)
-    if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
+    if stops_advertising(submission):
         provider_status.withdraw_advertising(session, actor, submission.provider, submission)
     session.flush()
