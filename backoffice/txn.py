@@ -153,7 +153,8 @@ def one_by_one(session: Session | scoped_session, items: Iterable[K], work: Call
     changed, left = 0, []
     for item in items:
         try:
-            changed += bool(retrying(session, lambda: work(item), attempts=attempts, what=f"{what} {item}"))
+            # The lambda runs inside this iteration (retrying calls it at once), so it sees this item.
+            changed += bool(retrying(session, lambda: work(item), attempts=attempts, what=f"{what} {item}"))  # noqa: B023
         except LostRace:
             left.append(item)
         except Exception:  # noqa: BLE001 - one item's failure is logged and left; the others still run

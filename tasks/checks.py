@@ -116,7 +116,7 @@ def run_check(self, work_id: int) -> str:
             db.session.rollback()
             work.release_for_retry(db.session, work_id, countdown, f"retrying after: {exc}", policy)
             db.session.commit()
-            raise self.retry(exc=exc, countdown=countdown, max_retries=retries)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=retries) from exc
         result = rechecks.unreachable(kind, exc, retries if exc.transient else 0)
     except OutboundRefused as exc:
         result = rechecks.unreachable(kind, exc)

@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
-    AdvertisingStatus, Assessment, AssessmentStatus, CriteriaCatalogue, Decision, DecisionOutcome, DecisionStatus,
-    ListingStatus, Location, Provider, Submission, VerificationStatus, utcnow,
+    AssessmentStatus, CriteriaCatalogue, Location, Provider, utcnow,
 )
 from backoffice.services import history
 from backoffice.services.audit import jsonable

@@ -78,7 +78,7 @@ def begin(engine: Engine, kind: AttemptKind, key: str, spec: str, now: datetime 
                                                  else_=0)), 0) for w in limits]
         counts = conn.execute(select(*in_window).where(
             FailedAttempt.kind == kind, FailedAttempt.key == key, FailedAttempt.attempted_at > now - longest)).one()
-        for window, count in zip(limits, counts):
+        for window, count in zip(limits, counts, strict=True):
             if count >= window.amount:
                 log.warning("%s locked out for %r: %d attempts within %s", kind.label, key, count, window.text)
                 raise LockedOut(window)

@@ -126,7 +126,7 @@ def enrol(session: Session, account: Account, secret: str, code: str, at: dateti
         raise DomainError("A second factor is already set up for this account.")
     try:
         pyotp.TOTP(secret).byte_secret()
-    except Exception:
+    except ValueError:  # not Base32 (binascii.Error is a ValueError), not ASCII, or too short
         raise DomainError("The set-up key is not valid. Start the set-up again.") from None
     step = _matching_step(secret, _cleaned(code), at)
     if step is None:
