@@ -44,6 +44,7 @@ class QueuePage:
 
 
 def encode_cursor(submission: Submission) -> str:
+    assert submission.decision_due is not None  # set by review.submit(); the queue lists submitted requests only
     raw = f"{submission.decision_due.isoformat()}|{submission.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
@@ -102,7 +103,7 @@ def requests_in_state(state: str):
 
 def few_locations(session: Session, state: str) -> bool:
     counted = select(Location.id).where(Location.state == state).limit(FEW_LOCATIONS + 1).subquery()
-    return session.scalar(select(func.count()).select_from(counted)) <= FEW_LOCATIONS
+    return session.scalars(select(func.count()).select_from(counted)).one() <= FEW_LOCATIONS
 
 
 def shown_states(submission: Submission, current: set[str]) -> list[str]:

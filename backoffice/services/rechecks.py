@@ -156,7 +156,7 @@ def unreachable(check: CheckKind, exc: OutboundError | OutboundRefused, retries:
     source = SOURCE_NAMES.get(check, f"The {check.label} source")
     if isinstance(exc, OutboundRefused):
         reason = f"{source} was not asked: the outbound guard refused the request ({exc})"
-        evidence = {"error": "refused", "detail": str(exc)}
+        evidence: dict[str, object] = {"error": "refused", "detail": str(exc)}
     else:
         words = FAILURE_WORDS.get(exc.kind, "the request failed")
         reason = f"{source} could not be reached, {words}: {exc.detail}"
@@ -223,7 +223,7 @@ def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckK
     )
     session.add(run)
     session.flush()
-    provider = session.get(Provider, provider_id)
+    provider = session.get_one(Provider, provider_id)
     new_critical = []
     for spec in result.findings:
         if check == CheckKind.EXCLUSION and findings.was_dismissed(session, provider_id, check, spec.subject_key):

@@ -199,10 +199,10 @@ def decline(session: Session, actor: Account, grant: RoleGrantRequest, reason: s
 
 
 def _active_admins(session: Session) -> int:
-    return session.scalar(
+    return session.scalars(
         select(func.count()).select_from(AccountRole).join(Account, Account.id == AccountRole.account_id)
         .where(AccountRole.role == Role.ADMIN, Account.is_active.is_(True))
-    )
+    ).one()
 
 
 def _lock_active_admins(session: Session) -> None:
@@ -303,6 +303,6 @@ def send_welcome(session: Session, settings: provider_accounts.TokenSettings, ac
 
 
 def pending_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(RoleGrantRequest)
-                          .where(RoleGrantRequest.state == RoleGrantState.PENDING))
+    return session.scalars(select(func.count()).select_from(RoleGrantRequest)
+                           .where(RoleGrantRequest.state == RoleGrantState.PENDING)).one()
 
