@@ -125,7 +125,8 @@ def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Provid
     return providers, encode_cursor(providers[-1].id) if more else None
 
 
-def catalogue_versions(session: Session, providers: list[Provider]) -> dict[int | None, int]:  # read with .get(None)
+# Keyed by catalogue id, and read with a provider's verified_catalogue_id, which may be None (then no version).
+def catalogue_versions(session: Session, providers: list[Provider]) -> dict[int | None, int]:
     ids = {p.verified_catalogue_id for p in providers if p.verified_catalogue_id}
     return dict(session.execute(select(CriteriaCatalogue.id, CriteriaCatalogue.version)
                                 .where(CriteriaCatalogue.id.in_(ids))).all()) if ids else {}

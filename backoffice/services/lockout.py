@@ -82,7 +82,8 @@ def begin(engine: Engine, kind: AttemptKind, key: str, spec: str, now: datetime 
             if count >= window.amount:
                 log.warning("%s locked out for %r: %d attempts within %s", kind.label, key, count, window.text)
                 raise LockedOut(window)
-        inserted = conn.execute(insert(FailedAttempt).values(kind=kind, key=key, attempted_at=now)).inserted_primary_key
+        inserted = conn.execute(insert(FailedAttempt).values(kind=kind, key=key, attempted_at=now)
+                                ).inserted_primary_key
         assert inserted is not None  # None only for a many-row INSERT
         attempt_id = inserted[0]
     return Attempt(attempt_id, kind, key)

@@ -134,7 +134,8 @@ def facts(session: Session, provider_id: int) -> ProviderFacts | None:
     return ProviderFacts(
         id=provider.id, legal_name=provider.legal_name, public_name=provider.public_name,
         website=provider.website, npi=provider.npi,
-        locations=[{"street1": loc.street1, "city": loc.city, "state": loc.state, "zip": loc.zip} for loc in provider.locations],
+        locations=[{"street1": loc.street1, "city": loc.city, "state": loc.state, "zip": loc.zip}
+                   for loc in provider.locations],
         principals=[(p.name, p.npi) for p in provider.principals],
     )
 

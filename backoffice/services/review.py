@@ -237,8 +237,9 @@ def _validated_evidence(session: Session, submission: Submission, evidence: Evid
         parts = urlsplit(evidence.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DomainError("The evidence URL must be an http or https address.", field="url")
-    values: dict[str, object] = {"note": evidence.note or None, "source": evidence.source or None, "url": evidence.url or None,
-              "document_id": None, "check_run_id": None, "check_snapshot": None}
+    values: dict[str, object] = {
+        "note": evidence.note or None, "source": evidence.source or None, "url": evidence.url or None,
+        "document_id": None, "check_run_id": None, "check_snapshot": None}
     if evidence.document_id:
         document = session.get(Document, evidence.document_id)
         if document is None or document.provider_id != submission.provider_id:
