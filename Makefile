@@ -1,4 +1,4 @@
-# The two commands a new user needs: `make run` and `make test`.
+# The two commands a new user needs: `make run` and `make test` (which runs `make lint` first).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +9,7 @@ TEST_WORKERS ?= auto
 SIZE ?= small
 export FLASK_APP := backoffice
 
-.PHONY: run test e2e install migrate seed clean bench
+.PHONY: run test lint e2e install migrate seed clean bench
 
 install: $(VENV)/.installed
 
@@ -36,8 +36,13 @@ run: seed
 	@echo ""
 	PORT=$(PORT) PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://127.0.0.1:$(PORT)/} $(BIN)/honcho start -f Procfile
 
-## The whole suite: SQLite by default; PostgreSQL with DATABASE_URL; Celery over Redis with REDIS_URL.
-test: install
+## ruff and mypy, as configured in pyproject.toml: the whole tree for ruff, the services and models for mypy.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## The whole suite, after lint: SQLite by default; PostgreSQL with DATABASE_URL; Celery over Redis with REDIS_URL.
+test: install lint
 	$(BIN)/python -m pytest --ignore=tests/e2e -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## The browser journeys (tests/e2e): Playwright drives Debian's Chromium (/usr/bin/chromium, `apt-get install
@@ -55,4 +60,4 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache
+	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache

@@ -52,7 +52,7 @@ def seed(session: Session, password: str) -> dict[str, int]:
     people = [accounts.create_account(session, ACTOR, email=a.email, name=a.name, password=password,
                                       roles=[a.role], email_confirmed=True) for a in DEMO_ACCOUNTS]
     first = {}  # the first demo account of each role does the demo's work
-    for demo_account, person in zip(DEMO_ACCOUNTS, people):
+    for demo_account, person in zip(DEMO_ACCOUNTS, people, strict=True):
         first.setdefault(demo_account.role, person)
     for person in people:
         if person.is_staff:
@@ -87,7 +87,7 @@ def seed(session: Session, password: str) -> dict[str, int]:
         SubmissionState.IN_REVIEW, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO,
         SubmissionState.WITHDRAWN, SubmissionState.APPROVED, SubmissionState.REJECTED,
     ]
-    for provider, target in zip(providers[24:24 + len(plan)], plan):
+    for provider, target in zip(providers[24:24 + len(plan)], plan, strict=False):
         accounts.add_member(session, ACTOR, provider_account, provider)
         # As the portal starts one: the listing as the directory has it (its locations, so the queue shows the state).
         submission = submissions.create_draft(session, provider_account, provider, SubmissionKind.NEW_LISTING,

@@ -36,7 +36,7 @@ def append_cost(runs: int) -> dict:
                              before={"close_reason": None}, after={"close_reason": f"bench {n}"}, reason="benchmark")
             db.session.commit()
             (with_event if record else without_event).append((time.perf_counter() - started) * 1000)
-    differences = [a - b for a, b in zip(with_event, without_event)]
+    differences = [a - b for a, b in zip(with_event, without_event, strict=True)]
     median, p95 = percentiles(differences)
     return {"runs": runs, "append_median_ms": median, "append_p95_ms": p95,
             "commit_with_event_median_ms": percentiles(with_event)[0],

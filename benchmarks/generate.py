@@ -263,7 +263,7 @@ def build(scale: Scale, log=print) -> dict[str, float]:
     started = time.perf_counter()
     open_states = {SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO}
     rows, proposed_states, proposed_cities = [], [], []
-    state_of = {l["provider_id"]: l["state"] for l in locations}
+    state_of = {loc["provider_id"]: loc["state"] for loc in locations}
     for sid in range(1, scale.submissions + 1):
         state = weighted(rng, SUBMISSION_STATES)
         submitted = now - timedelta(days=rng.randint(0, 900) if state not in open_states else rng.randint(0, 40),
@@ -375,7 +375,7 @@ def build_exclusions(target: int, people: list, principals: list[dict], location
             "exclusion_type": real.exclusion_type, "excluded_on": real.excluded_on, "reinstated_on": real.reinstated_on,
             "raw": real.raw,
         })
-    state_of = {l["provider_id"]: l["state"] for l in locations}
+    state_of = {loc["provider_id"]: loc["state"] for loc in locations}
     for n, principal in enumerate(rng.sample(principals, max(1, len(principals) // 2000))):
         first, last = principal["name"].split(" ", 1)
         rows.append({

@@ -115,7 +115,7 @@ def run_check(self, work_id: int) -> str:
             unit_of_work.discard()
             with unit_of_work.atomic():
                 work.release_for_retry(db.session, work_id, countdown, f"retrying after: {exc}", policy)
-            raise self.retry(exc=exc, countdown=countdown, max_retries=retries)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=retries) from exc
         result = rechecks.unreachable(kind, exc, retries if exc.transient else 0)
     except OutboundRefused as exc:
         result = rechecks.unreachable(kind, exc)

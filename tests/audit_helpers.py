@@ -115,7 +115,7 @@ class AuditWalk:
         self.session.rollback()
         snapshots.append(self._read())
         actions = []
-        for n, (before, after) in enumerate(zip(snapshots, snapshots[1:]), 1):
+        for n, (before, after) in enumerate(zip(snapshots, snapshots[1:], strict=False), 1):
             problems, events = unaccounted(before, after)
             actions += [e["action"] for e in events]
             self.problems += [f"{name} (commit {n}): {problem}" for problem in problems]

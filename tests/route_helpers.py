@@ -164,7 +164,7 @@ def urls(app: Flask, route: Route, world: World, every_row: bool = False) -> lis
             raise KeyError(f"{route}: no row kind fills ?id= for {model.__name__}; add it to MODEL_KEYS")
         choices["id"] = _rows(world, MODEL_KEYS[model], route, every_row)
     names = sorted(choices)
-    return [route.rule.build(dict(zip(names, values)), append_unknown=True)[1]
+    return [route.rule.build(dict(zip(names, values, strict=True)), append_unknown=True)[1]
             for values in itertools.product(*(choices[n] for n in names))]
 
 
@@ -315,7 +315,7 @@ def row_counts(session) -> dict[str, int]:
     tables = db.metadata.sorted_tables
     columns = [select(func.count()).select_from(table).scalar_subquery().label(table.name) for table in tables]
     row = session.execute(select(*columns)).one()
-    return dict(zip((t.name for t in tables), row))
+    return dict(zip((t.name for t in tables), row, strict=True))
 
 
 def changed_tables(before: dict[str, int], after: dict[str, int]) -> dict[str, tuple[int, int]]:

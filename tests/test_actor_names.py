@@ -50,7 +50,7 @@ def test_staff_pages_and_exports_name_the_people_who_acted(app, session, make_ac
     timeline = visible_text(case[case.index('id="timeline"'):case.index("</ol>", case.index('id="timeline"'))])
     assert f"in review ({riley})" in timeline and not raw.search(timeline), timeline
     catalogue = visible_text(staff.get("/admin/catalogue/").get_data(as_text=True))
-    assert f"v2\ncurrent\n" in catalogue and lee in catalogue and not raw.search(catalogue)
+    assert "v2\ncurrent\n" in catalogue and lee in catalogue and not raw.search(catalogue)
 
     auditor = signed_in(app, make_account(Role.AUDITOR))
     log = visible_text(auditor.get(f"/admin/audit/?provider_id={provider.id}").get_data(as_text=True))

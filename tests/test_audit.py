@@ -18,7 +18,7 @@ def test_events_form_a_chain(session):
     events = session.query(AuditEvent).order_by(AuditEvent.seq).all()
     assert [e.seq for e in events] == list(range(1, 6))
     assert events[0].prev_hash == GENESIS_HASH
-    for earlier, later in zip(events, events[1:]):
+    for earlier, later in zip(events, events[1:], strict=False):
         assert later.prev_hash == earlier.hash
     report = audit.verify_chain(session)
     assert report.ok and report.checked == 5 and report.last_seq == 5

@@ -7,7 +7,6 @@ import pytest
 from backoffice.models import Role
 from benchmarks import audit_export, generate, pages, run, website_checks
 from benchmarks.expect import NotMeasured
-from tests.conftest import login
 
 BENCHMARKS = {"pages", "sweep", "screening", "audit", "import", "reconciler"}
 

@@ -109,8 +109,8 @@ def import_text(session, tmp_path, name, text):
 def screen(session, provider):
     facts = rechecks.facts(session, provider.id)
     parties = screening.parties(facts.legal_name, facts.public_name, facts.npi, facts.principals)
-    return screening.screen(session, parties, {l["state"] for l in facts.locations},
-                            {l["city"] for l in facts.locations}, date(2026, 1, 1))
+    return screening.screen(session, parties, {loc["state"] for loc in facts.locations},
+                            {loc["city"] for loc in facts.locations}, date(2026, 1, 1))
 
 
 def record_screen(session, provider, window):

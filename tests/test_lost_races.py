@@ -104,12 +104,12 @@ def test_a_decision_racing_a_signoff_on_the_same_provider_never_half_writes(app,
         provider_id, application_id, update_id = provider.id, application.id, update.id
 
         def decide(own):
-            actor, sub = own.get(Account, researcher_id), own.get(Submission, update_id)
+            actor, sub = own.get(Account, researcher_id), own.get(Submission, update_id)  # noqa: B023 - raced and awaited in this round
             sub.provider.members, sub.assessments, sub.decisions  # noqa: B018 - the page has read these
             return lambda: review.decide(own, actor, sub, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
 
         def sign_off(own):
-            actor, sub = own.get(Account, lead_id), own.get(Submission, application_id)
+            actor, sub = own.get(Account, lead_id), own.get(Submission, application_id)  # noqa: B023 - raced and awaited in this round
             sub.provider.members, sub.assessments, sub.decisions  # noqa: B018
             return lambda: review.sign_off(own, actor, sub, POLICY, None)
 
@@ -155,7 +155,7 @@ def test_two_profile_changes_racing_on_one_provider_keep_exactly_one(app, sessio
 
         def deciding(name):
             def read(own):
-                actor, sub = own.get(Account, researcher_id), own.get(Submission, ids[name])
+                actor, sub = own.get(Account, researcher_id), own.get(Submission, ids[name])  # noqa: B023 - raced and awaited in this round
                 sub.provider.members, sub.provider.locations, sub.assessments, sub.decisions  # noqa: B018
                 return lambda: review.decide(own, actor, sub, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
             return read

@@ -26,7 +26,7 @@ def test_every_recorded_response_parses(path):
         assert raw["Errors"][0]["description"] in answer.errors[0]
         return
     assert len(answer.records) == len(raw["results"])
-    for record, result in zip(answer.records, raw["results"]):
+    for record, result in zip(answer.records, raw["results"], strict=True):
         assert record.number == str(result["number"]) and len(record.number) == 10
         assert record.enumeration_type in {"NPI-1", "NPI-2"}
         assert record.status == "A"

@@ -13,7 +13,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 import config
-from backoffice.extensions import db
 from backoffice.models import (
     AuditVerification, CheckKind, DeliveryState, CheckOutcome, CheckRun, Finding, FindingSeverity, FindingState, Notification,
     utcnow,

@@ -148,7 +148,7 @@ def test_save_draft_then_come_back_and_edit_it(client, session, make_account):
                              "locations-1-state": "VA", "locations-1-zip": "232191234"})
     assert client.post(f"/portal/requests/{draft.id}/edit", data=second).status_code == 302
     proposed = reload(session, draft).proposed
-    assert [l["zip"] for l in proposed["locations"]] == ["22902", "23219-1234"]
+    assert [loc["zip"] for loc in proposed["locations"]] == ["22902", "23219-1234"]
     assert proposed["locations"][1]["state"] == "VA"
     assert reload(session, draft).state == SubmissionState.DRAFT
 

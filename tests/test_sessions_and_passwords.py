@@ -228,7 +228,7 @@ def test_repeated_failures_lock_an_address_and_unknown_addresses_look_the_same(m
         unknown, _ = attempts("nobody@example.org")
         assert [r.status_code for r in known] == [r.status_code for r in unknown] == [200, 200, 200, 429]
         assert TOO_MANY in page_text(known[-1])
-        for known_page, unknown_page in zip(known, unknown):
+        for known_page, unknown_page in zip(known, unknown, strict=True):
             assert _normalised(known_page, account.email) == _normalised(unknown_page, "nobody@example.org")
         assert browser.get("/login/code").headers["Location"] == "/login"  # the right password began nothing
         assert browser.get("/admin/").status_code == 302

@@ -430,7 +430,7 @@ def test_two_admins_approving_at_the_same_moment_one_wins_the_other_gets_a_confl
     def approve(own, actor_id: int):
         actor, grant = own.get(Account, actor_id), own.get(RoleGrantRequest, grant_id)
         version = grant.row_version
-        grant.account.roles  # everything read before the race, as a page would have
+        grant.account.roles  # noqa: B018 - everything read before the race, as a page would have
         barrier.wait(timeout=10)
         staff.approve(own, actor, grant, version)
 

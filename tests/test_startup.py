@@ -83,7 +83,7 @@ def assert_one_line(result: subprocess.CompletedProcess, expected: str) -> None:
 
 def procfile(name: str) -> list[str]:
     """The Procfile's command for a process, run with this test's virtualenv and a free port."""
-    line = next(l for l in (ROOT / "Procfile").read_text().splitlines() if l.startswith(f"{name}:"))
+    line = next(text for text in (ROOT / "Procfile").read_text().splitlines() if text.startswith(f"{name}:"))
     command = line.split(":", 1)[1].replace("$PORT", str(closed_port())).replace(".venv/bin/", f"{BIN}/")
     return shlex.split(command)
 

@@ -31,7 +31,7 @@ def describe(model) -> str | dict:
     """A related row by what a person knows it by: a name, or its parts as a record of labelled values."""
     if isinstance(model, Account):
         return f"{model.name} <{model.email}>"
-    for collection, (cls, fields) in profile.CHILDREN.items():
+    for cls, fields in profile.CHILDREN.values():
         if isinstance(model, cls):
             return audit.snapshot(model, fields)
     if type(model).__str__ is not object.__str__:

@@ -13,7 +13,7 @@ _INITIALS = {"P", "L", "LL", "I", "N", "C", "CO", "PL", "PLL", "LT"}
 # Titles and post-nominals that a principal's name may carry.
 PERSON_NOISE = frozenset({
     "DR", "MR", "MRS", "MS", "MX", "PROF", "MD", "DO", "PHD", "PSYD", "RN", "NP", "PA", "LCSW", "LPC",
-    "LMFT", "LCADC", "CADC", "MSW", "MA", "MS", "DNP", "APRN", "FNP", "PMHNP", "JR", "SR", "II", "III",
+    "LMFT", "LCADC", "CADC", "MSW", "MA", "DNP", "APRN", "FNP", "PMHNP", "JR", "SR", "II", "III",
     "IV", "ESQ", "DDS", "DMD", "RPH", "PHARMD", "LADC", "MBA", "MPH", "FACP", "FAPA",
 })
 ADDRESS_WORDS = {

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, SealedString, StrEnum, UTCDateTime, enum_type, utcnow
+
+if TYPE_CHECKING:  # named in annotations only; relationship() finds the classes through the registry
+    from backoffice.models.provider import Provider
 
 
 class Role(StrEnum):
@@ -108,7 +112,7 @@ class OrganisationMember(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     account: Mapped[Account] = relationship(back_populates="memberships")
-    provider: Mapped["Provider"] = relationship(back_populates="members")  # noqa: F821
+    provider: Mapped["Provider"] = relationship(back_populates="members")
 
 
 class RecoveryCode(Base):

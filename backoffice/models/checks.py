@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+
+if TYPE_CHECKING:  # named in annotations only; relationship() finds the classes through the registry
+    from backoffice.models.provider import Provider
 
 
 class CheckKind(StrEnum):
@@ -47,7 +51,7 @@ class CheckRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     duration_ms: Mapped[int | None] = mapped_column(Integer)
 
-    provider: Mapped["Provider"] = relationship()  # noqa: F821
+    provider: Mapped["Provider"] = relationship()
 
 
 class FindingSeverity(StrEnum):
@@ -94,7 +98,7 @@ class Finding(Base):
     close_reason: Mapped[str | None] = mapped_column(Text)
     row_version: Mapped[int] = mapped_column(Integer, default=1)
 
-    provider: Mapped["Provider"] = relationship()  # noqa: F821
+    provider: Mapped["Provider"] = relationship()
 
     __mapper_args__ = {"version_id_col": row_version}
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     JSON, CheckConstraint, ColumnElement, text, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
@@ -11,6 +12,9 @@ from sqlalchemy.ext.hybrid import hybrid_method
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+
+if TYPE_CHECKING:  # named in annotations only; relationship() finds the classes through the registry
+    from backoffice.models.account import OrganisationMember
 
 
 class ListingStatus(StrEnum):
@@ -103,7 +107,7 @@ class Provider(Base):
     principals: Mapped[list[Principal]] = relationship(
         back_populates="provider", cascade="all, delete-orphan", order_by="Principal.id"
     )
-    members: Mapped[list["OrganisationMember"]] = relationship(back_populates="provider")  # noqa: F821
+    members: Mapped[list["OrganisationMember"]] = relationship(back_populates="provider")
 
     __mapper_args__ = {"version_id_col": row_version}
 
@@ -122,7 +126,8 @@ class Provider(Base):
                 and self.verified_until > now)
 
     @is_verified.expression
-    def is_verified(cls, now: datetime) -> ColumnElement[bool]:
+    @classmethod
+    def _is_verified_expression(cls, now: datetime) -> ColumnElement[bool]:
         return and_(cls.verification_status == VerificationStatus.VERIFIED, cls.verified_until > now)
 
     @hybrid_method
@@ -131,7 +136,8 @@ class Provider(Base):
         return self.advertising_status == AdvertisingStatus.ACTIVE and self.is_verified(now)
 
     @is_active_advertiser.expression
-    def is_active_advertiser(cls, now: datetime) -> ColumnElement[bool]:
+    @classmethod
+    def _is_active_advertiser_expression(cls, now: datetime) -> ColumnElement[bool]:
         return and_(cls.advertising_status == AdvertisingStatus.ACTIVE, cls.is_verified(now))
 
     @hybrid_method
@@ -140,7 +146,8 @@ class Provider(Base):
         return self.listing_status == ListingStatus.LISTED and self.is_verified(now)
 
     @is_in_directory.expression
-    def is_in_directory(cls, now: datetime) -> ColumnElement[bool]:
+    @classmethod
+    def _is_in_directory_expression(cls, now: datetime) -> ColumnElement[bool]:
         return and_(cls.listing_status == ListingStatus.LISTED, cls.is_verified(now))
 
     def verification_at(self, now: datetime) -> VerificationStatus:

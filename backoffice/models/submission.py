@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+
+if TYPE_CHECKING:  # named in annotations only; relationship() finds the classes through the registry
+    from backoffice.models.account import Account
+    from backoffice.models.criteria import CriteriaCatalogue, Criterion
+    from backoffice.models.provider import Provider
 
 
 class SubmissionKind(StrEnum):
@@ -67,10 +73,10 @@ class Submission(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     row_version: Mapped[int] = mapped_column(Integer, default=1)
 
-    provider: Mapped["Provider"] = relationship()  # noqa: F821
-    catalogue: Mapped["CriteriaCatalogue | None"] = relationship()  # noqa: F821
-    assignee: Mapped["Account | None"] = relationship(foreign_keys=[assignee_id])  # noqa: F821
-    created_by: Mapped["Account | None"] = relationship(foreign_keys=[created_by_id])  # noqa: F821
+    provider: Mapped["Provider"] = relationship()
+    catalogue: Mapped["CriteriaCatalogue | None"] = relationship()
+    assignee: Mapped["Account | None"] = relationship(foreign_keys=[assignee_id])
+    created_by: Mapped["Account | None"] = relationship(foreign_keys=[created_by_id])
     transitions: Mapped[list[SubmissionTransition]] = relationship(
         back_populates="submission", order_by="SubmissionTransition.id"
     )
@@ -190,7 +196,7 @@ class Assessment(Base):
     row_version: Mapped[int] = mapped_column(Integer, default=1)
 
     submission: Mapped[Submission] = relationship(back_populates="assessments")
-    criterion: Mapped["Criterion"] = relationship()  # noqa: F821
+    criterion: Mapped["Criterion"] = relationship()
 
     __mapper_args__ = {"version_id_col": row_version}
 
@@ -231,6 +237,6 @@ class Decision(Base):
     verified_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     submission: Mapped[Submission] = relationship(back_populates="decisions")
-    catalogue: Mapped["CriteriaCatalogue"] = relationship()  # noqa: F821
-    decided_by: Mapped["Account"] = relationship(foreign_keys=[decided_by_id])  # noqa: F821
-    second_signoff_by: Mapped["Account | None"] = relationship(foreign_keys=[second_signoff_by_id])  # noqa: F821
+    catalogue: Mapped["CriteriaCatalogue"] = relationship()
+    decided_by: Mapped["Account"] = relationship(foreign_keys=[decided_by_id])
+    second_signoff_by: Mapped["Account | None"] = relationship(foreign_keys=[second_signoff_by_id])

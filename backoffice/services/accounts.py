@@ -77,7 +77,7 @@ def authenticate(session: Session, email: str, password: str) -> Account | None:
     account = find_by_email(session, email)
     if not verify_password(account.password_hash if account else None, password):
         return None
-    if not account.is_active:
+    if account is None or not account.is_active:  # no account: verify_password was False already
         return None
     if needs_rehash(account.password_hash):
         account.password_hash = hash_password(password)

@@ -6,9 +6,9 @@ import itertools
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, cast
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import CursorResult, event, func, select, update
 from sqlalchemy.orm import Session
 
 from backoffice import auditverify, txn
@@ -138,7 +138,7 @@ def _chain_pending_events(session: Session) -> None:
         update(AuditChainLock).where(AuditChainLock.id == 1).values(locked_at=utcnow()),
         execution_options={"synchronize_session": False},
     )
-    if locked.rowcount != 1:
+    if cast(CursorResult, locked).rowcount != 1:
         raise ChainLockMissing("the audit chain's head row is missing; refusing to write to a tampered trail")
     seq, prev_hash = session.execute(
         select(AuditChainLock.head_seq, AuditChainLock.head_hash).where(AuditChainLock.id == 1)

@@ -160,7 +160,7 @@ def download_name(name: str, content_type: str) -> str:
     while (found := _EXTENSION.search(stem)) and found.start() > 0:
         last = last or found.group(0).lower()
         stem = stem[:found.start()]
-    if last in OTHER_EXTENSIONS.get(content_type, ()):
+    if last is not None and last in OTHER_EXTENSIONS.get(content_type, ()):
         extension = last
     return stem.rstrip(" .") + extension if stem.rstrip(" .") else "document" + extension
 

@@ -112,7 +112,7 @@ def verification_basis(session: Session, provider: Provider) -> VerificationBasi
     assessments and people: the one reading behind both the auditor's box and the public receipt."""
     if provider.verified_decision_id is None:
         return None
-    decision = session.get(Decision, provider.verified_decision_id)
+    decision = session.get_one(Decision, provider.verified_decision_id)
     submission = decision.submission
     assessments = list(session.scalars(
         select(Assessment).where(Assessment.submission_id == submission.id)

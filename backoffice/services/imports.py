@@ -56,6 +56,7 @@ def _existing(session: Session, source: str, keys: list[str]) -> dict[str, Provi
             .where(Provider.import_source == source, Provider.import_key.in_(chunk))
             .options(selectinload(Provider.locations))
         ):
+            assert provider.import_key is not None  # selected by it
             found[provider.import_key] = provider
     return found
 

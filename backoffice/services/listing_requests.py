@@ -6,7 +6,7 @@ not act for, so object-level access holds even if a view forgets to scope a quer
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -68,7 +68,7 @@ def require_member(session: Session, account: Account, provider_id: int) -> None
 # -- the proposed listing -------------------------------------------------------------------------
 
 _SCALAR_RULES = {"npi": rules.npi, "website": rules.website, "phone": rules.phone, "email": rules.email}
-_CHILD_RULES = {
+_CHILD_RULES: dict[str, dict[str, Callable[[Any], Any]]] = {
     "locations": {"state": rules.state, "zip": rules.zip_code, "phone": rules.phone,
                   "latitude": rules.latitude, "longitude": rules.longitude},
     "licences": {"state": rules.state, "expires_on": rules.future_date, "levels_of_care": rules.levels},
@@ -113,9 +113,9 @@ def check_profile(proposed: dict[str, Any], current: dict[str, Any] | None = Non
                 for field in _CHILD_REQUIRED[name]:
                     if not item.get(field):
                         raise ValueError(f"{profile.LABELS[name]}: {field.replace('_', ' ')} is required.")
-                for field, rule in field_rules.items():
+                for field, field_rule in field_rules.items():
                     if item.get(field) not in (None, "", []):
-                        rule(item[field])
+                        field_rule(item[field])
                 if name == "principals" and item.get("role") not in rules.PRINCIPAL_ROLES:
                     raise ValueError("Principals: choose a role from the list.")
     except ValueError as error:

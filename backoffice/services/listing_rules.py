@@ -57,7 +57,7 @@ def website(value: str) -> str:
     if any(ch.isspace() for ch in text) or len(text) > 500:
         raise ValueError("Enter a single website address of at most 500 characters, without spaces.")
     try:
-        parts.port
+        _ = parts.port  # parsed when read: a port that is not a number raises here
     except ValueError:
         raise ValueError("The website address has an invalid port.") from None
     return text

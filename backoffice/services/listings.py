@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnExpressionArgument, exists, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
-    AdvertisingStatus, Assessment, AssessmentStatus, CriteriaCatalogue, Decision, DecisionOutcome, DecisionStatus,
-    ListingStatus, Location, Provider, Submission, VerificationStatus, utcnow,
+    AssessmentStatus, CriteriaCatalogue, Location, Provider, utcnow,
 )
 from backoffice.services import history
 from backoffice.services.audit import jsonable
@@ -99,7 +98,7 @@ def decode_cursor(cursor: str) -> int:
     return min(int(cursor[len(CURSOR_VERSION):]), MAX_ID)
 
 
-def listed_clause(now: datetime) -> ColumnElement:
+def listed_clause(now: datetime) -> ColumnExpressionArgument[bool]:
     """Listed and currently verified: nothing else leaves this system."""
     return Provider.is_in_directory(now)
 
@@ -126,7 +125,8 @@ def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Provid
     return providers, encode_cursor(providers[-1].id) if more else None
 
 
-def catalogue_versions(session: Session, providers: list[Provider]) -> dict[int, int]:
+# Keyed by catalogue id, and read with a provider's verified_catalogue_id, which may be None (then no version).
+def catalogue_versions(session: Session, providers: list[Provider]) -> dict[int | None, int]:
     ids = {p.verified_catalogue_id for p in providers if p.verified_catalogue_id}
     return dict(session.execute(select(CriteriaCatalogue.id, CriteriaCatalogue.version)
                                 .where(CriteriaCatalogue.id.in_(ids))).all()) if ids else {}
@@ -144,7 +144,7 @@ def advertiser_fields(provider: Provider, now: datetime | None = None) -> dict[s
     return {"advertiser": advertiser, "advertiser_disclosure": ADVERTISER_DISCLOSURE if advertiser else None}
 
 
-def listing(provider: Provider, versions: dict[int, int]) -> dict[str, Any]:
+def listing(provider: Provider, versions: dict[int | None, int]) -> dict[str, Any]:
     return jsonable({
         "id": provider.id,
         "public_name": provider.public_name,
@@ -190,10 +190,10 @@ def receipt(session: Session, provider: Provider) -> dict[str, Any]:
             "last_rechecked_at": provider.last_rechecked_at,
             "decision_id": decision.id if decision else None,
             "decided_at": decision.decided_at if decision else None,
-            "decided_by": basis.people[decision.decided_by_id].name if decision else None,
+            "decided_by": basis.people[decision.decided_by_id].name if basis and decision else None,
             "second_signoff": bool(decision and decision.second_signoff_by_id),
             "signed_off_by": (basis.people[decision.second_signoff_by_id].name
-                              if decision and decision.second_signoff_by_id else None),
+                              if basis and decision and decision.second_signoff_by_id else None),
         },
         "criteria": criteria,
         **advertiser_fields(provider),

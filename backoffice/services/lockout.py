@@ -78,12 +78,14 @@ def begin(engine: Engine, kind: AttemptKind, key: str, spec: str, now: datetime 
                                                  else_=0)), 0) for w in limits]
         counts = conn.execute(select(*in_window).where(
             FailedAttempt.kind == kind, FailedAttempt.key == key, FailedAttempt.attempted_at > now - longest)).one()
-        for window, count in zip(limits, counts):
+        for window, count in zip(limits, counts, strict=True):
             if count >= window.amount:
                 log.warning("%s locked out for %r: %d attempts within %s", kind.label, key, count, window.text)
                 raise LockedOut(window)
-        attempt_id = conn.execute(insert(FailedAttempt).values(kind=kind, key=key, attempted_at=now)
-                                  ).inserted_primary_key[0]
+        inserted = conn.execute(insert(FailedAttempt).values(kind=kind, key=key, attempted_at=now)
+                                ).inserted_primary_key
+        assert inserted is not None  # None only for a many-row INSERT
+        attempt_id = inserted[0]
     return Attempt(attempt_id, kind, key)
 
 

@@ -11,11 +11,12 @@ import io
 import re
 import secrets
 from datetime import datetime
+from typing import cast
 
 import pyotp
 import qrcode
 import qrcode.image.svg
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, Table, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from backoffice.models import Account, RecoveryCode, utcnow
@@ -86,7 +87,7 @@ def _claim_step(session: Session, account: Account, step: int) -> bool:
         .values(totp_last_step=step)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if cast(CursorResult, result).rowcount != 1:
         return False
     session.refresh(account, ["totp_last_step"])
     return True
@@ -104,7 +105,7 @@ def _new_recovery_code() -> str:
 
 def issue_recovery_codes(session: Session, account: Account) -> list[str]:
     """Replace the account's recovery codes with new ones; the plain codes are returned once, never stored."""
-    session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.account_id == account.id))
+    session.execute(cast(Table, RecoveryCode.__table__).delete().where(RecoveryCode.account_id == account.id))
     codes = [_new_recovery_code() for _ in range(RECOVERY_CODE_COUNT)]
     session.add_all(RecoveryCode(account_id=account.id, code_hash=_hash_recovery_code(c)) for c in codes)
     session.flush()
@@ -114,10 +115,10 @@ def issue_recovery_codes(session: Session, account: Account) -> list[str]:
 
 
 def unused_recovery_codes(session: Session, account: Account) -> int:
-    return session.scalar(
+    return session.scalars(
         select(func.count()).select_from(RecoveryCode)
         .where(RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None))
-    )
+    ).one()
 
 
 def enrol(session: Session, account: Account, secret: str, code: str, at: datetime | None = None) -> list[str]:
@@ -126,19 +127,19 @@ def enrol(session: Session, account: Account, secret: str, code: str, at: dateti
         raise DomainError("A second factor is already set up for this account.")
     try:
         pyotp.TOTP(secret).byte_secret()
-    except Exception:
+    except ValueError:  # not Base32 (binascii.Error is a ValueError), not ASCII, or too short
         raise DomainError("The set-up key is not valid. Start the set-up again.") from None
     step = _matching_step(secret, _cleaned(code), at)
     if step is None:
         raise DomainError("That code is not right. Check the clock on your device and enter the current code.")
     # Conditional, like a code's step: of two set-ups racing (two tabs), only the first turns the factor on;
     # the other would otherwise overwrite the secret the first one's app already holds.
-    claimed = session.execute(
+    claimed = cast(CursorResult, session.execute(
         update(Account)
         .where(Account.id == account.id, Account.totp_enabled_at.is_(None))
         .values(totp_secret=secret, totp_enabled_at=utcnow(), totp_last_step=step)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    )).rowcount
     if claimed != 1:
         raise Conflict("A second factor was set up for this account a moment ago, in another window. "
                        "Enter a code from the app you set up there.")
@@ -153,19 +154,20 @@ def verify(session: Session, account: Account, code: str, at: datetime | None = 
         return False
     cleaned = _cleaned(code)
     if cleaned.isascii() and cleaned.isdigit():  # meant as an authenticator code, even with a digit too many
+        assert account.totp_secret is not None  # enrol() sets it with totp_enabled_at
         step = _matching_step(account.totp_secret, cleaned, at)
         if step is not None and _claim_step(session, account, step):
             audit.record(session, account, "account.second_factor_passed", "account", account.id)
             return True
         reason = "reused" if step is not None else "wrong"
     else:
-        used = session.execute(
+        used = cast(CursorResult, session.execute(
             update(RecoveryCode)
             .where(RecoveryCode.account_id == account.id, RecoveryCode.code_hash == _hash_recovery_code(cleaned),
                    RecoveryCode.used_at.is_(None))
             .values(used_at=utcnow())
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )).rowcount
         if used == 1:
             audit.record(session, account, "account.recovery_code_used", "account", account.id,
                          after={"remaining": unused_recovery_codes(session, account)})
@@ -180,4 +182,4 @@ def clear(session: Session, account: Account) -> None:
     account.totp_secret = None
     account.totp_enabled_at = None
     account.totp_last_step = None
-    session.execute(RecoveryCode.__table__.delete().where(RecoveryCode.account_id == account.id))
+    session.execute(cast(Table, RecoveryCode.__table__).delete().where(RecoveryCode.account_id == account.id))

@@ -38,6 +38,7 @@ def overdue_submissions(session: Session, now: datetime, policy: ReviewPolicy,
 
 def missed(submission: Submission, now: datetime, policy: ReviewPolicy) -> list[tuple[str, datetime]]:
     """Which due dates ('first_response', 'decision') the submission has missed, with the date."""
+    assert submission.submitted_at is not None  # the open states all come after submission
     found = []
     if submission.state == SubmissionState.SUBMITTED and submission.first_response_at is None:
         due = submission.first_response_due or sla.add_business_days(
@@ -71,7 +72,7 @@ def _flag(session: Session, actor: audit.Actor, submission: Submission, what: st
         Finding.subject_key == subject))
     if seen is not None:
         return 0
-    provider = session.get(Provider, submission.provider_id)
+    provider = session.get_one(Provider, submission.provider_id)
     label = "first response" if what == "first_response" else "decision"
     findings.open_or_update(
         session, actor, provider, CheckKind.SUBMISSION_SLA, subject, FindingSeverity.WARNING,

@@ -162,7 +162,7 @@ def reset_password(session: Session, settings: TokenSettings, token: str, new_pa
     check_new_password(new_password, account.email)
     account.password_hash = hash_password(new_password)
     account.password_changed_at = utcnow()
-    changed = {"password": "changed"}
+    changed: dict[str, object] = {"password": "changed"}
     # The link reached the inbox, which proves the address as well as a confirmation link would.
     if account.email_confirmed_at is None:
         account.email_confirmed_at = utcnow()

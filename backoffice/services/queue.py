@@ -244,7 +244,7 @@ def requests_in_state(state: str):
 
 def few_locations(session: Session, state: str) -> bool:
     counted = select(Location.id).where(Location.state == state).limit(FEW_LOCATIONS + 1).subquery()
-    return session.scalar(select(func.count()).select_from(counted)) <= FEW_LOCATIONS
+    return session.scalars(select(func.count()).select_from(counted)).one() <= FEW_LOCATIONS
 
 
 def shown_states(submission: Submission, current: set[str]) -> list[str]:

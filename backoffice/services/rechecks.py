@@ -86,7 +86,7 @@ def claim_due(session: Session, now: datetime, batch_size: int, lease_seconds: i
     )
     lease_until = now + timedelta(seconds=lease_seconds)
     claimed = [(r.id, window_for(r.recheck_due_at, now)) for r in rows]
-    for row, (provider_id, window) in zip(rows, claimed):
+    for row, (provider_id, window) in zip(rows, claimed, strict=True):
         audit.record(session, actor, "recheck.claimed", "provider", provider_id,
                      before={"recheck_due_at": row.recheck_due_at},
                      after={"recheck_due_at": lease_until, "window": window},
@@ -134,7 +134,8 @@ def facts(session: Session, provider_id: int) -> ProviderFacts | None:
     return ProviderFacts(
         id=provider.id, legal_name=provider.legal_name, public_name=provider.public_name,
         website=provider.website, npi=provider.npi,
-        locations=[{"street1": l.street1, "city": l.city, "state": l.state, "zip": l.zip} for l in provider.locations],
+        locations=[{"street1": loc.street1, "city": loc.city, "state": loc.state, "zip": loc.zip}
+                   for loc in provider.locations],
         principals=[(p.name, p.npi) for p in provider.principals],
     )
 
@@ -156,7 +157,7 @@ def unreachable(check: CheckKind, exc: OutboundError | OutboundRefused, retries:
     source = SOURCE_NAMES.get(check, f"The {check.label} source")
     if isinstance(exc, OutboundRefused):
         reason = f"{source} was not asked: the outbound guard refused the request ({exc})"
-        evidence = {"error": "refused", "detail": str(exc)}
+        evidence: dict[str, object] = {"error": "refused", "detail": str(exc)}
     else:
         words = FAILURE_WORDS.get(exc.kind, "the request failed")
         reason = f"{source} could not be reached, {words}: {exc.detail}"
@@ -196,8 +197,8 @@ def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources:
         return nppes.compare(nppes.ProviderFacts(subject.npi, subject.names, subject.locations), answer)
     if check == CheckKind.EXCLUSION:
         parties = screening.parties(subject.legal_name, subject.public_name, subject.npi, subject.principals)
-        return screening.screen(session, parties, {l["state"] for l in subject.locations},
-                                {l["city"] for l in subject.locations}, today)
+        return screening.screen(session, parties, {loc["state"] for loc in subject.locations},
+                                {loc["city"] for loc in subject.locations}, today)
     raise ValueError(f"{check} is not a network re-check")
 
 
@@ -223,7 +224,7 @@ def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckK
     )
     session.add(run)
     session.flush()
-    provider = session.get(Provider, provider_id)
+    provider = session.get_one(Provider, provider_id)
     new_critical = []
     for spec in result.findings:
         if check == CheckKind.EXCLUSION and findings.was_dismissed(session, provider_id, check, spec.subject_key):

@@ -90,6 +90,7 @@ def submit(session: Session, actor: Account, submission: Submission, policy: Rev
     """The provider sends its request to the research team; the SLA clock starts."""
     submissions.transition(session, actor, submission, S.SUBMITTED)
     now = submission.submitted_at
+    assert now is not None  # set by the transition to submitted
     submission.first_response_due = sla.add_business_days(now, policy.first_response_business_days)
     submission.decision_due = sla.add_business_days(now, policy.decision_business_days)
     concurrency.flush(session)
@@ -226,8 +227,9 @@ def _validated_evidence(session: Session, submission: Submission, evidence: Evid
         parts = urlsplit(evidence.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise DomainError("The evidence URL must be an http or https address.", field="url")
-    values = {"note": evidence.note or None, "source": evidence.source or None, "url": evidence.url or None,
-              "document_id": None, "check_run_id": None, "check_snapshot": None}
+    values: dict[str, object] = {
+        "note": evidence.note or None, "source": evidence.source or None, "url": evidence.url or None,
+        "document_id": None, "check_run_id": None, "check_snapshot": None}
     if evidence.document_id:
         document = session.get(Document, evidence.document_id)
         if document is None or document.provider_id != submission.provider_id:

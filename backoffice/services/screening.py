@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import ColumnElement, and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from backoffice.checks import names
@@ -154,7 +154,7 @@ def _candidates(session: Session, chunk: list[Subject]) -> tuple[dict, dict]:
     npis = {p.npi for s in chunk for p in s.parties if p.npi}
     keys = {p.name_key for s in chunk if s.states for p in s.parties if p.name_key}
     states = {state for s in chunk for state in s.states}
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if npis:
         conditions.append(ExclusionRecord.npi.in_(npis))
     if keys and states:

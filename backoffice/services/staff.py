@@ -193,10 +193,10 @@ def decline(session: Session, actor: Account, grant: RoleGrantRequest, reason: s
 
 
 def _active_admins(session: Session) -> int:
-    return session.scalar(
+    return session.scalars(
         select(func.count()).select_from(AccountRole).join(Account, Account.id == AccountRole.account_id)
         .where(AccountRole.role == Role.ADMIN, Account.is_active.is_(True))
-    )
+    ).one()
 
 
 def _lock_active_admins(session: Session) -> None:

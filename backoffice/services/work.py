@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Iterable
+from typing import Any, Iterable, Sequence, cast
 
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import CursorResult, Table, and_, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from backoffice import txn
@@ -82,7 +82,7 @@ def check_spec(kind: WorkKind, provider_id: int, check: CheckKind, window: str) 
                 {"check": check.value, "window": window})
 
 
-def request(session: Session, actor: audit.Actor, spec: Spec, policy: Policy) -> Work:
+def request(session: Session, actor: audit.Actor, spec: Spec, policy: Policy) -> Work | None:
     """Record one piece of work in the caller's transaction; it is sent when that transaction commits. Asking
     again while the same work is open gives the open row."""
     rows = request_many(session, actor, [spec], policy)
@@ -135,7 +135,7 @@ def mark_sent(session: Session, ids: list[int], policy: Policy) -> int:
                 lease_expires_at=now + timedelta(seconds=policy.sent_lease_seconds)),
         execution_options={"synchronize_session": False},
     )
-    return result.rowcount
+    return cast(CursorResult, result).rowcount
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ class Claimed:
 
 # The task side runs these once per check: Core statements on the table (no ORM unit of work, no entity
 # built and tracked), each one round trip.
-_TABLE = Work.__table__
+_TABLE = cast(Table, Work.__table__)  # declared as a FromClause; a mapped class's table is a Table
 _CLAIMED = (_TABLE.c.id, _TABLE.c.kind, _TABLE.c.target_id, _TABLE.c.params, _TABLE.c.idempotency_key,
             _TABLE.c.state, _TABLE.c.attempts, _TABLE.c.lease_expires_at)
 
@@ -218,7 +218,7 @@ def complete(session: Session, work_id: int) -> bool:
         _TABLE.update().where(_TABLE.c.id == work_id, _TABLE.c.state != WorkState.DONE)
         .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None)
     )
-    return result.rowcount == 1
+    return cast(CursorResult, result).rowcount == 1
 
 
 def note_error(session: Session, work_id: int, reason: str) -> None:
@@ -235,7 +235,7 @@ class Pass:
     failed: list[int]
 
 
-def due(session: Session, now: datetime, limit: int) -> list:
+def due(session: Session, now: datetime, limit: int) -> Sequence[Any]:
     """Open rows whose lease ran out, oldest first: read from the partial index on the open states only."""
     return session.execute(
         select(Work.id, Work.kind, Work.state, Work.attempts, Work.max_attempts, Work.last_error, Work.target_id)
@@ -256,12 +256,12 @@ def reconcile(session: Session, policy: Policy, now: datetime | None = None) -> 
     for row in give_up:
         reason = (f"A worker took it {row.attempts} times and never finished it within its lease "
                   f"({policy.run_lease_seconds} s)" + (f"; last error: {row.last_error}" if row.last_error else ""))
-        changed = session.execute(
+        changed = cast(CursorResult, session.execute(
             update(Work).where(Work.id == row.id, Work.state == WorkState.RUNNING, Work.lease_expires_at < now)
             .values(state=WorkState.FAILED, last_error=reason[:2000], finished_at=now, updated_at=now,
                     lease_expires_at=None),
             execution_options={"synchronize_session": False},
-        ).rowcount
+        )).rowcount
         if changed:
             audit.record(session, "system:work-reconciler", "work.failed", "work", row.id,
                          before={"state": WorkState.RUNNING.value}, after={"state": WorkState.FAILED.value},

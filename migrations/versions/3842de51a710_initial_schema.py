@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 3842de51a710
-Revises: 
+Revises:
 Create Date: 2026-11-26 14:38:20.374206
 
 """

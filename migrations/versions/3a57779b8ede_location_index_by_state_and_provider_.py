@@ -6,7 +6,6 @@ Create Date: 2026-11-26 15:16:13.134736
 
 """
 from alembic import op
-import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.

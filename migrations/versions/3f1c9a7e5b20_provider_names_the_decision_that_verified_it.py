@@ -49,7 +49,7 @@ def fill():
                             .order_by(event.c.seq).limit(BATCH)).all()
         if not rows:
             break
-        for seq, provider_id, reason in rows:
+        for _seq, provider_id, reason in rows:
             match = REQUEST.search(reason or "")
             if provider_id is not None:
                 if match:
