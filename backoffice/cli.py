@@ -179,12 +179,11 @@ def audit_verify_export(path: str, expect_head: str | None) -> None:
 @click.option("--from-seq", type=click.IntRange(min=1), default=1)
 @click.option("--to-seq", type=click.IntRange(min=1), default=None)
 @click.option("--provider", "provider_id", type=int, default=None, help="Only this provider's events.")
-def audit_export(path: str, fmt: str, from_seq: int, to_seq: int | None, provider_id: int | None) -> None:
+def export_audit_trail(path: str, fmt: str, from_seq: int, to_seq: int | None, provider_id: int | None) -> None:
     """Write an export of the trail (streamed; memory stays flat however long the trail)."""
     selection = audit_export.ExportRange(from_seq=from_seq, to_seq=to_seq, provider_id=provider_id)
     with unit_of_work.atomic():
-        audit.record(db.session, "system:cli", "audit.exported", "audit_trail", "export",
-                     after={"format": fmt, **selection.describe()})
+        audit_export.record_export(db.session, "system:cli", fmt, selection)
     lines = (audit_export.jsonl if fmt == "jsonl" else audit_export.csv_lines)(db.session, selection, "system:cli")
     with open(path, "w", encoding="utf-8", newline="") as out:
         out.writelines(lines)

@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session
 
 from backoffice.importers.locator import read_file
 from backoffice.models import (
-    AssessmentStatus, DecisionOutcome, Provider, Role, Submission, SubmissionKind, SubmissionState, utcnow,
+    AssessmentStatus,
+    DecisionOutcome,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    utcnow,
 )
 from backoffice.services import accounts, criteria, imports, mfa, profile, review, submissions
 from backoffice.services.review import ReviewPolicy

@@ -133,7 +133,8 @@ def one_by_one(session: Session | scoped_session, items: Iterable[K], work: Call
     changed, left = 0, []
     for item in items:
         try:
-            changed += bool(retrying(session, lambda: work(item), attempts=attempts, what=f"{what} {item}"))
+            changed += bool(retrying(session, lambda: work(item),  # noqa: B023 - retrying calls it at once
+                                     attempts=attempts, what=f"{what} {item}"))
         except LostRace:
             left.append(item)
         except Exception:  # noqa: BLE001 - one item's failure is logged and left; the others still run

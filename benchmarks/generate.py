@@ -30,19 +30,40 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from backoffice.auditverify import compute_hash  # noqa: E402
-from config import normalise_database_url  # noqa: E402
 from backoffice.checks import exclusion_lists, names  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 from backoffice.importers.locator import FacilityRecord, read_file  # noqa: E402
 from backoffice.models import (  # noqa: E402
-    AdvertisingStatus, AuditChainLock, AuditEvent, CheckKind, CheckOutcome, CheckRun, ExclusionRecord,
-    ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity, FindingState, ListingStatus, Location, Principal,
-    PrincipalRole, Provider, Role, Submission, SubmissionKind, SubmissionProposedCity, SubmissionProposedState, SubmissionState,
-    VerificationStatus, utcnow,
+    AdvertisingStatus,
+    AuditChainLock,
+    AuditEvent,
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
+    ExclusionRecord,
+    ExclusionRecordKind,
+    ExclusionSource,
+    Finding,
+    FindingSeverity,
+    FindingState,
+    ListingStatus,
+    Location,
+    Principal,
+    PrincipalRole,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionProposedCity,
+    SubmissionProposedState,
+    SubmissionState,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import accounts, audit, mfa  # noqa: E402
 from backoffice.vocab import US_STATES  # noqa: E402
 from benchmarks.expect import expect  # noqa: E402
+from config import normalise_database_url  # noqa: E402
 
 DATA = ROOT / "data" / "public"
 SAMHSA_FILES = ["oeps_SubstanceUseTreatment_Geocoded.csv", "oeps_MentalHealthProviders_Geocoded.csv",

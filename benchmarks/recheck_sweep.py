@@ -33,7 +33,16 @@ from backoffice.checks import website
 from backoffice.checks.http import client_for
 from backoffice.extensions import db
 from backoffice.models import (
-    CheckKind, CheckOutcome, CheckRun, ListingStatus, Location, Provider, Work, WorkKind, WorkState, utcnow,
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
+    ListingStatus,
+    Location,
+    Provider,
+    Work,
+    WorkKind,
+    WorkState,
+    utcnow,
 )
 from backoffice.services import work
 from benchmarks.expect import expect

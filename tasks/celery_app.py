@@ -9,6 +9,7 @@ from celery.signals import worker_ready
 from flask import Flask
 
 import config
+
 # Imported for its after-commit hooks: tasks and requested work are sent when the asking transaction commits.
 from backoffice import dispatch  # noqa: F401
 from tasks import filesystem_broker

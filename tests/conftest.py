@@ -11,14 +11,18 @@ import pytest
 from flask import g, has_app_context
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text, update
-from sqlalchemy.orm import object_session
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import object_session
 
 import config as settings
 from backoffice import create_app
 from backoffice.extensions import db
 from backoffice.models import (
-    Account, Location, Provider, Role, utcnow,
+    Account,
+    Location,
+    Provider,
+    Role,
+    utcnow,
 )
 from backoffice.services import accounts, mfa
 from tests.template_helpers import refuse_shadowed_context

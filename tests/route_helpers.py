@@ -20,10 +20,34 @@ from werkzeug.routing.converters import NumberConverter
 from backoffice.admin.base import SecuredMixin
 from backoffice.extensions import db
 from backoffice.models import (
-    Accreditation, Account, AssessmentStatus, AuditEvent, CheckKind, CheckOutcome, CheckRun, Criterion,
-    DecisionOutcome, DeliveryState, ExclusionRecord, ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity,
-    Licence, ListingStatus, Principal, PrincipalRole, Provider, Role, Submission, SubmissionKind, VerificationStatus,
-    Work, WorkKind, WorkState, utcnow,
+    Account,
+    Accreditation,
+    AssessmentStatus,
+    AuditEvent,
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
+    Criterion,
+    DecisionOutcome,
+    DeliveryState,
+    ExclusionRecord,
+    ExclusionRecordKind,
+    ExclusionSource,
+    Finding,
+    FindingSeverity,
+    Licence,
+    ListingStatus,
+    Principal,
+    PrincipalRole,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    VerificationStatus,
+    Work,
+    WorkKind,
+    WorkState,
+    utcnow,
 )
 from backoffice.services import audit, documents, findings, listing_requests, outbox, review, staff, submissions
 from backoffice.services.review import Evidence

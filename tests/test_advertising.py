@@ -7,8 +7,16 @@ import pytest
 from sqlalchemy import select
 
 from backoffice.models import (
-    AdvertisingStatus, AuditEvent, CheckKind, DecisionOutcome, FindingSeverity, ListingStatus, Role, SubmissionKind,
-    VerificationStatus, utcnow,
+    AdvertisingStatus,
+    AuditEvent,
+    CheckKind,
+    DecisionOutcome,
+    FindingSeverity,
+    ListingStatus,
+    Role,
+    SubmissionKind,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import advertising, findings, listings, review
 from backoffice.services.errors import DomainError, InvalidTransition, NotAllowed

@@ -15,9 +15,19 @@ from sqlalchemy import Column, Integer, MetaData, Table, select, update
 
 from backoffice import formatting
 from backoffice.models import (
-    AuditEvent, Base, CheckRun, Finding, Licence, ListingStatus, Provider, Role, Submission, VerificationStatus, utcnow,
+    AuditEvent,
+    Base,
+    CheckRun,
+    Finding,
+    Licence,
+    ListingStatus,
+    Provider,
+    Role,
+    Submission,
+    VerificationStatus,
+    audit_coverage,
+    utcnow,
 )
-from backoffice.models import audit_coverage
 from backoffice.services import audit, rechecks
 from tests.audit_helpers import AuditWalk
 from tests.conftest import PASSWORD, fresh_code, login

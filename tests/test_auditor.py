@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy import func, select, text
 
 from backoffice.models import (
-    AuditCheckpoint, AuditEvent, AuditVerification, DecisionOutcome, Role, SubmissionKind, VerificationStatus,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditVerification,
+    DecisionOutcome,
+    Role,
+    SubmissionKind,
+    VerificationStatus,
 )
 from backoffice.services import audit, review
 from tests.audit_helpers import append, tamper

@@ -55,3 +55,24 @@ def test_a_broken_catalogue_file_says_where_without_a_doubled_word(app, tmp_path
     assert result.output == ("Error: catalogue.json is not valid JSON: Unterminated string starting at line 2, "
                              "column 35. Nothing was published.\n")
     assert not DOUBLED.search(result.output)
+
+
+def test_the_audit_export_command_writes_the_trail_and_records_that_it_did(app, session, tmp_path):
+    import json
+
+    from sqlalchemy import select
+
+    from backoffice.models import AuditEvent
+    from backoffice.services import audit
+
+    audit.record(session, "system:test", "sweep.requested", "sweep", "verification_expiry")
+    session.commit()
+    target = tmp_path / "trail.jsonl"
+    result = app.test_cli_runner().invoke(args=["audit", "export", str(target)])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"Wrote {target}.\n"
+    records = [json.loads(line) for line in target.read_text().splitlines()]
+    assert records[0]["record"] == "export"
+    assert [r["action"] for r in records if r["record"] == "event"][:1] == ["sweep.requested"]
+    exported = session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.exported")).all()
+    assert [e.actor for e in exported] == ["system:cli"] and exported[0].after["format"] == "jsonl"

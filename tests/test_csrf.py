@@ -13,8 +13,16 @@ from backoffice.extensions import db
 from backoffice.models import Role
 from tests.conftest import PASSWORD, fresh_code
 from tests.route_helpers import (
-    ALL_ROLES, STATE_CHANGING, audit_event_count, build_world, changed_tables, csrf_token_in, routes, row_counts,
-    url, view_roles,
+    ALL_ROLES,
+    STATE_CHANGING,
+    audit_event_count,
+    build_world,
+    changed_tables,
+    csrf_token_in,
+    routes,
+    row_counts,
+    url,
+    view_roles,
 )
 
 CSRF_MESSAGE = "The form was missing its security token or it expired."

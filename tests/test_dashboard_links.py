@@ -7,11 +7,18 @@ from datetime import timedelta
 
 import pytest
 
+from backoffice.admin.list_links import list_url
 from backoffice.models import (
-    AdvertisingStatus, CheckKind, Finding, FindingSeverity, FindingState, ListingStatus, Role, VerificationStatus,
+    AdvertisingStatus,
+    CheckKind,
+    Finding,
+    FindingSeverity,
+    FindingState,
+    ListingStatus,
+    Role,
+    VerificationStatus,
     utcnow,
 )
-from backoffice.admin.list_links import list_url
 from tests.conftest import login
 from tests.review_helpers import provider_member, publish_catalogue, submitted
 

@@ -5,7 +5,14 @@ from sqlalchemy import func, select
 
 from backoffice.demo import DEMO_ACCOUNTS
 from backoffice.models import (
-    OPEN_STATES, Account, AdvertisingStatus, CriteriaCatalogue, Provider, Role, Submission, SubmissionState,
+    OPEN_STATES,
+    Account,
+    AdvertisingStatus,
+    CriteriaCatalogue,
+    Provider,
+    Role,
+    Submission,
+    SubmissionState,
     VerificationStatus,
 )
 from backoffice.services import audit

@@ -8,8 +8,16 @@ from sqlalchemy import func, select
 
 from backoffice.checks import exclusion_lists
 from backoffice.models import (
-    AuditEvent, CheckKind, ExclusionRecord, ExclusionRecordKind, ExclusionSource, Finding, FindingSeverity,
-    FindingState, Principal, PrincipalRole,
+    AuditEvent,
+    CheckKind,
+    ExclusionRecord,
+    ExclusionRecordKind,
+    ExclusionSource,
+    Finding,
+    FindingSeverity,
+    FindingState,
+    Principal,
+    PrincipalRole,
 )
 from backoffice.services import findings, rechecks, screening
 

@@ -6,8 +6,20 @@ from datetime import date, datetime, timedelta, timezone
 from sqlalchemy import func, select
 
 from backoffice.models import (
-    Accreditation, AdvertisingStatus, AuditEvent, CheckKind, Finding, FindingSeverity, Licence, ListingStatus,
-    Notification, Role, Submission, SubmissionKind, SubmissionState, VerificationStatus,
+    Accreditation,
+    AdvertisingStatus,
+    AuditEvent,
+    CheckKind,
+    Finding,
+    FindingSeverity,
+    Licence,
+    ListingStatus,
+    Notification,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    VerificationStatus,
 )
 from backoffice.services import accounts, audit, expiry, overdue
 from backoffice.services.review import ReviewPolicy

@@ -5,8 +5,14 @@ import pytest
 from sqlalchemy import select
 
 from backoffice.models import (
-    AuditEvent, CheckKind, ExclusionRecord, ExclusionRecordKind, ExclusionSource, FindingSeverity,
-    FindingState, Role,
+    AuditEvent,
+    CheckKind,
+    ExclusionRecord,
+    ExclusionRecordKind,
+    ExclusionSource,
+    FindingSeverity,
+    FindingState,
+    Role,
 )
 from backoffice.services import findings
 from tests.conftest import login

@@ -16,12 +16,35 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, OPEN_STATES, AdvertisingStatus, AuditEvent, CheckKind, Decision, DecisionOutcome,
-    DecisionStatus, Finding, FindingSeverity, ListingStatus, Provider, Role, Submission, SubmissionKind,
-    SubmissionState, VerificationStatus, utcnow,
+    OPEN_FINDING_STATES,
+    OPEN_STATES,
+    AdvertisingStatus,
+    AuditEvent,
+    CheckKind,
+    Decision,
+    DecisionOutcome,
+    DecisionStatus,
+    Finding,
+    FindingSeverity,
+    ListingStatus,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import (
-    accounts, advertising, audit, expiry, findings, history, listings, review, submissions,
+    accounts,
+    advertising,
+    audit,
+    expiry,
+    findings,
+    history,
+    listings,
+    review,
+    submissions,
 )
 from backoffice.services.errors import DomainError
 from tests.review_helpers import POLICY, publish_catalogue

@@ -11,8 +11,20 @@ import pytest
 from sqlalchemy import event, func, select
 
 from backoffice.models import (
-    Account, AdvertisingStatus, AuditEvent, Decision, DecisionOutcome, DecisionStatus, ListingStatus, Provider, Role,
-    Submission, SubmissionKind, SubmissionState, VerificationStatus, utcnow,
+    Account,
+    AdvertisingStatus,
+    AuditEvent,
+    Decision,
+    DecisionOutcome,
+    DecisionStatus,
+    ListingStatus,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import audit, concurrency, profile, review
 from backoffice.services.errors import LOST_RACE_MESSAGE, DomainError

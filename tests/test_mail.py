@@ -19,8 +19,8 @@ from backoffice.extensions import db
 from backoffice.mail import MailSettingError, parse_mail_url
 from backoffice.models import AuditEvent, DeliveryState, Notification, Role, utcnow
 from backoffice.services import outbox
-from tests.conftest import login
 from tests.celery_helpers import start_celery  # noqa: F401 (fixture)
+from tests.conftest import login
 from tests.mail_server import SmtpServer, html_part, text_part
 
 USER, SECRET = "backoffice", "s3cret-smtp-password"

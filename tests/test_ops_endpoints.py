@@ -14,7 +14,15 @@ from sqlalchemy import text
 
 import config
 from backoffice.models import (
-    AuditVerification, CheckKind, DeliveryState, CheckOutcome, CheckRun, Finding, FindingSeverity, FindingState, Notification,
+    AuditVerification,
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
+    DeliveryState,
+    Finding,
+    FindingSeverity,
+    FindingState,
+    Notification,
     utcnow,
 )
 from tests.conftest import BACKEND

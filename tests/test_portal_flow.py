@@ -5,13 +5,28 @@ import re
 from sqlalchemy import select
 
 from backoffice.models import (
-    AdvertisingStatus, AuditEvent, DecisionOutcome, Document, ListingStatus, Provider, Role, Submission,
-    SubmissionKind, SubmissionState, VerificationStatus,
+    AdvertisingStatus,
+    AuditEvent,
+    DecisionOutcome,
+    Document,
+    ListingStatus,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    VerificationStatus,
 )
 from backoffice.services import review
 from tests.conftest import PASSWORD
 from tests.portal_helpers import (
-    PDF, PNG, listed_and_verified, mailed_path, provider_with_draft, reload, submit_data,
+    PDF,
+    PNG,
+    listed_and_verified,
+    mailed_path,
+    provider_with_draft,
+    reload,
+    submit_data,
 )
 from tests.review_helpers import POLICY, assess_all, in_review, publish_catalogue
 

@@ -5,7 +5,12 @@ from sqlalchemy import select
 
 from backoffice.models import ListingStatus, Provider, Submission
 from tests.portal_helpers import (
-    OTHER_VALID_NPI, VALID_NPI, definitions, in_a_year, listed_and_verified, section_text,
+    OTHER_VALID_NPI,
+    VALID_NPI,
+    definitions,
+    in_a_year,
+    listed_and_verified,
+    section_text,
 )
 from tests.test_demo import seed, sign_in
 

@@ -5,7 +5,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from backoffice.services import listing_requests, listing_rules as rules
+from backoffice.services import listing_requests
+from backoffice.services import listing_rules as rules
 from backoffice.services.errors import DomainError
 from tests.portal_helpers import VALID_NPI, listing_data, provider_with_draft, reload
 

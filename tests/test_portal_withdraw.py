@@ -7,7 +7,11 @@ from sqlalchemy import func, select
 
 from backoffice.models import AdvertisingStatus, AuditEvent, Provider, Submission, SubmissionKind, SubmissionState
 from tests.portal_helpers import (
-    listed_and_verified, provider_with_draft, reload, section_text, submit_data,
+    listed_and_verified,
+    provider_with_draft,
+    reload,
+    section_text,
+    submit_data,
 )
 
 

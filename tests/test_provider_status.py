@@ -13,8 +13,17 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice.models import (
-    AdvertisingStatus, AuditEvent, Decision, DecisionOutcome, DecisionStatus, ListingStatus, Provider, Role,
-    SubmissionKind, VerificationStatus, utcnow,
+    AdvertisingStatus,
+    AuditEvent,
+    Decision,
+    DecisionOutcome,
+    DecisionStatus,
+    ListingStatus,
+    Provider,
+    Role,
+    SubmissionKind,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import advertising, expiry, provider_status, review
 from backoffice.services.errors import DomainError, InvalidTransition

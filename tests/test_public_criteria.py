@@ -7,7 +7,13 @@ from backoffice.models import AssessmentStatus, DecisionOutcome, Role
 from backoffice.services import criteria, review
 from backoffice.services.review import Evidence, ReviewPolicy
 from tests.portal_helpers import (
-    definitions, latest_mail, listed_and_verified, provider_with_draft, reload, section_text, submit_data,
+    definitions,
+    latest_mail,
+    listed_and_verified,
+    provider_with_draft,
+    reload,
+    section_text,
+    submit_data,
 )
 from tests.review_helpers import CATALOGUE, assess_all, in_review, publish_catalogue
 

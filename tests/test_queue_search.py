@@ -7,12 +7,17 @@ from datetime import timedelta
 import pytest
 
 from backoffice.models import (
-    Decision, DecisionOutcome, DecisionStatus, Role, SubmissionKind, SubmissionState, utcnow,
+    Decision,
+    DecisionOutcome,
+    DecisionStatus,
+    Role,
+    SubmissionState,
+    utcnow,
 )
 from backoffice.services import queue, review
 from tests.conftest import login
 from tests.page_text import visible_text
-from tests.review_helpers import POLICY, in_review, provider_member, publish_catalogue, submitted
+from tests.review_helpers import in_review, provider_member, publish_catalogue, submitted
 
 
 @pytest.fixture
@@ -232,8 +237,9 @@ def test_a_request_is_found_by_the_cities_it_proposes_now_not_those_it_proposed_
 
 
 def _assigned_events(session):
-    from backoffice.models import AuditEvent
     from sqlalchemy import select
+
+    from backoffice.models import AuditEvent
 
     session.rollback()
     return list(session.scalars(select(AuditEvent).where(AuditEvent.action == "submission.assigned")

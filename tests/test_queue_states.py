@@ -10,7 +10,14 @@ from sqlalchemy import insert, select
 
 from backoffice.extensions import db
 from backoffice.models import (
-    Location, Provider, Role, Submission, SubmissionKind, SubmissionProposedState, SubmissionState, utcnow,
+    Location,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionProposedState,
+    SubmissionState,
+    utcnow,
 )
 from backoffice.services import listing_requests, profile, queue, review, submissions
 from tests.conftest import login

@@ -11,9 +11,22 @@ from sqlalchemy import select
 
 from backoffice.admin.base import SecuredModelView
 from backoffice.models import (
-    Accreditation, AdvertisingStatus, CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity, Licence,
+    Accreditation,
+    AdvertisingStatus,
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
+    Finding,
+    FindingSeverity,
+    Licence,
     ListingStatus,
-    Location, Principal, PrincipalRole, Role, SubmissionKind, VerificationStatus, utcnow,
+    Location,
+    Principal,
+    PrincipalRole,
+    Role,
+    SubmissionKind,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import findings, review
 from tests.conftest import login

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from backoffice.models import CheckOutcome, Provider
 from backoffice.checks.result import CheckResult
+from backoffice.models import CheckOutcome, Provider
 from backoffice.services import rechecks
 from tests.concurrency import race
 

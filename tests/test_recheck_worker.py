@@ -10,18 +10,27 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from backoffice.checks import exclusion_lists
 from backoffice.dispatch import after_commit, send_work
 from backoffice.extensions import db
 from backoffice.models import (
-    AdvertisingStatus, CheckKind, CheckRun, Finding, ListingStatus, Location, Provider, VerificationStatus, Work,
-    WorkState, utcnow,
+    AdvertisingStatus,
+    CheckKind,
+    CheckRun,
+    Finding,
+    ListingStatus,
+    Location,
+    Provider,
+    VerificationStatus,
+    Work,
+    WorkState,
+    utcnow,
 )
-from backoffice.checks import exclusion_lists
 from backoffice.services import screening
 from tasks.checks import recheck_sweep
 from tests.celery_helpers import start_celery  # noqa: F401 (fixture)
-from tests.test_exclusions import HEADER
 from tests.servers import LocalServer, fake_nppes, html_page, make_certificates, redirect, tls_context
+from tests.test_exclusions import HEADER
 
 HOSTS = ["fine.clinic.test", "gone.clinic.test", "moved.clinic.test", "renamed.clinic.test", "refused.clinic.test",
          "elsewhere.test", "slow.clinic.test"]

@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice.models import (
-    AssessmentStatus, AuditEvent, CheckKind, Decision, FindingSeverity, ListingStatus, Role, VerificationStatus,
+    AssessmentStatus,
+    AuditEvent,
+    CheckKind,
+    Decision,
+    FindingSeverity,
+    ListingStatus,
+    Role,
+    VerificationStatus,
     utcnow,
 )
 from backoffice.services import advertising, findings, review

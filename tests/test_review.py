@@ -10,8 +10,22 @@ from sqlalchemy.orm import Session
 
 from backoffice.extensions import db
 from backoffice.models import (
-    Account, AdvertisingStatus, AssessmentStatus, AuditEvent, Decision, DecisionOutcome, DecisionStatus, ListingStatus,
-    Notification, Provider, Role, Submission, SubmissionKind, SubmissionState, VerificationStatus, utcnow,
+    Account,
+    AdvertisingStatus,
+    AssessmentStatus,
+    AuditEvent,
+    Decision,
+    DecisionOutcome,
+    DecisionStatus,
+    ListingStatus,
+    Notification,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import audit, review, sla
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition, NotAllowed

@@ -9,8 +9,17 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice.models import (
-    AuditEvent, CriteriaCatalogue, Decision, Location, Provider, Role, Submission, SubmissionKind, SubmissionState,
-    VerificationStatus, utcnow,
+    AuditEvent,
+    CriteriaCatalogue,
+    Decision,
+    Location,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import audit
 from tests.conftest import login
@@ -196,9 +205,9 @@ def test_only_a_lead_publishes_a_catalogue_and_bad_definitions_are_explained(cli
 
 
 def test_a_decision_keeps_the_catalogue_version_it_was_made_under(client, session, world):
-    from tests.review_helpers import assess_all, in_review, POLICY
-    from backoffice.services import criteria, review
     from backoffice.models import DecisionOutcome
+    from backoffice.services import criteria, review
+    from tests.review_helpers import POLICY, assess_all, in_review
 
     submission = in_review(session, world["researcher"], submitted(session, world["member"], world["provider"]))
     criteria.publish(session, world["lead"], {"criteria": [

@@ -12,8 +12,16 @@ from flask_admin import BaseView, expose
 from backoffice.admin.base import SecuredView
 from backoffice.models import Role
 from tests.route_helpers import (
-    ALL_ROLES, STATE_CHANGING, admin_views, build_world, changed_tables, routes, row_counts, signed_in_client,
-    undeclared, url,
+    ALL_ROLES,
+    STATE_CHANGING,
+    admin_views,
+    build_world,
+    changed_tables,
+    routes,
+    row_counts,
+    signed_in_client,
+    undeclared,
+    url,
 )
 
 DENY_REDIRECT = "/login?next="

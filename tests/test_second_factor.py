@@ -18,7 +18,13 @@ from backoffice.services.errors import Conflict
 from tests.conftest import PASSWORD, fresh_code
 from tests.portal_helpers import latest_mail
 from tests.security_helpers import (
-    TOO_MANY, audit_events, new_client, page_text, shown_recovery_codes, signed_in, wrong_code,
+    TOO_MANY,
+    audit_events,
+    new_client,
+    page_text,
+    shown_recovery_codes,
+    signed_in,
+    wrong_code,
 )
 
 RETRY_MESSAGE = "That code is not right, or it was used already."

@@ -9,8 +9,16 @@ from pathlib import Path
 from sqlalchemy import select
 
 from backoffice.models import (
-    AssessmentStatus, AuditEvent, CheckKind, DecisionOutcome, FindingSeverity, NoticeMode, Notification, Role,
-    StaffDigestItem, SubmissionKind,
+    AssessmentStatus,
+    AuditEvent,
+    CheckKind,
+    DecisionOutcome,
+    FindingSeverity,
+    NoticeMode,
+    Notification,
+    Role,
+    StaffDigestItem,
+    SubmissionKind,
 )
 from backoffice.services import findings, review, staff_notices
 from backoffice.services.review import Evidence

@@ -6,7 +6,13 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice.models import (
-    Account, AccountRole, AuditEvent, Notification, Role, RoleGrantRequest, RoleGrantState,
+    Account,
+    AccountRole,
+    AuditEvent,
+    Notification,
+    Role,
+    RoleGrantRequest,
+    RoleGrantState,
 )
 from backoffice.services import concurrency, staff
 from backoffice.services.errors import DomainError

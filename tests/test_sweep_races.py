@@ -10,8 +10,16 @@ from datetime import date, timedelta
 from sqlalchemy import event, func, select
 
 from backoffice.models import (
-    AdvertisingStatus, AuditEvent, CheckKind, Finding, FindingSeverity, Licence, ListingStatus, Provider,
-    VerificationStatus, utcnow,
+    AdvertisingStatus,
+    AuditEvent,
+    CheckKind,
+    Finding,
+    FindingSeverity,
+    Licence,
+    ListingStatus,
+    Provider,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import audit, profile
 from backoffice.services.errors import LostRace

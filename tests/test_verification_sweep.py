@@ -5,8 +5,17 @@ import pytest
 from sqlalchemy import select
 
 from backoffice.models import (
-    AdvertisingStatus, AuditEvent, CheckKind, Finding, FindingSeverity, Provider, Role, SubmissionKind,
-    SubmissionState, VerificationStatus, utcnow,
+    AdvertisingStatus,
+    AuditEvent,
+    CheckKind,
+    Finding,
+    FindingSeverity,
+    Provider,
+    Role,
+    SubmissionKind,
+    SubmissionState,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import audit, expiry, submissions
 from backoffice.services.errors import InvalidTransition

@@ -9,15 +9,23 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from flask_migrate import downgrade, upgrade
 import sqlalchemy as sa
+from flask_migrate import downgrade, upgrade
 from sqlalchemy import select
 
 from backoffice.api.openapi import document
 from backoffice.extensions import db
 from backoffice.importers.locator import read_file
 from backoffice.models import (
-    AdvertisingStatus, AuditEvent, ListingStatus, Provider, Submission, SubmissionKind, SubmissionState, VerificationStatus, utcnow,
+    AdvertisingStatus,
+    AuditEvent,
+    ListingStatus,
+    Provider,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    VerificationStatus,
+    utcnow,
 )
 from backoffice.services import audit, listing_rules
 from backoffice.vocab import LEVELS_OF_CARE, LIST_FIELDS, MAPPINGS, SERVICES, VOCABULARIES, samhsa_mapping

@@ -17,7 +17,16 @@ import pytest
 
 from backoffice.extensions import db
 from tests.route_helpers import (
-    ALL_ROLES, IMG, JS_URL, SCRIPT, build_world, routes, serves_static_files, signed_in_client, urls, view_roles,
+    ALL_ROLES,
+    IMG,
+    JS_URL,
+    SCRIPT,
+    build_world,
+    routes,
+    serves_static_files,
+    signed_in_client,
+    urls,
+    view_roles,
 )
 
 LIVE = {

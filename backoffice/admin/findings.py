@@ -5,11 +5,11 @@ from flask import abort, current_app, flash, redirect, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from sqlalchemy import case, select
+from sqlalchemy.orm import selectinload
 from wtforms import RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired
-from sqlalchemy import case, select
-from sqlalchemy.orm import selectinload
 
 from backoffice import formatting, unit_of_work
 from backoffice.admin.base import SecuredView, flash_and_redirect, only
@@ -17,8 +17,16 @@ from backoffice.admin.forms import IdsField, ReasonForm, reason_field
 from backoffice.admin.refusals import Refusal, refusal_of
 from backoffice.extensions import db
 from backoffice.models import (
-    OPEN_FINDING_STATES, RESEARCH_ROLES, CheckKind, CheckRun, ExclusionRecord, Finding, FindingSeverity, Provider,
-    Role, WorkState,
+    OPEN_FINDING_STATES,
+    RESEARCH_ROLES,
+    CheckKind,
+    CheckRun,
+    ExclusionRecord,
+    Finding,
+    FindingSeverity,
+    Provider,
+    Role,
+    WorkState,
 )
 from backoffice.services import findings, rechecks, work
 from backoffice.services.errors import DomainError

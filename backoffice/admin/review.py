@@ -14,16 +14,37 @@ from backoffice import formatting, unit_of_work
 from backoffice.admin.base import SecuredView, flash_and_redirect, only
 from backoffice.admin.refusals import Refusal, refusal_of
 from backoffice.admin.review_forms import (
+    AssessmentForm,
+    AssignForm,
     BulkAssignForm,
-    AssessmentForm, AssignForm, CatalogueForm, ClaimForm, DeclineForm, DecisionForm, ReasonForm, RequestInfoForm,
+    CatalogueForm,
+    ClaimForm,
+    DecisionForm,
+    DeclineForm,
+    ReasonForm,
+    RequestInfoForm,
     SignOffForm,
 )
 from backoffice.downloads import send_document
 from backoffice.extensions import db
 from backoffice.models import (
-    OPEN_FINDING_STATES, READER_ROLES, RESEARCH_ROLES, Account, AccountRole, AssessmentStatus, CheckRun,
-    CriteriaCatalogue, DecisionOutcome, Document, Finding, Provider, Role, Submission, SubmissionKind,
-    VerificationAction, utcnow,
+    OPEN_FINDING_STATES,
+    READER_ROLES,
+    RESEARCH_ROLES,
+    Account,
+    AccountRole,
+    AssessmentStatus,
+    CheckRun,
+    CriteriaCatalogue,
+    DecisionOutcome,
+    Document,
+    Finding,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    VerificationAction,
+    utcnow,
 )
 from backoffice.services import advertising, criteria, profile, queue, rechecks, review
 from backoffice.services.errors import DomainError

@@ -17,7 +17,14 @@ from backoffice.admin.work import build_views as work_views
 from backoffice.extensions import db
 from backoffice.importers import locator
 from backoffice.models import (
-    READER_ROLES, Account, CheckRun, Criterion, Finding, Provider, Role, Submission,
+    READER_ROLES,
+    Account,
+    CheckRun,
+    Criterion,
+    Finding,
+    Provider,
+    Role,
+    Submission,
 )
 from backoffice.services import dashboard, profile, rechecks
 

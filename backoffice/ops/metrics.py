@@ -24,15 +24,25 @@ from prometheus_client.exposition import choose_encoder
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from config import metrics_networks
-
 from backoffice import unit_of_work
 from backoffice.extensions import db
 from backoffice.models import (
-    OPEN_FINDING_STATES, AuditVerification, CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity,
-    OPEN_WORK_STATES, DeliveryState, Notification, WorkKind, WorkState, utcnow,
+    OPEN_FINDING_STATES,
+    OPEN_WORK_STATES,
+    AuditVerification,
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
+    DeliveryState,
+    Finding,
+    FindingSeverity,
+    Notification,
+    WorkKind,
+    WorkState,
+    utcnow,
 )
 from backoffice.services import work
+from config import metrics_networks
 
 PREFIX = "backoffice"
 # Check runs and mail are counted over this window: a bounded range of an index, however long the history.

@@ -7,8 +7,20 @@ from typing import Any, Callable
 
 from flask_wtf import FlaskForm
 from wtforms import (
-    BooleanField, DateField, FieldList, FloatField, Form, FormField, HiddenField, IntegerField, MultipleFileField,
-    SelectField, SelectMultipleField, StringField, SubmitField, TextAreaField,
+    BooleanField,
+    DateField,
+    FieldList,
+    FloatField,
+    Form,
+    FormField,
+    HiddenField,
+    IntegerField,
+    MultipleFileField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError

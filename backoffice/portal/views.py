@@ -16,7 +16,12 @@ from backoffice.downloads import send_document
 from backoffice.extensions import db
 from backoffice.models import Account, Document, OrganisationMember, Provider, Role, Submission, SubmissionKind
 from backoffice.portal.forms import (
-    ActionForm, AnswerForm, ListingForm, OrganisationForm, UploadForm, WithdrawForm,
+    ActionForm,
+    AnswerForm,
+    ListingForm,
+    OrganisationForm,
+    UploadForm,
+    WithdrawForm,
 )
 from backoffice.services import advertising, criteria, documents, listing_requests, profile, review
 from backoffice.services.errors import DomainError

@@ -5,10 +5,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_STATES, Account, AdvertisingStatus, ListingStatus, Provider, Submission, SubmissionKind,
-    VerificationStatus, utcnow,
+    OPEN_STATES,
+    RESEARCH_ROLES,
+    Account,
+    AdvertisingStatus,
+    ListingStatus,
+    Provider,
+    Submission,
+    SubmissionKind,
+    VerificationStatus,
+    utcnow,
 )
-from backoffice.models import RESEARCH_ROLES
 from backoffice.services import concurrency, guards, listing_requests, provider_status, review, submissions
 from backoffice.services.errors import DomainError, InvalidTransition
 

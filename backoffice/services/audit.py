@@ -14,7 +14,13 @@ from sqlalchemy.orm import Session
 from backoffice import auditverify, txn
 from backoffice.auditverify import HASHED_FIELDS, compute_hash  # one hash for the database check and exports
 from backoffice.models import (
-    GENESIS_HASH, Account, AuditChainLock, AuditCheckpoint, AuditEvent, AuditVerification, utcnow,
+    GENESIS_HASH,
+    Account,
+    AuditChainLock,
+    AuditCheckpoint,
+    AuditEvent,
+    AuditVerification,
+    utcnow,
 )
 
 

@@ -8,7 +8,13 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, Finding, FindingSeverity, ListingStatus, Provider, Submission, SubmissionState,
+    OPEN_FINDING_STATES,
+    Finding,
+    FindingSeverity,
+    ListingStatus,
+    Provider,
+    Submission,
+    SubmissionState,
 )
 
 

@@ -9,8 +9,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    Accreditation, Account, CheckKind, ExpiryReminder, Finding, FindingSeverity, Licence, ListingStatus,
-    OrganisationMember, Provider, VerificationStatus,
+    Account,
+    Accreditation,
+    CheckKind,
+    ExpiryReminder,
+    Finding,
+    FindingSeverity,
+    Licence,
+    ListingStatus,
+    OrganisationMember,
+    Provider,
+    VerificationStatus,
 )
 from backoffice.services import audit, findings, outbox, provider_status
 

@@ -5,7 +5,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, CheckKind, Finding, FindingSeverity, FindingState, Provider, utcnow,
+    OPEN_FINDING_STATES,
+    CheckKind,
+    Finding,
+    FindingSeverity,
+    FindingState,
+    Provider,
+    utcnow,
 )
 from backoffice.services import audit, provider_status, staff_notices
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition

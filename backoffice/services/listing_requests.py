@@ -12,11 +12,28 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_STATES, Account, ListingStatus, OrganisationMember, Provider, Submission,
-    SubmissionKind, SubmissionMessage, SubmissionState, utcnow,
+    OPEN_STATES,
+    Account,
+    ListingStatus,
+    OrganisationMember,
+    Provider,
+    Submission,
+    SubmissionKind,
+    SubmissionMessage,
+    SubmissionState,
+    utcnow,
 )
 from backoffice.services import (
-    accounts, audit, concurrency, listing_rules as rules, profile, provider_status, review, submissions,
+    accounts,
+    audit,
+    concurrency,
+    profile,
+    provider_status,
+    review,
+    submissions,
+)
+from backoffice.services import (
+    listing_rules as rules,
 )
 from backoffice.services.errors import DomainError, InvalidTransition, NotAllowed
 

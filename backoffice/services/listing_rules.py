@@ -14,7 +14,12 @@ from email_validator import EmailNotValidError, validate_email
 
 from backoffice.models import PrincipalRole
 from backoffice.vocab import (  # noqa: F401 -- forms and services read every vocabulary through the rules
-    HARM_REDUCTION_SERVICES, LEVELS_OF_CARE, PAYMENT_ACCEPTED, POPULATIONS, SERVICES, US_STATES,
+    HARM_REDUCTION_SERVICES,
+    LEVELS_OF_CARE,
+    PAYMENT_ACCEPTED,
+    POPULATIONS,
+    SERVICES,
+    US_STATES,
 )
 
 PRINCIPAL_ROLES = {role.value: role.label.capitalize() for role in PrincipalRole}

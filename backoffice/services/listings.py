@@ -16,7 +16,11 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
-    AssessmentStatus, CriteriaCatalogue, Location, Provider, utcnow,
+    AssessmentStatus,
+    CriteriaCatalogue,
+    Location,
+    Provider,
+    utcnow,
 )
 from backoffice.services import history
 from backoffice.services.audit import jsonable

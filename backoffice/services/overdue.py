@@ -7,7 +7,13 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    OPEN_STATES, CheckKind, Finding, FindingSeverity, Provider, Submission, SubmissionState,
+    OPEN_STATES,
+    CheckKind,
+    Finding,
+    FindingSeverity,
+    Provider,
+    Submission,
+    SubmissionState,
 )
 from backoffice.services import audit, findings, sla
 from backoffice.services.review import ReviewPolicy

@@ -7,19 +7,27 @@ columns (tests/test_provider_status.py reads the code to make sure). Like every 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
-    AdvertisingStatus, Decision, ListingStatus, Provider, Submission, SubmissionKind, VerificationStatus, utcnow,
+    AdvertisingStatus,
+    Decision,
+    ListingStatus,
+    Provider,
+    Submission,
+    SubmissionKind,
+    VerificationStatus,
+    utcnow,
 )
+from backoffice.models.base import StrEnum
 from backoffice.services import audit
 from backoffice.services.errors import DomainError, InvalidTransition
 
 L, V, A = ListingStatus, VerificationStatus, AdvertisingStatus
-Table = dict[str, tuple[frozenset, StrEnum]]  # transition name -> (the states it starts from, the state it leads to)
+Table = Mapping[str, tuple[frozenset, StrEnum]]  # transition name -> (the states it starts from, the state it leads to)
 
 LISTING: Table = {
     # With a grant of verification: a new listing, an update, or a signed-off reinstatement (see grant()).

@@ -11,8 +11,21 @@ from sqlalchemy import and_, case, exists, false, func, or_, select, text, union
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from backoffice.models import (
-    OPEN_FINDING_STATES, OPEN_PREDICATE, OPEN_STATES, Decision, DecisionStatus, Finding, FindingSeverity, Location, MessageKind,
-    Provider, Submission, SubmissionKind, SubmissionMessage, SubmissionProposedCity, SubmissionProposedState,
+    OPEN_FINDING_STATES,
+    OPEN_PREDICATE,
+    OPEN_STATES,
+    Decision,
+    DecisionStatus,
+    Finding,
+    FindingSeverity,
+    Location,
+    MessageKind,
+    Provider,
+    Submission,
+    SubmissionKind,
+    SubmissionMessage,
+    SubmissionProposedCity,
+    SubmissionProposedState,
     SubmissionState,
 )
 from backoffice.services import totals
@@ -126,7 +139,7 @@ def _after(keys, values):
     """Rows after the cursor in the sort's order: (a, b, id) > (x, y, z) spelled out for both engines."""
     clauses = []
     for position, (expression, descending) in enumerate(keys):
-        equal = [k == v for (k, _), v in zip(keys[:position], values[:position])]
+        equal = [k == v for (k, _), v in zip(keys[:position], values[:position], strict=True)]
         beyond = expression < values[position] if descending else expression > values[position]
         clauses.append(and_(*equal, beyond))
     return or_(*clauses)

@@ -16,7 +16,15 @@ from backoffice.checks import nppes, website
 from backoffice.checks.http import GuardedClient, OutboundError, OutboundRefused
 from backoffice.checks.result import CheckResult, FindingSpec
 from backoffice.models import (
-    CheckKind, CheckOutcome, CheckRun, FindingSeverity, ListingStatus, Provider, Work, WorkKind, utcnow,
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
+    FindingSeverity,
+    ListingStatus,
+    Provider,
+    Work,
+    WorkKind,
+    utcnow,
 )
 from backoffice.services import audit, findings, provider_status, screening, work
 

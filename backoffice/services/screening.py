@@ -11,7 +11,11 @@ from backoffice.checks import names
 from backoffice.checks.exclusion_lists import ExclusionFile
 from backoffice.checks.result import CheckResult, FindingSpec
 from backoffice.models import (
-    CheckOutcome, ExclusionRecord, ExclusionRecordKind, ExclusionSource, FindingSeverity,
+    CheckOutcome,
+    ExclusionRecord,
+    ExclusionRecordKind,
+    ExclusionSource,
+    FindingSeverity,
 )
 from backoffice.services import audit
 from backoffice.services.errors import DomainError

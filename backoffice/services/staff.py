@@ -21,7 +21,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from backoffice.auth.passwords import hash_password
 from backoffice.models import (
-    STAFF_ROLES, Account, AccountRole, Role, RoleGrantRequest, RoleGrantState, utcnow,
+    STAFF_ROLES,
+    Account,
+    AccountRole,
+    Role,
+    RoleGrantRequest,
+    RoleGrantState,
+    utcnow,
 )
 from backoffice.services import accounts, audit, concurrency, guards, mfa, outbox, provider_accounts
 from backoffice.services.errors import Conflict, DomainError

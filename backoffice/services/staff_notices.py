@@ -19,11 +19,24 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from backoffice.models import (
-    OPEN_STATES, Account, AccountRole, Decision, DecisionStatus, Finding, FindingSeverity, NoticeMode,
-    OPEN_FINDING_STATES, Provider, Role, StaffDigestItem, StaffNoticePreference, Submission, utcnow,
-)
 from backoffice import mail
+from backoffice.models import (
+    OPEN_FINDING_STATES,
+    OPEN_STATES,
+    Account,
+    AccountRole,
+    Decision,
+    DecisionStatus,
+    Finding,
+    FindingSeverity,
+    NoticeMode,
+    Provider,
+    Role,
+    StaffDigestItem,
+    StaffNoticePreference,
+    Submission,
+    utcnow,
+)
 from backoffice.services import audit, outbox, queue
 
 

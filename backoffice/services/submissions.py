@@ -1,12 +1,18 @@
 """The submission state machine: every transition is checked, timed and audited."""
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
-
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from backoffice.models import (
-    Account, Provider, Submission, SubmissionKind, SubmissionProposedCity, SubmissionProposedState, SubmissionState,
+    Account,
+    Provider,
+    Submission,
+    SubmissionKind,
+    SubmissionProposedCity,
+    SubmissionProposedState,
+    SubmissionState,
     SubmissionTransition,
     utcnow,
 )

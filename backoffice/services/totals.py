@@ -44,7 +44,8 @@ def _rounded(n: int) -> str:
 def of(session: Session, ids: Select, *, table: str | None = None, key=None) -> Total:
     """The total of a list whose rows `ids` selects (one column, no ORDER BY needed). `table` and `key` (its
     primary-key column) are given when the list is the whole table, unfiltered."""
-    bounded = session.scalar(select(func.count()).select_from(ids.order_by(None).limit(EXACT_UP_TO + 1).subquery()))
+    bounded = session.scalars(
+        select(func.count()).select_from(ids.order_by(None).limit(EXACT_UP_TO + 1).subquery())).one()
     if bounded <= EXACT_UP_TO:
         return Total(bounded)
     if session.get_bind().dialect.name == "postgresql":

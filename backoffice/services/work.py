@@ -92,7 +92,7 @@ def request(session: Session, actor: audit.Actor, spec: Spec, policy: Policy) ->
 EXPIRY_SWEEP = Spec(WorkKind.EXPIRY_SWEEP, "sweep", "verification_expiry", "sweep:verification_expiry")
 
 
-def request_expiry_sweep(session: Session, actor: audit.Actor, policy: Policy) -> Work:
+def request_expiry_sweep(session: Session, actor: audit.Actor, policy: Policy) -> Work | None:
     """A research lead asks for the verification-expiry sweep now, outside its schedule (audited)."""
     audit.record(session, actor, "sweep.requested", "sweep", "verification_expiry")
     return request(session, actor, EXPIRY_SWEEP, policy)
@@ -197,7 +197,7 @@ def complete_if_recorded(session: Session, work_id: int) -> bool:
         _TABLE.update().where(_TABLE.c.id == work_id, _TABLE.c.state != WorkState.DONE, _run_recorded())
         .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None)
     )
-    return result.rowcount == 1
+    return cast(CursorResult, result).rowcount == 1
 
 
 def release_for_retry(session: Session, work_id: int, countdown: int, reason: str, policy: Policy) -> None:

@@ -10,9 +10,8 @@ it would be listed in. Existing requests are filled from their proposed listing,
 """
 import json
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '1aa26a253f06'

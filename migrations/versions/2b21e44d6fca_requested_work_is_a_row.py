@@ -5,9 +5,8 @@ Revises: 8e4b6f1d2c73
 Create Date: 2026-12-01 14:34:18.029374
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '2b21e44d6fca'

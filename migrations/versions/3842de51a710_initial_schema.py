@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-26 14:38:20.374206
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '3842de51a710'

@@ -7,7 +7,6 @@ Create Date: 2026-11-26 15:16:13.134736
 """
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = '3a57779b8ede'
 down_revision = '568633cca1e4'

@@ -5,9 +5,8 @@ Revises: c4e2d9a7f310
 Create Date: 2026-11-26 16:58:02.881767
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '3d853b84431e'

@@ -11,9 +11,8 @@ outside a decision) keeps NULL, and its receipt says so (no decision, no criteri
 """
 import re
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '3f1c9a7e5b20'

@@ -5,9 +5,8 @@ Revises: 88cf526fb529
 Create Date: 2026-11-26 14:58:26.944844
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '568633cca1e4'

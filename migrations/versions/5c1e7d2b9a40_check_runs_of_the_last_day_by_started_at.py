@@ -7,7 +7,6 @@ Create Date: 2026-12-01 15:00:00
 """
 from alembic import op
 
-
 revision = '5c1e7d2b9a40'
 down_revision = '1aa26a253f06'
 branch_labels = None

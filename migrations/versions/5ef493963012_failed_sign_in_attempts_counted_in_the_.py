@@ -5,9 +5,8 @@ Revises: c2b3be506b53
 Create Date: 2026-12-01 11:11:07.968002
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5ef493963012'

@@ -5,8 +5,8 @@ Revises: a56b91554179
 Create Date: 2026-11-26 14:55:40.657840
 
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 # Autogenerate does not see a new enum value in a CHECK constraint: the constraints are replaced by hand.
 OLD_KINDS = ('website', 'npi', 'exclusion', 'licence_expiry', 'accreditation_expiry', 'verification_expiry')

@@ -4,9 +4,8 @@ Revision ID: 8e4b6f1d2c73
 Revises: 3f1c9a7e5b20
 Create Date: 2026-12-01 15:45:00
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '8e4b6f1d2c73'
 down_revision = '3f1c9a7e5b20'

@@ -5,9 +5,8 @@ Revises: 3a57779b8ede
 Create Date: 2026-11-26 15:20:01.822980
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'a049b60a32b3'

@@ -5,9 +5,8 @@ Revises: 3842de51a710
 Create Date: 2026-11-26 14:48:51.890796
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'a56b91554179'

@@ -5,9 +5,8 @@ Revises: a049b60a32b3
 Create Date: 2026-11-26 15:51:08.544161
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'b1b120593f70'

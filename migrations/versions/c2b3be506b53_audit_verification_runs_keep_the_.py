@@ -7,9 +7,8 @@ Create Date: 2026-12-01 10:59:32.636072
 """
 from datetime import datetime, timedelta
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'c2b3be506b53'

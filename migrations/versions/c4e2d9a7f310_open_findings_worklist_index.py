@@ -7,7 +7,6 @@ Create Date: 2026-11-26 16:00:00
 """
 from alembic import op
 
-
 revision = 'c4e2d9a7f310'
 down_revision = 'b1b120593f70'
 branch_labels = None

@@ -7,9 +7,8 @@ Create Date: 2026-12-01 15:00:00
 Messages already sent stay sent; messages never sent are waiting. Attempts made before this version wrote
 files only, so they keep their count and are marked sent when they were.
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = 'd5a8c31e7f02'
 down_revision = '5c1e7d2b9a40'
