@@ -228,8 +228,8 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_errorhandlers(app: Flask) -> None:
+    from backoffice import unit_of_work
     from backoffice.api.views import error as api_error
-    from backoffice.extensions import db
     from backoffice.services.errors import Conflict
 
     def render_error(exc: Exception, status: int, title: str, message: str):
@@ -260,7 +260,7 @@ def register_errorhandlers(app: Flask) -> None:
 
     def lost_race(exc: Conflict):
         # A conflict no handler caught (a race lost at commit): nothing of the request is kept.
-        db.session.rollback()
+        unit_of_work.discard()
         return render_error(exc, 409, "Changed by someone else", str(exc))
 
     app.register_error_handler(Conflict, lost_race)

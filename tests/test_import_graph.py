@@ -1,7 +1,7 @@
 """The shape of the code: no import cycle between modules, and the layers point one way.
 
-Every import counts, those inside functions too (an import moved into a function to dodge a cycle is still
-the cycle). Run `python -m tests.test_import_graph` to print the modules, their imports and any cycle.
+Every import that runs counts, those inside functions too (an import moved into a function to dodge a cycle
+is still the cycle); imports for the type checker only (`if TYPE_CHECKING:`) never run and do not count. Run `python -m tests.test_import_graph` to print the modules, their imports and any cycle.
 """
 from __future__ import annotations
 
@@ -43,7 +43,14 @@ def imports_of(name: str, path: Path, known: set[str]) -> dict[str, int]:
         if target and target != name:
             edges.setdefault(target, line)
 
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    # Imports for the type checker only (`if TYPE_CHECKING:`) are never run: no cycle at import time.
+    typing_only = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.If)
+                   and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
+                   for inner in ast.walk(node)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name, node.lineno)

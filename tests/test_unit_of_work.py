@@ -23,6 +23,8 @@ AREAS = {
                                              "backoffice/ops", "backoffice/downloads.py"],
     "tasks and commands": ["tasks", "backoffice/cli.py", "backoffice/demo.py", "backoffice/dispatch.py"],
     "services": ["backoffice/services"],
+    "the app's wiring and error pages": ["backoffice/__init__.py", "backoffice/txn.py", "backoffice/startup.py",
+                                         "backoffice/mail.py", "backoffice/ratelimit.py", "backoffice/formatting.py"],
 }
 
 

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from backoffice.models import Accreditation, Licence, Location, Principal, PrincipalRole, Provider
 from backoffice.services import audit
+from backoffice.services import listing_rules as rules
 
 SCALAR_FIELDS = ("legal_name", "public_name", "npi", "website", "phone", "email")
 REQUIRED_SCALARS = ("legal_name", "public_name")
@@ -40,8 +41,6 @@ PART_LABELS = {
 
 def value_labels() -> dict[str, dict[str, str]]:
     """Words for the codes a profile holds, by the field they stand in, and words for the fields and parts."""
-    from backoffice.services import listing_rules as rules
-
     return {"levels_of_care": rules.LEVELS_OF_CARE, "services": rules.SERVICES, "populations": rules.POPULATIONS,
             "payment_accepted": rules.PAYMENT_ACCEPTED,
             "role": rules.PRINCIPAL_ROLES,
