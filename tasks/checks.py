@@ -95,7 +95,7 @@ def run_check(self, work_id: int) -> str:
         if row is None:
             recorded = work.complete_if_recorded(db.session, work_id)
         else:
-            subject = rechecks.facts(db.session, int(row.target_id))
+            subject = rechecks.facts(db.session, int(row.target_id), CheckKind(row.params["check"]))
     if row is None:
         return "already done" if recorded else "taken or done"
     provider_id, kind, key = int(row.target_id), CheckKind(row.params["check"]), row.idempotency_key

@@ -74,15 +74,14 @@ class SignOffForm(VersionedForm):
 # The review service asks a decline, a suspension or a revocation for some reason, not for REASON_MIN_LENGTH
 # characters, and these boxes have taken up to 5000 characters like the review's notes; bringing them under the
 # audit-trail rule (3 to 2000) would refuse reasons the research team may give today.
-REVIEW_REASON = dict(minimum=1, maximum=5000, strip=False)
 
 
 class DeclineForm(VersionedForm):
-    reason = reason_field("Why you decline to sign off", "Give the reason.", **REVIEW_REASON)
+    reason = reason_field("Why you decline to sign off", "Give the reason.")
 
 
 class ReasonForm(FlaskForm):
-    reason = reason_field("Reason", "Give the reason.", **REVIEW_REASON)
+    reason = reason_field("Reason", "Give the reason.")
 
 
 class CatalogueForm(FlaskForm):

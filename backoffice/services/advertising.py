@@ -17,7 +17,8 @@ from backoffice.models import (
     utcnow,
 )
 from backoffice.services import concurrency, guards, listing_requests, provider_status, review, submissions
-from backoffice.services.errors import DomainError, InvalidTransition
+from backoffice.services.errors import InvalidTransition
+from backoffice.services.reasons import require_reason
 
 
 def open_application(session: Session, provider: Provider) -> Submission | None:
@@ -63,9 +64,7 @@ def apply(session: Session, actor: Account, provider: Provider, policy: review.R
 def suspend(session: Session, actor: Account, provider: Provider, reason: str) -> None:
     """The research team suspends an advertiser by hand, with a reason; resuming needs a new application."""
     guards.require_researcher(actor)
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("Give the reason for suspending the advertising.")
+    reason = require_reason(reason, "Give the reason for suspending the advertising.")
     provider_status.suspend_advertising(session, actor, provider, reason, strict=True)
     concurrency.flush(session)
 
@@ -74,8 +73,6 @@ def end(session: Session, actor: Account, provider: Provider, reason: str) -> No
     """Advertising ends for good: the provider stops, or the research team ends it. A new application starts over."""
     if not actor.has_role(*RESEARCH_ROLES):
         listing_requests.require_member(session, actor, provider.id)
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("Give the reason for ending the advertising.")
+    reason = require_reason(reason, "Give the reason for ending the advertising.")
     provider_status.end_advertising(session, actor, provider, reason)
     concurrency.flush(session)

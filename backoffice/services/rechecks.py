@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from backoffice.checks import nppes, website
 from backoffice.checks.http import GuardedClient, OutboundError, OutboundRefused
@@ -21,6 +21,8 @@ from backoffice.models import (
     CheckRun,
     FindingSeverity,
     ListingStatus,
+    Location,
+    Principal,
     Provider,
     Work,
     WorkKind,
@@ -132,20 +134,28 @@ class ProviderFacts:
         return list(dict.fromkeys(n for n in (self.public_name, self.legal_name) if n))
 
 
-def facts(session: Session, provider_id: int) -> ProviderFacts | None:
-    provider = session.scalar(
-        select(Provider).where(Provider.id == provider_id)
-        .options(selectinload(Provider.locations), selectinload(Provider.principals))
-    )
-    if provider is None:
+# What each check reads of the provider besides its names, NPI and website: the NPI check compares the
+# registry's addresses with the locations, the exclusion screening its principals and places too.
+NEEDS_PLACES_AND_PRINCIPALS = frozenset({CheckKind.NPI, CheckKind.EXCLUSION})
+
+
+def facts(session: Session, provider_id: int, check: CheckKind | None = None) -> ProviderFacts | None:
+    """What a check needs of the provider, read in as few statements as it needs (a website check: one row of
+    five columns; the others add the locations and principals)."""
+    row = session.execute(select(Provider.id, Provider.legal_name, Provider.public_name, Provider.website,
+                                 Provider.npi).where(Provider.id == provider_id)).first()
+    if row is None:
         return None
-    return ProviderFacts(
-        id=provider.id, legal_name=provider.legal_name, public_name=provider.public_name,
-        website=provider.website, npi=provider.npi,
-        locations=[{"street1": loc.street1, "city": loc.city, "state": loc.state, "zip": loc.zip}
-                   for loc in provider.locations],
-        principals=[(p.name, p.npi) for p in provider.principals],
-    )
+    subject = ProviderFacts(id=row.id, legal_name=row.legal_name, public_name=row.public_name, website=row.website,
+                            npi=row.npi)
+    if check is None or check in NEEDS_PLACES_AND_PRINCIPALS:
+        subject.locations = [{"street1": street1, "city": city, "state": state, "zip": zip_code}
+                             for street1, city, state, zip_code in session.execute(
+                                 select(Location.street1, Location.city, Location.state, Location.zip)
+                                 .where(Location.provider_id == provider_id).order_by(Location.id))]
+        subject.principals = [(name, npi) for name, npi in session.execute(
+            select(Principal.name, Principal.npi).where(Principal.provider_id == provider_id).order_by(Principal.id))]
+    return subject
 
 
 @dataclass

@@ -134,6 +134,7 @@ def open_reinstatement(session: Session, actor: Account, provider: Provider, pol
                        reason: str) -> Submission:
     """Staff open a new review to reinstate a revoked, expired or suspended provider."""
     guards.require_researcher(actor)
+    reason = require_reason(reason, "Give the reason for the reinstatement.")
     if provider.is_in_directory(utcnow()):
         raise InvalidTransition("This provider is verified and listed; there is nothing to reinstate.")
     open_ = session.scalar(select(Submission.id).where(
@@ -490,9 +491,7 @@ def decline_signoff(session: Session, actor: Account, submission: Submission, re
     """The second researcher does not confirm; the request stays in review for another decision."""
     decision = _awaiting_second_person(actor, submission,
                                        "Withdraw your own decision by asking another researcher to decline it.")
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("Say why you decline to sign off.", field="reason")
+    reason = require_reason(reason, "Say why you decline to sign off.")
     concurrency.lock(session, submission, expected_version)
     decision.status = DecisionStatus.DECLINED
     decision.declined_by_id = actor.id
@@ -576,18 +575,14 @@ def _decision_text(session: Session, submission: Submission, decision: Decision,
 def suspend_listing(session: Session, actor: Account, provider: Provider, reason: str) -> None:
     """Take a listed provider out of the directory at once, pending review; advertising stops with it."""
     guards.require_researcher(actor)
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("Give the reason for the suspension.")
+    reason = require_reason(reason, "Give the reason for the suspension.")
     provider_status.suspend_listing(session, actor, provider, reason)
     concurrency.flush(session)
 
 
 def request_revocation(session: Session, actor: Account, provider: Provider, reason: str) -> VerificationAction:
     guards.require_researcher(actor)
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("Give the reason for the revocation.")
+    reason = require_reason(reason, "Give the reason for the revocation.")
     if provider.verification_status != VerificationStatus.VERIFIED:
         raise InvalidTransition(f"Only a verified provider can be revoked; this one is {provider.verification_status.label}.")
     waiting = session.scalar(select(VerificationAction.id).where(
@@ -624,9 +619,7 @@ def decline_revocation(session: Session, actor: Account, action: VerificationAct
     _require_awaiting(action)
     if action.requested_by_id == actor.id:
         raise NotAllowed("Another researcher must decline a revocation you asked for.")
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("Say why you decline the revocation.")
+    reason = require_reason(reason, "Say why you decline the revocation.")
     action.state = VerificationActionState.DECLINED
     concurrency.flush(session)  # the versioned UPDATE: a concurrent sign-off or decline gets a conflict
     action.declined_by_id = actor.id
