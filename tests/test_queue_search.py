@@ -144,8 +144,11 @@ def test_each_row_says_why_it_waits(client, session, world):
     assert "Waiting for the provider to answer a question" in row_of(cedar)
 
 
+@pytest.mark.parametrize("small", [True, False], ids=["read in one pass", "paged by the database"])
 @pytest.mark.parametrize("sort", sorted(queue.SORTS))
-def test_every_sort_pages_by_keyset_without_gaps_or_repeats(session, world, make_provider, sort):
+def test_every_sort_pages_by_keyset_without_gaps_or_repeats(session, world, make_provider, monkeypatch, sort, small):
+    if not small:
+        monkeypatch.setattr(queue, "SMALL_QUEUE", 4)  # the queue is larger than that: the database pages it
     for n in range(7):
         submission = submitted(session, world["member"], make_provider())
         submission.decision_due = utcnow() + timedelta(days=n % 3)  # ties on the due date
@@ -154,7 +157,9 @@ def test_every_sort_pages_by_keyset_without_gaps_or_repeats(session, world, make
             in_review(session, world["researcher"], submission)
     session.commit()
     filters = queue.QueueFilters(sort=sort)
-    everything = queue.page(session, filters, world["researcher"].id, utcnow(), limit=100)
+    with monkeypatch.context() as whole:
+        whole.setattr(queue, "SMALL_QUEUE", 5000)
+        everything = queue.page(session, filters, world["researcher"].id, utcnow(), limit=100)
     expected = [row.submission.id for row in everything.rows]
     seen, cursor = [], None
     while True:
