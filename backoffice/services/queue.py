@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import and_, case, exists, false, func, or_, select, text, union
 from sqlalchemy.orm import Session, joinedload, selectinload
@@ -135,13 +135,6 @@ def decode_cursor(cursor: str, sort: str = "due") -> list:
         raise BadCursor("That page link is not valid.") from None
 
 
-def _sortable(values: tuple) -> tuple:
-    """A row's sort keys as Python compares them the way the database orders them: every timestamp in UTC, a
-    missing value first."""
-    return tuple((value is not None, value.astimezone(timezone.utc) if isinstance(value, datetime) else value)
-                 if value is not None else (False, 0) for value in values)
-
-
 def _after(keys, values):
     """Rows after the cursor in the sort's order: (a, b, id) > (x, y, z) spelled out for both engines."""
     clauses = []
@@ -169,10 +162,12 @@ def awaiting_signoff_clause(viewer_id: int):
                           Decision.decided_by_id != viewer_id)
 
 
-# A queue whose filters match up to this many open requests is read in one pass (each row's id and sort
-# keys): its total is then exact and its page is cut from those rows, so the filters and a search are
-# evaluated once, not once for the total and again for the page. A larger one is paged by the database.
-SMALL_QUEUE = 5000
+# A search that matches up to this many open requests is looked up once, and the page and its total
+# are then read by id; one that matches more is left to the database as a subquery.
+SEARCH_SET_LIMIT = 5000
+# The queue counts its requests exactly up to this many; beyond, PostgreSQL's estimate ("about 3,400") or, on
+# SQLite, "more than 1,000": a count of every request in a big state would cost more than the page.
+EXACT_UP_TO = 1000
 
 
 def search_matches(text_value: str, dialect: str = "postgresql"):
@@ -206,8 +201,13 @@ def search_matches(text_value: str, dialect: str = "postgresql"):
 
 
 def search_clause(session: Session, text_value: str):
-    """The queue's condition for a search: the open requests it finds, as a subquery of indexed reads."""
-    return Submission.id.in_(search_matches(text_value, session.get_bind().dialect.name))
+    """The queue's condition for a search: the matching ids themselves when they are few (read once, so the
+    page and its total do not search twice), else the search as a subquery."""
+    matches = search_matches(text_value, session.get_bind().dialect.name)
+    found = list(session.scalars(select(matches.subquery().c[0]).limit(SEARCH_SET_LIMIT + 1)))
+    if len(found) <= SEARCH_SET_LIMIT:
+        return Submission.id.in_(found) if found else false()
+    return Submission.id.in_(matches)
 
 
 def _contains(column, pattern: str, dialect: str):
@@ -300,9 +300,9 @@ def _matching(session: Session, filters: QueueFilters, viewer_id: int, now: date
 
 
 def count(session: Session, filters: QueueFilters, viewer_id: int, now: datetime) -> totals.Total:
-    """How many open requests the filters match, on every page: exact up to totals.EXACT_UP_TO, then an
-    estimate that says so."""
-    return totals.of(session, _matching(session, filters, viewer_id, now))
+    """How many open requests the filters match, on every page: exact up to EXACT_UP_TO, then an estimate
+    that says so."""
+    return totals.of(session, _matching(session, filters, viewer_id, now), exact_up_to=EXACT_UP_TO)
 
 
 def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
@@ -310,26 +310,14 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
     """One page of open requests in the filters' sort, with the total the filters match."""
     sort = filters.sort if filters.sort in SORTS else "due"
     keys = _sort_keys(sort)
-    start = decode_cursor(cursor, sort) if cursor else None
+    after = _after(keys, decode_cursor(cursor, sort)) if cursor else None
     matching = _matching(session, filters, viewer_id, now)
-    # Every sort's keys run one way (all ascending, or all descending for the latest activity).
-    descending = keys[0][1]
-    rows = session.execute(matching.with_only_columns(*(expression for expression, _ in keys))
-                           .limit(SMALL_QUEUE + 1)).all()
-    if len(rows) <= SMALL_QUEUE:
-        total = totals.Total(len(rows))
-        ordered = sorted((tuple(row) for row in rows), key=_sortable, reverse=descending)
-        if start is not None:
-            mark = _sortable(tuple(start))
-            ordered = [row for row in ordered if (_sortable(row) < mark if descending else _sortable(row) > mark)]
-        ids = [row[-1] for row in ordered[:limit + 1]]
-    else:
-        total = totals.of(session, matching)
-        query = matching.where(_after(keys, start)) if start is not None else matching
-        # Pick the page's ids from the index first, then load just those rows with what they show:
-        # ordering joined rows would sort the whole open set.
-        order = [expression.desc() if desc else expression for expression, desc in keys]
-        ids = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    total = totals.of(session, matching, exact_up_to=EXACT_UP_TO)
+    query = matching.where(after) if after is not None else matching
+    # Pick the page's ids from the index first, then load just those rows with what they show:
+    # ordering joined rows would sort the whole open set.
+    order = [expression.desc() if descending else expression for expression, descending in keys]
+    ids = list(session.scalars(query.order_by(*order).limit(limit + 1)))
     more = len(ids) > limit
     ids = ids[:limit]
     loaded = {s.id: s for s in session.scalars(

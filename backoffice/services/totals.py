@@ -41,22 +41,24 @@ def _rounded(n: int) -> str:
     return f"{round(n, -3):,}"
 
 
-def of(session: Session, ids: Select, *, table: str | None = None, key=None) -> Total:
+def of(session: Session, ids: Select, *, table: str | None = None, key=None, exact_up_to: int | None = None) -> Total:
     """The total of a list whose rows `ids` selects (one column, no ORDER BY needed). `table` and `key` (its
-    primary-key column) are given when the list is the whole table, unfiltered."""
+    primary-key column) are given when the list is the whole table, unfiltered. `exact_up_to` lowers the
+    bound for a list whose rows are dear to test one by one (the queue's state filter, a search)."""
+    bound = exact_up_to or EXACT_UP_TO
     bounded = session.scalars(
-        select(func.count()).select_from(ids.order_by(None).limit(EXACT_UP_TO + 1).subquery())).one()
-    if bounded <= EXACT_UP_TO:
+        select(func.count()).select_from(ids.order_by(None).limit(bound + 1).subquery())).one()
+    if bounded <= bound:
         return Total(bounded)
     if session.get_bind().dialect.name == "postgresql":
         estimate = _planner_rows(session, table) if table else _plan_rows(session, ids)
-        if estimate and estimate > EXACT_UP_TO:
+        if estimate and estimate > bound:
             return Total(estimate, exact=False)
     elif table and key is not None:
         low, high = session.execute(select(func.min(key), func.max(key))).one()
-        if low is not None and high - low + 1 > EXACT_UP_TO:
+        if low is not None and high - low + 1 > bound:
             return Total(high - low + 1, exact=False)
-    return Total(EXACT_UP_TO, at_least=True)
+    return Total(bound, at_least=True)
 
 
 def _planner_rows(session: Session, table: str) -> int | None:
