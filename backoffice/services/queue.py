@@ -36,10 +36,10 @@ OPEN = text(f"submission.{OPEN_PREDICATE}")
 
 # How the queue can be sorted: the columns of its keyset, each ascending or descending, the id last.
 SORTS = {
-    "due": "decision due, soonest first",
-    "age": "waiting longest first",
-    "state": "status (new, in review, waiting for the provider), then decision due",
-    "activity": "latest activity first",
+    "due": "decision due",
+    "age": "waiting longest",
+    "state": "status, then due",
+    "activity": "latest activity",
 }
 # Saved filters: what a researcher or a lead opens the queue for.
 VIEWS = {
