@@ -45,7 +45,8 @@ def verification_expiry_sweep(work_id: int | None = None) -> int:
 
 @shared_task(name="tasks.sweeps.deliver_notifications")  # time limits: MAIL_DELIVERY_TIME_LIMIT_SECONDS
 def deliver_notifications() -> int:
-    """Send what is due: the claim is committed before sending, each outcome right after its message."""
+    """Send what is due: the claim is committed before sending, each message is read in a transaction that ends
+    before the mail server is asked, and its outcome is recorded in one of its own right after."""
     policy = outbox.DeliveryPolicy.from_config(current_app.config)
     with unit_of_work.atomic():
         claimed = outbox.claim(db.session, policy)
@@ -55,8 +56,14 @@ def deliver_notifications() -> int:
     with mail.transport_for(current_app.config) as transport:
         for note_id in claimed:
             with unit_of_work.atomic():
-                outcome = outbox.send_one(db.session, note_id, transport, policy)
-            sent += outcome is not None and outcome.status == mail.SENT
+                outgoing = outbox.to_send(db.session, note_id, policy)
+            if outgoing is None:
+                continue
+            message, name = outgoing
+            outcome = transport.send(message, name=name)
+            with unit_of_work.atomic():
+                outbox.record_outcome(db.session, note_id, outcome, policy)
+            sent += outcome.status == mail.SENT
     return sent
 
 

@@ -121,7 +121,7 @@ def test_a_lead_finds_what_waits_for_their_sign_off_and_not_their_own(client, se
     login(client, world["lead"])
     assert listed(client, "view=signoff") == [alpine.id]
     text = visible_text(client.get("/admin/review/?view=signoff").get_data(as_text=True))
-    assert "Decision by Rosa Researcher awaiting a research lead's sign-off" in text
+    assert "Decision by Rosa Researcher awaiting sign-off by someone else on the research team" in text
     assert "1 open request in Waiting for my sign-off" in text
 
 

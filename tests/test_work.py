@@ -243,3 +243,15 @@ def test_beat_runs_the_reconciler_every_minute(app):
     entry = beat_schedule(app.config)["work-reconciler"]
     assert entry == {"task": "tasks.work.reconcile", "schedule": timedelta(seconds=60)}
     assert "tasks.work" in TASK_MODULES  # the worker loads it
+
+
+def test_a_late_worker_finishing_work_the_reconciler_failed_leaves_it_failed(app, session, make_provider):
+    row = ask(session, make_provider().id)
+    session.commit()
+    session.execute(update(Work).where(Work.id == row.id).values(state=WorkState.FAILED, last_error="given up"))
+    session.commit()
+    assert work.complete(session, row.id) is False
+    assert work.complete_if_recorded(session, row.id) is False
+    session.commit()
+    failed = reread(session, row)
+    assert (failed.state, failed.last_error, failed.finished_at) == (WorkState.FAILED, "given up", None)

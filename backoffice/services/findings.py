@@ -15,7 +15,7 @@ from backoffice.models import (
 )
 from backoffice.services import audit, provider_status, staff_notices
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition
-from backoffice.services.reasons import REASON_MIN_LENGTH, require_reason
+from backoffice.services.reasons import require_reason
 
 
 def open_or_update(
@@ -106,10 +106,7 @@ def _close_state(session: Session, actor: audit.Actor, finding: Finding, state: 
 
 
 def _reason(reason: str | None) -> str:
-    reason = (reason or "").strip()
-    if len(reason) < REASON_MIN_LENGTH:
-        raise DomainError("Give a reason: it is kept in the audit trail.", field="reason")
-    return reason
+    return require_reason(reason, "Give a reason: it is kept in the audit trail.")
 
 
 def acknowledge(session: Session, actor: audit.Actor, finding: Finding, reason: str | None = None,

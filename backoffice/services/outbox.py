@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
@@ -97,16 +98,25 @@ def claim(session: Session, policy: DeliveryPolicy, now: datetime | None = None)
     return [note.id for note in notes]
 
 
-def send_one(session: Session, note_id: int, transport, policy: DeliveryPolicy,
-             now: datetime | None = None) -> mail.Outcome | None:
-    """Send one claimed message and record what the mail server said; None if it is no longer claimed."""
+def to_send(session: Session, note_id: int, policy: DeliveryPolicy) -> tuple[EmailMessage, str] | None:
+    """The message of a claimed notification, built to send, and its name in a file outbox; None if it is no
+    longer claimed. The caller ends the transaction before sending: nothing stays open while the mail server
+    answers."""
     note = session.get(Notification, note_id)
     if note is None or note.delivery_state != DeliveryState.SENDING:
         return None
-    outcome = transport.send(mail.build_message(note, policy.sender, policy.base_url), name=f"{note.id:08d}-{note.kind}")
+    return mail.build_message(note, policy.sender, policy.base_url), f"{note.id:08d}-{note.kind}"
+
+
+def record_outcome(session: Session, note_id: int, outcome: mail.Outcome, policy: DeliveryPolicy,
+                   now: datetime | None = None) -> None:
+    """What the mail server said about a message sent, in its own transaction; a message no longer claimed
+    (another worker finished it meanwhile) is left as it is."""
+    note = session.get(Notification, note_id)
+    if note is None or note.delivery_state != DeliveryState.SENDING:
+        return
     record(session, note, outcome, policy, now or utcnow())
     session.flush()
-    return outcome
 
 
 def record(session: Session, note: Notification, outcome: mail.Outcome, policy: DeliveryPolicy, now: datetime) -> None:

@@ -299,12 +299,6 @@ def _matching(session: Session, filters: QueueFilters, viewer_id: int, now: date
     return query
 
 
-def count(session: Session, filters: QueueFilters, viewer_id: int, now: datetime) -> totals.Total:
-    """How many open requests the filters match, on every page: exact up to EXACT_UP_TO, then an estimate
-    that says so."""
-    return totals.of(session, _matching(session, filters, viewer_id, now), exact_up_to=EXACT_UP_TO)
-
-
 def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
          cursor: str | None = None, limit: int = PAGE_SIZE) -> QueuePage:
     """One page of open requests in the filters' sort, with the total the filters match."""
@@ -341,8 +335,7 @@ def page(session: Session, filters: QueueFilters, viewer_id: int, now: datetime,
         row = QueueRow(
             submission=s, states=shown_states(s, states.get(s.provider_id, set())),
             critical_finding=s.provider_id in critical,
-            overdue=bool((s.decision_due and s.decision_due < now)
-                         or (s.first_response_at is None and s.first_response_due and s.first_response_due < now)),
+            overdue=bool(late(s, now)),
         )
         row.reasons = reasons(row, answered=s.id in answered, awaiting=awaiting.get(s.id), now=now)
         rows.append(row)
@@ -373,7 +366,7 @@ def reasons(row: QueueRow, *, answered: bool, awaiting: Decision | None, now: da
         said.append("Open critical finding on this provider")
     if awaiting is not None:
         who = awaiting.decided_by.name if awaiting.decided_by else "a researcher"
-        said.append(f"Decision by {who} awaiting a research lead's sign-off")
+        said.append(f"Decision by {who} awaiting sign-off by someone else on the research team")
     elif s.state == SubmissionState.IN_REVIEW and answered:
         said.append("The provider answered: the researcher's move")
     elif s.state == SubmissionState.NEEDS_INFO:
@@ -382,8 +375,16 @@ def reasons(row: QueueRow, *, answered: bool, awaiting: Decision | None, now: da
         said.append("New: nobody has taken it yet")
     elif s.state == SubmissionState.IN_REVIEW:
         said.append(f"In review with {s.assignee.name}")
-    if s.first_response_at is None and s.first_response_due and s.first_response_due < now:
-        said.append("First response overdue")
-    elif s.decision_due and s.decision_due < now:
-        said.append("Decision overdue")
+    missed = late(s, now)
+    if missed:
+        said.append(missed)
     return said
+
+
+def late(s: Submission, now: datetime) -> str | None:
+    """What a request is late for, in words, by the rule of overdue_clause (which finds them in SQL)."""
+    if s.first_response_at is None and s.first_response_due and s.first_response_due < now:
+        return "First response overdue"
+    if s.decision_due and s.decision_due < now:
+        return "Decision overdue"
+    return None

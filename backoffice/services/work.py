@@ -16,12 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence, cast
 
 from sqlalchemy import CursorResult, Table, and_, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backoffice import txn
 from backoffice.models import CheckKind, CheckRun, Work, WorkKind, WorkState, utcnow
 from backoffice.services import audit
-from backoffice.services.errors import Conflict, InvalidTransition
+from backoffice.services.errors import Conflict, InvalidTransition, LostRace
 
 # The queue (backoffice/txn.py) of rows to send when the asking transaction commits: (id, kind) each.
 SEND_QUEUE = "work_to_send"
@@ -118,7 +119,12 @@ def request_many(session: Session, actor: audit.Actor, specs: Iterable[Spec], po
                  lease_expires_at=now + timedelta(seconds=policy.send_grace_seconds))
             for s in specs if s.key not in taken]
     session.add_all(rows)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        # Another transaction asked for the same work between the read above and this insert (the open key
+        # is unique): a lost race, so the page says so and a sweep tries again, never a 500.
+        raise LostRace() from exc
     for row in rows:
         txn.queue(session, SEND_QUEUE, (row.id, row.kind))
     return rows
@@ -191,13 +197,8 @@ def claim(session: Session, work_id: int, policy: Policy, *, lease_seconds: int 
 
 def complete_if_recorded(session: Session, work_id: int) -> bool:
     """A check row whose run is recorded already (an earlier delivery recorded it) is done; False when it is
-    not recorded, or the row was done already."""
-    now = utcnow()
-    result = session.execute(
-        _TABLE.update().where(_TABLE.c.id == work_id, _TABLE.c.state != WorkState.DONE, _run_recorded())
-        .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None)
-    )
-    return cast(CursorResult, result).rowcount == 1
+    not recorded, or the row is no longer open."""
+    return _finish(session, work_id, _run_recorded())
 
 
 def release_for_retry(session: Session, work_id: int, countdown: int, reason: str, policy: Policy) -> None:
@@ -212,19 +213,18 @@ def release_for_retry(session: Session, work_id: int, countdown: int, reason: st
 
 
 def complete(session: Session, work_id: int) -> bool:
-    """Done; in the transaction that records the work's result. A row done already changes nothing."""
+    """Done; in the transaction that records the work's result. A row done already, or failed by the reconciler
+    (audited), changes nothing: a late worker's result is recorded, its row stays as the staff page shows it."""
+    return _finish(session, work_id)
+
+
+def _finish(session: Session, work_id: int, *condition) -> bool:
     now = utcnow()
     result = session.execute(
-        _TABLE.update().where(_TABLE.c.id == work_id, _TABLE.c.state != WorkState.DONE)
+        _TABLE.update().where(_TABLE.c.id == work_id, OPEN, *condition)
         .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None)
     )
     return cast(CursorResult, result).rowcount == 1
-
-
-def note_error(session: Session, work_id: int, reason: str) -> None:
-    """Keep what went wrong on a running row; the reconciler sends it again when its lease runs out."""
-    session.execute(update(Work).where(Work.id == work_id).values(last_error=reason[:2000], updated_at=utcnow()),
-                    execution_options={"synchronize_session": False})
 
 
 @dataclass
@@ -267,7 +267,8 @@ def reconcile(session: Session, policy: Policy, now: datetime | None = None) -> 
                          before={"state": WorkState.RUNNING.value}, after={"state": WorkState.FAILED.value},
                          reason=reason, provider_id=_provider_of(row))
             failed.append(row.id)
-    again = [r for r in rows if r not in give_up]
+    given_up = {r.id for r in give_up}
+    again = [r for r in rows if r.id not in given_up]
     resent = []
     if again:
         stopped = [r.id for r in again if r.state == WorkState.RUNNING]
@@ -311,7 +312,7 @@ def retry(session: Session, actor: audit.Actor, work: Work, policy: Policy) -> W
     work.lease_expires_at = now + timedelta(seconds=policy.send_grace_seconds)
     audit.record(session, actor, "work.retried", "work", work.id, before=before,
                  after={"state": work.state.value, "attempts": 0}, reason=work.last_error,
-                 provider_id=int(work.target_id) if work.kind in CHECK_KINDS else None)
+                 provider_id=_provider_of(work))
     session.flush()
     txn.queue(session, SEND_QUEUE, (work.id, work.kind))
     return work
