@@ -6,7 +6,21 @@ import re
 import pytest
 from sqlalchemy import insert, select, text
 
-from backoffice.models import CheckKind, CheckOutcome, CheckRun, ListingStatus, Provider, Role, utcnow
+from backoffice.models import (
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
+    Finding,
+    FindingSeverity,
+    FindingState,
+    ListingStatus,
+    Provider,
+    Role,
+    Submission,
+    SubmissionKind,
+    SubmissionState,
+    utcnow,
+)
 from backoffice.services import totals
 from benchmarks.pages import filter_arg
 from tests.conftest import BACKEND, login
@@ -71,8 +85,16 @@ def test_beyond_the_bound_a_filtered_list_is_estimated_or_said_to_be_more(sessio
 
 
 def test_the_staff_lists_show_their_totals_with_filters_and_search(client, session, make_account, make_provider):
-    make_provider(public_name="Alpine Recovery")
+    alpine = make_provider(public_name="Alpine Recovery")
     make_provider(public_name="Bayside Counseling", listing_status=ListingStatus.SUSPENDED)
+    now = utcnow()
+    for n in range(3):
+        session.add(CheckRun(provider_id=alpine.id, check=CheckKind.WEBSITE, outcome=CheckOutcome.PASS, summary="ok",
+                             evidence={}, idempotency_key=f"total:{n}", started_at=now, finished_at=now, duration_ms=1))
+    session.add(Finding(provider_id=alpine.id, check=CheckKind.WEBSITE, subject_key="s", severity=FindingSeverity.INFO,
+                        state=FindingState.OPEN, title="A finding"))
+    session.add(Submission(provider_id=alpine.id, kind=SubmissionKind.UPDATE, state=SubmissionState.DRAFT, proposed={}))
+    session.commit()
     login(client, make_account(Role.RESEARCHER))
 
     def total(url):
@@ -82,9 +104,9 @@ def test_the_staff_lists_show_their_totals_with_filters_and_search(client, sessi
 
     assert total("/admin/providers/") == "2 providers"
     assert total("/admin/providers/?search=alpine") == "1 provider"
-    assert total("/admin/check_runs/") == "0 check runs"
-    assert total("/admin/findings/") == "0 findings"
-    assert total("/admin/submissions/") == "0 requests"
+    assert total("/admin/check_runs/") == "3 check runs"
+    assert total("/admin/findings/") == "1 finding"
+    assert total("/admin/submissions/") == "1 request"
     assert "2 providers" in visible_text(client.get("/admin/providers/").get_data(as_text=True))
 
 

@@ -169,17 +169,21 @@ def test_every_sort_pages_by_keyset_without_gaps_or_repeats(session, world, make
 
 def test_the_sorts_order_as_they_say(session, world):
     alpine, bayside, cedar = (world["requests"][k] for k in ("alpine", "bayside", "cedar"))
-    alpine.submitted_at, bayside.submitted_at, cedar.submitted_at = (utcnow() - timedelta(days=d) for d in (1, 5, 3))
-    in_review(session, world["researcher"], cedar)  # the latest activity, and in review
+    now = utcnow()
+    alpine.submitted_at, bayside.submitted_at, cedar.submitted_at = (now - timedelta(days=d) for d in (1, 5, 3))
+    alpine.decision_due, bayside.decision_due, cedar.decision_due = (now + timedelta(days=d) for d in (9, 2, 5))
     session.commit()
+    # The first one made: its activity is now the latest and it is in review, neither of which the ids say.
+    in_review(session, world["researcher"], alpine)
 
     def order(sort):
         page = queue.page(session, queue.QueueFilters(sort=sort), world["researcher"].id, utcnow())
         return [row.submission.id for row in page.rows]
 
+    assert order("due") == [bayside.id, cedar.id, alpine.id]
     assert order("age") == [bayside.id, cedar.id, alpine.id]
-    assert order("activity")[0] == cedar.id
-    assert order("state")[-1] == cedar.id  # new requests first, then those in review
+    assert order("activity")[0] == alpine.id
+    assert order("state") == [bayside.id, cedar.id, alpine.id]  # new ones (by due) first, then those in review
 
 
 def test_a_page_link_made_for_another_sort_or_altered_is_refused_and_the_first_page_shown(client, session, world,

@@ -211,7 +211,7 @@ def test_a_provider_page_refusal_names_the_reason_field_of_the_refused_form(clie
     page = response.get_data(as_text=True)
     found = banner(page)
     assert found["what"] == "The revocation was not asked for."
-    assert found["problems"] == ["Reason: Give the reason."]
+    assert found["problems"] == ["Reason: Give a reason: it is kept in the audit trail."]
     assert found["link"] == "revoke-form-reason" and "autofocus" in element(page, "revoke-form-reason")
     assert "autofocus" not in element(page, "suspend-form-reason")
     assert_at_the_top(page, found)

@@ -230,7 +230,7 @@ def test_provider_page_suspends_with_a_reason(client, session, world):
     login(client, world["researcher"])
     url = f"/admin/review/provider/{provider.id}"
     missing = client.post(f"{url}/suspend", data={"reason": ""})
-    assert missing.status_code == 400 and any("Give the reason" in e for e in errors(missing))
+    assert missing.status_code == 400 and any("Give a reason: it is kept in the audit trail." in e for e in errors(missing))
     assert client.post(f"{url}/suspend", data={"reason": "critical finding"}).status_code == 302
     session.expire_all()
     assert session.get(Provider, provider.id).listing_status == ListingStatus.SUSPENDED

@@ -56,7 +56,7 @@ def test_staff_read_the_work_in_flight_in_words(client, make_account, rows):
     assert "not taken by a worker yet" in text
     assert "In all: 1 waiting for the worker queue, 1 running, 1 failed." in text
     assert "exclusion screening check" not in text  # done work is not in flight
-    assert html.count(">Retry</button>") == 1  # only the failed row
+    assert html.count(">Retry<span class=\"sr-only\"> work #") == 1  # only the failed row
     assert readability_problems(html) == []
 
 

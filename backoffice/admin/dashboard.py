@@ -11,7 +11,7 @@ from backoffice.admin.audit import chain_status
 from backoffice.admin.base import SecuredIndexView, only
 from backoffice.admin.list_links import list_url
 from backoffice.extensions import db
-from backoffice.models import OPEN_FINDING_STATES, RESEARCH_ROLES, STAFF_ROLES, Role, utcnow
+from backoffice.models import OPEN_FINDING_STATES, READER_ROLES, STAFF_ROLES, Role, utcnow
 from backoffice.services import accounts, dashboard, outbox, work
 
 
@@ -20,7 +20,7 @@ class DashboardView(SecuredIndexView):
 
     @expose("/")
     def index(self):
-        research_view = current_user.has_role(*RESEARCH_ROLES, Role.AUDITOR)
+        research_view = current_user.has_role(*READER_ROLES)
         return self.render(
             "admin/dashboard.html",
             figures=dashboard.figures(db.session, utcnow()) if research_view else None,

@@ -18,6 +18,7 @@ from backoffice.admin.refusals import Refusal, refusal_of
 from backoffice.extensions import db
 from backoffice.models import (
     OPEN_FINDING_STATES,
+    READER_ROLES,
     RESEARCH_ROLES,
     CheckKind,
     CheckRun,
@@ -25,7 +26,6 @@ from backoffice.models import (
     Finding,
     FindingSeverity,
     Provider,
-    Role,
     WorkState,
 )
 from backoffice.services import findings, rechecks, work
@@ -51,7 +51,7 @@ class BulkFindingsForm(FlaskForm):
 class FindingWorkView(SecuredView):
     """Readable by research and audit; every POST is for researchers and research leads only."""
 
-    allowed_roles = frozenset({*RESEARCH_ROLES, Role.AUDITOR})
+    allowed_roles = READER_ROLES
     ACTIONS = {
         "acknowledge": findings.acknowledge,
         "resolve": findings.resolve,

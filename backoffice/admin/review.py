@@ -12,6 +12,7 @@ from wtforms.fields.choices import SelectChoice
 
 from backoffice import formatting, unit_of_work
 from backoffice.admin.base import SecuredView, flash_and_redirect, only
+from backoffice.admin.forms import ReasonForm
 from backoffice.admin.refusals import Refusal, refusal_of
 from backoffice.admin.review_forms import (
     AssessmentForm,
@@ -21,7 +22,6 @@ from backoffice.admin.review_forms import (
     ClaimForm,
     DecisionForm,
     DeclineForm,
-    ReasonForm,
     RequestInfoForm,
     SignOffForm,
 )
@@ -79,7 +79,7 @@ class ReviewView(SecuredView):
         args = {k: v for k, v in request.args.items() if k != "cursor"}
         views = {key: label for key, label in queue.VIEWS.items()
                  if key != "signoff" or current_user.has_role(Role.RESEARCH_LEAD)}
-        can_assign = current_user.has_role(Role.RESEARCH_LEAD)
+        can_assign = current_user.has_role(Role.RESEARCH_LEAD) and bool(result.rows)
         if can_assign and bulk is None:
             bulk = BulkAssignForm(formdata=None)
             bulk.assignee.choices = self._researchers()

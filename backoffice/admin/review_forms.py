@@ -71,17 +71,8 @@ class SignOffForm(VersionedForm):
     pass
 
 
-# The review service asks a decline, a suspension or a revocation for some reason, not for REASON_MIN_LENGTH
-# characters, and these boxes have taken up to 5000 characters like the review's notes; bringing them under the
-# audit-trail rule (3 to 2000) would refuse reasons the research team may give today.
-
-
 class DeclineForm(VersionedForm):
     reason = reason_field("Why you decline to sign off", "Give the reason.")
-
-
-class ReasonForm(FlaskForm):
-    reason = reason_field("Reason", "Give the reason.")
 
 
 class CatalogueForm(FlaskForm):
