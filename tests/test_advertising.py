@@ -114,7 +114,7 @@ def test_staff_suspend_advertising_from_the_provider_page(client, session, adver
     client.post("/logout")
     login(client, advertiser["researcher"])
     missing = client.post(f"/admin/review/provider/{provider.id}/advertising/suspend", data={"reason": ""})
-    assert missing.status_code == 400 and "Give the reason" in missing.get_data(as_text=True)
+    assert missing.status_code == 400 and "Give a reason: it is kept in the audit trail." in missing.get_data(as_text=True)
     done = client.post(f"/admin/review/provider/{provider.id}/advertising/suspend", data={"reason": "complaint"})
     assert done.status_code == 302
     session.expire_all()

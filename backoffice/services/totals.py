@@ -55,7 +55,8 @@ def of(session: Session, ids: Select, *, table: str | None = None, key=None, exa
         if estimate and estimate > bound:
             return Total(estimate, exact=False)
     elif table and key is not None:
-        low, high = session.execute(select(func.min(key), func.max(key))).one()
+        # Two statements: SQLite answers min() alone and max() alone from the primary key, both in one by a scan.
+        low, high = session.scalar(select(func.min(key))), session.scalar(select(func.max(key)))
         if low is not None and high - low + 1 > bound:
             return Total(high - low + 1, exact=False)
     return Total(bound, at_least=True)
