@@ -45,6 +45,7 @@ from backoffice.models.staff_notice import NoticeMode, StaffDigestItem, StaffNot
 from backoffice.models.submission import (
     OPEN_PREDICATE,
     OPEN_STATES,
+    AdvertisingCopy,
     Assessment,
     AssessmentStatus,
     Decision,

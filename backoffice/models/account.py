@@ -47,6 +47,8 @@ class Account(Base):
     totp_secret: Mapped[str | None] = mapped_column(SealedString(), deferred=True)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # The IANA time zone staff pages show this person's dates in; None: the DISPLAY_TIME_ZONE setting.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     roles: Mapped[list[AccountRole]] = relationship(
         back_populates="account", cascade="all, delete-orphan", lazy="selectin",

@@ -52,7 +52,7 @@ TABLES: dict[str, Coverage] = {
         "staff and provider accounts",
         audited=("id", "email", "name", "password_hash", "is_active", "email_confirmed_at", "created_at",
                  "last_login_at", "session_version", "password_changed_at", "totp_secret", "totp_enabled_at",
-                 "totp_last_step"),
+                 "totp_last_step", "time_zone"),
         named_by=(("account", "id"),),
         named_fields=frozenset({"is_active", "last_login_at", "session_version"}),
     ),
@@ -87,7 +87,7 @@ TABLES: dict[str, Coverage] = {
     "provider": Coverage(
         "treatment providers: profile, listing, verification, advertising, re-check dates",
         audited=("id", "legal_name", "public_name", "npi", "website", "phone", "email", "levels_of_care",
-                 "services", "populations", "payment_accepted", "listing_status", "verification_status",
+                 "services", "populations", "payment_accepted", "time_zone", "listing_status", "verification_status",
                  "verified_at", "verified_until", "verified_catalogue_id", "verified_decision_id",
                  "advertising_status", "last_rechecked_at", "recheck_due_at", "import_source", "import_key",
                  "created_at"),
@@ -163,9 +163,16 @@ TABLES: dict[str, Coverage] = {
     "assessment": Coverage(
         "one criterion of one request, assessed",
         audited=("id", "submission_id", "criterion_id", "status", "note", "source", "url", "document_id",
-                 "check_run_id", "check_snapshot", "assessed_by_id", "assessed_at"),
+                 "check_run_id", "check_snapshot", "carried_from_id", "assessed_by_id", "assessed_at"),
         bookkeeping={"row_version": ROW_VERSION},
         named_by=(("assessment", "id"), ("submission", "submission_id")),
+    ),
+    "advertising_copy": Coverage(
+        "the advertising an advertiser application asks to run, and the copy approved",
+        audited=("submission_id", "provider_id", "headline", "body", "claims", "landing_url", "created_at",
+                 "approved_at"),
+        bookkeeping={"updated_at": UPDATED_AT},
+        named_by=(("submission", "submission_id"), ("provider", "provider_id")),
     ),
     "decision": Coverage(
         "research decisions and their second sign-off",
@@ -183,7 +190,8 @@ TABLES: dict[str, Coverage] = {
     "criterion": Coverage(
         "the criteria of one catalogue version",
         audited=("id", "catalogue_id", "position", "code", "title", "guidance", "required",
-                 "required_for_advertisers", "advertisers_only", "applies_to_levels", "evidence", "automated_check"),
+                 "required_for_advertisers", "advertisers_only", "applies_to_levels", "evidence", "automated_check",
+                 "freshness_days"),
         named_by=(("criteria_catalogue", "catalogue_id"),),
     ),
     "check_run": Coverage(

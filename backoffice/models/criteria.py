@@ -46,6 +46,9 @@ class Criterion(Base):
     applies_to_levels: Mapped[list[str]] = mapped_column(JSON, default=list)
     evidence: Mapped[str] = mapped_column(Text)
     automated_check: Mapped[str | None] = mapped_column(String(40))
+    # Evidence older than this many days cannot be carried over into a later review: the criterion is assessed
+    # again. None: evidence of any age may be confirmed.
+    freshness_days: Mapped[int | None] = mapped_column(Integer)
 
     catalogue: Mapped[CriteriaCatalogue] = relationship(back_populates="criteria")
 

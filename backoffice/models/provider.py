@@ -79,6 +79,8 @@ class Provider(Base):
     services: Mapped[list[str]] = mapped_column(JSON, default=list)
     populations: Mapped[list[str]] = mapped_column(JSON, default=list)
     payment_accepted: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The IANA time zone the organisation's people read dates in; None: from its first location's state.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
 
     listing_status: Mapped[ListingStatus] = mapped_column(
         enum_type(ListingStatus, "listing_status"), default=ListingStatus.UNLISTED

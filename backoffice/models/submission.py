@@ -191,14 +191,40 @@ class Assessment(Base):
     document_id: Mapped[int | None] = mapped_column(ForeignKey("document.id"))
     check_run_id: Mapped[int | None] = mapped_column(ForeignKey("check_run.id"))
     check_snapshot: Mapped[dict | None] = mapped_column(JSON)
+    # The assessment of the decision in force this one was carried over from. A carried-over assessment has no
+    # assessed_by/assessed_at until a researcher confirms or changes it: it never counts until then.
+    carried_from_id: Mapped[int | None] = mapped_column(ForeignKey("assessment.id"))
     assessed_by_id: Mapped[int | None] = mapped_column(ForeignKey("account.id"))
     assessed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     row_version: Mapped[int] = mapped_column(Integer, default=1)
 
     submission: Mapped[Submission] = relationship(back_populates="assessments")
     criterion: Mapped["Criterion"] = relationship()
+    carried_from: Mapped["Assessment | None"] = relationship(remote_side="Assessment.id")
 
     __mapper_args__ = {"version_id_col": row_version}
+
+
+class AdvertisingCopy(Base):
+    """The advertising an advertiser application asks to run: what the research team reviews against
+    ADVERTISER_STANDARDS, and, once approved, what the feed's advertiser disclosure describes."""
+
+    __tablename__ = "advertising_copy"
+    __table_args__ = (Index("ix_advertising_copy_provider_approved", "provider_id", "approved_at"),)
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
+    headline: Mapped[str] = mapped_column(String(120))
+    body: Mapped[str] = mapped_column(Text)
+    # The factual claims the copy makes, one per entry, each of which the research team checks.
+    claims: Mapped[list[str]] = mapped_column(JSON, default=list)
+    landing_url: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set when the application is approved (and signed off): from then on this is the copy in force.
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    submission: Mapped[Submission] = relationship()
 
 
 class DecisionOutcome(StrEnum):
