@@ -3,3 +3,4 @@ from backoffice import create_app, startup
 
 app = startup.build(create_app)
 startup.require_database(app)
+startup.settle(app.config["GC_FREEZE"])

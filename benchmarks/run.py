@@ -1,6 +1,6 @@
 """`make bench`: build the scale dataset, run every benchmark, write benchmarks/RESULTS.md and its charts.
 
-Usage: python -m benchmarks.run [--size small|medium|full|N] [--only pages,sweep,screening,audit,import,reconciler]
+Usage: python -m benchmarks.run [--size small|medium|full|N] [--only pages,sweep,screening,audit,import,reconciler,gc]
 
 SQLite by default (a new file under BACKOFFICE_INSTANCE_PATH, default /tmp/backoffice-bench); PostgreSQL when
 DATABASE_URL is set: the dataset goes into a database of its own on that server (`<name>_bench_<size>`),
@@ -77,7 +77,7 @@ def run(size: str, only: set[str], runs: int, url: str | None = None) -> dict:
     scale = parse_size(size)
     record = {"engine": engine, "size": size, "providers": scale.providers, "quick": scale.quick, "machine": machine(),
               "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
-    from benchmarks import audit_chain, generate, importer, pages, recheck_sweep, reconciler, screening
+    from benchmarks import audit_chain, gc_freeze, generate, importer, pages, recheck_sweep, reconciler, screening
 
     app = generate.bench_app()
     with app.app_context():
@@ -87,6 +87,9 @@ def run(size: str, only: set[str], runs: int, url: str | None = None) -> dict:
     if "pages" in only:
         print("staff pages (ms: median / p95)")
         record["pages"] = [vars(r) for r in pages.run(size, runs)]
+    if "gc" in only:
+        print("staff pages under gunicorn, GC_FREEZE off and on (ms: median / p95)")
+        record["gc_freeze"] = gc_freeze.run(size, rounds=1 if scale.quick else 2, requests=2 if scale.quick else 100)
     if "screening" in only:
         record["screening"] = screening.run(size, sample=scale.sample(200), one_by_one=scale.sample(5000))
     if "audit" in only:
@@ -219,6 +222,20 @@ def render(records: list[dict]) -> str:
                       f"- verify {a['events']:,} events from the database: **{a['verify_events_per_s_median']:,} "
                       f"events/s** median (worst {a['verify_events_per_s_worst']:,}; runs {a['verify_seconds']} s) "
                       f"({'met' if a['verify_events_per_s_median'] >= 100_000 else 'missed'})", ""]
+        if r.get("gc_freeze"):
+            g = r["gc_freeze"]
+            labels = list(g["runs"][0]["pages"])
+            lines += ["### Staff pages under gunicorn, start-up heap frozen or not (target: p95 < 100 ms)", "",
+                      f"The Procfile's web server, one worker, {g['requests_per_page']} requests a page in turn, "
+                      "client-side time; runs alternate GC_FREEZE off and on (`python -m benchmarks.gc_freeze`).", "",
+                      "| GC_FREEZE | " + " | ".join(f"{label} median / p95 ms" for label in labels)
+                      + " | worker peak RSS MB |",
+                      "|---|" + "---:|" * (len(labels) + 1)]
+            for one in g["runs"]:
+                lines.append(f"| {'on' if one['freeze'] else 'off'} | " + " | ".join(
+                    f"{one['pages'][label]['median_ms']} / {one['pages'][label]['p95_ms']}" for label in labels)
+                    + f" | {one['worker_peak_rss_mb']} |")
+            lines.append("")
         if r.get("import"):
             i = r["import"]
             lines += ["### Import of the real SAMHSA files", "",
@@ -245,7 +262,7 @@ def write(records_dir: Path = RESULTS, out: Path = HERE / "RESULTS.md") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default=os.environ.get("SIZE") or "small")
-    parser.add_argument("--only", default="pages,sweep,screening,audit,import,reconciler")
+    parser.add_argument("--only", default="pages,sweep,screening,audit,import,reconciler,gc")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from the stored results")
     args = parser.parse_args()

@@ -10,8 +10,9 @@ from flask import Flask
 
 import config
 
-# Imported for its after-commit hooks: tasks and requested work are sent when the asking transaction commits.
-from backoffice import dispatch  # noqa: F401
+# dispatch is imported for its after-commit hooks: tasks and requested work are sent when the asking
+# transaction commits.
+from backoffice import dispatch, startup  # noqa: F401
 from tasks import filesystem_broker
 
 TASK_MODULES = ["tasks.sweeps", "tasks.checks", "tasks.work"]
@@ -89,6 +90,7 @@ def init_celery(app: Flask) -> Celery:
         **broker_settings(app.config),
         task_default_queue=app.config["CELERY_QUEUE"],
         backoffice_sweep_on_start=app.config["SWEEP_ON_WORKER_START"],
+        backoffice_gc_freeze=app.config["GC_FREEZE"],
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -102,6 +104,12 @@ def init_celery(app: Flask) -> Celery:
     celery.set_default()
     app.extensions["celery"] = celery
     return celery
+
+
+@worker_ready.connect
+def _settle(sender, **kwargs) -> None:
+    """The worker has built its pool and consumers: freeze that start-up heap too (startup.settle)."""
+    startup.settle(bool(sender.app.conf.get("backoffice_gc_freeze")))
 
 
 @worker_ready.connect

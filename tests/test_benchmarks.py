@@ -8,7 +8,7 @@ from backoffice.models import Role
 from benchmarks import audit_export, generate, pages, run, website_checks
 from benchmarks.expect import NotMeasured
 
-BENCHMARKS = {"pages", "sweep", "screening", "audit", "import", "reconciler"}
+BENCHMARKS = {"pages", "sweep", "screening", "audit", "import", "reconciler", "gc"}
 
 
 def test_every_benchmark_runs_at_its_smallest_size(database_url, tmp_path, monkeypatch):
@@ -25,6 +25,9 @@ def test_every_benchmark_runs_at_its_smallest_size(database_url, tmp_path, monke
     assert record["sweep"]["outcomes"] == {"warn": record["sweep"]["checks"]}
     assert record["screening"]["providers"] == generate.SIZES["tiny"] and record["screening"]["matches"] >= 1
     assert record["audit"]["events"] > generate.parse_size("tiny").audit_events
+    assert [one["freeze"] for one in record["gc_freeze"]["runs"]] == [False, True]
+    assert all(one["worker_peak_rss_mb"] > 0 and one["pages"]["open findings worklist"]["median_ms"] > 0
+               for one in record["gc_freeze"]["runs"])
     assert {name: f["rows"] for name, f in record["import"]["files"].items()} == {
         name: generate.SIZES["tiny"] for name in generate.SAMHSA_FILES}
 
