@@ -123,7 +123,7 @@ def one_run(app, database_url: str, instance: Path, freeze: bool, requests: int)
         client = Client(port)
         _sign_in(app, client)
         samples: dict[str, list[float]] = {label: [] for label, _ in PAGES}
-        for label, path in PAGES:  # warm-up: templates compiled, caches filled
+        for _label, path in PAGES:  # warm-up: templates compiled, caches filled
             status, _, _ = client.request("GET", path)
             expect(status == 200, f"{path} answered {status}")
         for _ in range(requests):
@@ -137,7 +137,7 @@ def one_run(app, database_url: str, instance: Path, freeze: bool, requests: int)
         server.terminate()
         server.wait(timeout=30)
     return {"freeze": freeze, "worker_peak_rss_mb": rss,
-            "pages": {label: dict(zip(("median_ms", "p95_ms"), percentiles(s))) for label, s in samples.items()}}
+            "pages": {label: dict(zip(("median_ms", "p95_ms"), percentiles(s), strict=True)) for label, s in samples.items()}}
 
 
 def run(size: str, rounds: int = 2, requests: int = 100, log=print) -> dict:
