@@ -79,7 +79,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
 
 def register_extensions(app: Flask) -> None:
     from backoffice.extensions import csrf, db, login_manager, migrate
-    from backoffice.services import accounts
+    from backoffice.services import accounts, provider_codes  # noqa: F401 (provider_codes: its session hook)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(config.ROOT / "migrations"), render_as_batch=True)

@@ -51,6 +51,7 @@ from backoffice.models import (  # noqa: E402
     Principal,
     PrincipalRole,
     Provider,
+    ProviderCode,
     Role,
     Submission,
     SubmissionKind,
@@ -60,7 +61,7 @@ from backoffice.models import (  # noqa: E402
     VerificationStatus,
     utcnow,
 )
-from backoffice.services import accounts, audit, mfa  # noqa: E402
+from backoffice.services import accounts, audit, mfa, provider_codes  # noqa: E402
 from backoffice.vocab import US_STATES  # noqa: E402
 from benchmarks.expect import expect  # noqa: E402
 from config import normalise_database_url  # noqa: E402
@@ -274,8 +275,10 @@ def build(scale: Scale, log=print) -> dict[str, float]:
                 "name": f"{rng.choice(first_names).title()} {rng.choice(last_names).title()}",
                 "npi": f"1{rng.randrange(10**8, 10**9):09d}" if rng.random() < 0.5 else None, "notes": None,
             })
+    # Core inserts bypass the session hook that keeps provider_code: its rows are written here.
+    codes = [row for p in providers for row in provider_codes.rows_for(p["id"], p)]
     for table, rows in ((Provider.__table__, providers), (Location.__table__, locations),
-                        (Principal.__table__, principals)):
+                        (Principal.__table__, principals), (ProviderCode.__table__, codes)):
         for start in range(0, len(rows), BATCH):
             bulk_insert(table, rows[start:start + BATCH])
     db.session.commit()

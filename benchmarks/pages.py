@@ -169,6 +169,13 @@ def cases(app: Flask, base: Flask, providers: int) -> list[tuple[str, str, str |
         ("provider history", f"/admin/audit/provider/{busiest}", None),
         # Not a staff page, but read as often: Prometheus scrapes every figure from the database.
         ("metrics scrape (Prometheus /metrics)", "/metrics", None),
+        # The public feed (target p95 < 25 ms for every filter), including filters that match few rows or none.
+        ("feed: first page", "/api/v1/listings", None),
+        ("feed: level_of_care=otp", "/api/v1/listings?level_of_care=otp", None),
+        ("feed: service=naloxone", "/api/v1/listings?service=naloxone", None),
+        ("feed: service=syringe_services (few or none)", "/api/v1/listings?service=syringe_services", None),
+        ("feed: state=WY", "/api/v1/listings?state=WY", None),
+        ("feed: state=WY + service=naloxone", "/api/v1/listings?state=WY&service=naloxone", None),
     ]
     return rows
 

@@ -28,6 +28,7 @@ from backoffice.models.exclusion import ExclusionRecord, ExclusionRecordKind, Ex
 from backoffice.models.lockout import AttemptKind, FailedAttempt
 from backoffice.models.outbox import DeliveryState, Notification
 from backoffice.models.provider import (
+    CODED_LISTS,
     Accreditation,
     AdvertisingStatus,
     Licence,
@@ -36,6 +37,7 @@ from backoffice.models.provider import (
     Principal,
     PrincipalRole,
     Provider,
+    ProviderCode,
     VerificationAction,
     VerificationActionKind,
     VerificationActionState,

@@ -96,6 +96,12 @@ TABLES: dict[str, Coverage] = {
         named_fields=frozenset({"listing_status", "verification_status", "advertising_status", "verified_until",
                                 "verified_decision_id", "last_rechecked_at", "recheck_due_at"}),
     ),
+    "provider_code": Coverage(
+        "a provider's coded lists, one row a code, kept beside them for the feed's filters",
+        audited=(),
+        bookkeeping=_all("a copy of provider.levels_of_care, services, populations and payment_accepted, which "
+                         "are audited; rewritten from them whenever they are flushed", "kind", "code", "provider_id"),
+    ),
     "location": Coverage(
         "a provider's sites",
         audited=("id", "provider_id", "street1", "street2", "city", "state", "zip", "county", "latitude",

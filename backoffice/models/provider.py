@@ -186,6 +186,25 @@ class Provider(Base):
         return self.advertising_at(utcnow())
 
 
+# A provider's coded lists, by the name its codes are filed under in provider_code.
+CODED_LISTS = {"levels_of_care": "level_of_care", "services": "service", "populations": "population",
+               "payment_accepted": "payment"}
+
+
+class ProviderCode(Base):
+    """One code of one of a provider's coded lists (levels of care, services, populations, payment), kept
+    beside the JSON lists so the feed finds the providers offering a service from an index, on either engine,
+    instead of reading every provider's list. Written only by services/provider_codes.py, whenever a
+    provider's lists are flushed."""
+
+    __tablename__ = "provider_code"
+    __table_args__ = (Index("ix_provider_code_provider", "provider_id"),)
+
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    code: Mapped[str] = mapped_column(String(200), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), primary_key=True)
+
+
 class Location(Base):
     __tablename__ = "location"
     # The queue's and the feed's state filter: find the providers of a state without a table scan; the queue's

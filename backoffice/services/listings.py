@@ -10,16 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnExpressionArgument, exists, func, select
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import ColumnExpressionArgument, exists, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
+    CODED_LISTS,
     AssessmentStatus,
     CriteriaCatalogue,
     Location,
     Provider,
+    ProviderCode,
     utcnow,
 )
 from backoffice.services import history
@@ -107,11 +108,10 @@ def listed_clause(now: datetime) -> ColumnExpressionArgument[bool]:
     return Provider.is_in_directory(now)
 
 
-def _list_contains(session: Session, column, value: str) -> ColumnElement:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.cast(column, JSONB).contains([value])
-    member = func.json_each(column).table_valued("value")
-    return exists(select(1).select_from(member).where(member.c.value == value))
+def _offers(kind: str, code: str) -> ColumnElement[bool]:
+    """The providers whose coded list of this kind holds the code, from the provider_code index."""
+    return Provider.id.in_(select(ProviderCode.provider_id).where(ProviderCode.kind == kind,
+                                                                  ProviderCode.code == code))
 
 
 def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Provider], str | None]:
@@ -119,9 +119,9 @@ def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Provid
     if query.state:
         stmt = stmt.where(exists().where(Location.provider_id == Provider.id, Location.state == query.state))
     if query.level_of_care:
-        stmt = stmt.where(_list_contains(session, Provider.levels_of_care, query.level_of_care))
+        stmt = stmt.where(_offers(CODED_LISTS["levels_of_care"], query.level_of_care))
     if query.service:
-        stmt = stmt.where(_list_contains(session, Provider.services, query.service))
+        stmt = stmt.where(_offers(CODED_LISTS["services"], query.service))
     providers = list(session.scalars(stmt.options(selectinload(Provider.locations))
                                      .order_by(Provider.id).limit(query.limit + 1)))
     more = len(providers) > query.limit
