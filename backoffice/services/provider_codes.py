@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 
 from backoffice.models import CODED_LISTS, Provider, ProviderCode
 
-CODE_LENGTH = ProviderCode.__table__.c.code.type.length
+CODE_LENGTH = 200  # provider_code.code's length
 
 
 def rows_for(provider_id: int, lists: dict[str, Iterable[str] | None]) -> list[dict[str, Any]]:
