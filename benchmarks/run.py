@@ -219,6 +219,10 @@ def render(records: list[dict]) -> str:
                       f"- append one event inside a transaction: **{a['append_median_ms']} ms median, "
                       f"{a['append_p95_ms']} ms p95** (commit with the event {a['commit_with_event_median_ms']} ms, "
                       f"without {a['commit_without_event_median_ms']} ms; {a['runs']} pairs)",
+                      *([f"- the same statements through the bare driver, in the same run: {a['raw_append_median_ms']} ms "
+                         f"median; client CPU a event **{a['append_cpu_ms']} ms against the driver's "
+                         f"{a['raw_append_cpu_ms']} ms ({a['append_cpu_over_raw']}x; target at most 1.3x)**"]
+                        if a.get("raw_append_cpu_ms") is not None else []),
                       f"- verify {a['events']:,} events from the database: **{a['verify_events_per_s_median']:,} "
                       f"events/s** median (worst {a['verify_events_per_s_worst']:,}; runs {a['verify_seconds']} s) "
                       f"({'met' if a['verify_events_per_s_median'] >= 100_000 else 'missed'})", ""]
