@@ -100,6 +100,17 @@ def worker_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The most resident memory the process has held (VmHWM), in MB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def concurrency_of(command: list[str]) -> int:
     for flag in ("--concurrency", "-c"):
         if flag in command:
@@ -190,6 +201,7 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
                     time.sleep(0.5)
                 elapsed = time.perf_counter() - started
                 worker_cpu = worker_cpu_seconds(worker.pid)
+                worker_rss = peak_rss_mb(worker.pid)
                 outcomes = dict(db.session.execute(select(CheckRun.outcome, func.count()).group_by(CheckRun.outcome)).all())
                 db.session.rollback()
                 # A check refused, failed or errored is quick and measures nothing of the sweep.
@@ -222,6 +234,7 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
         "seconds": round(elapsed, 1), "enqueue_seconds": round(enqueued, 1),
         "worker_cpu_ms_per_check": round(worker_cpu * 1000 / checks, 2) if worker_cpu is not None else None,
         "checks_per_s": round(rate, 1),
+        "worker_peak_rss_mb": worker_rss,
         "outcomes": {str(k): v for k, v in outcomes.items()},
         "sequential_ms_per_check": round(sequential_per_check * 1000, 1),
         "sequential_checks_per_s": round(1 / sequential_per_check, 2),

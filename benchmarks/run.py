@@ -179,6 +179,8 @@ def render(records: list[dict]) -> str:
                       f"- bound latency x checks / concurrency = {s['bound_seconds']} s; measured "
                       f"**{s['ratio_to_bound']}x the bound** ({'met' if s['ratio_to_bound'] <= 2 else 'missed'})",
                       f"- outcomes {s['outcomes']}" + (" (each check asked for as a work row)" if s.get("work_rows") else ""),
+                      *([f"- worker CPU {s['worker_cpu_ms_per_check']} ms a check; worker peak resident memory "
+                         f"{s['worker_peak_rss_mb']} MB"] if s.get("worker_peak_rss_mb") else []),
                       ""]
             before = r.get("sweep_before_work_rows")
             if before:
