@@ -12,13 +12,14 @@ the database (the daily verification's walk), in events per second.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from datetime import datetime, timezone
 
 from sqlalchemy import select, update
 
-from backoffice.auditverify import HASHED_FIELDS, compute_hash
+from backoffice.auditverify import HASHED_FIELDS, canonical, compute_hash
 from backoffice.extensions import db
 from backoffice.models import Finding
 from backoffice.services import audit
@@ -91,7 +92,7 @@ def raw_append_cost(runs: int) -> dict:
                     digest = compute_hash(prev_hash, fields)
                     values = [fields[name] for name in HASHED_FIELDS] + [prev_hash, digest]
                     values[1] = stamp(now)
-                    values[7], values[8] = json.dumps(fields["before"]), json.dumps(fields["after"])
+                    values[7], values[8] = canonical(fields["before"]), canonical(fields["after"])
                     cursor.execute(insert_event, values)
                     cursor.execute(move_head, (seq + 1, digest))
                 connection.commit()
@@ -103,6 +104,42 @@ def raw_append_cost(runs: int) -> dict:
     median, p95 = percentiles(differences)
     return {"raw_append_median_ms": median, "raw_append_p95_ms": p95,
             "raw_append_cpu_ms": round((cpu[True] - cpu[False]) / runs * 1000, 3)}
+
+
+def verify_baselines(limit: int) -> dict:
+    """Beside the verification, in the same run, over the first `limit` events: the walk it made before (each
+    row decoded, its content encoded again and hashed); the bare floor of the way it works now (the raw driver
+    fetching the text the database rebuilds, one SHA-256 a row, nothing else); and SHA-256 alone over those
+    bytes, read into memory first."""
+    from backoffice import auditverify
+
+    started = time.perf_counter()
+    decoded = sum(1 for record in audit.iter_event_rows(db.session, to_seq=limit) if auditverify.content_matches(record))
+    decode_rate = decoded / (time.perf_counter() - started)
+    db.session.rollback()
+    connection = db.session.connection()
+    dialect = connection.dialect.name
+    query = f"SELECT prev_hash, hash, {audit._rebuilt_text_sql(dialect)} FROM audit_event WHERE seq <= {int(limit)} ORDER BY seq"
+    cursor = connection.connection.cursor()
+    started = time.perf_counter()
+    cursor.execute(query if dialect == "sqlite" else query.replace("%", "%%"))
+    texts, matched = [], 0
+    for prev_hash, digest, text in cursor:
+        data = (prev_hash + text).encode("utf-8")
+        matched += hashlib.sha256(data).hexdigest() == digest
+        texts.append(data)
+    raw_rate = len(texts) / (time.perf_counter() - started)
+    cursor.close()
+    db.session.rollback()
+    started = time.perf_counter()
+    for data in texts:
+        hashlib.sha256(data).hexdigest()
+    sha_rate = len(texts) / (time.perf_counter() - started)
+    expect(matched == len(texts) == decoded,
+           f"of {len(texts)} events the rebuilt text matched {matched} and the decoded walk {decoded}: the chain "
+           "was not written as the product writes it")
+    return {"baseline_events": len(texts), "verify_before_events_per_s": round(decode_rate),
+            "verify_floor_events_per_s": round(raw_rate), "sha256_alone_events_per_s": round(sha_rate)}
 
 
 def verify_rate(repeats: int) -> dict:
@@ -125,7 +162,8 @@ def run(size: str, runs: int = 200, repeats: int = 3, log=print) -> dict:
     app = bench_app()
     with app.app_context():
         ensure_built(parse_size(size), log)
-        result = {**append_cost(runs), **raw_append_cost(runs), **verify_rate(repeats)}
+        result = {**append_cost(runs), **raw_append_cost(runs), **verify_rate(repeats),
+                  **verify_baselines(min(200_000, parse_size(size).audit_events))}
         result["append_over_raw"] = round(result["append_median_ms"] / max(result["raw_append_median_ms"], 0.001), 2)
         result["append_cpu_over_raw"] = round(result["append_cpu_ms"] / max(result["raw_append_cpu_ms"], 0.001), 2)
     log(f"  audit append {result['append_median_ms']} / {result['append_p95_ms']} ms (raw driver "

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backoffice.auditverify import compute_hash  # noqa: E402
+from backoffice.auditverify import canonical, compute_hash  # noqa: E402
 from backoffice.checks import exclusion_lists, names  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 from backoffice.importers.locator import FacilityRecord, read_file  # noqa: E402
@@ -172,29 +172,40 @@ def leie_rows(limit: int | None = None) -> list[exclusion_lists.ExclusionRow]:
 
 
 def bulk_insert(table, rows: list[dict]) -> None:
-    """COPY on PostgreSQL (an order of magnitude faster than INSERT), executemany elsewhere."""
+    """COPY on PostgreSQL (an order of magnitude faster than INSERT), executemany elsewhere. Values are bound
+    as the columns' types bind them, JSON as canonical text (keys sorted, no spaces): what the audit chain
+    stores since it keeps the hashed text, and equally valid JSON for every other column."""
     if not rows:
-        return
-    if db.engine.dialect.name != "postgresql":
-        db.session.execute(table.insert(), rows)
         return
     columns = list(rows[0])
     types = {c: table.c[c].type for c in columns}
     processors = {c: types[c].bind_processor(db.engine.dialect) for c in columns}
+
+    def bound(row: dict) -> list:
+        values = []
+        for c in columns:
+            value = row[c]
+            if value is not None and isinstance(types[c], JSON):
+                value = canonical(value)
+            elif value is not None and processors[c] is not None:
+                value = processors[c](value)
+            values.append(value)
+        return values
+
+    if db.engine.dialect.name != "postgresql":
+        marks = ", ".join("?" * len(columns))
+        cursor = db.session.connection().connection.cursor()
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        cursor.executemany(f"INSERT INTO {table.name} ({quoted}) VALUES ({marks})",
+                           [bound(row) for row in rows])
+        cursor.close()
+        return
     raw = db.session.connection().connection.driver_connection
     with raw.cursor() as cursor:
         quoted = ", ".join(f'"{c}"' for c in columns)
         with cursor.copy(f"COPY {table.name} ({quoted}) FROM STDIN") as copy:
             for row in rows:
-                values = []
-                for c in columns:
-                    value = row[c]
-                    if value is not None and isinstance(types[c], JSON):
-                        value = json.dumps(value)
-                    elif value is not None and processors[c] is not None:
-                        value = processors[c](value)
-                    values.append(value)
-                copy.write_row(values)
+                copy.write_row(bound(row))
 
 
 def fix_sequences() -> None:

@@ -217,7 +217,7 @@ def render(records: list[dict]) -> str:
                       f"**{_ratio(s['seconds'], s['baseline_extrapolated_seconds'])}**", ""]
         if r.get("audit"):
             a = r["audit"]
-            lines += ["### Audit trail (targets: append < 1 ms on PostgreSQL; verify >= 100k events/s)", "",
+            lines += ["### Audit trail (targets: append within 1.3x the bare driver; verify >= 250k events/s from the database)", "",
                       f"- append one event inside a transaction: **{a['append_median_ms']} ms median, "
                       f"{a['append_p95_ms']} ms p95** (commit with the event {a['commit_with_event_median_ms']} ms, "
                       f"without {a['commit_without_event_median_ms']} ms; {a['runs']} pairs)",
@@ -227,7 +227,13 @@ def render(records: list[dict]) -> str:
                         if a.get("raw_append_cpu_ms") is not None else []),
                       f"- verify {a['events']:,} events from the database: **{a['verify_events_per_s_median']:,} "
                       f"events/s** median (worst {a['verify_events_per_s_worst']:,}; runs {a['verify_seconds']} s) "
-                      f"({'met' if a['verify_events_per_s_median'] >= 100_000 else 'missed'})", ""]
+                      f"({'met' if a['verify_events_per_s_median'] >= 250_000 else 'missed'}: target 250k/s)",
+                      *([f"- same run, first {a['baseline_events']:,} events: the walk as it was (decode, encode "
+                         f"again, hash) {a['verify_before_events_per_s']:,}/s; the floor of the walk as it is (the "
+                         f"bare driver fetching the rebuilt text, one SHA-256 a row) {a['verify_floor_events_per_s']:,}"
+                         f"/s; SHA-256 alone over those bytes {a['sha256_alone_events_per_s']:,}/s"]
+                        if a.get("verify_floor_events_per_s") else []),
+                      ""]
         if r.get("gc_freeze"):
             g = r["gc_freeze"]
             labels = list(g["runs"][0]["pages"])

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import itertools
-import json
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
@@ -13,7 +13,11 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from backoffice import auditverify, txn
-from backoffice.auditverify import HASHED_FIELDS, compute_hash  # one hash for the database check and exports
+from backoffice.auditverify import (  # one hash for the database check and exports
+    HASHED_FIELDS,
+    canonical,
+    compute_hash,
+)
 from backoffice.models import (
     GENESIS_HASH,
     Account,
@@ -184,9 +188,10 @@ def _chain_pending_events(session: Session) -> None:
             ev.seq, ev.occurred_at, ev.prev_hash = seq, now, prev_hash
             ev.hash = compute_hash(prev_hash, event_fields(ev))
             prev_hash = ev.hash
-            # As the models' column types would bind them: JSON text (None as JSON null), the time as above.
+            # `before` and `after` are stored as their canonical text (None as JSON null): exactly the text the
+            # hash covers, so the verification rebuilds the hashed text from the columns (_walk) as stored.
             rows.append((seq, stamp, ev.actor, ev.action, ev.entity_type, ev.entity_id, ev.provider_id,
-                         json.dumps(ev.before), json.dumps(ev.after), ev.reason, ev.request_id, ev.ip,
+                         canonical(ev.before), canonical(ev.after), ev.reason, ev.request_id, ev.ip,
                          ev.prev_hash, ev.hash))
         cursor.executemany(insert_events, rows)
         cursor.execute(move_head, (seq, prev_hash))
@@ -235,6 +240,78 @@ def iter_event_rows(session: Session, batch_size: int = 20_000, *, from_seq: int
             record["prev_hash"], record["hash"] = row["prev_hash"], row["hash"]
             yield record
         last = rows[-1]["seq"]
+
+
+# The hashed text of an event rebuilt from its stored columns by the database itself: the canonical JSON of the
+# hashed fields (keys sorted, no spaces), with `before` and `after` as stored. Events the chain wrote since it
+# stores those as canonical text (_chain_pending_events) come out exactly as they were hashed; an event stored
+# otherwise (written before that) does not, and is checked the slow way, decoded and encoded again (_walk).
+def _rebuilt_text_sql(dialect: str) -> str:
+    if dialect == "sqlite":
+        quote, null = "json_quote({})".format, "coalesce({}, 'null')".format
+        stamp = ("replace(CASE WHEN substr(occurred_at, 20) = '.000000' THEN substr(occurred_at, 1, 19) "
+                 "ELSE occurred_at END, ' ', 'T')")
+    else:
+        quote, null = "coalesce(to_json({})::text, 'null')".format, "coalesce({}::text, 'null')".format
+        stamp = ("to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
+                 "extract(microseconds FROM occurred_at)::bigint % 1000000 = 0 THEN '' "
+                 "ELSE to_char(occurred_at AT TIME ZONE 'UTC', '.US') END")
+    parts = [f"""'{{"action":' || {quote('action')}""", f"""',"actor":' || {quote('actor')}""",
+             f"""',"after":' || {null('after')}""", f"""',"before":' || {null('before')}""",
+             f"""',"entity_id":' || {quote('entity_id')}""", f"""',"entity_type":' || {quote('entity_type')}""",
+             f"""',"ip":' || {quote('ip')}""", f"""',"occurred_at":"' || {stamp} || '+00:00"'""",
+             f"""',"provider_id":' || {null('provider_id')}""", f"""',"reason":' || {quote('reason')}""",
+             f"""',"request_id":' || {quote('request_id')}""", f"""',"seq":' || {null('seq')} || '}}'"""]
+    return " || ".join(parts)
+
+
+class _WalkedEvent(dict):
+    """An event record read by the database walk, with whether its hash matched its content."""
+
+    intact: bool
+
+
+def _walked_intact(record: dict[str, Any]) -> bool:
+    return isinstance(record, _WalkedEvent) and record.intact
+
+
+def _walk(session: Session, to_seq: int, batch_size: int) -> Iterator[_WalkedEvent]:
+    """Every event up to `to_seq` in order, each checked against its hash: from the text the database rebuilds
+    (one hash a row, no decoding), and, where that does not match, from the decoded columns as exports do, so
+    an event whose stored text is not canonical is judged by the same rule as everywhere."""
+    connection = session.connection()
+    dialect = connection.dialect.name
+    mark = "?" if dialect == "sqlite" else "%s"
+    query = (f"SELECT seq, prev_hash, hash, {_rebuilt_text_sql(dialect)} FROM audit_event "
+             f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {int(batch_size)}")
+    if dialect != "sqlite":
+        query = query.replace("% 1000000", "%% 1000000")
+    cursor = connection.connection.cursor()
+    sha256 = hashlib.sha256
+    last = 0
+    try:
+        while last < to_seq:
+            cursor.execute(query, (last, to_seq))
+            rows = cursor.fetchall()
+            if not rows:
+                return
+            walked, slow = [], []
+            for seq, prev_hash, digest, text in rows:
+                event = _WalkedEvent(record="event", seq=seq, prev_hash=prev_hash, hash=digest)
+                event.intact = sha256((prev_hash + text).encode("utf-8")).hexdigest() == digest
+                if not event.intact:
+                    slow.append(event)
+                walked.append(event)
+            if slow:
+                decoded = {r["seq"]: r for r in iter_event_rows(session, from_seq=slow[0]["seq"],
+                                                                to_seq=slow[-1]["seq"])}
+                for event in slow:
+                    record = decoded.get(event["seq"])
+                    event.intact = record is not None and auditverify.content_matches(record)
+            yield from walked
+            last = rows[-1][0]
+    finally:
+        cursor.close()
 
 
 def chain_head(session: Session) -> tuple[int, str]:
@@ -290,8 +367,8 @@ def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
     header = {"record": "export", "contiguous": True, "through_head": True,
               "head_seq": bounds.head_seq, "head_hash": bounds.head_hash}
     records = itertools.chain([header], checkpoint_records(session, bounds.checkpoint_id),
-                              iter_event_rows(session, batch_size, to_seq=bounds.head_seq))
-    return auditverify.verify_records(records)
+                              _walk(session, bounds.head_seq, batch_size))
+    return auditverify.verify_records(records, content_ok=_walked_intact)
 
 
 @dataclass(frozen=True)

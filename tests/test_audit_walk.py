@@ -1,0 +1,91 @@
+"""The verification's walk over the stored chain: the database rebuilds each event's hashed text from its columns
+(no decoding), so one hash a row checks it; an event stored otherwise is judged the slow way, by the same rule as
+an export, and a changed event is caught either way."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select, text
+
+from backoffice.auditverify import canonical, compute_hash
+from backoffice.models import AuditEvent
+from backoffice.services import audit
+from tests.audit_helpers import append, tamper
+
+AWKWARD = [
+    ("quotes and backslashes", {"name": 'Say "hi" \\ bye'}, 'a "quoted" reason \\ with a backslash'),
+    ("control characters", {"note": "line one\nline two\ttabbed\r\x01\x1f"}, "new\nline"),
+    ("text beyond ASCII", {"city": "Mayagüez", "who": "José Núñez", "emoji": "✓ 🚑"}, "café — naïve"),
+    ("nested, unsorted keys", {"z": {"b": 2, "a": [3, {"y": None, "x": True}]}, "a": 1.5, "m": -0}, None),
+    ("empty values", {}, ""),
+]
+
+
+def rebuilt(session, seq: int) -> str:
+    dialect = session.get_bind().dialect.name
+    return session.execute(text(f"SELECT {audit._rebuilt_text_sql(dialect)} FROM audit_event WHERE seq = :seq")
+                           .bindparams(seq=seq)).scalar_one()
+
+
+@pytest.mark.parametrize("label, after, reason", AWKWARD, ids=[a[0] for a in AWKWARD])
+def test_the_database_rebuilds_exactly_the_text_that_was_hashed(session, label, after, reason):
+    event = audit.record(session, "system:test", "thing.changed", "thing", "id-7", before=None, after=after,
+                         reason=reason, provider_id=None)
+    session.commit()
+    stored = session.get(AuditEvent, event.seq)
+    assert rebuilt(session, event.seq) == canonical(audit.event_fields(stored))
+    assert [e.intact for e in audit._walk(session, event.seq, 100)] == [True]
+
+
+def test_a_time_on_the_whole_second_is_rebuilt_as_python_writes_it(session, monkeypatch):
+    whole = datetime(2026, 12, 1, 9, 23, 0, tzinfo=timezone.utc)
+    monkeypatch.setattr(audit, "utcnow", lambda: whole)
+    event = audit.record(session, "system:test", "thing.changed", "thing", 1, after={"n": 1})
+    session.commit()
+    assert '"occurred_at":"2026-12-01T09:23:00+00:00"' in rebuilt(session, event.seq)
+    assert audit.verify_chain(session).ok
+
+
+def test_an_event_stored_in_another_json_spelling_verifies_the_slow_way(session):
+    """Events written before the chain stored canonical text: same content, other spacing and key order."""
+    append(session, 2)
+    head_seq, head_hash = audit.chain_head(session)
+    occurred = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc)
+    fields = {"seq": head_seq + 1, "occurred_at": occurred.isoformat(), "actor": "system:old", "action": "old.event",
+              "entity_type": "thing", "entity_id": "1", "provider_id": None, "before": {"b": 1, "a": 2},
+              "after": None, "reason": None, "request_id": None, "ip": None}
+    digest = compute_hash(head_hash, fields)
+    stamp = occurred.replace(tzinfo=None).isoformat(" ") if session.get_bind().dialect.name == "sqlite" else occurred
+    session.execute(text(
+        "INSERT INTO audit_event (seq, occurred_at, actor, action, entity_type, entity_id, provider_id, before, "
+        "after, reason, request_id, ip, prev_hash, hash) VALUES (:seq, :at, 'system:old', 'old.event', 'thing', "
+        "'1', NULL, :before, 'null', NULL, NULL, NULL, :prev, :hash)"),
+        {"seq": head_seq + 1, "at": stamp, "before": '{"b": 1, "a": 2}', "prev": head_hash, "hash": digest})
+    tamper(session, "UPDATE audit_chain_lock SET head_seq = :seq, head_hash = :hash WHERE id = 1",
+           seq=head_seq + 1, hash=digest)
+    assert rebuilt(session, head_seq + 1) != canonical(fields)  # the fast check cannot vouch for it ...
+    report = audit.verify_chain(session)
+    assert report.ok and report.checked == 3, report  # ... the slow one does
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_event SET reason = 'rewritten' WHERE seq = 2",
+    "UPDATE audit_event SET after = '{\"n\"\\:99}' WHERE seq = 2",  # canonical spelling, other value
+    "UPDATE audit_event SET after = '{\"n\": 2}' WHERE seq = 2",  # another spelling of the same value
+    "UPDATE audit_event SET actor = 'system:someone-else' WHERE seq = 2",
+])
+def test_a_changed_event_is_caught_by_the_walk(session, statement):
+    append(session, 3)
+    tamper(session, statement)
+    report = audit.verify_chain(session)
+    if "'{\"n\": 2}'" in statement:
+        assert report.ok  # same content in other spacing: the slow way confirms it is intact
+    else:
+        assert not report.ok and report.first_bad_seq == 2 and "altered" in report.problem, report
+
+
+def test_the_walk_reads_in_batches_and_stops_at_the_head_it_was_given(session):
+    append(session, 7)
+    assert [e["seq"] for e in audit._walk(session, 5, 2)] == [1, 2, 3, 4, 5]
+    assert session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) == 7
