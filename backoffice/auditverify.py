@@ -37,6 +37,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -56,6 +57,48 @@ def canonical(fields: dict[str, Any]) -> str:
 
 def compute_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical(fields)).encode("utf-8")).hexdigest()
+
+
+class CheckedEvent(dict):
+    """An event record whose hash a reader has already checked against its content (`intact`): the database
+    walk, or an export line in the event layout below. Never built from a file's own claims."""
+
+    intact: bool
+
+
+def checked_or_matches(record: dict[str, Any]) -> bool:
+    return record.intact if isinstance(record, CheckedEvent) else content_matches(record)
+
+
+# The layout exports write each event line in: the canonical text of its hashed fields with the extra keys
+# appended before the closing brace, so `line[:start of the suffix] + "}"` is exactly the hashed text:
+#   {"action":...,"seq":N,"actor_name":"...","hash":"<64 hex>","prev_hash":"<64 hex>","record":"event"}
+# A reader checks the hash over those bytes without decoding; any other line is decoded and judged by its fields.
+_EVENT_TAIL = re.compile(r',"actor_name":(?:null|"(?:[^"\\]|\\.)*"),"hash":"([0-9a-f]{64})",'
+                         r'"prev_hash":"([0-9a-f]{64})","record":"event"}\n?$')
+_SEQ = re.compile(r',"seq":([0-9]+)$')
+
+
+def event_line(fields: dict[str, Any], actor_name: str | None, prev_hash: str, digest: str) -> str:
+    """One event as an export line in the layout above (fields: the hashed ones)."""
+    text = canonical(fields)
+    return (f'{text[:-1]},"actor_name":{json.dumps(actor_name, ensure_ascii=False)},"hash":"{digest}",'
+            f'"prev_hash":"{prev_hash}","record":"event"}}')
+
+
+def read_event_line(line: str) -> CheckedEvent | None:
+    """An export line in the event layout, checked without decoding; None for any other line."""
+    tail = _EVENT_TAIL.search(line)
+    if tail is None:
+        return None
+    text = line[:tail.start()]
+    seq = _SEQ.search(text)
+    if seq is None or not text.startswith('{"action":'):
+        return None
+    digest, prev_hash = tail.group(1), tail.group(2)
+    event = CheckedEvent(record="event", seq=int(seq.group(1)), prev_hash=prev_hash, hash=digest)
+    event.intact = hashlib.sha256((prev_hash + text + "}").encode("utf-8")).hexdigest() == digest
+    return event
 
 
 @dataclass
@@ -101,10 +144,11 @@ def content_matches(record: dict[str, Any]) -> bool:
 
 
 def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, str] | None = None,
-                   content_ok: Callable[[dict[str, Any]], bool] = content_matches) -> Result:
+                   content_ok: Callable[[dict[str, Any]], bool] = checked_or_matches) -> Result:
     """Check an export's records (header first, then checkpoints and events in any order of kind).
-    `content_ok` checks one event's hash against its content; the database's own walk passes one that reads
-    what it checked on the way (services/audit.py)."""
+    `content_ok` checks one event's hash against its content: by default from its fields, or, for an event a
+    reader checked on the way (a CheckedEvent: the database walk, an export line in the event layout), what
+    that reader found."""
     header: dict[str, Any] | None = None
     checkpoints: dict[int, str] = {}
     newest_checkpoint = 0
@@ -171,7 +215,10 @@ def _first_seq(header: dict[str, Any]) -> int:
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     for number, line in enumerate(lines, start=1):
-        if line.strip():
+        event = read_event_line(line)
+        if event is not None and event.intact:
+            yield event
+        elif line.strip():
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:

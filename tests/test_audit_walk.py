@@ -89,3 +89,56 @@ def test_the_walk_reads_in_batches_and_stops_at_the_head_it_was_given(session):
     append(session, 7)
     assert [e["seq"] for e in audit._walk(session, 5, 2)] == [1, 2, 3, 4, 5]
     assert session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) == 7
+
+
+# -- the offline verifier over an export ----------------------------------------------------------------------
+
+
+def export_lines(session) -> list[str]:
+    from backoffice.services import audit_export
+
+    return list(audit_export.jsonl(session, audit_export.ExportRange(), "auditor@example.org"))
+
+
+def verify_lines(lines: list[str]):
+    from backoffice import auditverify
+
+    return auditverify.verify_records(auditverify.read_jsonl(lines))
+
+
+def test_export_lines_carry_the_hashed_text_and_verify_without_decoding(session):
+    from backoffice import auditverify
+
+    for _, after, reason in AWKWARD:
+        audit.record(session, "system:test", "thing.changed", "thing", 1, after=after, reason=reason)
+    session.commit()
+    lines = export_lines(session)
+    events = [line for line in lines if '"record":"event"' in line]
+    checked = [auditverify.read_event_line(line) for line in events]
+    assert len(checked) == len(AWKWARD) and all(event is not None and event.intact for event in checked)
+    report = verify_lines(lines)
+    assert report.ok and report.checked == len(AWKWARD), report
+
+
+def test_a_byte_changed_in_an_export_line_is_caught(session):
+    append(session, 3)
+    lines = export_lines(session)
+    at = next(i for i, line in enumerate(lines) if '"seq":2,' in line)
+    lines[at] = lines[at].replace('"reason":"because"', '"reason":"becausE"')
+    report = verify_lines(lines)
+    assert not report.ok and report.first_bad_seq == 2 and "altered" in report.problem, report
+
+
+def test_an_export_line_written_in_another_layout_is_judged_by_its_fields(session):
+    import json
+
+    append(session, 3)
+    lines = export_lines(session)
+    at = next(i for i, line in enumerate(lines) if '"seq":2,' in line)
+    record = json.loads(lines[at])
+    lines[at] = json.dumps(dict(reversed(list(record.items())))) + "\n"  # same content, other key order
+    assert verify_lines(lines).ok
+    record["reason"] = "rewritten"
+    lines[at] = json.dumps(record) + "\n"
+    report = verify_lines(lines)
+    assert not report.ok and report.first_bad_seq == 2, report

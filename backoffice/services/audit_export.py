@@ -15,6 +15,7 @@ from typing import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backoffice import auditverify
 from backoffice.auditverify import CSV_COLUMNS
 from backoffice.models import AuditEvent, utcnow
 from backoffice.services import accounts, audit
@@ -90,8 +91,14 @@ def with_actor_names(session: Session, rows: Iterator[dict]) -> Iterator[dict]:
 
 
 def jsonl(session: Session, selection: ExportRange, exported_by: str) -> Iterator[str]:
+    """One JSON object a line; events in the layout whose hashed text a verifier reads off the line itself
+    (auditverify.event_line), every other record as plain compact JSON."""
     for record in records(session, selection, exported_by):
-        yield json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        if record["record"] == "event":
+            yield auditverify.event_line({name: record[name] for name in auditverify.HASHED_FIELDS},
+                                         record.get("actor_name"), record["prev_hash"], record["hash"]) + "\n"
+        else:
+            yield json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def csv_lines(session: Session, selection: ExportRange, exported_by: str) -> Iterator[str]:
