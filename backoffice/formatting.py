@@ -7,14 +7,16 @@ import re
 from datetime import date, datetime, timezone
 from functools import cache
 from typing import Iterable, Mapping
+from zoneinfo import ZoneInfo
 
-from flask import Flask, g
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import Enum as EnumType
 
+from backoffice import zones
 from backoffice.extensions import db
 from backoffice.models import AdvertisingStatus, Base, Role, RoleGrantState
-from backoffice.services import accounts, profile, staff_notices
+from backoffice.services import accounts, profile, staff_notices, time_zones
 
 # ISO 8601 text as JSON values carry moments ("2026-12-01T09:23:45.123456+00:00") and days ("2026-12-01").
 _ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -36,30 +38,67 @@ def _parsed(value):
 
 
 def day(value) -> str:
-    """A day as '1 Dec 2026' (a moment gives its UTC day); nothing gives ''."""
+    """A day as '1 Dec 2026' (a moment gives its day in the reader's zone; a date is shown as it is, a day
+    has no zone); nothing gives ''."""
     value = _parsed(value)
     if value is None or value == "":
         return ""
     if isinstance(value, datetime):
-        value = _utc(value)
+        value = zones.as_utc(value).astimezone(viewer_zone())
     if isinstance(value, date):
-        return f"{value.day} {value:%b %Y}"
+        return zones.day_text(value)
     return str(value)
 
 
 def when(value, seconds: bool = False) -> str:
-    """A moment as '1 Dec 2026, 09:23 UTC' (with seconds on request, never microseconds); a day as
-    '1 Dec 2026'; nothing gives ''."""
+    """A moment in the reader's time zone as '1 Dec 2026, 09:23 EST' (with seconds on request, never
+    microseconds); a day as '1 Dec 2026'; nothing gives ''."""
     value = _parsed(value)
     if isinstance(value, datetime):
-        value = _utc(value)
-        return f"{value.day} {value:%b %Y}, {value.strftime('%H:%M:%S' if seconds else '%H:%M')} UTC"
+        return zones.moment_text(value, viewer_zone(), seconds)
     return day(value)
 
 
-def _utc(value: datetime) -> datetime:
-    # Naive moments only come from SQLite, which stores UTC.
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+def viewer_zone() -> ZoneInfo:
+    """The time zone the person reading this page reads dates in, worked out once per request (flask.g):
+    a staff member's own choice, else DISPLAY_TIME_ZONE; a provider's organisation's zone (services/time_zones.py);
+    DISPLAY_TIME_ZONE for anyone signed out and outside a request (a task, a command)."""
+    if not has_request_context():
+        return display_zone()
+    this_request = request._get_current_object()  # type: ignore[attr-defined]
+    cached = g.get("viewer_zone")
+    # Keyed by the request: tests run several requests inside one application context, which share g.
+    if cached is None or cached[0] is not this_request:
+        cached = (this_request, zones.zone_named(_viewer_zone_name(), display_zone_name()))
+        g.viewer_zone = cached
+    return cached[1]
+
+
+def read_as_organisation(provider) -> None:
+    """A portal page about one organisation shows its dates in that organisation's zone."""
+    if has_request_context():
+        g.viewer_zone = (request._get_current_object(),  # type: ignore[attr-defined]
+                         zones.zone_named(time_zones.organisation_zone_name(db.session, provider),
+                                          display_zone_name()))
+
+
+def _viewer_zone_name() -> str | None:
+    if not getattr(current_user, "is_authenticated", False):
+        return None
+    if current_user.is_staff:
+        return current_user.time_zone
+    return time_zones.member_zone_name(db.session, current_user.id)
+
+
+def display_zone_name() -> str:
+    """The DISPLAY_TIME_ZONE setting (checked at start-up), or its default outside an application."""
+    if has_app_context():
+        return current_app.config.get("DISPLAY_TIME_ZONE") or zones.DEFAULT_ZONE
+    return zones.DEFAULT_ZONE
+
+
+def display_zone() -> ZoneInfo:
+    return zones.zone_named(display_zone_name())
 
 
 def is_moment(value) -> bool:
@@ -150,6 +189,7 @@ EVENT_WORDS: dict[str, str] = {
     "account.password_reset_requested": "password reset link mailed",
     "account.password_reset": "password reset through a mailed link",
     "account.notice_preferences_changed": "notification choices changed",
+    "account.time_zone_changed": "time zone for dates changed",
     "account.second_factor_enrolled": "authenticator app set up",
     "account.second_factor_passed": "second-factor code accepted",
     "account.second_factor_failed": "second-factor code refused",
@@ -167,6 +207,7 @@ EVENT_WORDS: dict[str, str] = {
     "provider.imported": "provider imported",
     "provider.import_updated": "provider updated by an import",
     "provider.profile_applied": "approved listing details applied",
+    "provider.time_zone_changed": "organisation's time zone for dates changed",
     "submission.created": "listing request created",
     "submission.draft_saved": "draft saved",
     "submission.attested": "attestation signed",
