@@ -133,11 +133,15 @@ def labels() -> dict[str, dict[str, str]]:
 
 
 def know_actors(actor_labels: Iterable[str | None]) -> None:
-    """Look up the people behind many actor labels at once (a page of the audit log) for `actor` below."""
+    """Look up the people behind many actor labels at once (a page of the audit log) for `actor` below. The
+    first lookup of a request also names every staff member, so a page that names people row by row (a
+    timeline, the work list, closed findings) runs one query for them, not one per row."""
     known = g.setdefault("actor_names", {})
     wanted = {label for label in actor_labels if label} - known.keys()
     if wanted:
-        known.update(accounts.actor_names(db.session, wanted))
+        first = not g.get("staff_names_known")
+        known.update(accounts.actor_names(db.session, wanted, every_staff_member=first))
+        g.staff_names_known = True
 
 
 def actor(label: str | None) -> str:
@@ -147,6 +151,47 @@ def actor(label: str | None) -> str:
         return ""
     know_actors([label])
     return g.actor_names[label]
+
+
+# Fields of audit events whose value is an account's id: an event page names the person beside the id.
+ACCOUNT_FIELDS = frozenset({"account_id", "assignee_id", "author_id", "requested_by", "requested_by_id",
+                            "decided_by_id", "granted_by_id", "assessed_by_id", "second_signoff_by_id",
+                            "declined_by_id"})
+
+
+def account_value(value, field: str) -> str | None:
+    """The person behind an account id recorded under `field` ("Name <email> (user:7)"), or None when the
+    field does not hold one."""
+    if field not in ACCOUNT_FIELDS or isinstance(value, bool) or not isinstance(value, int):
+        return None
+    label = f"user:{value}"
+    name = actor(label)
+    return f"{name} ({label})" if name != label else f"account {value} (no longer exists)"
+
+
+def entity_text(entity_type: str | None, entity_id) -> str:
+    """What an audit event is about: "submission 12"; an account is named ("account 7: Name <email>")."""
+    if not entity_type:
+        return ""
+    if entity_type == "account" and str(entity_id).isdigit():
+        name = actor(f"user:{entity_id}")
+        if name != f"user:{entity_id}":
+            return f"account {entity_id}: {name}"
+    return f"{entity_type} {entity_id}"
+
+
+def event_labels(events) -> list[str]:
+    """The actor labels a page of events names: who acted, and the accounts events are about."""
+    return [label for e in events for label in (
+        e.actor, f"user:{e.entity_id}" if e.entity_type == "account" and str(e.entity_id).isdigit() else None)
+        if label]
+
+
+def person(account) -> str:
+    """An account as staff read it, the same words `actor` gives: "Name <email>"."""
+    if account is None:
+        return ""
+    return f"{account.name} <{account.email}>" if account.name else account.email
 
 
 def recheck_status(last_rechecked_at: datetime | None, latest_runs: Mapping) -> str:
@@ -276,6 +321,9 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["role_label"] = role_label
     app.jinja_env.filters["roles_text"] = roles_text
     app.jinja_env.filters["actor"] = actor
+    app.jinja_env.filters["person"] = person
+    app.jinja_env.globals["account_value"] = account_value
+    app.jinja_env.globals["entity_text"] = entity_text
     app.jinja_env.filters["event_words"] = event_words
     app.jinja_env.filters["verification"] = verification
     app.jinja_env.globals["code_labels"] = labels
