@@ -46,7 +46,7 @@ def set_organisation_zone(session: Session, actor: Account, provider: Provider, 
     before = provider.time_zone
     provider.time_zone = chosen
     audit.record(session, actor, "provider.time_zone_changed", "provider", provider.id,
-                 before={"time_zone": before}, after={"time_zone": chosen})
+                 before={"time_zone": before}, after={"time_zone": chosen}, provider_id=provider.id)
     session.flush()
     return True
 
