@@ -24,7 +24,7 @@ from backoffice.startup import EXIT_STATUS
 from backoffice.vocab import STATE_TIME_ZONES, US_STATES
 from tests.page_text import visible_text
 from tests.review_helpers import provider_member, publish_catalogue, submitted
-from tests.security_helpers import new_client, signed_in
+from tests.security_helpers import signed_in
 from tests.test_startup import BIN, ROOT
 
 WINTER = datetime(2026, 12, 1, 14, 23, 5, tzinfo=timezone.utc)   # 09:23:05 EST, 06:23:05 PST
@@ -187,7 +187,7 @@ def test_a_zone_that_does_not_exist_is_refused_and_changes_nothing(app, session,
     text = visible_text(refused.get_data(as_text=True))
     assert refused.status_code == 400
     assert "Your time zone was not changed." in text
-    assert f"is not a time zone name of the IANA database (write one like America/New_York)" in text
+    assert "is not a time zone name of the IANA database (write one like America/New_York)" in text
     assert 'id="refusal"' in refused.get_data(as_text=True)
     session.expire_all()
     assert researcher.time_zone == "America/Denver"
