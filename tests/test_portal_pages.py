@@ -16,6 +16,7 @@ from tests.portal_helpers import (
 )
 from tests.test_demo import seed, sign_in
 
+
 # The listing submit_data() fills in, as the pages must show it (codes in words, the phone as normalised).
 def as_read(iso_day: str) -> str:
     """A day as the pages write it: '1 Dec 2027'."""
