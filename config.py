@@ -10,6 +10,7 @@ import os
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import available_timezones
 
 from limits import parse_many
 
@@ -161,6 +162,10 @@ class Config:
     METRICS_ALLOWED_NETWORKS = "127.0.0.1/32,::1/128"
     METRICS_BEARER_TOKEN = ""
     LOG_LEVEL = "INFO"
+    # Staff pages show every date in the reader's own time zone (chosen on their time-zone page); this one for
+    # staff who chose none, anonymous pages, providers whose organisation has none, and mailed or stored text.
+    # An IANA name; an unknown one refuses to start.
+    DISPLAY_TIME_ZONE = "America/New_York"
     DEMO_PASSWORD = "demo-password-2026"
 
 
@@ -366,6 +371,10 @@ def contradictions(settings: dict) -> list[str]:
         metrics_networks(settings["METRICS_ALLOWED_NETWORKS"])
     except ValueError as error:
         problems.append(f"METRICS_ALLOWED_NETWORKS {settings['METRICS_ALLOWED_NETWORKS']!r}: {error}")
+    zone = settings["DISPLAY_TIME_ZONE"]
+    if zone not in available_timezones():
+        problems.append(f"DISPLAY_TIME_ZONE {zone!r} is not a time zone of the IANA database: name one like "
+                        "America/New_York or America/Los_Angeles")
     token = settings["METRICS_BEARER_TOKEN"]
     if token and len(token) < 24:
         problems.append("METRICS_BEARER_TOKEN is too short to keep the metrics private: use at least 24 random "

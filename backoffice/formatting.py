@@ -7,14 +7,16 @@ import re
 from datetime import date, datetime, timezone
 from functools import cache
 from typing import Iterable, Mapping
+from zoneinfo import ZoneInfo
 
-from flask import Flask, g
+from flask import Flask, current_app, g, has_app_context, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import Enum as EnumType
 
+from backoffice import zones
 from backoffice.extensions import db
 from backoffice.models import AdvertisingStatus, Base, Role, RoleGrantState
-from backoffice.services import accounts, profile, staff_notices
+from backoffice.services import accounts, profile, staff_notices, time_zones
 
 # ISO 8601 text as JSON values carry moments ("2026-12-01T09:23:45.123456+00:00") and days ("2026-12-01").
 _ISO_MOMENT = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?$")
@@ -36,30 +38,67 @@ def _parsed(value):
 
 
 def day(value) -> str:
-    """A day as '1 Dec 2026' (a moment gives its UTC day); nothing gives ''."""
+    """A day as '1 Dec 2026' (a moment gives its day in the reader's zone; a date is shown as it is, a day
+    has no zone); nothing gives ''."""
     value = _parsed(value)
     if value is None or value == "":
         return ""
     if isinstance(value, datetime):
-        value = _utc(value)
+        value = zones.as_utc(value).astimezone(viewer_zone())
     if isinstance(value, date):
-        return f"{value.day} {value:%b %Y}"
+        return zones.day_text(value)
     return str(value)
 
 
 def when(value, seconds: bool = False) -> str:
-    """A moment as '1 Dec 2026, 09:23 UTC' (with seconds on request, never microseconds); a day as
-    '1 Dec 2026'; nothing gives ''."""
+    """A moment in the reader's time zone as '1 Dec 2026, 09:23 EST' (with seconds on request, never
+    microseconds); a day as '1 Dec 2026'; nothing gives ''."""
     value = _parsed(value)
     if isinstance(value, datetime):
-        value = _utc(value)
-        return f"{value.day} {value:%b %Y}, {value.strftime('%H:%M:%S' if seconds else '%H:%M')} UTC"
+        return zones.moment_text(value, viewer_zone(), seconds)
     return day(value)
 
 
-def _utc(value: datetime) -> datetime:
-    # Naive moments only come from SQLite, which stores UTC.
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+def viewer_zone() -> ZoneInfo:
+    """The time zone the person reading this page reads dates in, worked out once per request (flask.g):
+    a staff member's own choice, else DISPLAY_TIME_ZONE; a provider's organisation's zone (services/time_zones.py);
+    DISPLAY_TIME_ZONE for anyone signed out and outside a request (a task, a command)."""
+    if not has_request_context():
+        return display_zone()
+    this_request = request._get_current_object()  # type: ignore[attr-defined]
+    cached = g.get("viewer_zone")
+    # Keyed by the request: tests run several requests inside one application context, which share g.
+    if cached is None or cached[0] is not this_request:
+        cached = (this_request, zones.zone_named(_viewer_zone_name(), display_zone_name()))
+        g.viewer_zone = cached
+    return cached[1]
+
+
+def read_as_organisation(provider) -> None:
+    """A portal page about one organisation shows its dates in that organisation's zone."""
+    if has_request_context():
+        g.viewer_zone = (request._get_current_object(),  # type: ignore[attr-defined]
+                         zones.zone_named(time_zones.organisation_zone_name(db.session, provider),
+                                          display_zone_name()))
+
+
+def _viewer_zone_name() -> str | None:
+    if not getattr(current_user, "is_authenticated", False):
+        return None
+    if current_user.is_staff:
+        return current_user.time_zone
+    return time_zones.member_zone_name(db.session, current_user.id)
+
+
+def display_zone_name() -> str:
+    """The DISPLAY_TIME_ZONE setting (checked at start-up), or its default outside an application."""
+    if has_app_context():
+        return current_app.config.get("DISPLAY_TIME_ZONE") or zones.DEFAULT_ZONE
+    return zones.DEFAULT_ZONE
+
+
+def display_zone() -> ZoneInfo:
+    return zones.zone_named(display_zone_name())
 
 
 def is_moment(value) -> bool:
@@ -94,11 +133,15 @@ def labels() -> dict[str, dict[str, str]]:
 
 
 def know_actors(actor_labels: Iterable[str | None]) -> None:
-    """Look up the people behind many actor labels at once (a page of the audit log) for `actor` below."""
+    """Look up the people behind many actor labels at once (a page of the audit log) for `actor` below. The
+    first lookup of a request also names every staff member, so a page that names people row by row (a
+    timeline, the work list, closed findings) runs one query for them, not one per row."""
     known = g.setdefault("actor_names", {})
     wanted = {label for label in actor_labels if label} - known.keys()
     if wanted:
-        known.update(accounts.actor_names(db.session, wanted))
+        first = not g.get("staff_names_known")
+        known.update(accounts.actor_names(db.session, wanted, every_staff_member=first))
+        g.staff_names_known = True
 
 
 def actor(label: str | None) -> str:
@@ -108,6 +151,47 @@ def actor(label: str | None) -> str:
         return ""
     know_actors([label])
     return g.actor_names[label]
+
+
+# Fields of audit events whose value is an account's id: an event page names the person beside the id.
+ACCOUNT_FIELDS = frozenset({"account_id", "assignee_id", "author_id", "requested_by", "requested_by_id",
+                            "decided_by_id", "granted_by_id", "assessed_by_id", "second_signoff_by_id",
+                            "declined_by_id"})
+
+
+def account_value(value, field: str) -> str | None:
+    """The person behind an account id recorded under `field` ("Name <email> (user:7)"), or None when the
+    field does not hold one."""
+    if field not in ACCOUNT_FIELDS or isinstance(value, bool) or not isinstance(value, int):
+        return None
+    label = f"user:{value}"
+    name = actor(label)
+    return f"{name} ({label})" if name != label else f"account {value} (no longer exists)"
+
+
+def entity_text(entity_type: str | None, entity_id) -> str:
+    """What an audit event is about: "submission 12"; an account is named ("account 7: Name <email>")."""
+    if not entity_type:
+        return ""
+    if entity_type == "account" and str(entity_id).isdigit():
+        name = actor(f"user:{entity_id}")
+        if name != f"user:{entity_id}":
+            return f"account {entity_id}: {name}"
+    return f"{entity_type} {entity_id}"
+
+
+def event_labels(events) -> list[str]:
+    """The actor labels a page of events names: who acted, and the accounts events are about."""
+    return [label for e in events for label in (
+        e.actor, f"user:{e.entity_id}" if e.entity_type == "account" and str(e.entity_id).isdigit() else None)
+        if label]
+
+
+def person(account) -> str:
+    """An account as staff read it, the same words `actor` gives: "Name <email>"."""
+    if account is None:
+        return ""
+    return f"{account.name} <{account.email}>" if account.name else account.email
 
 
 def recheck_status(last_rechecked_at: datetime | None, latest_runs: Mapping) -> str:
@@ -150,6 +234,7 @@ EVENT_WORDS: dict[str, str] = {
     "account.password_reset_requested": "password reset link mailed",
     "account.password_reset": "password reset through a mailed link",
     "account.notice_preferences_changed": "notification choices changed",
+    "account.time_zone_changed": "time zone for dates changed",
     "account.second_factor_enrolled": "authenticator app set up",
     "account.second_factor_passed": "second-factor code accepted",
     "account.second_factor_failed": "second-factor code refused",
@@ -167,6 +252,7 @@ EVENT_WORDS: dict[str, str] = {
     "provider.imported": "provider imported",
     "provider.import_updated": "provider updated by an import",
     "provider.profile_applied": "approved listing details applied",
+    "provider.time_zone_changed": "organisation's time zone for dates changed",
     "submission.created": "listing request created",
     "submission.draft_saved": "draft saved",
     "submission.attested": "attestation signed",
@@ -235,6 +321,9 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["role_label"] = role_label
     app.jinja_env.filters["roles_text"] = roles_text
     app.jinja_env.filters["actor"] = actor
+    app.jinja_env.filters["person"] = person
+    app.jinja_env.globals["account_value"] = account_value
+    app.jinja_env.globals["entity_text"] = entity_text
     app.jinja_env.filters["event_words"] = event_words
     app.jinja_env.filters["verification"] = verification
     app.jinja_env.globals["code_labels"] = labels

@@ -24,6 +24,23 @@ US_STATES = {
     "MH": "Marshall Islands", "PW": "Palau",
 }
 
+# The time zone an organisation's dates are shown in when it has not chosen one: the zone of the state of its
+# first location. Several states span two zones (Florida's panhandle, west Texas, most of Idaho's north, ...);
+# each is given its main zone, the one most of its people live in.
+STATE_TIME_ZONES = {
+    **dict.fromkeys(("CT", "DE", "DC", "FL", "GA", "ME", "MD", "MA", "NH", "NJ", "NY", "NC", "OH", "PA", "RI",
+                     "SC", "VT", "VA", "WV"), "America/New_York"),
+    "MI": "America/Detroit", "IN": "America/Indiana/Indianapolis", "KY": "America/New_York",
+    **dict.fromkeys(("AL", "AR", "IL", "IA", "KS", "LA", "MN", "MS", "MO", "NE", "ND", "OK", "SD", "TN", "TX",
+                     "WI"), "America/Chicago"),
+    **dict.fromkeys(("CO", "MT", "NM", "UT", "WY"), "America/Denver"),
+    "ID": "America/Boise", "AZ": "America/Phoenix",
+    **dict.fromkeys(("CA", "NV", "OR", "WA"), "America/Los_Angeles"),
+    "AK": "America/Anchorage", "HI": "Pacific/Honolulu",
+    "PR": "America/Puerto_Rico", "VI": "America/St_Thomas", "GU": "Pacific/Guam", "MP": "Pacific/Saipan",
+    "AS": "Pacific/Pago_Pago", "FM": "Pacific/Pohnpei", "MH": "Pacific/Majuro", "PW": "Pacific/Palau",
+}
+
 LEVELS_OF_CARE = {
     "detox": "Detoxification / withdrawal management",
     "residential": "Residential",

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+from datetime import timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select, text
@@ -133,7 +135,9 @@ def test_verify_now_keeps_the_run_with_who_ran_it(client, session, auditor):
     [row] = rows(page)
     assert row[2:6] == ["Ann Auditor &lt;ann.auditor@example.org&gt;", str(head), "OK", ""]
     assert row[7] == f"event {head} {run.checkpoint.head_hash[:16]}…"
-    assert re.fullmatch(r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d", row[1]), row[1]  # no microseconds
+    finished = (run.finished_at if run.finished_at.tzinfo else run.finished_at.replace(tzinfo=timezone.utc))
+    local = finished.astimezone(ZoneInfo("America/New_York"))  # the auditor chose no zone: DISPLAY_TIME_ZONE
+    assert row[1] == f"{local.day} {local:%b %Y}, {local:%H:%M:%S} {local.tzname()}", row[1]  # no microseconds
     # The chain card names the person too, not user:N.
     assert "(Ann Auditor &lt;ann.auditor@example.org&gt;):" in page
 

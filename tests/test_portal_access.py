@@ -15,6 +15,7 @@ ID_ROUTES = {
     "portal.organisation": ("GET", "provider"),
     "portal.start_request": ("POST", "provider"),
     "portal.advertise": ("GET", "provider"),
+    "portal.organisation_time_zone": ("POST", "provider"),
     "portal.request_page": ("GET", "submission"),
     "portal.edit_request": ("GET", "submission"),
     "portal.upload": ("POST", "submission"),
@@ -41,6 +42,7 @@ def _posts():
     """Plausible bodies for each POST, as the victim's own forms would send them."""
     return {
         "portal.start_request": {},
+        "portal.organisation_time_zone": {"time_zone": "Asia/Tokyo"},
         "portal.upload": {"files": [(io.BytesIO(PDF), "mine.pdf")]},
         "portal.answer": {"message": "hijacked", "version": "", "files": [(io.BytesIO(PDF), "mine.pdf")]},
         "portal.withdraw": {"reason": "hijacked", "confirm": "y"},

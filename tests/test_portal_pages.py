@@ -1,6 +1,8 @@
 """What a provider reads on the portal's pages: every value of its listing, shown as text in words."""
 from __future__ import annotations
 
+from datetime import date
+
 from sqlalchemy import select
 
 from backoffice.models import ListingStatus, Provider, Submission
@@ -14,7 +16,14 @@ from tests.portal_helpers import (
 )
 from tests.test_demo import seed, sign_in
 
+
 # The listing submit_data() fills in, as the pages must show it (codes in words, the phone as normalised).
+def as_read(iso_day: str) -> str:
+    """A day as the pages write it: '1 Dec 2027'."""
+    day = date.fromisoformat(iso_day)
+    return f"{day.day} {day:%b %Y}"
+
+
 SHOWN = {
     "Legal name": "Harbor Recovery Center LLC",
     "Public name": "Harbor Recovery Center",
@@ -27,8 +36,8 @@ SHOWN = {
     "Populations served": "Adults",
     "Payment accepted": "Medicaid; Cash or self-payment",
     "Locations": "1 Main Street, Charlottesville, VA 22902",
-    "Licences": f"VA Outpatient SUD no. L-123, covers Outpatient, Intensive outpatient (IOP); expires {in_a_year()}",
-    "Accreditations": f"CARF (C-9); expires {in_a_year()}",
+    "Licences": f"VA Outpatient SUD no. L-123, covers Outpatient, Intensive outpatient (IOP); expires {as_read(in_a_year())}",
+    "Accreditations": f"CARF (C-9); expires {as_read(in_a_year())}",
     "Principals": f"Dr. Ada Byron, Medical director (NPI {OTHER_VALID_NPI})",
 }
 

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+from datetime import timezone
+from zoneinfo import ZoneInfo
 
 from backoffice.models import AssessmentStatus, DecisionOutcome, Role
 from backoffice.services import criteria, review
@@ -24,8 +26,12 @@ BY_CODE = {item["code"]: item for item in DEFINITION["criteria"]}
 def test_anyone_reads_the_current_catalogue_without_signing_in(client, session):
     catalogue = publish_catalogue(session)
     page = client.get("/criteria").get_data(as_text=True)
+    # Signed out, a day is read in DISPLAY_TIME_ZONE (America/New_York by default), without a leading zero.
+    published = catalogue.published_at
+    local = (published if published.tzinfo else published.replace(tzinfo=timezone.utc)).astimezone(
+        ZoneInfo("America/New_York"))
     assert section_text(page, "catalogue-version").startswith(
-        f"Catalogue version 1, published {catalogue.published_at.strftime('%d %b %Y')}.")
+        f"Catalogue version 1, published {local.day} {local:%b %Y}.")
     for item in DEFINITION["criteria"]:
         shown = section_text(page, item["code"])
         assert shown.startswith(f"{item['title']} {item['code']}")

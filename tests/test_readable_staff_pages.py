@@ -3,7 +3,8 @@ no ISO timestamps, for a provider with every field filled; the re-check status t
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import url_for
@@ -131,6 +132,13 @@ def details(client, endpoint: str, ident: int) -> dict[str, str]:
     return {visible_text(k).strip(): visible_text(v).replace("\n", " | ") for k, v in rows}
 
 
+def eastern(moment) -> str:
+    """A stored UTC moment as a staff member who chose no zone reads it (DISPLAY_TIME_ZONE's default)."""
+    local = (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(ZoneInfo("America/New_York"))
+    assert local.tzname() in ("EST", "EDT")
+    return f"{local.day} {local:%b %Y}, {local:%H:%M} {local.tzname()}"
+
+
 def test_the_provider_details_page_names_its_parts_in_words(client, session, make_account, filled):
     login(client, make_account(Role.RESEARCHER))
     shown = details(client, "providers", filled["provider"].id)
@@ -145,7 +153,7 @@ def test_the_provider_details_page_names_its_parts_in_words(client, session, mak
     assert shown["Listing Status"] == "listed" and shown["Advertising Status"] == "active"
     assert shown["Import Source"] == "FindTreatment.gov locator export"
     moment = filled["provider"].verified_at
-    assert shown["Verified on"] == f"{moment.day} {moment:%b %Y}, {moment:%H:%M} UTC"
+    assert shown["Verified on"] == eastern(moment)
 
 
 def test_the_recheck_status_says_what_ran_when_no_window_completed(client, session, make_account, make_provider):
@@ -156,7 +164,7 @@ def test_the_recheck_status_says_what_ran_when_no_window_completed(client, sessi
                          started_at=started, finished_at=started))
     session.commit()
     login(client, make_account(Role.RESEARCHER))
-    expected = f"never completed; latest check: website, warn, {started.day} {started:%b %Y}, {started:%H:%M} UTC"
+    expected = f"never completed; latest check: website, warn, {eastern(started)}"
     assert details(client, "providers", provider.id)["Last re-checked"] == expected
     page = client.get(f"/admin/finding-work/provider/{provider.id}").get_data(as_text=True)
     assert re.search(r'id="last-rechecked">([^<]*)<', page).group(1) == expected
@@ -166,8 +174,7 @@ def test_the_recheck_status_says_what_ran_when_no_window_completed(client, sessi
     session.commit()
     page = client.get(f"/admin/finding-work/provider/{provider.id}").get_data(as_text=True)
     assert re.search(r'id="last-rechecked">([^<]*)<', page).group(1) == (
-        f"{completed.day} {completed:%b %Y}, {completed:%H:%M} UTC (latest check: website, warn, "
-        f"{started.day} {started:%b %Y}, {started:%H:%M} UTC)")
+        f"{eastern(completed)} (latest check: website, warn, {eastern(started)})")
 
 
 def test_the_case_page_and_the_findings_pages_read_as_words(client, session, make_account, filled):

@@ -25,7 +25,8 @@ AREAS = {
     "services": ["backoffice/services"],
     "models, checks, importers": ["backoffice/models", "backoffice/checks", "backoffice/importers"],
     "the rest of the package": ["backoffice/auditverify.py", "backoffice/extensions.py", "backoffice/jsonerrors.py",
-                                "backoffice/links.py", "backoffice/vocab.py", "backoffice/wsgi.py"],
+                                "backoffice/links.py", "backoffice/vocab.py", "backoffice/wsgi.py",
+                                "backoffice/zones.py"],
     "the app's wiring and error pages": ["backoffice/__init__.py", "backoffice/txn.py", "backoffice/startup.py",
                                          "backoffice/mail.py", "backoffice/ratelimit.py", "backoffice/formatting.py"],
 }

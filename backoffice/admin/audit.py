@@ -106,7 +106,7 @@ class AuditLogView(SecuredView):
         query = self._query(form)
         before = _seq_arg("before")
         page = history.search(db.session, query, before) if query else history.LogPage()
-        formatting.know_actors(e.actor for e in page.events)
+        formatting.know_actors(formatting.event_labels(page.events))
         args = {k: v for k, v in request.args.items() if k != "before"}
         return self.render("admin/audit/log.html", form=form, page=page, args=args,
                            export_form=ExportForm(formdata=None), status=chain_status()), 200 if query else 400
@@ -127,7 +127,7 @@ class AuditLogView(SecuredView):
         if provider is None:
             abort(404)
         timeline = history.provider_timeline(db.session, provider.id, _seq_arg("before"))
-        formatting.know_actors(i.event.actor for i in timeline.items if i.event)
+        formatting.know_actors(formatting.event_labels(i.event for i in timeline.items if i.event))
         return self.render("admin/audit/provider.html", provider=provider, timeline=timeline,
                            basis=history.verification_basis(db.session, provider), status=chain_status(),
                            export_form=ExportForm(formdata=None, provider_id=provider.id))

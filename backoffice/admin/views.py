@@ -13,6 +13,7 @@ from backoffice.admin.mail import MailView
 from backoffice.admin.notices import NoticesView
 from backoffice.admin.review import CatalogueView, ReviewView
 from backoffice.admin.staff import StaffView
+from backoffice.admin.time_zone import TimeZoneView
 from backoffice.admin.work import build_views as work_views
 from backoffice.extensions import db
 from backoffice.importers import locator
@@ -173,6 +174,7 @@ def build_views(db) -> list:
         AccountView(Account, db, name="All accounts", endpoint="accounts", category="Administration"),
         MailView(name="Outgoing mail", endpoint="mail", url="/admin/mail"),
         NoticesView(name="Notifications", endpoint="notices", url="/admin/notifications"),
+        TimeZoneView(name="Time zone", endpoint="time_zone", url="/admin/time-zone"),
         *findings_views(),
         *work_views(),
     ]

@@ -259,3 +259,9 @@ class WithdrawForm(VersionedForm):
 class ActionForm(FlaskForm):
     """A button with nothing to fill in: the CSRF token is its only field."""
     submit = SubmitField()
+
+
+class OrganisationZoneForm(FlaskForm):
+    # services/time_zones.py judges the value, with a clearer message than "Not a valid choice".
+    time_zone = SelectField("Show your organisation's dates in", validate_choice=False)
+    submit = SubmitField("Save the time zone")

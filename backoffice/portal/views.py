@@ -10,7 +10,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from backoffice import unit_of_work
+from backoffice import formatting, unit_of_work, zones
 from backoffice.auth.access import roles_required
 from backoffice.downloads import send_document
 from backoffice.extensions import db
@@ -20,10 +20,11 @@ from backoffice.portal.forms import (
     AnswerForm,
     ListingForm,
     OrganisationForm,
+    OrganisationZoneForm,
     UploadForm,
     WithdrawForm,
 )
-from backoffice.services import advertising, criteria, documents, listing_requests, profile, review
+from backoffice.services import advertising, criteria, documents, listing_requests, profile, review, time_zones
 from backoffice.services.errors import DomainError
 from backoffice.services.listing_requests import IncompleteRequest
 
@@ -45,6 +46,7 @@ def _own_provider(provider_id: int) -> Provider:
     provider = db.session.scalar(_mine(select(Provider).where(Provider.id == provider_id)))
     if provider is None:
         abort(404)
+    formatting.read_as_organisation(provider)
     return provider
 
 
@@ -56,6 +58,7 @@ def _own_submission(submission_id: int) -> Submission:
                  selectinload(Submission.documents), selectinload(Submission.decisions))))
     if submission is None:
         abort(404)
+    formatting.read_as_organisation(submission.provider)
     return submission
 
 
@@ -99,9 +102,19 @@ def new_organisation():
         done=created, again=again, refused=refused)
 
 
+def _zone_form(provider: Provider, formdata: bool = False) -> OrganisationZoneForm:
+    form = OrganisationZoneForm() if formdata else OrganisationZoneForm(formdata=None,
+                                                                        time_zone=provider.time_zone or "")
+    derived = time_zones.state_zone_name(db.session, provider.id) or formatting.display_zone_name()
+    form.time_zone.choices = [("", f"From your first location: {derived.replace('_', ' ')}"),
+                              *zones.zone_choices()]
+    return form
+
+
 @bp.route("/organisations/<int:provider_id>")
 @provider_only
-def organisation(provider_id: int, error: str | None = None, status: int = 200):
+def organisation(provider_id: int, error: str | None = None, status: int = 200,
+                 zone_form: OrganisationZoneForm | None = None):
     provider = _own_provider(provider_id)
     requests = db.session.scalars(select(Submission).where(Submission.provider_id == provider.id)
                                   .order_by(Submission.id.desc())).all()
@@ -111,8 +124,26 @@ def organisation(provider_id: int, error: str | None = None, status: int = 200):
         next_kind=listing_requests.next_listing_kind(provider), open_request=open_request,
         open_request_editable=open_request is not None and listing_requests.may_edit(open_request),
         advertising_blocked=advertising.why_not(db.session, provider), action=ActionForm(), error=error,
-        labels=profile.value_labels(),
+        labels=profile.value_labels(), zone_form=zone_form or _zone_form(provider),
+        shown_zone=formatting.viewer_zone().key.replace("_", " "),
     ), status
+
+
+@bp.route("/organisations/<int:provider_id>/time-zone", methods=["POST"])
+@provider_only
+def organisation_time_zone(provider_id: int):
+    """A member chooses the time zone the organisation's portal pages show dates in."""
+    provider = _own_provider(provider_id)
+
+    def saved(changed: bool):
+        flash("The time zone is saved." if changed else "Nothing changed.", "success")
+        return redirect(url_for(".organisation", provider_id=provider.id))
+
+    return unit_of_work.submit(
+        _zone_form(provider, formdata=True),
+        lambda form: time_zones.set_organisation_zone(db.session, current_user, provider, form.time_zone.data),
+        done=saved, default_field="time_zone",
+        again=lambda form, status: organisation(provider.id, status=status, zone_form=form))
 
 
 @bp.route("/organisations/<int:provider_id>/requests", methods=["POST"])
@@ -159,12 +190,21 @@ def _people(submission: Submission) -> dict[int, str]:
 
 
 def _timeline(submission: Submission) -> list[dict]:
-    members = {f"user:{account_id}" for account_id in db.session.scalars(
-        select(OrganisationMember.account_id).where(OrganisationMember.provider_id == submission.provider_id))}
-    return [{"at": step.at, "state": step.to_state,
-             "by": "you" if step.actor in members else ("the research team" if step.actor.startswith("user:")
-                                                        else "the system")}
-            for step in submission.transitions]
+    """Who moved the request on, as its provider reads it: "you", a colleague by name, "the research team"
+    (staff are never named to providers) or "the system"."""
+    colleagues = {f"user:{account_id}": name for account_id, name in db.session.execute(
+        select(Account.id, Account.name).join(OrganisationMember, OrganisationMember.account_id == Account.id)
+        .where(OrganisationMember.provider_id == submission.provider_id))}
+    me = f"user:{current_user.id}"
+
+    def by(actor: str) -> str:
+        if actor == me:
+            return "you"
+        if actor in colleagues:
+            return colleagues[actor] or "a colleague"
+        return "the research team" if actor.startswith("user:") else "the system"
+
+    return [{"at": step.at, "state": step.to_state, "by": by(step.actor)} for step in submission.transitions]
 
 
 def _render_request(submission: Submission, forms: dict | None = None, error: str | None = None,

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from backoffice.auth.passwords import hash_password, needs_rehash, password_problem, verify_password
 from backoffice.models import Account, AccountRole, OrganisationMember, Provider, Role, utcnow
@@ -22,13 +23,18 @@ def find_by_email(session: Session, email: str) -> Account | None:
     return session.scalar(select(Account).where(Account.email == normalise_email(email)))
 
 
-def actor_names(session: Session, labels: set[str]) -> dict[str, str]:
+def actor_names(session: Session, labels: set[str], *, every_staff_member: bool = False) -> dict[str, str]:
     """Actor labels as staff read them: `user:N` becomes "Name <email>"; system actors stay as they are.
-    The one lookup behind every staff page, list and export that names who did something."""
+    The one lookup behind every staff page, list and export that names who did something. With
+    `every_staff_member` the same query also names every staff account (a few dozen rows), so a page that
+    names people row by row needs one query, not one per row."""
     ids = {int(label.split(":", 1)[1]) for label in labels if ACTOR_USER.match(label)}
     names = {label: label for label in labels}
-    for account in session.scalars(select(Account).where(Account.id.in_(ids))):
-        names[f"user:{account.id}"] = f"{account.name} <{account.email}>"
+    wanted: ColumnElement[bool] = Account.id.in_(ids)
+    if every_staff_member:
+        wanted = or_(wanted, Account.id.in_(select(AccountRole.account_id).where(AccountRole.role != Role.PROVIDER)))
+    for account_id, name, email in session.execute(select(Account.id, Account.name, Account.email).where(wanted)):
+        names[f"user:{account_id}"] = f"{name} <{email}>"
     return names
 
 

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from backoffice import zones
 from backoffice.models import (
     Account,
     Accreditation,
@@ -96,9 +97,9 @@ def send_reminders(session: Session, actor: audit.Actor, today: date, thresholds
         for account, email in recipients:
             note = outbox.enqueue(
                 session, kind="expiry_reminder", account=account, email=email,
-                subject=f"{item.provider.public_name}: {item.label} expires on {item.expires_on.isoformat()}",
+                subject=f"{item.provider.public_name}: {item.label} expires on {zones.day_text(item.expires_on)}",
                 body=(f"The {item.label} of {item.provider.public_name} expires in {days_left} days, on "
-                      f"{item.expires_on.isoformat()}. Please send us the renewal before then, or the listing's "
+                      f"{zones.day_text(item.expires_on)}. Please send us the renewal before then, or the listing's "
                       "verification will lapse and any advertising will be suspended."),
                 link=f"/portal/organisations/{item.provider.id}",
             )
@@ -163,7 +164,7 @@ def lapse_credential(session: Session, actor: audit.Actor, item: LapsedCredentia
     if seen is not None:
         return False
     label = f"{entity.state} licence {entity.number}" if item.entity_type == "licence" else f"{entity.body} accreditation"
-    reason = f"{label} expired on {entity.expires_on.isoformat()}"
+    reason = f"{label} expired on {zones.day_text(entity.expires_on)}"
     if item.entity_type == "licence":
         provider_status.lapse_verification(session, actor, provider, reason)
     else:
@@ -212,7 +213,7 @@ def expire_verification(session: Session, actor: audit.Actor, provider: Provider
     if provider.verified_until is None or provider.verified_until >= now:
         return False
     provider_status.lapse_verification(
-        session, actor, provider, f"verified until {provider.verified_until:%d %b %Y, %H:%M} UTC, which has passed")
+        session, actor, provider, f"verified until {zones.moment_text(provider.verified_until, zones.UTC)}, which has passed")
     findings.open_or_update(
         session, actor, provider, CheckKind.VERIFICATION_EXPIRY, "verification", FindingSeverity.WARNING,
         "Verification expired: re-verification is due",

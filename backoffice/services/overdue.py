@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from backoffice import zones
 from backoffice.models import (
     OPEN_STATES,
     CheckKind,
@@ -82,7 +83,7 @@ def _flag(session: Session, actor: audit.Actor, submission: Submission, what: st
     label = "first response" if what == "first_response" else "decision"
     findings.open_or_update(
         session, actor, provider, CheckKind.SUBMISSION_SLA, subject, FindingSeverity.WARNING,
-        f"Submission #{submission.id}: {label} overdue since {due:%Y-%m-%d %H:%M} UTC",
+        f"Submission #{submission.id}: {label} overdue since {zones.moment_text(due, zones.UTC)}",
         {"submission_id": submission.id, "state": submission.state.value, "due": due, "overdue": what},
     )
     return 1

@@ -19,7 +19,7 @@ from sqlalchemy import CursorResult, Table, and_, func, or_, select, text, updat
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backoffice import txn
+from backoffice import txn, zones
 from backoffice.models import CheckKind, CheckRun, Work, WorkKind, WorkState, utcnow
 from backoffice.services import audit
 from backoffice.services.errors import Conflict, InvalidTransition, LostRace
@@ -275,7 +275,8 @@ def reconcile(session: Session, policy: Policy, now: datetime | None = None) -> 
         if stopped:
             session.execute(
                 update(Work).where(Work.id.in_(stopped), Work.state == WorkState.RUNNING, Work.lease_expires_at < now)
-                .values(last_error=f"The worker stopped before finishing it (its lease ran out by {now:%d %b %Y, %H:%M:%S} UTC)"),
+                .values(last_error="The worker stopped before finishing it (its lease ran out by "
+                        f"{zones.moment_text(now, zones.UTC, seconds=True)})"),
                 execution_options={"synchronize_session": False},
             )
         # Back to requested: sent again now, and looked at again after the grace if the broker refuses it too.
