@@ -77,7 +77,8 @@ COLUMN_LABELS = {
     "verified_at": "Verified on", "verified_until": "Verified until", "duration_ms": "Duration (ms)",
     "email": "E-mail", "is_active": "Active", "last_login_at": "Last sign-in", "email_confirmed_at": "E-mail confirmed",
     "applies_to_levels": "Applies to levels of care", "required_for_advertisers": "Required for advertisers",
-    "advertisers_only": "Advertisers only", "closed_by": "Closed by", "url": "URL",
+    "advertisers_only": "Advertisers only", "closed_by": "Closed by", "url": "URL", "id": "ID",
+    "freshness_days": "Freshness limit (days)", "subject_key": "Subject",
     **profile.LABELS,
 }
 
@@ -114,7 +115,6 @@ class SubmissionView(SecuredModelView):
     column_list = ["id", "provider", "kind", "state", "submitted_at", "decision_due", "assignee"]
     column_filters = ["state", "kind"]
     column_default_sort = ("id", True)
-    column_details_exclude_list = ["row_version"]
     column_labels = COLUMN_LABELS
     column_formatters = {"id": _case_link}
 
