@@ -16,6 +16,12 @@ from backoffice.models import (
     CheckKind,
     CheckOutcome,
     CheckRun,
+    Decision,
+    DecisionOutcome,
+    DecisionStatus,
+    ExclusionRecord,
+    ExclusionRecordKind,
+    ExclusionSource,
     Finding,
     FindingSeverity,
     Licence,
@@ -85,6 +91,17 @@ def filled(session, make_account, make_provider):
                                           "fetched_at": moment.isoformat()}, run.id)
     session.flush()
     findings.resolve(session, researcher, finding, "the site is back")
+    session.add(Decision(submission_id=submission.id, outcome=DecisionOutcome.APPROVED, status=DecisionStatus.FINAL,
+                         reason_codes=[], provider_note="Welcome", catalogue_id=catalogue.id,
+                         decided_by_id=researcher.id, decided_at=moment, verified_until=moment + timedelta(days=365)))
+    source = ExclusionSource(list_name="oig_leie", file_name="UPDATED.csv", sha256="a" * 64, row_count=1,
+                             imported_by="system:test", imported_at=moment)
+    session.add(source)
+    session.flush()
+    session.add(ExclusionRecord(source_id=source.id, list_name="oig_leie", kind=ExclusionRecordKind.REINSTATEMENT,
+                                row_key="b" * 64, business_name="Harbor Clinic", name_key="HARBOR CLINIC", state="VA",
+                                excluded_on=date(2019, 3, 1), reinstated_on=date(2024, 3, 1),
+                                raw={"BUSNAME": "HARBOR CLINIC", "EXCLDATE": "20190301"}))
     session.commit()
     return {"provider": provider, "submission": submission, "researcher": researcher, "run": run}
 

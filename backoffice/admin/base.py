@@ -101,6 +101,13 @@ class SecuredModelView(SecuredMixin, ModelView):
         """A heading from a column name, as a sentence is written ("Listing status", not "Listing Status")."""
         return name.replace("_", " ").strip().capitalize()
 
+    def search_placeholder(self) -> str | None:
+        """What the search box searches, in the words of the headings ("Business name, NPI", not "business_name")."""
+        if not self.column_searchable_list:
+            return None
+        return ", ".join(self.get_column_name(name) if isinstance(name, str) else self.get_column_name(name.key)
+                         for name in self.column_searchable_list)
+
     def get_query(self):
         shown = set(self.column_list or ())
         related = [rel for rel in inspect(self.model).relationships if rel.key in shown and not rel.uselist]

@@ -8,6 +8,7 @@ line a person would write: "VA licence LIC-778 (Outpatient substance use), expir
 """
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import Enum
 from typing import Any, Callable, Mapping
@@ -105,6 +106,10 @@ def part_lines(name: str, records) -> list:
     return [text(record) if isinstance(record, Mapping) else record for record in records]
 
 
+# The attributes a row is known by, in order, for a row with no `__str__` of its own.
+NAMED_BY = ("public_name", "name", "title", "file_name", "code")
+
+
 def describe(model) -> str | dict:
     """A related row by what a person knows it by: a name, one line of labelled text, or a record."""
     if isinstance(model, Account):
@@ -114,7 +119,13 @@ def describe(model) -> str | dict:
             return PART_TEXT[name](audit.snapshot(model, fields))
     if type(model).__str__ is not object.__str__:
         return str(model)
-    return f"{type(model).__name__} #{getattr(model, 'id', '?')}"
+    for attribute in NAMED_BY:
+        value = getattr(model, attribute, None)
+        if isinstance(value, str) and value:
+            return value
+    # "Exclusion source #3", never the class's own spelling.
+    words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(model).__name__).capitalize()
+    return f"{words} #{getattr(model, 'id', '?')}"
 
 
 def none_cell(view, value, name):
