@@ -293,3 +293,63 @@ def test_the_other_model_pages_name_codes_and_people_in_words(client, app, sessi
     assert shown["Row as imported"] == ["Lastname", "ROE", "Firstname", "JANET"]
     search = client.get("/admin/exclusion_records/").get_data(as_text=True)
     assert 'placeholder="Business name, Last name, NPI"' in search
+
+
+def test_a_view_that_opts_in_to_delete_and_bulk_actions_keeps_the_policy_the_token_and_the_question(
+        make_app, make_account):
+    """No view deletes today; one that opts in gets the same pages: the delete button and every bulk action are
+    plain forms with their CSRF token, the question asked in a <details>, and no script in the markup."""
+    from backoffice.extensions import db
+    from tests.route_helpers import csrf_token_in
+    from tests.test_csrf import sign_in_with_tokens
+
+    app = make_app(WTF_CSRF_ENABLED=True)
+    with app.app_context():
+        session = db.session
+        source = ExclusionSource(list_name="oig_leie", file_name="UPDATED.csv", sha256="2" * 64, row_count=2,
+                                 imported_by="system:test")
+        session.add(source)
+        session.flush()
+        records = [ExclusionRecord(source_id=source.id, list_name="oig_leie", kind=ExclusionRecordKind.EXCLUSION,
+                                   row_key=str(n) * 64, business_name=f"Clinic {n}", name_key=f"CLINIC {n}", raw={})
+                   for n in (3, 4)]
+        session.add_all(records)
+        session.commit()
+        ids = [r.id for r in records]
+        view = next(v for v in model_views(app) if v.endpoint == "exclusion_records")
+        view.can_delete = True
+        view.action_disallowed_list = []
+        client = app.test_client()
+        sign_in_with_tokens(client, make_account(Role.RESEARCHER))
+
+        page = client.get("/admin/exclusion_records/").get_data(as_text=True)
+        assert policy_breaches(page) == []
+        assert len(re.findall(r'<input type="checkbox" name="rowid" form="action_form"', page)) == 2
+        assert re.search(r'<form id="action_form" action="/admin/exclusion_records/action/" method="POST"', page)
+        assert "Are you sure you want to delete selected records?" in visible_text(page)
+        assert re.search(r'<button type="submit" form="action_form" name="action" value="delete"', page)
+        assert page.count('<details class="row-delete">') == 2
+        ids_on_page = re.findall(r'\bid="([^"]+)"', page)
+        assert len(ids_on_page) == len(set(ids_on_page)), sorted(i for i in ids_on_page if ids_on_page.count(i) > 1)
+
+        # Without the token nothing is deleted; with it, the ticked row goes and the other stays.
+        response = client.post("/admin/exclusion_records/action/", data={"action": "delete", "rowid": [ids[0]]})
+        assert response.status_code == 400
+        assert session.query(ExclusionRecord).count() == 2
+        token = csrf_token_in(page)
+        response = client.post("/admin/exclusion_records/action/",
+                               data={"csrf_token": token, "action": "delete", "url": "/admin/exclusion_records/"})
+        assert response.status_code == 302 and session.query(ExclusionRecord).count() == 2
+        shown = visible_text(client.get("/admin/exclusion_records/").get_data(as_text=True))
+        assert "Tick at least one row, then choose the action." in shown
+        response = client.post("/admin/exclusion_records/action/",
+                               data={"csrf_token": token, "action": "delete", "rowid": [ids[0]]})
+        assert response.status_code == 302
+        session.expire_all()
+        assert [r.id for r in session.query(ExclusionRecord)] == [ids[1]]
+        response = client.post("/admin/exclusion_records/delete/", data={"id": ids[1]})
+        assert response.status_code == 400 and session.query(ExclusionRecord).count() == 1
+        response = client.post("/admin/exclusion_records/delete/", data={"csrf_token": token, "id": ids[1]})
+        assert response.status_code == 302
+        session.expire_all()
+        assert session.query(ExclusionRecord).count() == 0

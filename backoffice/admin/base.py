@@ -146,6 +146,13 @@ class SecuredModelView(SecuredMixin, ModelView):
         ids = paged.with_entities(key).options().subquery()
         return query.filter(key.in_(select(ids.c[0])))
 
+    def handle_action(self, return_view=None):
+        """A bulk action posted with no row ticked says so, instead of doing nothing without a word."""
+        if request.method == "POST" and not request.form.getlist("rowid"):
+            flash("Tick at least one row, then choose the action.", "warning")
+            return redirect(local_redirect_target() or self.get_url(".index_view"))
+        return super().handle_action(return_view)
+
     _WRITE_ENDPOINTS = {"create_view": "can_create", "edit_view": "can_edit", "delete_view": "can_delete",
                         "action_view": "can_delete", "ajax_update": "can_edit", "export": "can_export"}
 
