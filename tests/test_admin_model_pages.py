@@ -317,8 +317,11 @@ def test_a_view_that_opts_in_to_delete_and_bulk_actions_keeps_the_policy_the_tok
         session.commit()
         ids = [r.id for r in records]
         view = next(v for v in model_views(app) if v.endpoint == "exclusion_records")
-        view.can_delete = True
-        view.action_disallowed_list = []
+        view.can_delete = True  # the row delete form and the delete endpoint
+        marked: list[list[str]] = []
+        # A bulk action that asks first, as a view declares one with @action(name, text, confirmation).
+        view._actions = [("mark", "Mark as read")]
+        view._actions_data = {"mark": (marked.append, "Mark as read", "Mark the ticked records as read?")}
         client = app.test_client()
         sign_in_with_tokens(client, make_account(Role.RESEARCHER))
 
@@ -326,30 +329,29 @@ def test_a_view_that_opts_in_to_delete_and_bulk_actions_keeps_the_policy_the_tok
         assert policy_breaches(page) == []
         assert len(re.findall(r'<input type="checkbox" name="rowid" form="action_form"', page)) == 2
         assert re.search(r'<form id="action_form" action="/admin/exclusion_records/action/" method="POST"', page)
-        assert "Are you sure you want to delete selected records?" in visible_text(page)
-        assert re.search(r'<button type="submit" form="action_form" name="action" value="delete"', page)
+        assert "Mark the ticked records as read?" in visible_text(page)
+        assert re.search(r'<details class="mb-1">\s*<summary[^>]*>Mark as read</summary>\s*<p[^>]*>Mark the ticked '
+                         r'records as read\?</p>\s*<button type="submit" form="action_form" name="action" value="mark"',
+                         page)
         assert page.count('<details class="row-delete">') == 2
         ids_on_page = re.findall(r'\bid="([^"]+)"', page)
         assert len(ids_on_page) == len(set(ids_on_page)), sorted(i for i in ids_on_page if ids_on_page.count(i) > 1)
 
-        # Without the token nothing is deleted; with it, the ticked row goes and the other stays.
-        response = client.post("/admin/exclusion_records/action/", data={"action": "delete", "rowid": [ids[0]]})
-        assert response.status_code == 400
-        assert session.query(ExclusionRecord).count() == 2
+        # Without the token the action does not run; with it, it gets the ticked rows; with none ticked, a word.
+        response = client.post("/admin/exclusion_records/action/", data={"action": "mark", "rowid": [ids[0]]})
+        assert response.status_code == 400 and marked == []
         token = csrf_token_in(page)
         response = client.post("/admin/exclusion_records/action/",
-                               data={"csrf_token": token, "action": "delete", "url": "/admin/exclusion_records/"})
-        assert response.status_code == 302 and session.query(ExclusionRecord).count() == 2
+                               data={"csrf_token": token, "action": "mark", "url": "/admin/exclusion_records/"})
+        assert response.status_code == 302 and marked == []
         shown = visible_text(client.get("/admin/exclusion_records/").get_data(as_text=True))
         assert "Tick at least one row, then choose the action." in shown
         response = client.post("/admin/exclusion_records/action/",
-                               data={"csrf_token": token, "action": "delete", "rowid": [ids[0]]})
-        assert response.status_code == 302
-        session.expire_all()
-        assert [r.id for r in session.query(ExclusionRecord)] == [ids[1]]
+                               data={"csrf_token": token, "action": "mark", "rowid": [ids[0], ids[1]]})
+        assert response.status_code == 302 and marked == [[str(ids[0]), str(ids[1])]]
         response = client.post("/admin/exclusion_records/delete/", data={"id": ids[1]})
-        assert response.status_code == 400 and session.query(ExclusionRecord).count() == 1
+        assert response.status_code == 400 and session.query(ExclusionRecord).count() == 2
         response = client.post("/admin/exclusion_records/delete/", data={"csrf_token": token, "id": ids[1]})
         assert response.status_code == 302
         session.expire_all()
-        assert session.query(ExclusionRecord).count() == 0
+        assert [r.id for r in session.query(ExclusionRecord)] == [ids[0]]
