@@ -28,6 +28,7 @@ from backoffice.models import (
     CheckOutcome,
     CheckRun,
     Criterion,
+    Decision,
     DecisionOutcome,
     DeliveryState,
     ExclusionRecord,
@@ -76,7 +77,8 @@ STRING_ARGUMENTS = {"export_type": "csv", "action": "acknowledge"}
 PLAIN_STRING = "anything"
 # Flask-Admin model views take the row in the query string.
 MODEL_KEYS = {Provider: "provider", Submission: "submission", Finding: "finding", CheckRun: "check_run",
-              Criterion: "criterion", Account: "staff_account"}
+              Criterion: "criterion", Account: "staff_account", Licence: "licence", Decision: "decision",
+              ExclusionRecord: "exclusion_record"}
 ROW_IN_QUERY = frozenset({"details_view", "edit_view"})
 
 
@@ -326,7 +328,9 @@ def build_world(session, make_account, make_provider, upload_folder: str) -> Wor
              "document": [document.id], "finding": [website_finding.id, exclusion_finding.id], "check_run": [run.id],
              "criterion": [criterion], "audit_event": events, "revocation": [revocation.id],
              "staff_account": [researcher.id, admin.id], "grant": [grant.id],
-             "notification": [undelivered.id], "work": [failed_work.id]},
+             "notification": [undelivered.id], "work": [failed_work.id],
+             "licence": [provider.licences[0].id], "decision": [rejected.decisions[0].id],
+             "exclusion_record": [record.id]},
         accounts={Role.PROVIDER: member, Role.RESEARCHER: researcher, Role.ADMIN: admin},
     )
 

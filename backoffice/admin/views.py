@@ -22,7 +22,10 @@ from backoffice.models import (
     Account,
     CheckRun,
     Criterion,
+    Decision,
+    ExclusionRecord,
     Finding,
+    Licence,
     Provider,
     Role,
     Submission,
@@ -68,6 +71,29 @@ def _advertising_in_force(view, context, model, name):
 IN_FORCE = {"verification_status": _verification_in_force, "advertising_status": _advertising_in_force}
 
 
+def _account(view, context, model, name):
+    """An account id column (`decided_by_id`) as the person's name, like every other actor on staff pages."""
+    value = getattr(model, name)
+    return formatting.actor(f"user:{value}") if value else None
+
+
+def _decision_case(view, context, model, name):
+    return Markup('<a href="{}">request #{}</a>').format(
+        url_for("review.case", submission_id=model.submission_id), model.submission_id)
+
+
+def _reason_codes(view, context, model, name):
+    return ", ".join(code.replace("_", " ") for code in model.reason_codes or ()) or None
+
+
+# The exclusion lists the importer reads (checks/exclusion_lists.FORMATS), by the names people know them by.
+EXCLUSION_LISTS = {"oig_leie": "OIG LEIE (federal)", "ny_omig": "New York OMIG", "pa_medicheck": "Pennsylvania Medicheck"}
+
+
+def _exclusion_list(view, context, model, name):
+    return EXCLUSION_LISTS.get(model.list_name, model.list_name)
+
+
 def _roles(view, context, model, name):
     return formatting.roles_text(r.role for r in model.roles) or "none"
 
@@ -78,7 +104,8 @@ COLUMN_LABELS = {
     "verified_at": "Verified on", "verified_until": "Verified until", "duration_ms": "Duration (ms)",
     "email": "E-mail", "is_active": "Active", "last_login_at": "Last sign-in", "email_confirmed_at": "E-mail confirmed",
     "applies_to_levels": "Applies to levels of care", "required_for_advertisers": "Required for advertisers",
-    "advertisers_only": "Advertisers only", "closed_by": "Closed by", "url": "URL",
+    "advertisers_only": "Advertisers only", "closed_by": "Closed by", "url": "URL", "id": "ID",
+    "freshness_days": "Freshness limit (days)", "subject_key": "Subject",
     **profile.LABELS,
 }
 
@@ -115,7 +142,6 @@ class SubmissionView(SecuredModelView):
     column_list = ["id", "provider", "kind", "state", "submitted_at", "decision_due", "assignee"]
     column_filters = ["state", "kind"]
     column_default_sort = ("id", True)
-    column_details_exclude_list = ["row_version"]
     column_labels = COLUMN_LABELS
     column_formatters = {"id": _case_link}
 
@@ -148,6 +174,53 @@ class CriterionView(SecuredModelView):
     column_formatters = {"automated_check": _check_name}
 
 
+class LicenceView(SecuredModelView):
+    """Every provider's state licences, the soonest to expire first: what the licence-expiry check reads."""
+    allowed_roles = READER_ROLES
+    noun = ("licence", "licences")
+    column_list = ["provider", "state", "number", "licence_type", "issuing_agency", "levels_of_care", "expires_on"]
+    column_details_list = column_list
+    column_searchable_list = ["number"]
+    column_filters = ["state", "expires_on"]
+    column_default_sort = ("expires_on", False)
+    column_labels = {**COLUMN_LABELS, "licence_type": "Type", "issuing_agency": "Issued by",
+                     "expires_on": "Expires on"}
+
+
+class DecisionView(SecuredModelView):
+    allowed_roles = READER_ROLES
+    noun = ("decision", "decisions")
+    column_list = ["id", "submission_id", "outcome", "status", "decided_by_id", "decided_at", "verified_until"]
+    column_details_list = [
+        "id", "submission_id", "outcome", "status", "reason_codes", "provider_note", "internal_note", "catalogue",
+        "decided_by_id", "decided_at", "second_signoff_by_id", "second_signoff_at", "declined_by_id",
+        "declined_at", "decline_reason", "verified_until",
+    ]
+    column_filters = ["outcome", "status"]
+    column_default_sort = ("id", True)
+    column_labels = {**COLUMN_LABELS, "submission_id": "Request", "reason_codes": "Reasons",
+                     "decided_by_id": "Decided by", "second_signoff_by_id": "Signed off by",
+                     "second_signoff_at": "Signed off at", "declined_by_id": "Declined by"}
+    column_formatters = {"submission_id": _decision_case, "decided_by_id": _account}
+    column_formatters_detail = {"submission_id": _decision_case, "reason_codes": _reason_codes,
+                                "decided_by_id": _account, "second_signoff_by_id": _account,
+                                "declined_by_id": _account}
+
+
+class ExclusionRecordView(SecuredModelView):
+    """The imported exclusion lists (LEIE and the like), row by row, as the NOT_EXCLUDED check matches them."""
+    allowed_roles = READER_ROLES
+    noun = ("exclusion record", "exclusion records")
+    column_list = ["id", "list_name", "kind", "business_name", "last_name", "first_name", "npi", "state",
+                   "excluded_on", "reinstated_on"]
+    column_details_exclude_list = ["row_key", "name_key"]
+    column_searchable_list = ["business_name", "last_name", "npi"]
+    column_filters = ["list_name", "kind", "state"]
+    column_default_sort = ("id", True)
+    column_labels = {**COLUMN_LABELS, "list_name": "Exclusion list", "raw": "Row as imported"}
+    column_formatters = {"list_name": _exclusion_list}
+
+
 class AccountView(SecuredModelView):
     allowed_roles = frozenset({Role.ADMIN})
     noun = ("account", "accounts")
@@ -166,7 +239,11 @@ def build_views(db) -> list:
         SubmissionView(Submission, db, name="Submissions", endpoint="submissions", category="Directory"),
         CriterionView(Criterion, db, name="Criteria", endpoint="criteria", category="Directory"),
         FindingView(Finding, db, name="Findings", endpoint="findings", category="Re-checks"),
+        LicenceView(Licence, db, name="Licences", endpoint="licences", category="Directory"),
+        DecisionView(Decision, db, name="Decisions", endpoint="decisions", category="Directory"),
         CheckRunView(CheckRun, db, name="Check runs", endpoint="check_runs", category="Re-checks"),
+        ExclusionRecordView(ExclusionRecord, db, name="Exclusion records", endpoint="exclusion_records",
+                            category="Re-checks"),
         AuditLogView(name="Audit log", endpoint="audit", url="/admin/audit", category="Audit"),
         AuditVerificationView(name="Verification runs", endpoint="audit_verifications",
                               url="/admin/audit/verifications", category="Audit"),
