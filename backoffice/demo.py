@@ -130,7 +130,7 @@ def _advertiser_application(session: Session, researcher, provider: Provider) ->
     website = (provider.website or "").strip()
     landing = website if website.lower().startswith(("http://", "https://")) else f"https://{website}"
     advertising_copy.attach(session, ACTOR, application, advertising_copy.Copy(
-        headline=f"{provider.public_name}: help with addiction, close to home"[:advertising_copy.HEADLINE_MAX],
+        headline="Help with addiction, close to home",
         text=(f"{provider.public_name} offers assessment and treatment for substance use. Call to talk to our "
               "admissions team about what fits you; we will tell you plainly what we can and cannot offer."),
         claims=("Admissions answered by our own staff, not a call centre",

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from backoffice.models import AssessmentStatus, Role, SubmissionKind
-from backoffice.services import accounts, criteria, review, submissions
+from backoffice.services import accounts, advertising_copy, criteria, review, submissions
 from backoffice.services.advertising_copy import Copy, website_host
 from backoffice.services.review import Evidence, ReviewPolicy
 
@@ -26,8 +26,11 @@ def provider_member(session, make_account, provider):
 
 
 def submitted(session, provider_account, provider, kind=SubmissionKind.NEW_LISTING, proposed=None):
+    """A submitted request; an advertiser application carries its copy, as every application does."""
     submission = submissions.create_draft(session, provider_account, provider, kind,
                                           proposed if proposed is not None else {"public_name": provider.public_name})
+    if kind == SubmissionKind.ADVERTISER_APPLICATION:
+        advertising_copy.attach(session, provider_account, submission, ad_copy(provider))
     review.submit(session, provider_account, submission, POLICY)
     session.commit()
     return submission

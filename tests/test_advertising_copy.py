@@ -26,7 +26,7 @@ from backoffice.models import (
     VerificationStatus,
     utcnow,
 )
-from backoffice.services import advertising, advertising_copy, listings, review, submissions
+from backoffice.services import advertising, advertising_copy, review, submissions
 from backoffice.services.errors import DomainError
 from backoffice.services.review import Evidence
 from tests.conftest import login

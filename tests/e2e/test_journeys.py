@@ -218,7 +218,7 @@ def test_3_advertiser_application_with_a_second_sign_off(stack, people):
     provider.goto(f"/portal/organisations/{story['provider_id']}/advertise")
     fill_form(provider.page, {"headline": "Outpatient care in Charlottesville", "text": "Call our admissions team.",
                               "claims": "Accredited by CARF\nAdmissions answered by our own staff",
-                              "landing_url": f"{stack.site.url}/admissions"})
+                              "landing_url": f"{stack.site.url}admissions"})
     provider.click("main form [type=submit]")
     application = stack.scalar("select max(id) from submission where kind = 'advertiser_application'")
     assert application, "no advertiser application was created"
