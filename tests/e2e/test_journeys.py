@@ -245,6 +245,10 @@ def test_3_advertiser_application_with_a_second_sign_off(stack, people):
 
     feed = feed_entry(researcher, story["provider_id"])
     assert feed["advertiser"] is True and feed["advertiser_disclosure"]
+    # The feed describes the advertisement the research team approved, as the provider typed it.
+    assert feed["advertisement"]["headline"] == "Outpatient care in Charlottesville"
+    assert feed["advertisement"]["claims"] == ["Accredited by CARF", "Admissions answered by our own staff"]
+    assert "'Outpatient care in Charlottesville'" in feed["advertiser_disclosure"]
     assert feed["public_name"] == PUBLIC_NAME  # shown as text, never as markup
 
 
