@@ -19,7 +19,7 @@ from backoffice.models import (
     SubmissionState,
     utcnow,
 )
-from backoffice.services import accounts, criteria, imports, mfa, profile, review, submissions
+from backoffice.services import accounts, advertising_copy, criteria, imports, mfa, profile, review, submissions
 from backoffice.services.review import ReviewPolicy
 
 DATA = Path(__file__).resolve().parent.parent / "data"
@@ -84,10 +84,16 @@ def seed(session: Session, password: str) -> dict[str, int]:
                                            profile.current(provider))
         _review_to_decision(session, researcher, lead, listing, DecisionOutcome.APPROVED)
         provider.recheck_due_at = now + timedelta(days=index - 8)
-    # Advertisers become active only through a reviewed, signed-off advertiser application.
-    for provider in providers[0:24:6]:
-        application = submissions.create_draft(session, researcher, provider, SubmissionKind.ADVERTISER_APPLICATION, {})
+    # Advertisers become active only through a reviewed, signed-off advertiser application with its copy; one
+    # more application waits in review, so the case page shows copy still to check.
+    with_website = [p for p in providers[:24] if advertising_copy.website_host(p.website)]
+    for provider in with_website[0:8:2]:
+        application = _advertiser_application(session, researcher, provider)
         _review_to_decision(session, researcher, lead, application, DecisionOutcome.APPROVED)
+    if len(with_website) > 9:
+        waiting = _advertiser_application(session, researcher, with_website[9])
+        review.submit(session, researcher, waiting, POLICY)
+        review.claim(session, researcher, waiting, None)
     provider_account = first[Role.PROVIDER]
     plan = [
         SubmissionState.DRAFT, SubmissionState.SUBMITTED, SubmissionState.SUBMITTED,
@@ -116,6 +122,21 @@ def seed(session: Session, password: str) -> dict[str, int]:
     session.flush()
     return {"accounts": len(people), "providers": imported,
             "submissions": session.scalar(select(func.count()).select_from(Submission))}
+
+
+def _advertiser_application(session: Session, researcher, provider: Provider) -> Submission:
+    """A demo advertiser application with the copy it asks to run (its landing page on the provider's site)."""
+    application = submissions.create_draft(session, researcher, provider, SubmissionKind.ADVERTISER_APPLICATION, {})
+    website = (provider.website or "").strip()
+    landing = website if website.lower().startswith(("http://", "https://")) else f"https://{website}"
+    advertising_copy.attach(session, ACTOR, application, advertising_copy.Copy(
+        headline="Help with addiction, close to home",
+        text=(f"{provider.public_name} offers assessment and treatment for substance use. Call to talk to our "
+              "admissions team about what fits you; we will tell you plainly what we can and cannot offer."),
+        claims=("Admissions answered by our own staff, not a call centre",
+                "State-licensed for every level of care we list"),
+        landing_url=landing))
+    return application
 
 
 def _review_to_decision(session: Session, researcher, lead, submission, outcome: DecisionOutcome) -> None:

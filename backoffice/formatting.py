@@ -274,6 +274,8 @@ EVENT_WORDS: dict[str, str] = {
     "listing.suspended": "listing suspended",
     **{f"advertising.{status.value}": f"advertising {status.label}" if status != AdvertisingStatus.NONE
        else "not an advertiser" for status in AdvertisingStatus},
+    "advertising.copy_submitted": "advertising copy submitted with the application",
+    "advertising.copy_approved": "advertising copy approved: the copy in force",
     "recheck.requested": "re-check asked for",
     "recheck.claimed": "re-check started by the schedule",
     "recheck.completed": "re-check completed: every check of the window ran",

@@ -34,6 +34,7 @@ from backoffice.checks import exclusion_lists, names  # noqa: E402
 from backoffice.extensions import db  # noqa: E402
 from backoffice.importers.locator import FacilityRecord, read_file  # noqa: E402
 from backoffice.models import (  # noqa: E402
+    AdvertisingCopy,
     AdvertisingStatus,
     AuditChainLock,
     AuditEvent,
@@ -297,7 +298,7 @@ def build(scale: Scale, log=print) -> dict[str, float]:
 
     started = time.perf_counter()
     open_states = {SubmissionState.SUBMITTED, SubmissionState.IN_REVIEW, SubmissionState.NEEDS_INFO}
-    rows, proposed_states, proposed_cities = [], [], []
+    rows, proposed_states, proposed_cities, copies = [], [], [], []
     state_of = {loc["provider_id"]: loc["state"] for loc in locations}
     for sid in range(1, scale.submissions + 1):
         state = weighted(rng, SUBMISSION_STATES)
@@ -321,10 +322,21 @@ def build(scale: Scale, log=print) -> dict[str, float]:
             "closed_at": submitted + timedelta(days=rng.randint(1, 20)) if state not in open_states else None,
             "updated_at": submitted, "row_version": 1,
         })
+        if kind == SubmissionKind.ADVERTISER_APPLICATION:
+            # Every application carries its copy; an approved one's copy was approved when it closed.
+            copies.append({
+                "submission_id": sid, "provider_id": provider_id, "headline": f"Recovery close to home {sid}",
+                "body": "Outpatient and residential treatment; call our admissions team.",
+                "claims": ["Accredited by CARF", "Admissions open 24 hours"],
+                "landing_url": f"https://provider{provider_id}.example.org/admissions",
+                "created_at": submitted, "updated_at": submitted,
+                "approved_at": rows[-1]["closed_at"] if state == SubmissionState.APPROVED else None})
         if len(rows) == BATCH:
             bulk_insert(Submission.__table__, rows)
             rows = []
     bulk_insert(Submission.__table__, rows)
+    for start in range(0, len(copies), BATCH):
+        bulk_insert(AdvertisingCopy.__table__, copies[start:start + BATCH])
     for start in range(0, len(proposed_states), BATCH):
         bulk_insert(SubmissionProposedState.__table__, proposed_states[start:start + BATCH])
         bulk_insert(SubmissionProposedCity.__table__, proposed_cities[start:start + BATCH])

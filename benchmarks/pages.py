@@ -167,6 +167,9 @@ def cases(app: Flask, base: Flask, providers: int) -> list[tuple[str, str, str |
         ("audit log: provider", f"/admin/audit/?provider_id={busiest}",
          f"/baseline/audit/?{theirs('audit', 'provider_id', str(busiest))}"),
         ("provider history", f"/admin/audit/provider/{busiest}", None),
+        # Not staff pages, but read far more often: the public feed, a page of 100 with its advertisers' copy.
+        ("listing feed: 100 listings with advertisements", "/api/v1/listings?limit=100", None),
+        ("listing feed: filtered by state", "/api/v1/listings?limit=100&state=CA", None),
         # Not a staff page, but read as often: Prometheus scrapes every figure from the database.
         ("metrics scrape (Prometheus /metrics)", "/metrics", None),
         # The public feed (target p95 < 25 ms for every filter), including filters that match few rows or none.

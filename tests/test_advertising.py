@@ -21,7 +21,7 @@ from backoffice.models import (
 from backoffice.services import advertising, findings, listings, review
 from backoffice.services.errors import DomainError, InvalidTransition, NotAllowed
 from tests.conftest import login
-from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue
+from tests.review_helpers import POLICY, ad_copy, assess_all, in_review, provider_member, publish_catalogue
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def advertiser(session, make_account, make_provider):
                              verified_at=now, verified_until=now + timedelta(days=200))
     member = provider_member(session, make_account, provider)
     researcher, lead = make_account(Role.RESEARCHER), make_account(Role.RESEARCH_LEAD)
-    application = advertising.apply(session, member, provider, POLICY)
+    application = advertising.apply(session, member, provider, POLICY, ad_copy(provider))
     session.commit()
     assert provider.advertising_status == AdvertisingStatus.PENDING
     approve(session, researcher, lead, application)
@@ -50,7 +50,8 @@ def approve(session, researcher, lead, application):
 
 def feed_item(session, provider):
     page, _ = listings.page(session, listings.FeedQuery(), utcnow())
-    return next((listings.listing(p, {}) for p in page if p.id == provider.id), None)
+    copies = listings.advertisements(session, page, utcnow())
+    return next((listings.listing(p, {}, copies) for p in page if p.id == provider.id), None)
 
 
 def test_a_critical_finding_suspends_advertising_in_the_same_transaction(session, advertiser):
@@ -82,7 +83,7 @@ def test_resuming_after_a_suspension_needs_a_fresh_review(session, advertiser):
     advertising.suspend(session, advertiser["researcher"], provider, "claims in the advert are unproven")
     session.commit()
     assert provider.advertising_status == AdvertisingStatus.SUSPENDED
-    application = advertising.apply(session, member, provider, POLICY)
+    application = advertising.apply(session, member, provider, POLICY, ad_copy(provider))
     session.commit()
     assert provider.advertising_status == AdvertisingStatus.PENDING
     assert application.kind == SubmissionKind.ADVERTISER_APPLICATION

@@ -32,7 +32,7 @@ from backoffice.services import audit, rechecks
 from tests.audit_helpers import AuditWalk
 from tests.conftest import PASSWORD, fresh_code, login
 from tests.portal_helpers import PDF, mailed_path, provider_with_draft, submit_data
-from tests.review_helpers import provider_member, publish_catalogue
+from tests.review_helpers import ad_form, provider_member, publish_catalogue
 from tests.security_helpers import new_client
 from tests.servers import LocalServer, html_page
 
@@ -193,7 +193,8 @@ def test_the_review_of_a_listing_and_of_an_advertiser_application_is_audited(app
     assert "verification.granted" in walk.events("new listing: decide")
 
     applied = walk.step("apply to advertise", lambda: portal.post(f"/portal/organisations/{provider.id}/advertise",
-                                                                  data={}), expect=("submission.created",))
+                                                                  data=ad_form(provider)),
+                        expect=("submission.created", "advertising.copy_submitted"))
     assert applied.status_code == 302, applied.get_data(as_text=True)
     session.rollback()
     application = session.scalars(select(Submission).where(Submission.provider_id == provider.id)

@@ -52,9 +52,12 @@ def test_every_advertiser_is_marked_and_others_are_not(client, make_provider):
     plain = listed(make_provider)
     items = {item["id"]: item for item in client.get("/api/v1/listings").get_json()["listings"]}
     assert items[advertiser.id]["advertiser"] is True
+    # No approved copy recorded (an advertiser approved before copy was): marked, its advertisement null.
     assert items[advertiser.id]["advertiser_disclosure"] == listings.ADVERTISER_DISCLOSURE
+    assert items[advertiser.id]["advertisement"] is None
     for other in (suspended, plain):
         assert items[other.id]["advertiser"] is False and items[other.id]["advertiser_disclosure"] is None
+        assert items[other.id]["advertisement"] is None
 
 
 def test_order_does_not_depend_on_advertising(client, session, make_provider):

@@ -47,7 +47,7 @@ from backoffice.services import (
     submissions,
 )
 from backoffice.services.errors import DomainError
-from tests.review_helpers import POLICY, publish_catalogue
+from tests.review_helpers import POLICY, ad_copy, publish_catalogue
 
 OPERATIONS = ["list", "expire", "revoke", "reinstate", "apply_to_advertise", "mark_advertiser",
               "suspend_listing", "open_critical_finding", "resolve_findings", "suspend_advertising",
@@ -133,7 +133,7 @@ class World:
             self.reject(provider, ["CONTACT_CONFIRMED"])
         elif operation == "apply_to_advertise":
             # Applied and assessed; the decision is a separate step, so things can happen in between.
-            self.assess(advertising.apply(s, self.member, provider, POLICY))
+            self.assess(advertising.apply(s, self.member, provider, POLICY, ad_copy(provider)))
         elif operation == "mark_advertiser":
             application = self.open_request(provider, SubmissionKind.ADVERTISER_APPLICATION)
             if application is not None:
@@ -177,12 +177,15 @@ def check_invariants(session, touched: list[Provider]) -> None:
     check_revocations_end_only_by_signed_off_reinstatement(session)
     feed, _ = listings.page(session, listings.FeedQuery(limit=listings.MAX_LIMIT), now)
     versions = listings.catalogue_versions(session, feed)
+    copies = listings.advertisements(session, feed, now)
     for provider in feed:
         assert provider.listing_status == ListingStatus.LISTED
         assert provider.verification_status == VerificationStatus.VERIFIED and provider.verified_until > now
-        item = listings.listing(provider, versions)
+        item = listings.listing(provider, versions, copies)
         assert item["advertiser"] is (provider.advertising_status == AdvertisingStatus.ACTIVE)
         assert (item["advertiser_disclosure"] is not None) is item["advertiser"]
+        # Every advertiser here became one through an application with copy: the feed shows what was approved.
+        assert (item["advertisement"] is not None) is item["advertiser"]
     check_rejections_cite_required_criteria(session)
     check_receipts_name_the_granting_decision(session, [p for p in feed if p in touched])
     order = [p.id for p in feed]

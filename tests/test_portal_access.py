@@ -92,7 +92,7 @@ def test_another_providers_organisations_do_not_appear_on_my_pages(client, sessi
 def test_services_refuse_a_non_member_even_if_a_view_forgot_to_check(session, make_account):
     from backoffice.services import advertising, listing_requests
     from backoffice.services.errors import NotAllowed
-    from tests.review_helpers import POLICY
+    from tests.review_helpers import POLICY, ad_copy
 
     victim, provider, draft = provider_with_draft(session, make_account)
     intruder = make_account(Role.PROVIDER)
@@ -102,7 +102,7 @@ def test_services_refuse_a_non_member_even_if_a_view_forgot_to_check(session, ma
         lambda: listing_requests.withdraw(session, intruder, draft),
         lambda: listing_requests.answer(session, intruder, draft, "x"),
         lambda: listing_requests.start_listing_request(session, intruder, provider),
-        lambda: advertising.apply(session, intruder, provider, POLICY),
+        lambda: advertising.apply(session, intruder, provider, POLICY, ad_copy(provider)),
         lambda: document_store.store(session, intruder, draft, io.BytesIO(PDF), "a.pdf", "/tmp/never", 10_000),
     ]
     for attempt in attempts:

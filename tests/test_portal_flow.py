@@ -28,7 +28,7 @@ from tests.portal_helpers import (
     reload,
     submit_data,
 )
-from tests.review_helpers import POLICY, assess_all, in_review, publish_catalogue
+from tests.review_helpers import POLICY, ad_form, assess_all, in_review, publish_catalogue
 
 INTERNAL = "INTERNAL-ONLY: the owner sounded evasive on the phone"
 
@@ -239,14 +239,14 @@ def test_apply_to_advertise_only_when_verified(client, session, make_account):
     account, provider, draft = provider_with_draft(session, make_account, client)
     page = client.get(f"/portal/organisations/{provider.id}/advertise").get_data(as_text=True)
     assert "Your verification is unverified" in page and "submit a listing request" in page
-    refused = client.post(f"/portal/organisations/{provider.id}/advertise")
+    refused = client.post(f"/portal/organisations/{provider.id}/advertise", data=ad_form(provider))
     assert refused.status_code == 409
     assert session.scalar(select(Submission).where(Submission.kind == SubmissionKind.ADVERTISER_APPLICATION)) is None
 
     client.post("/logout")
     account, provider = listed_and_verified(session, make_account, client)
     assert "Apply to advertise" in client.get(f"/portal/organisations/{provider.id}").get_data(as_text=True)
-    applied = client.post(f"/portal/organisations/{provider.id}/advertise")
+    applied = client.post(f"/portal/organisations/{provider.id}/advertise", data=ad_form(provider))
     assert applied.status_code == 302
     session.expire_all()
     provider = session.get(Provider, provider.id)

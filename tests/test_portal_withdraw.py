@@ -13,6 +13,7 @@ from tests.portal_helpers import (
     section_text,
     submit_data,
 )
+from tests.review_helpers import ad_form
 
 
 def _events(session) -> int:
@@ -92,7 +93,7 @@ def test_a_draft_is_withdrawn_knowing_nothing_reached_the_research_team(client, 
 
 def test_withdrawing_an_advertiser_application_says_it_stops_pending(client, session, make_account):
     account, provider = listed_and_verified(session, make_account, client)
-    assert client.post(f"/portal/organisations/{provider.id}/advertise").status_code == 302
+    assert client.post(f"/portal/organisations/{provider.id}/advertise", data=ad_form(provider)).status_code == 302
     application = session.scalar(select(Submission).where(Submission.kind == SubmissionKind.ADVERTISER_APPLICATION))
     page = client.get(f"/portal/requests/{application.id}/withdraw").get_data(as_text=True)
     assert section_text(page, "withdraw-meaning").endswith(

@@ -27,7 +27,7 @@ from backoffice.models import (
 )
 from backoffice.services import advertising, expiry, provider_status, review
 from backoffice.services.errors import DomainError, InvalidTransition
-from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
+from tests.review_helpers import POLICY, ad_copy, assess_all, in_review, provider_member, publish_catalogue, submitted
 
 ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = frozenset({"listing_status", "verification_status", "advertising_status"})
@@ -264,7 +264,7 @@ def test_apply_starts_from_exactly_the_states_the_advertising_rules_let_apply(se
 
 def test_approval_starts_from_exactly_the_states_an_approvable_application_may_be_in(session, listed):
     provider = listed["provider"]
-    application = advertising.apply(session, listed["member"], provider, POLICY)
+    application = advertising.apply(session, listed["member"], provider, POLICY, ad_copy(provider))
     session.commit()
     in_review(session, listed["researcher"], application)
     assess_all(session, listed["researcher"], application)

@@ -24,7 +24,7 @@ from backoffice.models import (
 from backoffice.services import advertising, findings, review
 from tests.conftest import login
 from tests.page_text import visible_text
-from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
+from tests.review_helpers import POLICY, ad_copy, assess_all, in_review, provider_member, publish_catalogue, submitted
 
 
 def banner(page: str) -> dict:
@@ -165,7 +165,7 @@ def test_an_approval_refused_for_an_open_finding_says_so_at_the_top(client, sess
                              verified_at=now, verified_until=now + timedelta(days=200))
     member = provider_member(session, make_account, provider)
     researcher = make_account(Role.RESEARCHER)
-    application = advertising.apply(session, member, provider, POLICY)
+    application = advertising.apply(session, member, provider, POLICY, ad_copy(provider))
     session.commit()
     in_review(session, researcher, application)
     assess_all(session, researcher, application)

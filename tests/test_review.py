@@ -205,10 +205,15 @@ def test_a_rejection_cites_required_criteria_only_and_an_advertiser_may_cite_acc
     listed(session, setting["provider"])
     advert = submitted(session, setting["member"], setting["provider"], SubmissionKind.ADVERTISER_APPLICATION)
     in_review(session, setting["researcher"], advert)
-    assess_all(session, setting["researcher"], advert, except_codes={"ACCREDITATION"})
+    # ADVERTISER_STANDARDS cannot be met while ACCREDITATION is not: it stays to be assessed.
+    assess_all(session, setting["researcher"], advert, except_codes={"ACCREDITATION", "ADVERTISER_STANDARDS"})
     review.record_assessment(session, setting["researcher"], advert, "ACCREDITATION", AssessmentStatus.NOT_MET,
                              Evidence(note="accreditation lapsed"), None)
     session.commit()
+    with pytest.raises(DomainError, match="ACCREDITATION is assessed not met"):
+        review.record_assessment(session, setting["researcher"], advert, "ADVERTISER_STANDARDS",
+                                 AssessmentStatus.MET, Evidence(note="copy checked"), None)
+    session.rollback()
     assert review.rejection_reason_codes(session, advert) == ["ACCREDITATION"]
     decision = review.decide(session, setting["researcher"], advert, DecisionOutcome.REJECTED, ["ACCREDITATION"],
                              "", "", POLICY, None)

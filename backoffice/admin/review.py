@@ -46,7 +46,7 @@ from backoffice.models import (
     VerificationAction,
     utcnow,
 )
-from backoffice.services import advertising, criteria, profile, queue, rechecks, review
+from backoffice.services import advertising, advertising_copy, criteria, profile, queue, rechecks, review
 from backoffice.services.errors import DomainError
 from backoffice.services.review import Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
@@ -210,6 +210,8 @@ class ReviewView(SecuredView):
             optional_not_met=review.optional_not_met_codes(db.session, submission),
             pending=review.pending_decision(submission), final=review.final_decision(submission),
             documents=documents, runs=runs, findings=findings,
+            ad_copy=advertising_copy.copy_of(db.session, submission),
+            standards_problems=advertising_copy.standards_problems(db.session, submission),
             forms={
                 "claim": bound.get("claim") or versioned(ClaimForm), "assign": assign_form, "assess": assessment_forms,
                 "request_info": bound.get("request_info") or versioned(RequestInfoForm),

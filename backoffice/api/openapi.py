@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 description of the listing feed; a test checks real responses against it."""
 from __future__ import annotations
 
-from backoffice.services.listings import ADVERTISER_DISCLOSURE, CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from backoffice.services import advertising_copy
+from backoffice.services.listings import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
@@ -13,6 +14,27 @@ def _codes(vocabulary: dict[str, str]) -> dict:
             "items": {"type": "string", "enum": sorted(vocabulary)},
             "description": "; ".join(f"{code}: {label}" for code, label in sorted(vocabulary.items()))}
 _DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+_DISCLOSURE = {"type": ["string", "null"], "minLength": 1,
+               "description": "Shown beside every advertiser, null otherwise: who pays to advertise and, once the "
+                              "research team has approved its advertisement, what that advertisement says and where "
+                              "it links. Advertising never affects order or verification."}
+_ADVERTISEMENT = {
+    "type": ["object", "null"], "additionalProperties": False,
+    "required": ["headline", "text", "claims", "landing_url", "approved_at"],
+    "description": "The advertisement the research team approved, in force while the provider advertises; null for "
+                   "a provider that does not advertise (or whose approval predates recorded advertisements).",
+    "properties": {
+        "headline": {"type": "string", "maxLength": advertising_copy.HEADLINE_MAX},
+        "text": {"type": "string", "maxLength": advertising_copy.TEXT_MAX},
+        "claims": {"type": "array", "maxItems": advertising_copy.CLAIMS_MAX,
+                   "items": {"type": "string", "maxLength": advertising_copy.CLAIM_MAX},
+                   "description": "The factual claims of the advertisement, each checked by the research team."},
+        "landing_url": {"type": "string", "format": "uri", "maxLength": advertising_copy.URL_MAX,
+                        "description": "A page on the provider's own website."},
+        "approved_at": {"type": "string", "format": "date-time"},
+    },
+}
 
 SCHEMAS = {
     "Location": {
@@ -38,7 +60,7 @@ SCHEMAS = {
         "type": "object", "additionalProperties": False,
         "required": ["id", "public_name", "legal_name", "website", "phone", "locations", "levels_of_care",
                      "services", "populations", "payment_accepted", "verification", "advertiser",
-                     "advertiser_disclosure"],
+                     "advertiser_disclosure", "advertisement"],
         "properties": {
             "id": {"type": "integer"}, "public_name": {"type": "string"}, "legal_name": {"type": "string"},
             "website": _NULLABLE_STRING, "phone": _NULLABLE_STRING,
@@ -46,8 +68,8 @@ SCHEMAS = {
             **{name: _codes(vocabulary) for name, vocabulary in VOCABULARIES.items()},
             "verification": {"$ref": "#/components/schemas/Verification"},
             "advertiser": {"type": "boolean", "description": "True for every provider that advertises."},
-            "advertiser_disclosure": {"type": ["string", "null"], "enum": [ADVERTISER_DISCLOSURE, None],
-                                      "description": "Shown beside every advertiser; null otherwise."},
+            "advertiser_disclosure": _DISCLOSURE,
+            "advertisement": _ADVERTISEMENT,
         },
     },
     "ListingPage": {
@@ -60,7 +82,8 @@ SCHEMAS = {
     },
     "Receipt": {
         "type": "object", "additionalProperties": False,
-        "required": ["id", "public_name", "verification", "criteria", "advertiser", "advertiser_disclosure"],
+        "required": ["id", "public_name", "verification", "criteria", "advertiser", "advertiser_disclosure",
+                     "advertisement"],
         "properties": {
             "id": {"type": "integer"}, "public_name": {"type": "string"},
             "verification": {
@@ -85,7 +108,8 @@ SCHEMAS = {
                 "properties": {"code": {"type": "string"}, "title": {"type": "string"},
                                "status": {"type": "string", "enum": ["met", "not_applicable"]}}}},
             "advertiser": {"type": "boolean"},
-            "advertiser_disclosure": {"type": ["string", "null"], "enum": [ADVERTISER_DISCLOSURE, None]},
+            "advertiser_disclosure": _DISCLOSURE,
+            "advertisement": _ADVERTISEMENT,
         },
     },
     "Error": {

@@ -49,9 +49,11 @@ def listings_feed():
         query = listings.parse_query(request.args.to_dict(flat=True))
     except listings.BadRequest as exc:
         return error(400, str(exc))
-    providers, cursor = listings.page(db.session, query, utcnow())
+    now = utcnow()
+    providers, cursor = listings.page(db.session, query, now)
     versions = listings.catalogue_versions(db.session, providers)
-    payload = {"listings": [listings.listing(p, versions) for p in providers], "next_cursor": cursor}
+    copies = listings.advertisements(db.session, providers, now)
+    payload = {"listings": [listings.listing(p, versions, copies) for p in providers], "next_cursor": cursor}
     if cursor:
         args = {k: v for k, v in request.args.items() if k != "cursor"}
         payload["next"] = url_for(".listings_feed", cursor=cursor, **args)

@@ -26,6 +26,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from backoffice.services import advertising_copy
 from backoffice.services import listing_rules as rules
 from backoffice.services.listing_requests import Attestation
 from backoffice.vocab import HARM_REDUCTION_SERVICES, US_STATES
@@ -254,6 +255,44 @@ class WithdrawForm(VersionedForm):
     """The confirmation step of a withdrawal: only a post carrying `confirm` (its button) withdraws."""
     reason = TextAreaField("Why are you withdrawing? (optional)", [Length(max=2000)])
     confirm = SubmitField("Yes, withdraw this request")
+
+
+def _claims_rule(form, field):
+    try:
+        advertising_copy.claims((field.data or "").splitlines())
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
+def _landing_rule(form, field):
+    try:
+        advertising_copy.landing_url(field.data, form.website)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
+def _copy_rule(check: Callable[[str], Any]):
+    def validator(form, field):
+        try:
+            check(field.data)
+        except ValueError as error:
+            raise ValidationError(str(error)) from None
+    return validator
+
+
+class AdvertiseForm(FlaskForm):
+    """The advertiser application: the advertisement the provider asks to run. The view sets `website`, the
+    provider's listed website, which the landing page must be on."""
+    website: str | None = None
+    headline = StringField("Headline", [_copy_rule(advertising_copy.headline)])
+    text = TextAreaField("Text of the advertisement", [_copy_rule(advertising_copy.text)])
+    claims = TextAreaField("Claims the advertisement makes (one per line)", [_claims_rule])
+    landing_url = StringField("Landing page address", [_landing_rule])
+    submit = SubmitField("Send my application")
+
+    def copy(self) -> advertising_copy.Copy:
+        return advertising_copy.Copy.from_form(self.headline.data, self.text.data, self.claims.data,
+                                               self.landing_url.data)
 
 
 class ActionForm(FlaskForm):

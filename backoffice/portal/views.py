@@ -17,6 +17,7 @@ from backoffice.extensions import db
 from backoffice.models import Account, Document, OrganisationMember, Provider, Role, Submission, SubmissionKind
 from backoffice.portal.forms import (
     ActionForm,
+    AdvertiseForm,
     AnswerForm,
     ListingForm,
     OrganisationForm,
@@ -24,7 +25,16 @@ from backoffice.portal.forms import (
     UploadForm,
     WithdrawForm,
 )
-from backoffice.services import advertising, criteria, documents, listing_requests, profile, review, time_zones
+from backoffice.services import (
+    advertising,
+    advertising_copy,
+    criteria,
+    documents,
+    listing_requests,
+    profile,
+    review,
+    time_zones,
+)
 from backoffice.services.errors import DomainError
 from backoffice.services.listing_requests import IncompleteRequest
 
@@ -167,15 +177,31 @@ def advertise(provider_id: int):
         flash("Your application to advertise is with the research team. Its status is below.", "success")
         return redirect(url_for(".request_page", submission_id=application.id))
 
-    def page(form, error: str | None = None):
+    def page(form: AdvertiseForm, status: int = 200, error: str | None = None):
         blocked = advertising.why_not(db.session, provider)
         return render_template("portal/advertise.html", provider=provider, blocked=blocked, error=error,
-                               form=form), 409 if error else 200
+                               form=form, website_host=advertising_copy.website_host(provider.website),
+                               limits=advertising_copy.LIMITS), status
 
+    def refused(form: AdvertiseForm, error: DomainError, status: int):
+        # A refusal about one field of the copy is shown beside it; any other (the provider cannot apply
+        # now) above the form.
+        if error.field and error.field in form:
+            unit_of_work.show_beside(form, error)
+            return page(form, status)
+        return page(form, 409, str(error))
+
+    def again(form: AdvertiseForm, status: int):
+        if request.method != "POST":
+            return page(form)
+        # A post while the provider cannot apply is refused as such, whatever the form holds.
+        return page(form, 409 if advertising.why_not(db.session, provider) else status)
+
+    form = AdvertiseForm()
+    form.website = provider.website
     return unit_of_work.submit(
-        ActionForm(), lambda form: advertising.apply(db.session, current_user, provider, _policy()),
-        done=applied, again=lambda form, status: page(form),
-        refused=lambda form, error, status: page(form, str(error)))
+        form, lambda form: advertising.apply(db.session, current_user, provider, _policy(), form.copy()),
+        done=applied, again=again, refused=refused)
 
 
 # -- listing requests -----------------------------------------------------------------------------
@@ -222,6 +248,7 @@ def _render_request(submission: Submission, forms: dict | None = None, error: st
         can_withdraw=listing_requests.can_withdraw(submission),
         diff=profile.diff(submission.provider, submission.proposed or {}) if submission.kind == SubmissionKind.UPDATE else None,
         attestation=(submission.proposed or {}).get(listing_requests.ATTESTATION_KEY),
+        ad_copy=advertising_copy.copy_of(db.session, submission),
         max_upload=documents.human_size(current_app.config["UPLOAD_MAX_BYTES"]),
     ), status
 

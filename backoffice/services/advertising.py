@@ -16,7 +16,16 @@ from backoffice.models import (
     VerificationStatus,
     utcnow,
 )
-from backoffice.services import concurrency, guards, listing_requests, provider_status, review, submissions
+from backoffice.services import (
+    advertising_copy,
+    concurrency,
+    guards,
+    listing_requests,
+    provider_status,
+    review,
+    submissions,
+)
+from backoffice.services.advertising_copy import Copy
 from backoffice.services.errors import InvalidTransition
 from backoffice.services.reasons import require_reason
 
@@ -47,14 +56,17 @@ def why_not(session: Session, provider: Provider) -> str | None:
     return None
 
 
-def apply(session: Session, actor: Account, provider: Provider, policy: review.ReviewPolicy) -> Submission:
-    """Create and submit an advertiser application; advertising becomes pending until it is decided."""
+def apply(session: Session, actor: Account, provider: Provider, policy: review.ReviewPolicy, copy: Copy) -> Submission:
+    """Create and submit an advertiser application with the copy it asks to run; advertising becomes pending
+    until it is decided."""
     listing_requests.require_member(session, actor, provider.id)
     reason = why_not(session, provider)
     if reason is not None:
         raise InvalidTransition(reason)
+    copy = advertising_copy.validated(copy, provider)
     # The application proposes no listing change: the research team reviews the listing as it stands.
     application = submissions.create_draft(session, actor, provider, SubmissionKind.ADVERTISER_APPLICATION, {})
+    advertising_copy.attach(session, actor, application, copy)
     review.submit(session, actor, application, policy)
     provider_status.apply_for_advertising(session, actor, provider, application)
     concurrency.flush(session)

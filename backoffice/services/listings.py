@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Mapping
 
 from sqlalchemy import ColumnExpressionArgument, exists, select
 from sqlalchemy.orm import Session, selectinload
@@ -16,6 +16,7 @@ from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
     CODED_LISTS,
+    AdvertisingCopy,
     AssessmentStatus,
     CriteriaCatalogue,
     Location,
@@ -23,14 +24,16 @@ from backoffice.models import (
     ProviderCode,
     utcnow,
 )
-from backoffice.services import history
+from backoffice.services import advertising_copy, history
 from backoffice.services.audit import jsonable
 from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
+# An advertiser whose approved copy predates the copy being recorded: marked all the same.
 ADVERTISER_DISCLOSURE = (
     "Advertiser: this provider pays to advertise in the directory. It was verified against the same "
     "criteria as every listing, and advertising does not change its place in the listings."
 )
+NEVER_AFFECTS = "Advertising never affects order or verification."
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 50
 MAX_ID = 2**31 - 1
@@ -143,12 +146,36 @@ def coded(values: list[str] | None, vocabulary: dict[str, str]) -> list[str]:
     return sorted(value for value in values or [] if value in vocabulary)
 
 
-def advertiser_fields(provider: Provider, now: datetime | None = None) -> dict[str, Any]:
+def advertisements(session: Session, providers: list[Provider], now: datetime) -> dict[int, AdvertisingCopy]:
+    """The copy in force of each active advertiser of a page, in one query (none when the page has none)."""
+    return advertising_copy.in_force(session, [p.id for p in providers if p.is_active_advertiser(now)])
+
+
+def disclosure(provider: Provider, copy: AdvertisingCopy | None) -> str:
+    """The sentence shown beside an advertiser: who pays, and the approved advertisement it describes."""
+    if copy is None or copy.approved_at is None:
+        return ADVERTISER_DISCLOSURE
+    return (f"Advertiser: {provider.public_name} pays to advertise. Its approved advertisement, "
+            f"'{copy.headline}', links to {copy.landing_url}; the research team verified this provider and "
+            f"reviewed the advertisement on {advertising_copy.approved_on(copy.approved_at)}. {NEVER_AFFECTS}")
+
+
+def advertiser_fields(provider: Provider, copies: Mapping[int, AdvertisingCopy],
+                      now: datetime | None = None) -> dict[str, Any]:
+    """The advertiser mark, its disclosure and the advertisement in force (`copies`: advertising_copy.in_force
+    of the page's providers); all null but the mark for a provider that does not advertise."""
     advertiser = provider.is_active_advertiser(now or utcnow())
-    return {"advertiser": advertiser, "advertiser_disclosure": ADVERTISER_DISCLOSURE if advertiser else None}
+    copy = copies.get(provider.id) if advertiser else None
+    return {
+        "advertiser": advertiser,
+        "advertiser_disclosure": disclosure(provider, copy) if advertiser else None,
+        "advertisement": {"headline": copy.headline, "text": copy.body, "claims": list(copy.claims or []),
+                          "landing_url": copy.landing_url, "approved_at": copy.approved_at} if copy else None,
+    }
 
 
-def listing(provider: Provider, versions: dict[int | None, int]) -> dict[str, Any]:
+def listing(provider: Provider, versions: dict[int | None, int],
+            copies: Mapping[int, AdvertisingCopy]) -> dict[str, Any]:
     return jsonable({
         "id": provider.id,
         "public_name": provider.public_name,
@@ -166,7 +193,7 @@ def listing(provider: Provider, versions: dict[int | None, int]) -> dict[str, An
             "criteria_version": versions.get(provider.verified_catalogue_id),
             "last_rechecked_at": provider.last_rechecked_at,
         },
-        **advertiser_fields(provider),
+        **advertiser_fields(provider, copies),
     })
 
 
@@ -200,5 +227,5 @@ def receipt(session: Session, provider: Provider) -> dict[str, Any]:
                               if basis and decision and decision.second_signoff_by_id else None),
         },
         "criteria": criteria,
-        **advertiser_fields(provider),
+        **advertiser_fields(provider, advertisements(session, [provider], utcnow())),
     })

@@ -43,6 +43,7 @@ from backoffice.models import (
     utcnow,
 )
 from backoffice.services import (
+    advertising_copy,
     audit,
     concurrency,
     criteria,
@@ -290,6 +291,7 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
     criterion = next((c for c in applicable_criteria(session, submission) if c.code == criterion_code), None)
     if criterion is None:
         raise DomainError(f"{criterion_code} is not a criterion that applies to this request.")
+    advertising_copy.require_standards_can_be_met(session, submission, criterion.code, status)
     if status in (AssessmentStatus.MET, AssessmentStatus.NOT_MET) and evidence.is_empty():
         raise DomainError("Record the evidence: a note, a source, a URL, a document or a check result.",
                           field="note")
@@ -513,6 +515,9 @@ def require_approvable(session: Session, submission: Submission) -> None:
                           + ", ".join(c.code for c in blockers) + ".")
     provider = submission.provider
     if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
+        standing = advertising_copy.standards_problems(session, submission)
+        if standing:
+            raise DomainError("Cannot approve: " + " ".join(standing))
         provider_status.require_currently_verified(provider)
         if provider.listing_status != ListingStatus.LISTED:
             raise DomainError(f"Only a listed provider can advertise; this listing is {provider.listing_status.label}.")
@@ -540,6 +545,7 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
         submissions.transition(session, actor, submission, S.APPROVED)
         if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
             provider_status.approve_advertising(session, actor, provider, submission)
+            advertising_copy.approve(session, actor, submission)
         else:
             profile.apply(session, actor, provider, submission.proposed or {}, f"request #{submission.id} approved")
             decision.verified_until = now + timedelta(days=policy.verification_validity_days)

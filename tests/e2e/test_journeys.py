@@ -216,7 +216,10 @@ def test_3_advertiser_application_with_a_second_sign_off(stack, people):
     """Journey 3: apply to advertise; a researcher approves, a research lead signs off; the feed marks it."""
     provider = people("provider")
     provider.goto(f"/portal/organisations/{story['provider_id']}/advertise")
-    provider.click("main form button[type=submit]")
+    fill_form(provider.page, {"headline": "Outpatient care in Charlottesville", "text": "Call our admissions team.",
+                              "claims": "Accredited by CARF\nAdmissions answered by our own staff",
+                              "landing_url": f"{stack.site.url}admissions"})
+    provider.click("main form [type=submit]")
     application = stack.scalar("select max(id) from submission where kind = 'advertiser_application'")
     assert application, "no advertiser application was created"
     story["application"] = application
@@ -242,6 +245,10 @@ def test_3_advertiser_application_with_a_second_sign_off(stack, people):
 
     feed = feed_entry(researcher, story["provider_id"])
     assert feed["advertiser"] is True and feed["advertiser_disclosure"]
+    # The feed describes the advertisement the research team approved, as the provider typed it.
+    assert feed["advertisement"]["headline"] == "Outpatient care in Charlottesville"
+    assert feed["advertisement"]["claims"] == ["Accredited by CARF", "Admissions answered by our own staff"]
+    assert "'Outpatient care in Charlottesville'" in feed["advertiser_disclosure"]
     assert feed["public_name"] == PUBLIC_NAME  # shown as text, never as markup
 
 
