@@ -69,7 +69,7 @@ JS_URL = "javascript:alert(1)"
 ID_ARGUMENTS = {
     "provider_id": "provider", "submission_id": "submission", "document_id": "document", "finding_id": "finding",
     "seq": "audit_event", "action_id": "revocation", "account_id": "staff_account", "grant_id": "grant",
-    "note_id": "notification", "work_id": "work",
+    "note_id": "notification", "work_id": "work", "version": "catalogue_version",
 }
 # String arguments with a value that reaches the view's code; any other string argument gets a plain word.
 STRING_ARGUMENTS = {"export_type": "csv", "action": "acknowledge"}
@@ -326,7 +326,7 @@ def build_world(session, make_account, make_provider, upload_folder: str) -> Wor
              "document": [document.id], "finding": [website_finding.id, exclusion_finding.id], "check_run": [run.id],
              "criterion": [criterion], "audit_event": events, "revocation": [revocation.id],
              "staff_account": [researcher.id, admin.id], "grant": [grant.id],
-             "notification": [undelivered.id], "work": [failed_work.id]},
+             "notification": [undelivered.id], "work": [failed_work.id], "catalogue_version": [catalogue.version]},
         accounts={Role.PROVIDER: member, Role.RESEARCHER: researcher, Role.ADMIN: admin},
     )
 
