@@ -1,7 +1,6 @@
 """The review workflow through the pages alone: queue, case page, forms, errors, paging."""
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 
