@@ -121,7 +121,7 @@ def test_the_difference_names_each_added_removed_moved_and_changed_criterion_in_
     changed = _definition()
     items = changed["criteria"]
     npi = next(i for i in items if i["code"] == "NPI_ACTIVE")
-    npi["freshness_days"] = 90
+    npi["freshness_days"] = 45
     npi["required"] = False
     npi["applies_to_levels"] = ["residential", "hospital_inpatient"]
     npi["automated_check"] = None
@@ -138,7 +138,7 @@ def test_the_difference_names_each_added_removed_moved_and_changed_criterion_in_
         "Required: yes → no",
         "Applies to: every provider → Residential, Hospital inpatient",
         "Automated check: NPI Registry (NPPES) lookup → none",
-        "Freshness limit: none → 90 days",
+        "Freshness limit: 90 days → 45 days",
     ]
     assert found["NPI_ACTIVE"].kind == "changed" and found["NPI_ACTIVE"].moved is None
     assert found["CONTACT_CONFIRMED"].kind == "moved" and found["CONTACT_CONFIRMED"].moved == (12, 1)
@@ -169,10 +169,11 @@ def test_the_service_refuses_a_freshness_limit_that_is_not_1_to_3650_days(sessio
 
 def test_the_cli_file_publishes_freshness_limits_and_a_stale_draft_is_refused(session):
     definition = _definition()
-    definition["criteria"][1]["freshness_days"] = 365
+    definition["criteria"][0]["freshness_days"] = 365
     first = criteria.publish(session, "system:test", definition)
-    assert first.criteria[1].freshness_days == 365 and criteria.definition_of(first)["criteria"][1]["freshness_days"] == 365
-    definition["criteria"][1]["freshness_days"] = 180
+    assert [c.freshness_days for c in first.criteria[:5]] == [365, 365, None, 365, 90]
+    assert criteria.definition_of(first)["criteria"][0]["freshness_days"] == 365
+    definition["criteria"][0]["freshness_days"] = 180
     with pytest.raises(Conflict, match="v1 was published while this draft was edited from an empty catalogue"):
         criteria.publish(session, "system:test", definition, based_on=0)
     assert criteria.publish(session, "system:test", definition, based_on=1).version == 2
@@ -187,7 +188,11 @@ def test_a_lead_edits_a_title_and_a_freshness_limit_previews_the_difference_and_
     licence = index_of(fields, "STATE_LICENCE")
     assert 'readonly' in re.search(rf'<input[^>]*id="criteria-{licence}-code"[^>]*>', page).group(0)
     fields[f"criteria-{licence}-title"] = "Current state licence for every level of care listed"
-    fields[f"criteria-{licence}-freshness_days"] = "365"
+    assert fields[f"criteria-{licence}-freshness_days"] == "365"
+    fields[f"criteria-{licence}-freshness_days"] = "730"
+    legal = index_of(fields, "LEGAL_ENTITY")
+    assert fields[f"criteria-{legal}-freshness_days"] == ""
+    fields[f"criteria-{legal}-freshness_days"] = "365"
     fields["action"] = "preview"
 
     preview = client.post("/admin/catalogue/next", data=fields)
@@ -196,11 +201,13 @@ def test_a_lead_edits_a_title_and_a_freshness_limit_previews_the_difference_and_
     difference = visible_text(page[page.index('id="draft-difference"'):page.index('id="publish-title"')])
     assert "Title:\nCurrent state licence covering each level of care listed\n→\n" \
            "Current state licence for every level of care listed" in difference, difference
-    assert "Freshness limit:\nnone\n→\n365 days" in difference
-    assert "LEGAL_ENTITY" not in difference  # only what changed
+    assert "Freshness limit:\n365 days\n→\n730 days" in difference
+    assert "LEGAL_ENTITY\nRegistered legal entity where it offers services\nFreshness limit:\nnone\n→\n365 days" \
+        in difference, difference
+    assert "NPI_ACTIVE" not in difference  # only what changed
     assert versions(session) == [1]  # a preview publishes nothing
     again = editor_form(page)
-    assert again[f"criteria-{licence}-freshness_days"] == "365"
+    assert again[f"criteria-{licence}-freshness_days"] == "730"
 
     before = events(session)
     again["notes"] = "Licences are re-checked yearly."
@@ -210,7 +217,8 @@ def test_a_lead_edits_a_title_and_a_freshness_limit_previews_the_difference_and_
     catalogue = criteria.current(session)
     licence_row = next(c for c in catalogue.criteria if c.code == "STATE_LICENCE")
     assert (licence_row.title, licence_row.freshness_days) == (
-        "Current state licence for every level of care listed", 365)
+        "Current state licence for every level of care listed", 730)
+    assert catalogue.criteria[0].freshness_days == 365
     assert [c.code for c in catalogue.criteria] == [i["code"] for i in _definition()["criteria"]]
     assert catalogue.notes == "Licences are re-checked yearly." and catalogue.published_by == f"user:{lead.id}"
     assert events(session) == before + 1
@@ -219,7 +227,7 @@ def test_a_lead_edits_a_title_and_a_freshness_limit_previews_the_difference_and_
 
     shown = visible_text(client.get("/admin/catalogue/v/2").get_data(as_text=True))
     assert "Criteria catalogue v2 is published; new reviews use it." in shown
-    assert "Difference from v1" in shown and "Freshness limit:\nnone\n→\n365 days" in shown
+    assert "Difference from v1" in shown and "Freshness limit:\n365 days\n→\n730 days" in shown
 
 
 def test_publishing_with_no_change_is_refused_and_nothing_is_published(client, session, lead):
@@ -325,8 +333,8 @@ def test_a_draft_of_an_older_version_is_not_published_over_a_newer_one(client, s
     definition["criteria"][0]["guidance"] += " Also check the assumed-name register."
     criteria.publish(session, "system:test", definition)
     session.commit()
-    fields["criteria-1-freshness_days"] = "365"
-    fields["notes"] = "Yearly licences."
+    fields["criteria-1-freshness_days"] = "730"
+    fields["notes"] = "Licences every two years."
     refused = client.post("/admin/catalogue/publish", data=fields)
     assert refused.status_code == 409
     assert problems(refused.get_data(as_text=True)) == [
@@ -351,8 +359,8 @@ def test_a_researcher_reads_the_versions_but_cannot_edit_or_publish(client, sess
 def test_an_earlier_version_is_shown_in_words_with_its_difference_from_the_one_before(client, session, lead):
     definition = _definition()
     npi = next(i for i in definition["criteria"] if i["code"] == "NPI_ACTIVE")
-    npi["freshness_days"], npi["required"] = 90, False
-    definition["notes"] = "NPI results older than 90 days are looked up again."
+    npi["freshness_days"], npi["required"] = 45, False
+    definition["notes"] = "NPI results older than 45 days are looked up again."
     criteria.publish(session, lead, definition)
     session.commit()
 
@@ -369,14 +377,14 @@ def test_an_earlier_version_is_shown_in_words_with_its_difference_from_the_one_b
 
     second = visible_text(client.get("/admin/catalogue/v/2").get_data(as_text=True))
     assert "Criteria catalogue v2\nin force" in second and "Lee Lead" in second
-    assert "NPI results older than 90 days are looked up again." in second
-    assert "Required:\nyes\n→\nno" in second and "Freshness limit:\nnone\n→\n90 days" in second
-    assert "Freshness limit\n90 days" in second
+    assert "NPI results older than 45 days are looked up again." in second
+    assert "Required:\nyes\n→\nno" in second and "Freshness limit:\n90 days\n→\n45 days" in second
+    assert "Freshness limit\n45 days" in second and "Freshness limit\nnone" in second
     assert client.get("/admin/catalogue/v/9").status_code == 404
 
     download = client.get("/admin/catalogue/v/2/definition.json")
     assert download.status_code == 200 and download.headers["Content-Disposition"].endswith('v2.json"')
-    assert criteria.draft(download.get_json())[4].freshness_days == 90
+    assert criteria.draft(download.get_json())[4].freshness_days == 45
 
 
 def test_every_id_on_the_editor_is_unique_and_every_control_has_a_label(client, session, lead):
