@@ -117,11 +117,11 @@ class CatalogueView(SecuredView):
             return self._editor(form, latest, changes=criteria.difference(latest.criteria if latest else [], draft))
         values = form.values()
         index = int(number) if number.isdigit() else -1
-        focus = None
+        focus, opened = None, set()
         if verb == "add":
             values.append(dict(BLANK_CRITERION))
             index = len(values) - 1
-            focus = f"criteria-{index}-code"
+            focus, opened = f"criteria-{index}-code", {index}
         elif not 0 <= index < len(values):
             abort(400)
         elif verb == "remove":
@@ -130,10 +130,11 @@ class CatalogueView(SecuredView):
             other = index - 1 if verb == "up" else index + 1
             if 0 <= other < len(values):
                 values[index], values[other] = values[other], values[index]
+                opened = {other}
         else:
             abort(400)
         form = _draft_form(values, form.notes.data, form.based_on.data)
-        return self._editor(form, latest, focus=focus)
+        return self._editor(form, latest, focus=focus, opened=opened)
 
     @expose("/publish", methods=["POST"])
     @only(Role.RESEARCH_LEAD)
@@ -153,12 +154,21 @@ class CatalogueView(SecuredView):
             again=again)
 
     def _editor(self, form: CatalogueDraftForm, latest: CriteriaCatalogue | None, status: int = 200,
-                refusal: Refusal | None = None, changes: list | None = None, focus: str | None = None):
+                refusal: Refusal | None = None, changes: list[criteria.CriterionDifference] | None = None,
+                focus: str | None = None, opened: set[int] | None = None):
+        """The editor with the draft as typed. Each criterion folds away (a <details>, no script) unless it needs
+        looking at: new, changed in the preview, in error, or just added or moved."""
         in_force = {c.code for c in latest.criteria} if latest else set()
+        changed = {d.code for d in changes or []}
+        opened = set(opened or ()) | {
+            i for i, entry in enumerate(form.criteria.entries)
+            if entry.form.code.data not in in_force or entry.form.code.data in changed
+            or any(field.errors for field in entry.form)}
         if focus and refusal is None:
             refusal = Refusal(what="", focus=focus)  # an empty refusal shows no banner; it only focuses
         return self.render("admin/catalogue/editor.html", form=form, latest=latest, in_force_codes=in_force,
-                           refusal=refusal, changes=changes, editor_id=EDITOR_ID), status
+                           refusal=refusal, changes=changes, editor_id=EDITOR_ID, opened=opened,
+                           kinds={d.code: d.kind for d in changes or []}), status
 
     def _catalogue(self, version: int) -> CriteriaCatalogue:
         catalogue = db.session.scalar(select(CriteriaCatalogue).where(CriteriaCatalogue.version == version))
