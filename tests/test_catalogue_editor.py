@@ -185,6 +185,7 @@ def test_the_cli_file_publishes_freshness_limits_and_a_stale_draft_is_refused(se
 def test_a_lead_edits_a_title_and_a_freshness_limit_previews_the_difference_and_publishes(client, session, lead):
     page, fields = opened(client)
     assert "v2" in visible_text(page)
+    assert "<details" in page and " open>" not in page  # nothing to look at yet: every criterion folded
     licence = index_of(fields, "STATE_LICENCE")
     assert 'readonly' in re.search(rf'<input[^>]*id="criteria-{licence}-code"[^>]*>', page).group(0)
     fields[f"criteria-{licence}-title"] = "Current state licence for every level of care listed"
@@ -252,6 +253,11 @@ def test_notes_are_needed_to_publish(client, session, lead):
     assert "Say what changed and why: the notes are published with the version." in field_errors(page)
     assert editor_form(page)["criteria-0-title"] == "Registered, active legal entity"
     assert 'autofocus' in re.search(r'<textarea[^>]*id="notes"[^>]*>', page).group(0)
+    # The edited criterion stays open, marked; the untouched ones fold away.
+    assert " open>" in re.search(r'<details[^>]*id="criterion-0"[^>]*>', page).group(0)
+    assert re.search(r'<details[^>]*id="criterion-2"[^>]*>', page).group(0).endswith('id="criterion-2">')
+    summary = visible_text(page[page.index('id="criterion-0"'):page.index("</summary>", page.index('id="criterion-0"'))])
+    assert "1. LEGAL_ENTITY\n— Registered, active legal entity\nedited" in summary, summary
     assert versions(session) == [1]
 
 

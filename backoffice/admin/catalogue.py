@@ -62,6 +62,23 @@ def _editor_refusal(form: CatalogueDraftForm, what: str) -> Refusal | None:
     return Refusal(what=what, problems=problems, target=focus or EDITOR_ID, focus=focus)
 
 
+def _edited(form: CatalogueDraftForm, latest: CriteriaCatalogue | None) -> set[str]:
+    """The codes of the criteria whose typed fields differ from the version in force (before any preview, and
+    when the draft cannot be compared as a whole because a field is wrong): they stay open on the page."""
+    if latest is None:
+        return set()
+    published = {item["code"]: _draft_form([item], None, None).values()[0]
+                 for item in criteria.definition_of(latest)["criteria"]}
+    return {entry.form.code.data for entry in form.criteria.entries
+            if entry.form.code.data in published and _typed(entry.form.data) != _typed(published[entry.form.code.data])}
+
+
+def _typed(values: dict) -> dict:
+    """A criterion's fields as text, the way a form sends them back."""
+    return {name: sorted(value) if isinstance(value, list) else bool(value) if isinstance(value, bool)
+            else str(value if value is not None else "").strip() for name, value in values.items()}
+
+
 class CatalogueView(SecuredView):
     """Criteria catalogue versions; a research lead drafts and publishes the next one."""
 
@@ -159,16 +176,17 @@ class CatalogueView(SecuredView):
         """The editor with the draft as typed. Each criterion folds away (a <details>, no script) unless it needs
         looking at: new, changed in the preview, in error, or just added or moved."""
         in_force = {c.code for c in latest.criteria} if latest else set()
-        changed = {d.code for d in changes or []}
+        edited = _edited(form, latest) if changes is None else {d.code for d in changes}
         opened = set(opened or ()) | {
             i for i, entry in enumerate(form.criteria.entries)
-            if entry.form.code.data not in in_force or entry.form.code.data in changed
+            if entry.form.code.data not in in_force or entry.form.code.data in edited
             or any(field.errors for field in entry.form)}
         if focus and refusal is None:
             refusal = Refusal(what="", focus=focus)  # an empty refusal shows no banner; it only focuses
         return self.render("admin/catalogue/editor.html", form=form, latest=latest, in_force_codes=in_force,
                            refusal=refusal, changes=changes, editor_id=EDITOR_ID, opened=opened,
-                           kinds={d.code: d.kind for d in changes or []}), status
+                           kinds={d.code: d.kind for d in changes} if changes is not None
+                           else dict.fromkeys(edited, "edited")), status
 
     def _catalogue(self, version: int) -> CriteriaCatalogue:
         catalogue = db.session.scalar(select(CriteriaCatalogue).where(CriteriaCatalogue.version == version))
