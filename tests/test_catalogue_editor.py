@@ -14,7 +14,7 @@ from backoffice.models import AuditEvent, CriteriaCatalogue, Criterion, Role
 from backoffice.services import criteria
 from backoffice.services.errors import Conflict, DomainError
 from tests.conftest import login
-from tests.page_text import visible_text
+from tests.page_text import readability_problems, visible_text
 from tests.review_helpers import CATALOGUE, publish_catalogue
 
 
@@ -386,6 +386,8 @@ def test_an_earlier_version_is_shown_in_words_with_its_difference_from_the_one_b
     assert "NPI results older than 45 days are looked up again." in second
     assert "Required:\nyes\n→\nno" in second and "Freshness limit:\n90 days\n→\n45 days" in second
     assert "Freshness limit\n45 days" in second and "Freshness limit\nnone" in second
+    for url in ("/admin/catalogue/", "/admin/catalogue/v/1", "/admin/catalogue/v/2", "/admin/catalogue/next"):
+        assert readability_problems(client.get(url).get_data(as_text=True)) == [], url
     assert client.get("/admin/catalogue/v/9").status_code == 404
 
     download = client.get("/admin/catalogue/v/2/definition.json")

@@ -33,8 +33,9 @@ class CriterionForm(Form):
     advertisers_only = BooleanField("Assessed for advertiser applications only")
     applies_to_levels = MultiCheckboxField("Applies to providers offering (none ticked: every provider)",
                                            choices=[SelectChoice(code, words) for code, words in LEVELS_OF_CARE.items()])
-    automated_check = SelectField("Automated check", choices=[SelectChoice("", "None"), *(SelectChoice(kind, words) for kind, words
-                                                                   in criteria.AUTOMATED_CHECKS.items())])
+    automated_check = SelectField("Automated check", choices=[
+        SelectChoice("", "No automated check"),
+        *(SelectChoice(kind, words) for kind, words in criteria.AUTOMATED_CHECKS.items())])
     freshness_days = StringField("Freshness limit in days (empty: no limit)", validators=[Length(max=10)])
 
     def validate_code(self, field) -> None:
