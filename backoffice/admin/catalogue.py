@@ -21,7 +21,6 @@ from backoffice.extensions import db
 from backoffice.models import READER_ROLES, CriteriaCatalogue, Role
 from backoffice.services import criteria
 from backoffice.services.errors import DomainError
-from backoffice.vocab import LEVELS_OF_CARE
 
 EDITOR_ID = "catalogue-editor"
 BLANK_CRITERION = {"code": "", "title": "", "guidance": "", "evidence": "", "required": True,
@@ -99,7 +98,7 @@ class CatalogueView(SecuredView):
         changes = criteria.difference(before.criteria if before else [], catalogue.criteria)
         return self.render("admin/catalogue/version.html", catalogue=catalogue, before=before,
                            changes=changes, in_force=latest is not None and latest.id == catalogue.id,
-                           level_words=LEVELS_OF_CARE, words=criteria)
+                           words=criteria)
 
     @expose("/v/<int:version>/definition.json", methods=["GET"])
     def definition(self, version: int):
