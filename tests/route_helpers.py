@@ -70,7 +70,7 @@ JS_URL = "javascript:alert(1)"
 ID_ARGUMENTS = {
     "provider_id": "provider", "submission_id": "submission", "document_id": "document", "finding_id": "finding",
     "seq": "audit_event", "action_id": "revocation", "account_id": "staff_account", "grant_id": "grant",
-    "note_id": "notification", "work_id": "work",
+    "note_id": "notification", "work_id": "work", "version": "catalogue_version",
 }
 # String arguments with a value that reaches the view's code; any other string argument gets a plain word.
 STRING_ARGUMENTS = {"export_type": "csv", "action": "acknowledge"}
@@ -330,7 +330,7 @@ def build_world(session, make_account, make_provider, upload_folder: str) -> Wor
              "staff_account": [researcher.id, admin.id], "grant": [grant.id],
              "notification": [undelivered.id], "work": [failed_work.id],
              "licence": [provider.licences[0].id], "decision": [rejected.decisions[0].id],
-             "exclusion_record": [record.id]},
+             "exclusion_record": [record.id], "catalogue_version": [catalogue.version]},
         accounts={Role.PROVIDER: member, Role.RESEARCHER: researcher, Role.ADMIN: admin},
     )
 

@@ -43,6 +43,8 @@ def test_anyone_reads_the_current_catalogue_without_signing_in(client, session):
     assert definitions(page, "LEGAL_ENTITY") | {"What is checked": "", "Evidence needed": ""} == {
         "For a listing": "Required", "For advertisers": "Required", "Applies to": "Every provider",
         "What is checked": "", "Evidence needed": ""}
+    assert definitions(page, "NPI_ACTIVE")["Evidence kept for"] == \
+        "90 days: older evidence is checked again at a later review"
     assert definitions(page, "ACCREDITATION")["For a listing"] == "Optional"
     assert definitions(page, "ACCREDITATION")["For advertisers"] == "Required"
     assert definitions(page, "PRESCRIBING")["Applies to"] == "Providers offering Opioid treatment program (OTP / MOUD)"

@@ -248,14 +248,34 @@ def test_a_findings_page_refusal_keeps_the_reason_and_lands_on_the_actions(clien
 
 
 def test_publishing_an_unchanged_catalogue_is_refused_in_a_banner(client, session, make_account):
+    from tests.test_catalogue_editor import editor_form
+
     publish_catalogue(session)
     login(client, make_account(Role.RESEARCH_LEAD))
-    page = client.get("/admin/catalogue/").get_data(as_text=True)
-    definition = html.unescape(re.search(r'<textarea[^>]*name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1))
-    assert 'action="/admin/catalogue/publish#publish-form"' in element(page, "publish-form")
-    response = client.post("/admin/catalogue/publish", data={"definition": definition})
+    page = client.get("/admin/catalogue/next").get_data(as_text=True)
+    fields = editor_form(page)
+    assert 'formaction="/admin/catalogue/publish#catalogue-editor"' in element(page, "publish")
+    fields["notes"] = "Nothing new"
+    response = client.post("/admin/catalogue/publish", data=fields)
     page = response.get_data(as_text=True)
     found = banner(page)
     assert found["what"] == "Nothing was published."
-    assert found["problems"] == ["Catalogue definition (JSON): This is the same as v1: nothing to publish"]
-    assert found["link"] == "definition" and "autofocus" in element(page, "definition")
+    assert found["problems"] == ["This is the same as v1: nothing to publish"]
+    assert found["link"] == "catalogue-editor"
+    assert_at_the_top(page, found)
+
+
+def test_a_wrong_freshness_limit_is_named_in_the_banner_and_focused(client, session, make_account):
+    from tests.test_catalogue_editor import editor_form
+
+    publish_catalogue(session)
+    login(client, make_account(Role.RESEARCH_LEAD))
+    fields = editor_form(client.get("/admin/catalogue/next").get_data(as_text=True))
+    fields["notes"] = "NPI looked up quarterly"
+    fields["criteria-4-freshness_days"] = "ninety"
+    page = client.post("/admin/catalogue/publish", data=fields).get_data(as_text=True)
+    found = banner(page)
+    assert found["what"] == "Nothing was published."
+    assert found["problems"] == ["NPI_ACTIVE, Freshness limit in days (empty: no limit): The freshness limit must "
+                                 "be a whole number of days, or empty for no limit."]
+    assert found["link"] == "criteria-4-freshness_days" and "autofocus" in element(page, "criteria-4-freshness_days")

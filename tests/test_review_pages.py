@@ -1,7 +1,6 @@
 """The review workflow through the pages alone: queue, case page, forms, errors, paging."""
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 
@@ -185,21 +184,23 @@ def test_queue_pages_by_keyset_without_gaps_or_repeats(client, session, world, m
     assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
 
 
-def test_only_a_lead_publishes_a_catalogue_and_bad_definitions_are_explained(client, session, world):
+def test_only_a_lead_publishes_a_catalogue_and_bad_drafts_are_explained(client, session, world):
+    from tests.test_catalogue_editor import editor_form
+
     login(client, world["researcher"])
-    assert client.post("/admin/catalogue/publish", data={"definition": "{}"}).status_code == 403
+    assert client.post("/admin/catalogue/publish", data={"notes": "mine"}).status_code == 403
     client.post("/logout")
     login(client, world["lead"])
-    bad = client.post("/admin/catalogue/publish", data={"definition": "{not json"})
-    assert bad.status_code == 400 and any("Not valid JSON" in e for e in errors(bad))
-    empty = client.post("/admin/catalogue/publish", data={"definition": json.dumps({"criteria": []})})
-    assert any("non-empty" in e for e in errors(empty))
-    page = client.get("/admin/catalogue/").get_data(as_text=True)
-    definition = re.search(r'<textarea[^>]*name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1)
-    import html
-    data = json.loads(html.unescape(definition))
-    data["criteria"][0]["guidance"] += " Also check the assumed-name register."
-    ok = client.post("/admin/catalogue/publish", data={"definition": json.dumps(data)})
+    page = client.get("/admin/catalogue/next").get_data(as_text=True)
+    fields = editor_form(page)
+    fields["notes"] = "Assumed names too."
+    bad = client.post("/admin/catalogue/publish", data={**fields.to_dict(flat=False), "criteria-0-code": "not a code"})
+    assert bad.status_code == 400 and any("must be UPPER_SNAKE_CASE" in e for e in errors(bad))
+    empty = client.post("/admin/catalogue/publish", data={"notes": "none left", "based_on": "1"})
+    assert any("A catalogue needs at least one criterion." in e for e in errors(empty))
+    assert [c.version for c in session.scalars(select(CriteriaCatalogue))] == [1]
+    fields["criteria-0-guidance"] += " Also check the assumed-name register."
+    ok = client.post("/admin/catalogue/publish", data=fields)
     assert ok.status_code == 302
     assert [c.version for c in session.scalars(select(CriteriaCatalogue).order_by(CriteriaCatalogue.version))] == [1, 2]
 
@@ -267,14 +268,14 @@ def test_the_case_page_shows_lists_and_locations_as_readable_lines_not_json(clie
 
 
 def test_publishing_the_current_criteria_again_is_refused_on_the_page_and_changes_nothing(client, session, world):
+    from tests.test_catalogue_editor import editor_form
+
     login(client, world["lead"])
-    page = client.get("/admin/catalogue/").get_data(as_text=True)
-    import html
-    unchanged = html.unescape(re.search(r'<textarea[^>]*name="definition"[^>]*>(.*?)</textarea>', page, re.S).group(1))
+    unchanged = editor_form(client.get("/admin/catalogue/next").get_data(as_text=True))
     events = session.scalar(select(func.count()).select_from(AuditEvent))
-    notes_only = json.dumps({**json.loads(unchanged), "notes": "same criteria, new words about them"})
-    for definition in (unchanged, notes_only):
-        refused = client.post("/admin/catalogue/publish", data={"definition": definition})
+    for notes in ("", "same criteria, new words about them"):
+        unchanged["notes"] = notes or "First try"
+        refused = client.post("/admin/catalogue/publish", data=unchanged)
         assert refused.status_code == 400
         assert "This is the same as v1: nothing to publish" in errors(refused)
     assert [c.version for c in session.scalars(select(CriteriaCatalogue))] == [1]

@@ -1,8 +1,6 @@
 """Review workflow pages: the queue, the case page and its actions, each calling the review service."""
 from __future__ import annotations
 
-import json
-
 from flask import abort, current_app, flash, request, url_for
 from flask_admin import expose
 from flask_login import current_user
@@ -18,7 +16,6 @@ from backoffice.admin.review_forms import (
     AssessmentForm,
     AssignForm,
     BulkAssignForm,
-    CatalogueForm,
     ClaimForm,
     DecisionForm,
     DeclineForm,
@@ -35,7 +32,6 @@ from backoffice.models import (
     AccountRole,
     AssessmentStatus,
     CheckRun,
-    CriteriaCatalogue,
     DecisionOutcome,
     Document,
     Finding,
@@ -46,7 +42,7 @@ from backoffice.models import (
     VerificationAction,
     utcnow,
 )
-from backoffice.services import advertising, advertising_copy, criteria, profile, queue, rechecks, review
+from backoffice.services import advertising, advertising_copy, profile, queue, rechecks, review
 from backoffice.services.errors import DomainError
 from backoffice.services.review import Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
@@ -513,45 +509,3 @@ class ReviewView(SecuredView):
             ReasonForm(), lambda f: review.decline_revocation(db.session, current_user, action, f.reason.data),
             default_field="reason", again=self._provider_again(provider_id, "decline_revocation"),
             done=self._provider_done(provider_id, "Revocation declined."))
-
-
-class CatalogueView(SecuredView):
-    """Criteria catalogue versions; a research lead publishes the next one."""
-
-    allowed_roles = READER_ROLES
-
-    @expose("/", methods=["GET"])
-    def index(self, form: CatalogueForm | None = None, status: int = 200):
-        catalogues = db.session.scalars(select(CriteriaCatalogue).order_by(CriteriaCatalogue.version.desc())).all()
-        current = catalogues[0] if catalogues else None
-        if form is None:
-            form = CatalogueForm(formdata=None, definition=json.dumps(_definition(current), indent=2) if current else "")
-        return self.render("admin/review/catalogue.html", catalogues=catalogues, current=current, form=form,
-                           can_publish=current_user.has_role(Role.RESEARCH_LEAD),
-                           refusal=refusal_of(form, "Nothing was published", "publish-form")), status
-
-    @expose("/publish", methods=["POST"])
-    @only(Role.RESEARCH_LEAD)
-    def publish(self):
-        def publish(form: CatalogueForm) -> CriteriaCatalogue:
-            try:
-                definition = json.loads(form.definition.data)
-            except json.JSONDecodeError as exc:
-                raise DomainError(f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
-                                  field="definition") from None
-            return criteria.publish(db.session, current_user, definition)
-
-        return unit_of_work.submit(
-            CatalogueForm(), publish, default_field="definition",
-            done=lambda catalogue: flash_and_redirect(
-                f"Criteria catalogue v{catalogue.version} is published; new reviews use it.", url_for(".index")),
-            again=lambda form, status: self.index(form, 400))
-
-
-def _definition(catalogue: CriteriaCatalogue) -> dict:
-    return {"notes": catalogue.notes, "criteria": [
-        {"code": c.code, "title": c.title, "required": c.required,
-         "required_for_advertisers": c.required_for_advertisers, "advertisers_only": c.advertisers_only,
-         "applies_to_levels": c.applies_to_levels, "guidance": c.guidance, "evidence": c.evidence,
-         "automated_check": c.automated_check}
-        for c in catalogue.criteria]}

@@ -73,7 +73,3 @@ class SignOffForm(VersionedForm):
 
 class DeclineForm(VersionedForm):
     reason = reason_field("Why you decline to sign off", "Give the reason.")
-
-
-class CatalogueForm(FlaskForm):
-    definition = TextAreaField("Catalogue definition (JSON)", validators=[DataRequired(), Length(max=200_000)])

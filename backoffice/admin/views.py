@@ -7,11 +7,12 @@ from markupsafe import Markup
 from backoffice import formatting
 from backoffice.admin.audit import AuditLogView, AuditVerificationView
 from backoffice.admin.base import SecuredModelView
+from backoffice.admin.catalogue import CatalogueView
 from backoffice.admin.filters import HoldsNow
 from backoffice.admin.findings import build_views as findings_views
 from backoffice.admin.mail import MailView
 from backoffice.admin.notices import NoticesView
-from backoffice.admin.review import CatalogueView, ReviewView
+from backoffice.admin.review import ReviewView
 from backoffice.admin.staff import StaffView
 from backoffice.admin.time_zone import TimeZoneView
 from backoffice.admin.work import build_views as work_views
