@@ -134,7 +134,7 @@ def test_a_researcher_decides_in_five_page_loads_and_a_lead_signs_off_the_advert
     page.fill("#decide-form textarea[name=provider_note]", "Listed: welcome.")
     researcher.click("#decide-form button[type=submit]")
     loads.did("record the decision")
-    assert "Approved" in page.inner_text("#final-decision")
+    assert "approved" in page.inner_text("#final-decision").lower()
     print(f"\nnew listing decided in {loads.count} page loads after opening the search: {'; '.join(loads.clicks)}")
     assert loads.count <= 5, loads.clicks
 
@@ -173,5 +173,5 @@ def test_a_researcher_decides_in_five_page_loads_and_a_lead_signs_off_the_advert
     lead.click(f'a[href="/admin/review/case/{application_id}"]')
     assert "sign off" in lead.page.inner_text("#summary").lower()
     lead.click("#sign-off-form button[type=submit]")
-    assert "Approved" in lead.page.inner_text("#final-decision")
+    assert "approved" in lead.page.inner_text("#final-decision").lower()
     assert stack.scalar("SELECT advertising_status FROM provider WHERE id = :id", id=int(provider_id)) == "active"
