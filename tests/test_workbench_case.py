@@ -54,6 +54,11 @@ def section(page: str, element_id: str) -> str:
     return visible_text(page[start:position])
 
 
+def assert_unique_ids(page: str) -> None:
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+
+
 def events(session, action: str | None = None) -> int:
     query = select(func.count()).select_from(AuditEvent)
     return session.scalar(query.where(AuditEvent.action == action) if action else query)
@@ -107,8 +112,7 @@ def test_a_researcher_takes_a_new_request_found_by_search_to_a_decision_with_one
     codes = codes_on(page)
     assert "STATE_LICENCE" in codes and "ADVERTISER_STANDARDS" not in codes
     # Every field has its own id and a label that names its criterion.
-    ids = re.findall(r'\bid="([^"]+)"', page)
-    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
+    assert_unique_ids(page)
     assert re.search(r'<label class="small font-weight-bold mb-0" for="assess-STATE_LICENCE-note">Note'
                      r'<span class="sr-only"> of STATE_LICENCE</span></label>', page)
 
@@ -199,6 +203,7 @@ def test_an_advertiser_application_starts_from_the_decision_in_force_and_a_lead_
     assert events(session, "assessment.carried_over") == len(carried)
 
     page = client.get(case_url).get_data(as_text=True)
+    assert_unique_ids(page)
     summary = section(page, "summary")
     assert "Licence: carried over, not confirmed" in summary
     assert "Advertiser standards: not assessed" in summary
@@ -232,6 +237,7 @@ def test_an_advertiser_application_starts_from_the_decision_in_force_and_a_lead_
     waiting = client.get("/admin/review/?view=signoff").get_data(as_text=True)
     assert f'href="/admin/review/case/{application.id}"' in waiting
     page = client.get(case_url).get_data(as_text=True)
+    assert_unique_ids(page)
     assert "Sign off this decision (approved)" in section(page, "summary")
     assert client.post(f"{case_url}/sign-off", data={"version": version(page)}).status_code == 302
     session.expire_all()
@@ -323,3 +329,29 @@ def test_evidence_older_than_the_freshness_limit_cannot_be_confirmed(client, ses
     assert events(session, "assessment.recorded") >= 1
     page = client.get(case_url).get_data(as_text=True)
     assert "Legal entity" not in section(page, "summary")
+
+
+def test_a_check_result_older_than_the_freshness_limit_is_not_evidence_and_an_open_warning_is_named(
+        client, session, world):
+    from backoffice.models import CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity
+
+    submission = in_review(session, world["researcher"], submitted(session, world["member"], world["provider"]))
+    npi = next(c for c in review.applicable_criteria(session, submission) if c.code == "NPI_ACTIVE")
+    npi.freshness_days = 30
+    old = CheckRun(provider_id=world["provider"].id, check=CheckKind.NPI, outcome=CheckOutcome.PASS,
+                   summary="NPI active, name and address match", started_at=utcnow() - timedelta(days=45))
+    session.add(old)
+    session.add(Finding(provider_id=world["provider"].id, check=CheckKind.NPI, subject_key="npi",
+                        severity=FindingSeverity.WARNING, title="NPI address differs", opened_at=utcnow()))
+    session.commit()
+    login(client, world["researcher"])
+    case_url = f"/admin/review/case/{submission.id}"
+    page = client.get(case_url).get_data(as_text=True)
+    assert "NPI active: open warning" in section(page, "summary")
+    assert "1 open, the worst warning" in section(page, "summary")
+    before = events(session)
+    response = client.post(f"{case_url}/assess", data=assessment_post(page, {
+        "NPI_ACTIVE": {"status": "met", "check_run_id": str(old.id)}}))
+    assert response.status_code == 400
+    assert "older than the 30 days this criterion allows" in section(response.get_data(as_text=True), "refusal")
+    assert events(session) == before

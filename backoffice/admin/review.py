@@ -280,9 +280,10 @@ class ReviewView(SecuredView):
         for key, form in bound.items():
             if key == "assess":
                 found = cls._assessment_refusal(form)
+            elif key == "assign":  # its field is named apart from the assignee shown in the heading
+                found = refusal_of(form, *cls.CASE_FORMS[key], lambda name: f"assign-{name}")
             else:
-                what, form_id = cls.CASE_FORMS[key]
-                found = refusal_of(form, what, form_id)
+                found = refusal_of(form, *cls.CASE_FORMS[key])
             if found:
                 return found
         return None
