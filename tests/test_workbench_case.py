@@ -14,8 +14,13 @@ from backoffice.models import (
     AdvertisingStatus,
     Assessment,
     AuditEvent,
+    CheckKind,
+    CheckOutcome,
+    CheckRun,
     Criterion,
     DecisionOutcome,
+    Finding,
+    FindingSeverity,
     Provider,
     Role,
     SubmissionKind,
@@ -333,8 +338,6 @@ def test_evidence_older_than_the_freshness_limit_cannot_be_confirmed(client, ses
 
 def test_a_check_result_older_than_the_freshness_limit_is_not_evidence_and_an_open_warning_is_named(
         client, session, world):
-    from backoffice.models import CheckKind, CheckOutcome, CheckRun, Finding, FindingSeverity
-
     submission = in_review(session, world["researcher"], submitted(session, world["member"], world["provider"]))
     npi = next(c for c in review.applicable_criteria(session, submission) if c.code == "NPI_ACTIVE")
     npi.freshness_days = 30
