@@ -262,6 +262,8 @@ EVENT_WORDS: dict[str, str] = {
     "submission.answered": "provider answered a question",
     "document.uploaded": "document uploaded",
     "assessment.recorded": "criterion assessed",
+    "assessment.carried_over": "assessment carried over from the decision in force (to be confirmed or changed)",
+    "assessment.confirmed": "carried-over assessment confirmed",
     "decision.recorded": "decision recorded",
     "decision.signed_off": "decision signed off",
     "decision.signoff_declined": "sign-off declined",

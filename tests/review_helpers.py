@@ -1,6 +1,7 @@
 """Builders for review tests: a published catalogue and a submission taken to a given point."""
 from __future__ import annotations
 
+from html.parser import HTMLParser
 from pathlib import Path
 
 from backoffice.models import AssessmentStatus, Role, SubmissionKind
@@ -64,3 +65,76 @@ def ad_form(provider, **changes) -> dict:
     copy = ad_copy(provider)
     return {"headline": copy.headline, "text": copy.text, "claims": "\n".join(copy.claims),
             "landing_url": copy.landing_url, **changes}
+
+
+class _FormReader(HTMLParser):
+    """What a browser would post from one form of a page: text and hidden inputs, ticked boxes and radios, the
+    selected option of each select (else its first), the text of each textarea."""
+
+    def __init__(self, form_id: str):
+        super().__init__(convert_charrefs=True)
+        self.form_id, self.inside, self.values = form_id, False, {}
+        self._select = self._textarea = None
+        self._first_option = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form":
+            self.inside = a.get("id") == self.form_id
+        if not self.inside:
+            return
+        name = a.get("name")
+        if tag == "input" and name and a.get("type") not in ("submit", "button"):
+            if a.get("type") in ("checkbox", "radio"):
+                if "checked" in a:
+                    self.values.setdefault(name, []).append(a.get("value", "y"))
+            else:
+                self.values[name] = a.get("value") or ""
+        elif tag == "select":
+            self._select, self._first_option = name, None
+        elif tag == "option" and self._select:
+            value = a.get("value") or ""
+            if self._first_option is None:
+                self._first_option = value
+                self.values.setdefault(self._select, value)
+            if "selected" in a:
+                self.values[self._select] = value
+        elif tag == "textarea":
+            self._textarea = name
+            self.values[name] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self.inside = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data):
+        if self._textarea:
+            text = self.values[self._textarea] + data
+            # A browser drops the newline that opens a textarea's text.
+            self.values[self._textarea] = text[2:] if text.startswith("\r\n") else text
+
+
+def form_data(page: str, form_id: str) -> dict:
+    """The fields of the form with this id as a browser would post them, to change and post back."""
+    reader = _FormReader(form_id)
+    reader.feed(page)
+    assert reader.values, f"no form {form_id} on the page"
+    return {name: (value[0] if isinstance(value, list) and len(value) == 1 else value)
+            for name, value in reader.values.items()}
+
+
+def assessment_post(page: str, changes: dict[str, dict]) -> dict:
+    """The case page's assessment form as shown, with these criteria's fields changed (by code, then field)."""
+    data = form_data(page, "assess-form")
+    for code, fields in changes.items():
+        for name, value in fields.items():
+            key = f"assess-{code}-{name}"
+            if value is None:
+                data.pop(key, None)
+            else:
+                data[key] = value
+    return data

@@ -32,7 +32,7 @@ from backoffice.services import audit, rechecks
 from tests.audit_helpers import AuditWalk
 from tests.conftest import PASSWORD, fresh_code, login
 from tests.portal_helpers import PDF, mailed_path, provider_with_draft, submit_data
-from tests.review_helpers import ad_form, provider_member, publish_catalogue
+from tests.review_helpers import ad_form, assessment_post, provider_member, publish_catalogue
 from tests.security_helpers import new_client
 from tests.servers import LocalServer, html_page
 
@@ -114,14 +114,17 @@ def work_case(walk: AuditWalk, client, submission_id: int, name: str, portal=Non
             f"{request_url}/answer", data=data, content_type="multipart/form-data"),
             expect=("document.uploaded", "submission.transitioned"))
         assert answered.status_code == 302, answered.get_data(as_text=True)
-    codes = re.findall(r'id="criterion-([A-Z_]+)"', client.get(case_url).get_data(as_text=True))
+    page = client.get(case_url).get_data(as_text=True)
+    codes = re.findall(r'id="criterion-([A-Z_]+)"', page)
     assert codes
-    for code in codes:
-        data = {"version": version(client, case_url), "criterion": code, "status": "met",
-                "note": f"{code} checked against the source", "source": "research team"}
-        response = walk.step(f"{name}: assess {code}", lambda: client.post(f"{case_url}/assess", data=data),  # noqa: B023 - called within this step
-                             expect=("assessment.recorded",))
-        assert response.status_code == 302, response.get_data(as_text=True)
+    # An assessment carried over from the decision in force is confirmed as it stands; the others are assessed.
+    carried = {code for code in codes if f'id="assess-{code}-confirm"' in page}
+    data = assessment_post(page, {code: {"confirm": "y"} if code in carried else {
+        "status": "met", "note": f"{code} checked against the source", "source": "research team"} for code in codes})
+    expect = ("assessment.recorded", "assessment.confirmed") if carried else ("assessment.recorded",)
+    response = walk.step(f"{name}: assess every criterion in one post",
+                         lambda: client.post(f"{case_url}/assess", data=data), expect=expect)
+    assert response.status_code == 302, response.get_data(as_text=True)
     data = {"version": version(client, case_url), "outcome": "approved", "provider_note": "Welcome.",
             "internal_note": "every criterion met"}
     response = walk.step(f"{name}: decide", lambda: client.post(f"{case_url}/decide", data=data),

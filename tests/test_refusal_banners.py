@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from backoffice.models import (
+    Assessment,
     AssessmentStatus,
     AuditEvent,
     CheckKind,
@@ -24,7 +25,16 @@ from backoffice.models import (
 from backoffice.services import advertising, findings, review
 from tests.conftest import login
 from tests.page_text import visible_text
-from tests.review_helpers import POLICY, ad_copy, assess_all, in_review, provider_member, publish_catalogue, submitted
+from tests.review_helpers import (
+    POLICY,
+    ad_copy,
+    assess_all,
+    assessment_post,
+    in_review,
+    provider_member,
+    publish_catalogue,
+    submitted,
+)
 
 
 def banner(page: str) -> dict:
@@ -74,17 +84,18 @@ def test_an_assessment_without_its_note_names_the_field_lands_on_the_form_and_ke
     login(client, case["researcher"])
     page = client.get(case["url"]).get_data(as_text=True)
     form = form_of(page, "assess-LEGAL_ENTITY-status")
-    assert f'action="{case["url"]}/assess#criterion-LEGAL_ENTITY"' in form
+    assert f'action="{case["url"]}/assess#criteria"' in form
     events = session.scalar(select(func.count()).select_from(AuditEvent))
 
-    response = client.post(f"{case['url']}/assess", data={
-        "version": version(page), "criterion": "LEGAL_ENTITY", "status": "not_applicable",
-        "source": "Virginia SCC registry", "url": "https://scc.virginia.gov/entity/123"})
+    response = client.post(f"{case['url']}/assess", data=assessment_post(page, {
+        "LEGAL_ENTITY": {"status": "not_applicable", "source": "Virginia SCC registry",
+                         "url": "https://scc.virginia.gov/entity/123"},
+        "STATE_LICENCE": {"status": "met", "note": "Licence L-123 current until 2027"}}))
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     found = banner(page)
-    assert found["what"] == "LEGAL_ENTITY was not assessed."
-    assert found["problems"] == ["Note: Say in the note why this criterion does not apply."]
+    assert found["what"] == "Nothing was assessed: LEGAL_ENTITY was refused."
+    assert found["problems"] == ["LEGAL_ENTITY, Note: Say in the note why this criterion does not apply."]
     assert found["link"] == "assess-LEGAL_ENTITY-note"
     assert_at_the_top(page, found)
     note = element(page, "assess-LEGAL_ENTITY-note")
@@ -94,8 +105,11 @@ def test_an_assessment_without_its_note_names_the_field_lands_on_the_form_and_ke
     assert 'value="https://scc.virginia.gov/entity/123"' in element(page, "assess-LEGAL_ENTITY-url")
     status = page[page.index('id="assess-LEGAL_ENTITY-status"'):page.index("</select>", page.index('id="assess-LEGAL_ENTITY-status"'))]
     assert re.search(r'<option selected value="not_applicable">|<option value="not_applicable" selected>', status)
-    assert f'action="{case["url"]}/assess#criterion-LEGAL_ENTITY"' in form_of(page, "assess-LEGAL_ENTITY-status")
+    # The other criterion typed in the same post is kept too, and was not saved either.
+    assert "Licence L-123 current until 2027</textarea>" in page
+    assert f'action="{case["url"]}/assess#criteria"' in form_of(page, "assess-LEGAL_ENTITY-status")
     assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
+    assert session.scalar(select(func.count()).select_from(Assessment)) == 0
 
 
 def test_a_rejection_citing_no_criterion_names_the_criteria_field_and_keeps_the_notes(client, session, case):

@@ -22,7 +22,7 @@ from backoffice.models import (
 )
 from backoffice.services import audit
 from tests.conftest import login
-from tests.review_helpers import provider_member, publish_catalogue, submitted
+from tests.review_helpers import assessment_post, provider_member, publish_catalogue, submitted
 
 
 def version(page: str) -> str:
@@ -59,11 +59,14 @@ def test_a_researcher_takes_a_request_from_the_queue_to_a_decision(client, sessi
     page = client.get(case_url).get_data(as_text=True)
     codes = re.findall(r'id="criterion-([A-Z_]+)"', page)
     assert "LEGAL_ENTITY" in codes and "ADVERTISER_STANDARDS" not in codes and "PRESCRIBING" not in codes
-    for code in codes:
-        response = client.post(f"{case_url}/assess", data={
-            "version": version(client.get(case_url).get_data(as_text=True)), "criterion": code, "status": "met",
-            "note": f"{code} checked against the source", "source": "research team"})
-        assert response.status_code == 302, errors(response)
+    events = session.scalar(select(func.count()).select_from(AuditEvent))
+    response = client.post(f"{case_url}/assess", data=assessment_post(page, {
+        code: {"status": "met", "note": f"{code} checked against the source", "source": "research team"}
+        for code in codes}))
+    assert response.status_code == 302, errors(response)
+    recorded = session.scalars(select(AuditEvent.reason).where(AuditEvent.action == "assessment.recorded")).all()
+    assert sorted(recorded) == sorted(codes)  # one post, one event per criterion
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events + len(codes)
 
     page = client.get(case_url).get_data(as_text=True)
     assert "Every required criterion is met." in page
@@ -88,13 +91,12 @@ def test_bad_input_is_shown_beside_the_form_and_changes_nothing(client, session,
     events = session.scalar(select(func.count()).select_from(AuditEvent))
     page = client.get(case_url).get_data(as_text=True)
     cases = [
-        ({"criterion": "LEGAL_ENTITY", "status": "met"}, "Record the evidence"),
-        ({"criterion": "LEGAL_ENTITY", "status": "met", "note": "x", "url": "javascript:alert(1)"}, "http or https"),
-        ({"criterion": "LEGAL_ENTITY", "status": "exploded", "note": "x"}, "Not a valid choice"),
-        ({"criterion": "NOT_A_CODE", "status": "met", "note": "x"}, "not a criterion that applies"),
+        ({"status": "met"}, "Record the evidence"),
+        ({"status": "met", "note": "x", "url": "javascript:alert(1)"}, "http or https"),
+        ({"status": "exploded", "note": "x"}, "Not a valid choice"),
     ]
     for data, message in cases:
-        response = client.post(f"{case_url}/assess", data={"version": version(page), **data})
+        response = client.post(f"{case_url}/assess", data=assessment_post(page, {"LEGAL_ENTITY": data}))
         assert response.status_code == 400
         assert any(message in e for e in errors(response)), (data, errors(response))
     response = client.post(f"{case_url}/decide", data={"version": version(page), "outcome": "approved"})
@@ -112,11 +114,10 @@ def test_a_stale_page_gets_the_conflict_message(client, session, world):
     login(client, world["researcher"])
     case_url = f"/admin/review/case/{submission.id}"
     client.post(f"{case_url}/claim", data={"version": version(client.get(case_url).get_data(as_text=True))})
-    stale = version(client.get(case_url).get_data(as_text=True))
-    client.post(f"{case_url}/assess", data={"version": stale, "criterion": "LEGAL_ENTITY", "status": "met",
-                                            "note": "ok"})
-    response = client.post(f"{case_url}/assess", data={"version": stale, "criterion": "STATE_LICENCE",
-                                                       "status": "met", "note": "ok"})
+    stale = client.get(case_url).get_data(as_text=True)
+    client.post(f"{case_url}/assess", data=assessment_post(stale, {"LEGAL_ENTITY": {"status": "met", "note": "ok"}}))
+    response = client.post(f"{case_url}/assess",
+                           data=assessment_post(stale, {"STATE_LICENCE": {"status": "met", "note": "ok"}}))
     assert response.status_code == 409
     assert any("Someone else changed this request" in e for e in errors(response))
 

@@ -12,6 +12,7 @@ from typing import Callable
 from flask_wtf import FlaskForm
 
 LOST_VERSION = "The form lost its version; reload the page."
+EXPIRED = "The form expired; reload the page and try again."
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def refusal_of(form: FlaskForm, what: str, form_id: str,
         focus = focus or dom_id(item.id)
     csrf = getattr(form, "csrf_token", None)
     if csrf is not None and csrf.errors:
-        problems.append("The form expired; reload the page and try again.")
+        problems.append(EXPIRED)
     if not problems:
         return None
     return Refusal(what=what, problems=problems, target=focus or form_id, focus=focus)

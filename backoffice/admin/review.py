@@ -1,6 +1,8 @@
 """Review workflow pages: the queue, the case page and its actions, each calling the review service."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import abort, current_app, flash, request, url_for
 from flask_admin import expose
 from flask_login import current_user
@@ -11,9 +13,10 @@ from wtforms.fields.choices import SelectChoice
 from backoffice import formatting, unit_of_work
 from backoffice.admin.base import SecuredView, flash_and_redirect, only
 from backoffice.admin.forms import ReasonForm
-from backoffice.admin.refusals import Refusal, refusal_of
+from backoffice.admin.refusals import EXPIRED, LOST_VERSION, Refusal, refusal_of
 from backoffice.admin.review_forms import (
-    AssessmentForm,
+    AssessmentItemForm,
+    AssessmentsForm,
     AssignForm,
     BulkAssignForm,
     ClaimForm,
@@ -21,6 +24,7 @@ from backoffice.admin.review_forms import (
     DeclineForm,
     RequestInfoForm,
     SignOffForm,
+    assessment_item_name,
 )
 from backoffice.downloads import send_document
 from backoffice.extensions import db
@@ -35,6 +39,7 @@ from backoffice.models import (
     DecisionOutcome,
     Document,
     Finding,
+    FindingSeverity,
     Provider,
     Role,
     Submission,
@@ -44,13 +49,8 @@ from backoffice.models import (
 )
 from backoffice.services import advertising, advertising_copy, profile, queue, rechecks, review
 from backoffice.services.errors import DomainError
-from backoffice.services.review import Evidence, ReviewPolicy
+from backoffice.services.review import AssessmentInput, AssessmentRefused, Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
-
-
-def assessment_field_id(code: str, name: str) -> str:
-    """The id a field of one criterion's assessment form has on the case page (every criterion has one)."""
-    return f"assess-{code}-{name}"
 
 
 def policy() -> ReviewPolicy:
@@ -164,32 +164,22 @@ class ReviewView(SecuredView):
     def case(self, submission_id: int):
         return self._render_case(self._submission(submission_id))
 
-    def _render_case(self, submission: Submission, bound: dict | None = None, status: int = 200):
+    def _render_case(self, submission: Submission, bound: dict | None = None, status: int = 200,
+                     refusal: Refusal | None = None):
         bound = bound or {}
         provider = submission.provider
         criteria_list = review.applicable_criteria(db.session, submission)
         assessed = review.assessments_by_code(submission)
-        documents = db.session.scalars(select(Document).where(Document.provider_id == provider.id)
-                                       .order_by(Document.id.desc()).limit(100)).all()
+        documents = self._documents(provider.id)
         runs = self._latest_runs(provider.id)
         version = submission.row_version
 
         def versioned(form_cls, **data):
             return form_cls(formdata=None, version=version, **data)
 
-        assessment_forms = {}
-        for criterion in criteria_list:
-            form = bound.get(("assess", criterion.code))
-            if form is None:
-                current = assessed.get(criterion.code)
-                form = versioned(AssessmentForm, criterion=criterion.code,
-                                 status=(current.status.value if current else AssessmentStatus.PENDING.value),
-                                 note=current.note if current else None, source=current.source if current else None,
-                                 url=current.url if current else None,
-                                 document_id=current.document_id if current else None,
-                                 check_run_id=current.check_run_id if current else None)
-            self._evidence_choices(form, documents, runs)
-            assessment_forms[criterion.code] = form
+        assess_form = bound.get("assess") or self._assessments_form(criteria_list, assessed, version)
+        for _, item in assess_form.items():
+            self._evidence_choices(item, documents, runs)
         decision_form = bound.get("decide") or versioned(DecisionForm)
         decision_form.reason_codes.choices = self._reason_choices(submission)
         assign_form = bound.get("assign") or versioned(AssignForm, assignee=submission.assignee_id)
@@ -197,28 +187,86 @@ class ReviewView(SecuredView):
         findings = db.session.scalars(select(Finding).where(
             Finding.provider_id == provider.id, Finding.state.in_(OPEN_FINDING_STATES))
             .order_by(Finding.severity.desc(), Finding.id)).all()
+        diff = profile.diff(provider, submission.proposed or {})
+        pending = review.pending_decision(submission)
+        can_act = current_user.has_role(*RESEARCH_ROLES)
+        is_lead = current_user.has_role(Role.RESEARCH_LEAD)
+        now = utcnow()
+        carried = {code: a for code, a in assessed.items() if review.is_unconfirmed(a)}
         return self.render(
             "admin/review/case.html", submission=submission, provider=provider,
-            diff=profile.diff(provider, submission.proposed or {}), labels=profile.value_labels(),
+            diff=diff, changed=[row["label"] for row in diff if row["changed"]], labels=profile.value_labels(),
             criteria=criteria_list, assessed=assessed,
             required={c.code: review.is_required(c, submission) for c in criteria_list},
             blockers=review.approval_blockers(db.session, submission) if criteria_list else [],
+            in_words=review.blockers_in_words(db.session, submission),
             optional_not_met=review.optional_not_met_codes(db.session, submission),
             pending=review.pending_decision(submission), final=review.final_decision(submission),
             documents=documents, runs=runs, findings=findings,
             ad_copy=advertising_copy.copy_of(db.session, submission),
             standards_problems=advertising_copy.standards_problems(db.session, submission),
+            pending=pending, final=review.final_decision(submission),
+            documents=documents, runs=runs, findings=findings, worst=self._worst(findings),
+            ad_copy=advertising_copy.copy_of(db.session, submission),
+            standards_problems=advertising_copy.standards_problems(db.session, submission),
+            carried=carried, origins={code: review.final_decision(a.carried_from.submission)
+                                      for code, a in carried.items() if a.carried_from is not None},
+            stale={code for code, a in assessed.items() if review.is_stale(a, now)},
+            evidence_date=review.evidence_date,
             forms={
-                "claim": bound.get("claim") or versioned(ClaimForm), "assign": assign_form, "assess": assessment_forms,
+                "claim": bound.get("claim") or versioned(ClaimForm), "assign": assign_form, "assess": assess_form,
                 "request_info": bound.get("request_info") or versioned(RequestInfoForm),
                 "decide": decision_form, "sign_off": bound.get("sign_off") or versioned(SignOffForm),
                 "decline": bound.get("decline") or versioned(DeclineForm),
             },
-            can_act=current_user.has_role(*RESEARCH_ROLES), is_lead=current_user.has_role(Role.RESEARCH_LEAD),
-            accounts=self._accounts(submission), refusal=self._refusal(bound, {c.code for c in criteria_list}),
-            field_id=assessment_field_id,
-            now=utcnow(),
+            actions=self._actions(submission, pending, can_act, is_lead),
+            can_act=can_act, is_lead=is_lead,
+            accounts=self._accounts(submission),
+            refusal=refusal or self._refusal(bound),
+            now=now,
         ), status
+
+    @staticmethod
+    def _documents(provider_id: int) -> list[Document]:
+        return list(db.session.scalars(select(Document).where(Document.provider_id == provider_id)
+                                       .order_by(Document.id.desc()).limit(100)))
+
+    @staticmethod
+    def _assessments_form(criteria_list, assessed: dict, version: int | None) -> AssessmentsForm:
+        """The one form that assesses every applicable criterion, each item starting from its assessment."""
+        items = {}
+        for criterion in criteria_list:
+            current = assessed.get(criterion.code)
+            items[assessment_item_name(criterion.code)] = SimpleNamespace(
+                status=(current.status.value if current else AssessmentStatus.PENDING.value),
+                **{name: getattr(current, name) if current else None
+                   for name in ("note", "source", "url", "document_id", "check_run_id")},
+                confirm=False)
+        return AssessmentsForm.of([c.code for c in criteria_list], formdata=None, version=version, **items)
+
+    @staticmethod
+    def _worst(findings: list[Finding]) -> FindingSeverity | None:
+        order = list(FindingSeverity)
+        return max((f.severity for f in findings), key=order.index, default=None)
+
+    @staticmethod
+    def _actions(submission: Submission, pending, can_act: bool, is_lead: bool) -> set[str]:
+        """What the person can do to this request now, as the summary offers it."""
+        if not can_act:
+            return set()
+        state = submission.state.value
+        mine = submission.assignee_id == current_user.id
+        actions = set()
+        if state in ("submitted", "in_review", "needs_info"):
+            if not mine:
+                actions.add("claim")
+            if is_lead:
+                actions.add("assign")
+        if state == "in_review" and not pending and (mine or is_lead):
+            actions |= {"assess", "ask", "decide"}
+        if pending is not None and pending.decided_by_id != current_user.id:
+            actions |= {"sign_off", "decline"}
+        return actions
 
     # What each case-page form does, as its refusal banner says it was not done, and the id of the form.
     CASE_FORMS = {
@@ -231,21 +279,38 @@ class ReviewView(SecuredView):
     }
 
     @classmethod
-    def _refusal(cls, bound: dict, shown: set[str]) -> Refusal | None:
+    def _refusal(cls, bound: dict) -> Refusal | None:
         for key, form in bound.items():
-            if isinstance(key, tuple):
-                code = key[1]
-                if code in shown:
-                    found = refusal_of(form, f"{code} was not assessed", f"criterion-{code}",
-                                       lambda name, code=code: assessment_field_id(code, name))
-                else:
-                    found = refusal_of(form, f"{code or 'The criterion'} was not assessed", "criteria")
+            if key == "assess":
+                found = cls._assessment_refusal(form)
+            elif key == "assign":  # its field is named apart from the assignee shown in the heading
+                found = refusal_of(form, *cls.CASE_FORMS[key], lambda name: f"assign-{name}")
             else:
-                what, form_id = cls.CASE_FORMS[key]
-                found = refusal_of(form, what, form_id)
+                found = refusal_of(form, *cls.CASE_FORMS[key])
             if found:
                 return found
         return None
+
+    @staticmethod
+    def _assessment_refusal(form: AssessmentsForm) -> Refusal | None:
+        """The banner of a refused assessment form: each item in error named by its criterion, the link and the
+        focus on the first field in error."""
+        problems, focus, first = list(form.form_errors), None, None
+        if form.version.errors:
+            problems.append(LOST_VERSION)
+        csrf = getattr(form, "csrf_token", None)
+        if csrf is not None and csrf.errors:
+            problems.append(EXPIRED)
+        for code, item in form.items():
+            for field in item:
+                for error in field.errors:
+                    problems.append(f"{code}, {field.label.text}: {error}")
+                    first = first or code
+                    focus = focus or field.id
+        if not problems:
+            return None
+        what = f"Nothing was assessed: {first} was refused" if first else "Nothing was assessed"
+        return Refusal(what=what, problems=problems, target=focus or "assess-form", focus=focus)
 
     @staticmethod
     def _accounts(submission: Submission) -> dict[int, Account]:
@@ -262,7 +327,7 @@ class ReviewView(SecuredView):
         return list(rechecks.latest_runs(db.session, provider_id).values())
 
     @staticmethod
-    def _evidence_choices(form: AssessmentForm, documents, runs) -> None:
+    def _evidence_choices(form: AssessmentItemForm, documents, runs) -> None:
         form.document_id.choices = [SelectChoice("", "—")] + [
             SelectChoice(str(d.id), f"{d.original_name} ({d.sha256[:12]}…)") for d in documents]
         form.check_run_id.choices = [SelectChoice("", "—")] + [
@@ -319,21 +384,43 @@ class ReviewView(SecuredView):
     @expose("/case/<int:submission_id>/assess", methods=["POST"])
     @only(*RESEARCH_ROLES)
     def assess(self, submission_id: int):
+        """Every criterion of the request in one post: the changed ones recorded, the ticked carried-over ones
+        confirmed, all in one transaction; one refused item refuses the post and keeps everything typed."""
         submission = self._submission(submission_id)
-        form = AssessmentForm()
-        documents = db.session.scalars(select(Document).where(Document.provider_id == submission.provider_id)).all()
-        self._evidence_choices(form, documents, self._latest_runs(submission.provider_id))
-        code = form.criterion.data or ""
+        criteria_list = review.applicable_criteria(db.session, submission)
+        form = AssessmentsForm.of([c.code for c in criteria_list])
+        documents, runs = self._documents(submission.provider_id), self._latest_runs(submission.provider_id)
+        for _, item in form.items():
+            self._evidence_choices(item, documents, runs)
 
-        def do(f):
-            review.record_assessment(
-                db.session, current_user, submission, code, AssessmentStatus(f.status.data),
-                Evidence(note=f.note.data, source=f.source.data, url=f.url.data,
-                         document_id=f.document_id.data, check_run_id=f.check_run_id.data),
-                f.version.data)
+        def do(f: AssessmentsForm) -> list[str]:
+            return review.record_assessments(db.session, current_user, submission, [
+                AssessmentInput(code, AssessmentStatus(item.status.data),
+                                Evidence(note=item.note.data, source=item.source.data, url=item.url.data,
+                                         document_id=item.document_id.data, check_run_id=item.check_run_id.data),
+                                confirm=bool(item.confirm.data))
+                for code, item in f.items()], f.version.data)
 
-        return unit_of_work.submit(form, do, again=self._case_again(submission_id, ("assess", code)),
-                                   done=self._case_done(submission_id, f"{code} assessed.", f"#criterion-{code}"))
+        def again(f: AssessmentsForm, status: int):
+            return self._render_case(self._submission(submission_id), {"assess": f}, status)
+
+        def refused(f: AssessmentsForm, error, status: int):
+            if isinstance(error, AssessmentRefused) and error.code in f.codes:
+                item = f.item(error.code)
+                field = getattr(item, error.field or "status", None) or item.status
+                field.errors = [*field.errors, str(error)]
+            else:
+                f.form_errors.append(str(error))
+            return again(f, status)
+
+        def done(codes: list[str]):
+            if not codes:
+                message = "No assessment was changed."
+            else:
+                message = f"{len(codes)} {'criterion' if len(codes) == 1 else 'criteria'} assessed: {', '.join(codes)}."
+            return flash_and_redirect(message, url_for(".case", submission_id=submission_id) + "#summary")
+
+        return unit_of_work.submit(form, do, done=done, again=again, refused=refused)
 
     @expose("/case/<int:submission_id>/request-info", methods=["POST"])
     @only(*RESEARCH_ROLES)

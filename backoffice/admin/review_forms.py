@@ -1,8 +1,20 @@
 """Forms of the review workflow pages; each carries the request version it was drawn from."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, RadioField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    Form,
+    FormField,
+    IntegerField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, InputRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, HiddenInput, ListWidget
@@ -35,8 +47,9 @@ def _optional_int(value):
     return int(value) if value not in (None, "", "None") else None
 
 
-class AssessmentForm(VersionedForm):
-    criterion = HiddenField(validators=[DataRequired()])
+class AssessmentItemForm(Form):
+    """One criterion's part of the assessment form (its fields are named assess-<CODE>-<field>)."""
+
     status = SelectField("Assessment", choices=[SelectChoice(s.value, s.label) for s in AssessmentStatus],
                          validators=[DataRequired()])
     note = TextAreaField("Note", validators=[Optional(), Length(max=5000)])
@@ -45,6 +58,32 @@ class AssessmentForm(VersionedForm):
                                                                         message="Enter an http or https address.")])
     document_id = SelectField("Document", coerce=_optional_int, validators=[Optional()])
     check_run_id = SelectField("Check result", coerce=_optional_int, validators=[Optional()])
+    confirm = BooleanField("Confirm the carried-over assessment as it stands")
+
+
+def assessment_item_name(code: str) -> str:
+    return f"assess-{code}"
+
+
+class AssessmentsForm(VersionedForm):
+    """Every applicable criterion of a request assessed in one form: one item per criterion."""
+
+    codes: list[str]
+
+    @classmethod
+    def of(cls, codes: list[str], **kwargs: Any) -> AssessmentsForm:
+        """The form for these criteria; `items` maps a code to what its item starts with (formdata=None)."""
+        fields = {assessment_item_name(code): FormField(AssessmentItemForm, label=code) for code in codes}
+        form_class = type("AssessmentsForm", (cls,), fields)
+        form = form_class(**kwargs)
+        form.codes = list(codes)
+        return form
+
+    def item(self, code: str) -> AssessmentItemForm:
+        return self[assessment_item_name(code)].form
+
+    def items(self) -> list[tuple[str, AssessmentItemForm]]:
+        return [(code, self.item(code)) for code in self.codes]
 
 
 class RequestInfoForm(VersionedForm):

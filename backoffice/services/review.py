@@ -6,7 +6,7 @@ changes nothing), audits what it changes and flushes; the caller commits once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -19,7 +19,9 @@ from backoffice.models import (
     Account,
     Assessment,
     AssessmentStatus,
+    CheckOutcome,
     CheckRun,
+    CriteriaCatalogue,
     Criterion,
     Decision,
     DecisionOutcome,
@@ -51,6 +53,7 @@ from backoffice.services import (
     outbox,
     profile,
     provider_status,
+    rechecks,
     sla,
     staff_notices,
     submissions,
@@ -60,6 +63,8 @@ from backoffice.services.reasons import require_reason
 
 S = SubmissionState
 NEEDS_SECOND_SIGNOFF = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.REINSTATEMENT})
+# Requests about a provider already listed: their review starts from the assessments of the decision in force.
+CARRIES_OVER = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.UPDATE})
 
 
 @dataclass(frozen=True)
@@ -220,6 +225,43 @@ def _start_review(session: Session, actor: Account, submission: Submission) -> N
                  before={"catalogue_id": before}, after={"catalogue_id": catalogue.id, "version": catalogue.version},
                  reason="the review works under the criteria published when it starts",
                  provider_id=submission.provider_id)
+    if submission.kind in CARRIES_OVER:
+        _carry_over(session, actor, submission, catalogue)
+
+
+EVIDENCE_FIELDS = ("note", "source", "url", "document_id", "check_run_id", "check_snapshot")
+
+
+def decision_in_force(session: Session, provider: Provider) -> Decision | None:
+    return session.get(Decision, provider.verified_decision_id) if provider.verified_decision_id else None
+
+
+def _carry_over(session: Session, actor: Account, submission: Submission, catalogue: CriteriaCatalogue) -> None:
+    """Start the review from the assessments of the listing decision in force: each applicable criterion of the
+    new catalogue that decision assessed gets the same status and evidence, marked as carried over and unconfirmed
+    (no assessor, no date), so it counts for nothing until a researcher confirms or changes it."""
+    decision = decision_in_force(session, submission.provider)
+    if decision is None:
+        return
+    earlier = {a.criterion.code: a for a in decision.submission.assessments
+               if a.assessed_at is not None and a.status != AssessmentStatus.PENDING}
+    carried = []
+    for criterion in catalogue.criteria:
+        source = earlier.get(criterion.code)
+        if source is None or not applies(criterion, submission):
+            continue
+        assessment = Assessment(criterion=criterion, status=source.status, carried_from_id=source.id,
+                                **{name: getattr(source, name) for name in EVIDENCE_FIELDS})
+        submission.assessments.append(assessment)
+        carried.append(assessment)
+    concurrency.flush(session)
+    for assessment in carried:
+        audit.record(session, actor, "assessment.carried_over", "assessment", assessment.id,
+                     after={"submission_id": submission.id, "criterion_id": assessment.criterion_id,
+                            "status": assessment.status.value, "carried_from_id": assessment.carried_from_id,
+                            **{name: getattr(assessment, name) for name in EVIDENCE_FIELDS}},
+                     reason=f"{assessment.criterion.code} from decision #{decision.id}; to be confirmed or changed",
+                     provider_id=submission.provider_id)
 
 
 # -- criteria and assessments ---------------------------------------------------------------------
@@ -298,10 +340,16 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
     if status == AssessmentStatus.NOT_APPLICABLE and not evidence.note:
         raise DomainError("Say in the note why this criterion does not apply.", field="note")
     values = _validated_evidence(session, submission, evidence)
+    checked_at = _snapshot_time(values["check_snapshot"])
+    if checked_at is not None and _too_old(criterion, checked_at, utcnow()):
+        raise DomainError(f"That check result is from {checked_at:%d %b %Y}, older than the {criterion.freshness_days} "
+                          "days this criterion allows: run the check again or give other evidence.",
+                          field="check_run_id")
     concurrency.lock(session, submission, expected_version)
     assessment = session.scalar(select(Assessment).where(
         Assessment.submission_id == submission.id, Assessment.criterion_id == criterion.id))
-    fields = ("status", "note", "source", "url", "document_id", "check_run_id")
+    # A change of a carried-over assessment makes it the researcher's own: it no longer comes from the old one.
+    fields = ("status", "note", "source", "url", "document_id", "check_run_id", "carried_from_id")
     before = audit.snapshot(assessment, fields) if assessment else {}
     if assessment is None:
         assessment = Assessment(criterion=criterion)
@@ -309,6 +357,7 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
     assessment.status = status
     for name, value in values.items():
         setattr(assessment, name, value)
+    assessment.carried_from_id = None
     assessment.assessed_by_id = actor.id
     assessment.assessed_at = utcnow()
     concurrency.flush(session)
@@ -316,6 +365,200 @@ def record_assessment(session: Session, actor: Account, submission: Submission, 
     audit.record(session, actor, "assessment.recorded", "assessment", assessment.id, before=old, after=new,
                  reason=criterion.code, provider_id=submission.provider_id)
     return assessment
+
+
+def is_unconfirmed(assessment: Assessment | None) -> bool:
+    """Carried over from the decision in force and not yet confirmed or changed: it counts for nothing."""
+    return assessment is not None and assessment.carried_from_id is not None and assessment.assessed_at is None
+
+
+def _snapshot_time(snapshot: dict | None) -> datetime | None:
+    started = (snapshot or {}).get("started_at")
+    if not started:
+        return None
+    moment = datetime.fromisoformat(started)
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+
+def evidence_date(assessment: Assessment) -> datetime | None:
+    """When the evidence of an assessment was gathered: the check run's start for a check result, else when it
+    was assessed; a carried-over or confirmed one keeps the date of the assessment it came from."""
+    checked = _snapshot_time(assessment.check_snapshot)
+    if checked is not None:
+        return checked
+    if assessment.carried_from is not None:
+        return evidence_date(assessment.carried_from)
+    return assessment.assessed_at
+
+
+def _too_old(criterion: Criterion, moment: datetime, now: datetime) -> bool:
+    return criterion.freshness_days is not None and moment < now - timedelta(days=criterion.freshness_days)
+
+
+def is_stale(assessment: Assessment, now: datetime) -> bool:
+    """A carried-over assessment whose evidence is older than its criterion's freshness limit: assess it again."""
+    moment = evidence_date(assessment)
+    return is_unconfirmed(assessment) and moment is not None and _too_old(assessment.criterion, moment, now)
+
+
+def confirm_assessment(session: Session, actor: Account, submission: Submission, criterion_code: str,
+                       expected_version: int | None) -> Assessment:
+    """Make a carried-over assessment the researcher's own, as it stands; refused when its evidence is too old."""
+    _require_reviewer(actor, submission)
+    _require_state(submission, S.IN_REVIEW)
+    _require_no_pending_decision(submission)
+    assessment = assessments_by_code(submission).get(criterion_code)
+    if assessment is None or not is_unconfirmed(assessment):
+        raise DomainError(f"{criterion_code} has no carried-over assessment to confirm.", field="confirm")
+    now = utcnow()
+    if is_stale(assessment, now):
+        moment = evidence_date(assessment)
+        assert moment is not None  # is_stale needs a date
+        raise DomainError(f"The evidence is from {moment:%d %b %Y}, older than the "
+                          f"{assessment.criterion.freshness_days} days this criterion allows: assess it again.",
+                          field="confirm")
+    concurrency.lock(session, submission, expected_version)
+    assessment.assessed_by_id = actor.id
+    assessment.assessed_at = now
+    concurrency.flush(session)
+    audit.record(session, actor, "assessment.confirmed", "assessment", assessment.id,
+                 before={"assessed_by_id": None, "assessed_at": None},
+                 after={"assessed_by_id": actor.id, "assessed_at": now, "status": assessment.status.value,
+                        "carried_from_id": assessment.carried_from_id},
+                 reason=criterion_code, provider_id=submission.provider_id)
+    return assessment
+
+
+@dataclass(frozen=True)
+class AssessmentInput:
+    """One criterion's part of the assessment form as the researcher left it."""
+
+    code: str
+    status: AssessmentStatus
+    evidence: Evidence
+    confirm: bool = False
+
+
+class AssessmentRefused(DomainError):
+    """One item of an assessment form is refused; `code` names its criterion (and refuses the whole form)."""
+
+    def __init__(self, message: str = "", *, field: str | None = None, code: str = ""):
+        super().__init__(message, field=field)
+        self.code = code
+
+
+def _unchanged(current: Assessment | None, item: AssessmentInput) -> bool:
+    shown = (current.status if current else AssessmentStatus.PENDING,
+             *(getattr(current, name) if current else None for name in EVIDENCE_FIELDS[:-1]))
+    typed = (item.status, item.evidence.note or None, item.evidence.source or None, item.evidence.url or None,
+             item.evidence.document_id or None, item.evidence.check_run_id or None)
+    return shown == typed
+
+
+def record_assessments(session: Session, actor: Account, submission: Submission, items: list[AssessmentInput],
+                       expected_version: int | None) -> list[str]:
+    """Several criteria assessed in one form: each changed item recorded (one audit event each), a ticked
+    carried-over one confirmed, the untouched left alone. One refused item refuses them all (the caller's unit
+    of work rolls back), named by its criterion. Returns the codes recorded or confirmed."""
+    _require_reviewer(actor, submission)
+    _require_state(submission, S.IN_REVIEW)
+    _require_no_pending_decision(submission)
+    if expected_version is not None and expected_version != submission.row_version:
+        raise Conflict(concurrency.CONFLICT_MESSAGE)
+    assessed = assessments_by_code(submission)
+    done = []
+    for item in items:
+        current = assessed.get(item.code)
+        try:
+            if _unchanged(current, item):
+                if not item.confirm or not is_unconfirmed(current):
+                    continue
+                confirm_assessment(session, actor, submission, item.code, None)
+            else:
+                record_assessment(session, actor, submission, item.code, item.status, item.evidence, None)
+        except (Conflict, NotAllowed, InvalidTransition):
+            raise
+        except DomainError as refused:
+            raise AssessmentRefused(str(refused), field=refused.field, code=item.code) from refused
+        done.append(item.code)
+    return done
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """What stands between a request and its approval, in words, for one criterion. `since` is the date the
+    reason is about (a finding opened, evidence gathered); `blocks` is False for a warning to read that the
+    approval itself does not refuse."""
+
+    code: str
+    label: str
+    reason: str
+    blocks: bool = True
+    since: datetime | None = None
+    limit_days: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.label}: {self.reason}"
+
+
+# The short names the research team uses for the criteria of the starting catalogue; others by their title.
+SHORT_LABELS = {
+    "LEGAL_ENTITY": "Legal entity", "STATE_LICENCE": "Licence", "PRESCRIBING": "Prescribing",
+    "ACCREDITATION": "Accreditation", "NPI_ACTIVE": "NPI active", "NOT_EXCLUDED": "Not excluded",
+    "CLINICAL_LEADERSHIP": "Clinical leadership", "PHYSICAL_SITE": "Physical site",
+    "WEBSITE_TRANSPARENT": "Website", "SERVICES_ACCURATE": "Services accurate",
+    "NO_PATIENT_BROKERING": "No patient brokering", "CONTACT_CONFIRMED": "Admissions contact",
+    "ADVERTISER_STANDARDS": "Advertiser standards",
+}
+
+
+def short_label(criterion: Criterion) -> str:
+    return SHORT_LABELS.get(criterion.code, criterion.title)
+
+
+def blockers_in_words(session: Session, submission: Submission) -> list[Blocker]:
+    """Each required criterion that holds the approval back and why (not assessed, not met, carried over and
+    not confirmed, evidence too old), then each criterion whose automated check has an open warning or critical
+    finding or failed last time: what the summary of the case page says before anyone decides."""
+    criteria_list = applicable_criteria(session, submission) if submission.catalogue_id else []
+    assessed = assessments_by_code(submission)
+    now = utcnow()
+    blocking = {c.code for c in approval_blockers(session, submission)}
+    found: list[Blocker] = []
+    for criterion in criteria_list:
+        if criterion.code not in blocking:
+            continue
+        current = assessed.get(criterion.code)
+        label = short_label(criterion)
+        if current is not None and is_stale(current, now):
+            found.append(Blocker(criterion.code, label, "evidence is too old: assess again",
+                                 since=evidence_date(current), limit_days=criterion.freshness_days))
+        elif is_unconfirmed(current):
+            found.append(Blocker(criterion.code, label, "carried over, not confirmed"))
+        elif current is None or current.status == AssessmentStatus.PENDING:
+            found.append(Blocker(criterion.code, label, "not assessed"))
+        else:
+            found.append(Blocker(criterion.code, label, current.status.label))
+    checked = [c for c in criteria_list if c.automated_check]
+    if checked:
+        findings = session.scalars(select(Finding).where(
+            Finding.provider_id == submission.provider_id, Finding.state.in_(OPEN_FINDING_STATES),
+            Finding.severity.in_((FindingSeverity.WARNING, FindingSeverity.CRITICAL)))
+            .order_by(Finding.opened_at, Finding.id)).all()
+        runs = {check.value: run for check, run in rechecks.latest_runs(session, submission.provider_id).items()}
+        severities = list(FindingSeverity)
+        for criterion in checked:
+            label = short_label(criterion)
+            worst = max((f for f in findings if f.check.value == criterion.automated_check),
+                        key=lambda f: severities.index(f.severity), default=None)
+            run = runs.get(criterion.automated_check or "")
+            if worst is not None:
+                words = "open critical finding" if worst.severity == FindingSeverity.CRITICAL else "open warning"
+                found.append(Blocker(criterion.code, label, words, blocks=False, since=worst.opened_at))
+            elif run is not None and run.outcome in (CheckOutcome.FAIL, CheckOutcome.ERROR):
+                found.append(Blocker(criterion.code, label, f"last check: {run.outcome.label.lower()}", blocks=False,
+                                     since=run.started_at))
+    return found
 
 
 # -- questions ------------------------------------------------------------------------------------
@@ -384,11 +627,18 @@ def approval_blockers(session: Session, submission: Submission) -> list[Criterio
     assessed = assessments_by_code(submission)
     return [c for c in applicable_criteria(session, submission)
             if is_required(c, submission)
-            and (c.code not in assessed or assessed[c.code].status != AssessmentStatus.MET)]
+            and (c.code not in assessed or assessed[c.code].status != AssessmentStatus.MET
+                 or is_unconfirmed(assessed[c.code]))]
+
+
+def unconfirmed_codes(submission: Submission) -> list[str]:
+    return sorted(a.criterion.code for a in submission.assessments if is_unconfirmed(a))
 
 
 def not_met_codes(submission: Submission) -> set[str]:
-    return {a.criterion.code for a in submission.assessments if a.status == AssessmentStatus.NOT_MET}
+    """Criteria assessed not met by this review (a carried-over assessment not yet confirmed is not one)."""
+    return {a.criterion.code for a in submission.assessments
+            if a.status == AssessmentStatus.NOT_MET and not is_unconfirmed(a)}
 
 
 def rejection_reason_codes(session: Session, submission: Submission) -> list[str]:
@@ -433,6 +683,10 @@ def decide(session: Session, actor: Account, submission: Submission, outcome: De
     _require_reviewer(actor, submission)
     _require_state(submission, S.IN_REVIEW)
     _require_no_pending_decision(submission)
+    unconfirmed = unconfirmed_codes(submission)
+    if unconfirmed:
+        raise DomainError("Confirm or change each assessment carried over from the decision in force first: "
+                          + ", ".join(unconfirmed) + ".")
     reason_codes = sorted(set(reason_codes or []))
     if outcome == DecisionOutcome.APPROVED:
         require_approvable(session, submission)

@@ -97,19 +97,23 @@ def open_case(person, submission_id: int) -> None:
 
 
 def assess_everything(person, submission_id: int) -> int:
-    """Assess each criterion shown as met, with a source, an evidence URL and a note; returns how many."""
+    """Assess each criterion shown as met, with a source, an evidence URL and a note, in the one assessment form
+    of the case page (confirming those carried over from the decision in force); returns how many."""
     page = person.page
     codes = [c.replace("criterion-", "") for c in
-             page.eval_on_selector_all("[id^=criterion-]", "els => els.map(e => e.id)")]
+             page.eval_on_selector_all("fieldset[id^=criterion-]", "els => els.map(e => e.id)")]
     assert codes, "no criteria on the case page"
     for code in codes:
-        card = f"#criterion-{code}"
-        page.select_option(f"{card} select[name=status]", "met")
-        page.fill(f"{card} input[name=source]", "State licensing board register")
-        page.fill(f"{card} input[name=url]", "https://licensing.example.gov/lookup?id=L-123")
-        page.fill(f"{card} textarea[name=note]", f"Checked {code} against the register {IMG}")
-        person.click(f"{card} button[type=submit]")
-        assert page.inner_text(f"{card} .assessment-status").strip().lower() == "met", code
+        if page.locator(f"#assess-{code}-confirm").count():  # carried over from the decision in force
+            page.check(f"#assess-{code}-confirm")
+            continue
+        page.select_option(f"#assess-{code}-status", "met")
+        page.fill(f"#assess-{code}-source", "State licensing board register")
+        page.fill(f"#assess-{code}-url", "https://licensing.example.gov/lookup?id=L-123")
+        page.fill(f"#assess-{code}-note", f"Checked {code} against the register {IMG}")
+    person.click("#assess-form button[type=submit]")
+    for code in codes:
+        assert page.inner_text(f"#criterion-{code} .assessment-status").strip().lower() == "met", code
     return len(codes)
 
 
