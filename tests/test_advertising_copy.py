@@ -31,7 +31,15 @@ from backoffice.services.errors import DomainError
 from backoffice.services.review import Evidence
 from tests.conftest import login
 from tests.portal_helpers import listed_and_verified, section_text
-from tests.review_helpers import POLICY, ad_copy, ad_form, in_review, provider_member, publish_catalogue
+from tests.review_helpers import (
+    POLICY,
+    ad_copy,
+    ad_form,
+    assessment_post,
+    in_review,
+    provider_member,
+    publish_catalogue,
+)
 
 STANDARDS_NO_COPY = "ADVERTISER_STANDARDS cannot be met: the application has no advertising copy."
 STANDARDS_NO_ACCREDITATION = "ADVERTISER_STANDARDS cannot be met: ACCREDITATION is not yet assessed as met."
@@ -222,17 +230,19 @@ def version(page: str) -> str:
 
 
 def assess(client, submission, code, status, note="checked"):
+    """One criterion assessed through the case page's assessment form, the others posted as shown."""
     page = case_page(client, submission)
-    return client.post(f"/admin/review/case/{submission.id}/assess", data={
-        "version": version(page), "criterion": code, "status": status, "note": note, "source": "research team"})
+    return client.post(f"/admin/review/case/{submission.id}/assess", data=assessment_post(
+        page, {code: {"status": status, "note": note, "source": "research team"}}))
 
 
 def test_the_case_page_shows_the_copy_beside_the_standards_and_what_stands_in_the_way(client, session, application):
     submission = application["submission"]
     login(client, application["researcher"])
     page = case_page(client, submission)
-    # Placed before the criteria, once.
-    assert page.count('id="advertising-copy"') == 1 and page.index('id="advertising-copy"') < page.index('id="criteria"')
+    # Once, at the head of the criteria, before they are assessed.
+    assert page.count('id="advertising-copy"') == 1
+    assert page.index('id="criteria"') < page.index('id="advertising-copy"') < page.index('id="assess-form"')
     shown = section_text(page, "advertising-copy")
     assert "Headline Recovery close to home" in shown
     assert "Claims to check Accredited by CARF since 2019 Rated <script>alert(1)</script> best" in shown
