@@ -72,8 +72,8 @@ class Audit:
             self.pending += found
         else:
             self.problems += found
-            shown = urlsplit(page.url)
-            self.titles[title].add(kind_of(shown.path + (f"?{shown.query}" if shown.query else "")))
+            # A list filtered or sorted is the same page; another path is another page and needs its own title.
+            self.titles[title].add(kind_of(urlsplit(page.url).path))
 
     def same_titles(self) -> list[a11y.Problem]:
         return [a11y.Problem(", ".join(sorted(kinds)), "unique-title", "title", f"kinds of page share the title "
@@ -149,12 +149,12 @@ def test_anonymous_pages(demo, people):
     person.goto("/login")
     page.fill("[name=email]", ROLES["provider"])
     page.fill("[name=password]", "not the password")
-    page.click("form [type=submit]")
+    page.click("main form [type=submit]")
     page.wait_for_load_state()
     refused(person, audit, "/login (wrong password)")
     # An empty registration: four fields in error, each linked from the summary.
     person.goto("/register")
-    page.click("form [type=submit]")
+    page.click("main form [type=submit]")
     page.wait_for_load_state()
     refused(person, audit, "/register (empty)")
     audit.verdict()
@@ -169,7 +169,157 @@ def test_signed_in_pages(demo, people, role):
     if role == "provider":
         page = person.page
         person.goto("/portal/organisations/new")
-        page.click("form [type=submit]")
+        page.click("main form [type=submit]")
         page.wait_for_load_state()
         refused(person, audit, "/portal/organisations/new (empty)")
     audit.verdict()
+
+
+SHOTS = {"anonymous": ["/login"], "provider": ["/portal/"], "researcher": ["/admin/review/"],
+         "auditor": ["/admin/audit/"]}
+
+
+def test_screenshots_wide_and_narrow(demo, people):
+    """The sign-in page, the portal's home, the review queue and the audit log at 1280 px and at 320 px, kept in
+    artifacts/e2e/<backend>/accessibility/; at 320 px none scrolls sideways."""
+    folder = ARTIFACTS / "accessibility"
+    folder.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for role, paths in SHOTS.items():
+        person = people(f"a11y-shots-{role}")
+        if role != "anonymous":
+            sign_in(person, demo, role)
+        for path in paths:
+            name = re.sub(r"[^a-z0-9]+", "-", path).strip("-") or "home"
+            for label, size in (("wide", WIDE), ("320px", a11y.NARROW)):
+                person.page.set_viewport_size(size)
+                person.goto(path)
+                person.page.screenshot(path=str(folder / f"{name}-{label}.png"), full_page=True)
+            person.page.set_viewport_size(WIDE)
+            problems += a11y.reflow(person.page, path, WIDE)
+    assert not problems, "\n".join(map(str, problems))
+
+
+class Keyboard:
+    """A person with a keyboard only: Tab (and Shift+Tab) to move, typing, Space, arrows and Enter; each step kept
+    in words for the record."""
+
+    def __init__(self, person):
+        self.person = person
+        self.page = person.page
+        self.steps: list[str] = []
+
+    def focused(self) -> str:
+        return self.page.evaluate("""() => { const el = document.activeElement;
+            const label = el.labels && el.labels[0] ? el.labels[0].textContent.trim()
+                        : (el.getAttribute('aria-label') || el.value || el.textContent || '').trim();
+            return `${el.tagName.toLowerCase()}${el.name ? '[name=' + el.name + ']' : ''} "${label.slice(0, 60)}"`; }""")
+
+    def tab_to(self, selector: str, what: str, limit: int = 400) -> None:
+        for presses in range(1, limit + 1):
+            self.page.keyboard.press("Tab")
+            if self.page.evaluate("(s) => document.activeElement.matches(s)", selector):
+                self.steps.append(f"Tab x{presses} to {what}: focus on {self.focused()}")
+                return
+        raise AssertionError(f"{limit} Tab presses did not reach {what} ({selector}) on {self.page.url}")
+
+    def type(self, text: str) -> None:
+        self.page.keyboard.type(text)
+        self.steps.append(f"  type {text!r}")
+
+    def press(self, key: str, why: str) -> None:
+        self.page.keyboard.press(key)
+        self.steps.append(f"  {key}: {why}")
+
+    def choose(self, value: str) -> None:
+        """A select: arrow down through its options until the one wanted."""
+        for presses in range(1, 80):
+            self.page.keyboard.press("ArrowDown")
+            if self.page.evaluate("() => document.activeElement.value") == value:
+                self.steps.append(f"  ArrowDown x{presses} to the option {value!r}")
+                return
+        raise AssertionError(f"no option {value!r} in {self.focused()}")
+
+    def follow(self, key: str, why: str) -> None:
+        with self.page.expect_navigation():
+            self.page.keyboard.press(key)
+        self.page.wait_for_load_state()
+        self.person.check()
+        self.steps.append(f"  {key}: {why}; now on {urlsplit(self.page.url).path} ({self.page.title()!r})")
+
+
+def test_keyboard_only_submission(demo, people):
+    """The provider's listing request from the portal by keyboard only: the skip link, a new organisation, every
+    field of the request, the attestation, Submit; a refused step shows the summary with the focus on it."""
+    from datetime import date, timedelta
+
+    person = people("a11y-keyboard-provider")
+    sign_in(person, demo, "provider")
+    keys = Keyboard(person)
+    page = person.page
+    person.goto("/portal/")
+    keys.steps.append("open /portal/ (signed in as the provider)")
+    keys.tab_to("a.skip-link", "the skip link (first Tab stop)")
+    keys.press("Enter", "follow it")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+    keys.steps.append("  the focus is on <main id=main>")
+    keys.tab_to('a[href$="/portal/organisations/new"]', "Add an organisation")
+    keys.follow("Enter", "open it")
+    # Refused first: nothing typed, Enter on the button.
+    keys.tab_to("main form [type=submit]", "the Create button")
+    keys.follow("Enter", "send the empty form")
+    assert page.evaluate("() => document.activeElement.closest('.error-summary') !== null"), keys.focused()
+    keys.steps.append(f"  refused: the focus is on the error summary ({page.inner_text('.error-summary')!r})")
+    keys.tab_to('.error-summary a[href="#legal_name"]', "the summary's link to the legal name")
+    keys.press("Enter", "follow it")
+    assert page.evaluate("() => document.activeElement.id") == "legal_name", keys.focused()
+    keys.steps.append("  the focus is on the legal name field")
+    keys.type("Keyboard Recovery Center LLC")
+    keys.tab_to("#public_name", "the public name")
+    keys.type("Keyboard Recovery Center")
+    keys.tab_to("main form [type=submit]", "the Create button")
+    keys.follow("Enter", "create the organisation")
+    assert re.search(r"/portal/requests/\d+/edit$", page.url), page.url
+
+    expires = date.today() + timedelta(days=365)
+    typed = {"npi": "1234567893", "website": demo.site.url, "phone": "(434) 296-1234",
+             "email": "admissions@keyboard.example"}
+    for name, value in typed.items():
+        keys.tab_to(f'[name="{name}"]', name)
+        keys.type(value)
+    for name, values in (("levels_of_care", ["outpatient"]), ("services", ["substance_use_treatment"]),
+                         ("populations", ["adults"]), ("payment_accepted", ["medicaid"])):
+        for value in values:
+            keys.tab_to(f'input[name="{name}"][value="{value}"]', f"{name}: {value}")
+            keys.press("Space", "tick it")
+    for name, value in (("locations-0-street1", "1 Main Street"), ("locations-0-city", "Charlottesville")):
+        keys.tab_to(f'[name="{name}"]', name)
+        keys.type(value)
+    keys.tab_to('[name="locations-0-state"]', "the location's state")
+    keys.choose("VA")
+    keys.tab_to('[name="locations-0-zip"]', "the ZIP code")
+    keys.type("22902")
+    keys.tab_to('[name="licences-0-state"]', "the licence's state")
+    keys.choose("VA")
+    for name, value in (("licences-0-number", "L-123"), ("licences-0-licence_type", "Outpatient SUD")):
+        keys.tab_to(f'[name="{name}"]', name)
+        keys.type(value)
+    keys.tab_to('input[name="licences-0-levels_of_care"][value="outpatient"]', "the licence covers outpatient")
+    keys.press("Space", "tick it")
+    keys.tab_to('[name="licences-0-expires_on"]', "the licence's expiry date")
+    keys.type(expires.strftime("%m%d%Y"))
+    keys.tab_to('[name="principals-0-name"]', "the principal's name")
+    keys.type("Dr. Ada Keys")
+    keys.tab_to('[name="principals-0-role"]', "the principal's role")
+    keys.choose("medical_director")
+    for name in ("no_referral_fees", "no_lead_generation", "no_patient_brokering"):
+        keys.tab_to(f'[name="{name}"]', f"the attestation {name}")
+        keys.press("Space", "tick it")
+    keys.tab_to('[name="signed_by"]', "signed by")
+    keys.type("Ada Keys")
+    keys.tab_to('[name="submit_request"]', "Submit the request")
+    keys.follow("Enter", "submit")
+    (ARTIFACTS / "accessibility").mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "accessibility" / "keyboard-submission.txt").write_text("\n".join(keys.steps) + "\n")
+    assert re.search(r"/portal/requests/\d+$", page.url), (page.url, page.inner_text("main")[:800])
+    assert page.inner_text("#submission-state").strip().lower() == "submitted"
