@@ -172,6 +172,19 @@ def test_signed_in_pages(demo, people, role):
         page.click("main form [type=submit]")
         page.wait_for_load_state()
         refused(person, audit, "/portal/organisations/new (empty)")
+        # A new organisation's draft request: the longest form, then refused for a wrong NPI and website.
+        page.fill("[name=legal_name]", "Reflow Test Clinic LLC")
+        page.fill("[name=public_name]", "Reflow Test Clinic")
+        page.click("main form [type=submit]")
+        page.wait_for_load_state()
+        draft = urlsplit(page.url).path
+        assert re.fullmatch(r"/portal/requests/\d+/edit", draft), page.url
+        audit.judge(person, draft)
+        page.fill("[name=npi]", "12345")
+        page.fill("[name=website]", "javascript:alert(1)")
+        page.click("main form [name=submit_request]")
+        page.wait_for_load_state()
+        refused(person, audit, f"{draft} (a wrong NPI and website)")
     audit.verdict()
 
 
@@ -279,7 +292,7 @@ def test_keyboard_only_submission(demo, people):
     keys.type("Keyboard Recovery Center")
     keys.tab_to("main form [type=submit]", "the Create button")
     keys.follow("Enter", "create the organisation")
-    assert re.search(r"/portal/requests/\d+/edit$", page.url), page.url
+    assert re.fullmatch(r"/portal/requests/\d+/edit", urlsplit(page.url).path), page.url
 
     expires = date.today() + timedelta(days=365)
     typed = {"npi": "1234567893", "website": demo.site.url, "phone": "(434) 296-1234",
@@ -321,5 +334,5 @@ def test_keyboard_only_submission(demo, people):
     keys.follow("Enter", "submit")
     (ARTIFACTS / "accessibility").mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "accessibility" / "keyboard-submission.txt").write_text("\n".join(keys.steps) + "\n")
-    assert re.search(r"/portal/requests/\d+$", page.url), (page.url, page.inner_text("main")[:800])
+    assert re.fullmatch(r"/portal/requests/\d+", urlsplit(page.url).path), (page.url, page.inner_text("main")[:800])
     assert page.inner_text("#submission-state").strip().lower() == "submitted"
