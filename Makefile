@@ -7,16 +7,22 @@ PYTEST_ARGS ?=
 # The suite runs on every core (pytest-xdist); TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= auto
 SIZE ?= small
+# axe-core, which the browser journeys put into every page they visit (tests/e2e/package.json; Node and npm).
+AXE := tests/e2e/node_modules/axe-core/axe.min.js
 export FLASK_APP := backoffice
 
 .PHONY: run test lint e2e install migrate seed clean bench
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(AXE)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+$(AXE): tests/e2e/package.json tests/e2e/package-lock.json
+	npm ci --prefix tests/e2e --no-audit --no-fund
 	touch $@
 
 migrate: install
@@ -46,7 +52,8 @@ test: install lint
 	$(BIN)/python -m pytest --ignore=tests/e2e -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## The browser journeys (tests/e2e): Playwright drives Debian's Chromium (/usr/bin/chromium, `apt-get install
-## chromium`) against gunicorn, a Celery worker and beat. Screenshots and logs land in artifacts/e2e/.
+## chromium`) against gunicorn, a Celery worker and beat, and axe-core (npm) checks every page at WCAG 2.1 AA
+## (tests/e2e/test_accessibility.py). Screenshots and logs land in artifacts/e2e/.
 e2e: install
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
@@ -60,4 +67,4 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) tests/e2e/node_modules instance .pytest_cache .mypy_cache .ruff_cache

@@ -113,9 +113,12 @@ def test_email_refuses_non_addresses(value):
 
 
 def _invalid(page: str, field_id: str) -> bool:
-    """The field is marked invalid and its message follows it, inside its own form group."""
-    pattern = (rf'<(?:input|select)[^>]*class="form-control is-invalid"[^>]*id="{re.escape(field_id)}"[^>]*>'
-               r'(?:(?!form-group).)*?<div class="invalid-feedback d-block">')
+    """The field is marked invalid (to the eye and to assistive technology), described by its message, and the
+    message follows it, inside its own form group."""
+    name = re.escape(field_id)
+    pattern = (rf'<(?:input|select)[^>]*aria-describedby="{name}-error" aria-invalid="true"'
+               rf'[^>]*class="form-control is-invalid"[^>]*id="{name}"[^>]*>'
+               rf'(?:(?!form-group).)*?<div id="{name}-error" class="invalid-feedback d-block">')
     return re.search(pattern, page, re.S) is not None
 
 
