@@ -202,14 +202,14 @@ def profile():
                  cache_seconds=3600)
 
 
-@bp.route("/profile/schema/<string:name>")
+@bp.route("/profile/schema/<string:schema_name>")
 @public
-def profile_schema(name: str):
+def profile_schema(schema_name: str):
     refused = _refuse_parameters()
     if refused:
         return refused
-    found = hsds_profile.schema(name, _url("hsds.profile") + "schema/")
+    found = hsds_profile.schema(schema_name, _url("hsds.profile") + "schema/")
     if found is None:
-        return error(404, f"The profile has no schema file {name!r}; /hsds/profile/ lists them.")
+        return error(404, f"The profile has no schema file {schema_name!r}; /hsds/profile/ lists them.")
     return _json(found, cache_seconds=3600)
 
