@@ -313,6 +313,14 @@ class Context:
     receipt_url: Callable[[int], str]
     versions: dict[int | None, int] = field(default_factory=dict)
     metadata: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # Per provider: its marks and its organization summary, read once however many services it has on the page.
+    shared: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+    def once(self, what: str, provider: Provider, build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        key = (what, provider.id)
+        if key not in self.shared:
+            self.shared[key] = build()
+        return self.shared[key]
 
 
 def context(session: Session, providers: list[Provider], now: datetime, receipt_url: Callable[[int], str],
@@ -377,7 +385,8 @@ def advertiser(provider: Provider, ctx: Context) -> dict[str, Any]:
 
 
 def _marks(provider: Provider, ctx: Context) -> dict[str, Any]:
-    return {"verification": verification(provider, ctx), "advertiser": advertiser(provider, ctx)}
+    return ctx.once("marks", provider, lambda: {"verification": verification(provider, ctx),
+                                                "advertiser": advertiser(provider, ctx)})
 
 
 def _present(record: dict[str, Any]) -> dict[str, Any]:
@@ -396,6 +405,10 @@ def _labels(provider: Provider, taxonomy: str, attribute: str) -> list[str]:
 
 def organization_summary(provider: Provider, ctx: Context) -> dict[str, Any]:
     """The organization's one-to-one fields (HSDS organization_list) and the profile's marks."""
+    return ctx.once("organization", provider, lambda: _organization_summary(provider, ctx))
+
+
+def _organization_summary(provider: Provider, ctx: Context) -> dict[str, Any]:
     offered = ", ".join(_labels(provider, "level_of_care", "levels_of_care")) or "no level of care on record"
     return {**_present({
         "id": ids.organization(provider.id),
