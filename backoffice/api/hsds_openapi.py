@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from backoffice.api.hsds_profile import HSDS_SCHEMA, PROFILE_VERSION
+from backoffice.services import hsds_ids as ids
 from backoffice.services.hsds import MAX_PAGE, MAX_PER_PAGE
-from backoffice.services.hsds_ids import ANY_UUID, CANONICAL
+from backoffice.services.hsds_ids import ANY_UUID
 
 SHIPPED = Path(__file__).resolve().parent.parent.parent / "data" / "hsds-3.0" / "schema" / "openapi.json"
 
@@ -32,9 +33,10 @@ PARAMETER_SCHEMAS = {
     "search": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
     "modified_after": {"type": "string", "format": "date-time"},
     "postcode": {"type": "string", "pattern": r"^[0-9]{5}$"},
-    "taxonomy_term_id": {"type": "string", "format": "uuid", "pattern": CANONICAL.pattern},
-    "taxonomy_id": {"type": "string", "format": "uuid", "pattern": CANONICAL.pattern},
-    "organization_id": {"type": "string", "format": "uuid", "pattern": CANONICAL.pattern},
+    "taxonomy_term_id": {"type": "string", "format": "uuid",
+                         "enum": [ids.taxonomy_term(ids.Term(t, code)) for t in ids.TAXONOMIES for code in t.terms]},
+    "taxonomy_id": {"type": "string", "format": "uuid", "enum": [ids.taxonomy(t) for t in ids.TAXONOMIES]},
+    "organization_id": {"type": "string", "format": "uuid", "pattern": ids.ORGANIZATION_PATTERN},
     "parent_id": {"type": "string", "format": "uuid", "pattern": ANY_UUID.pattern},
 }
 
@@ -71,7 +73,8 @@ def document(server_url: str, profile_url: str, contact_url: str) -> dict[str, A
     for path, item in doc["paths"].items():
         for parameter in item.get("parameters", []):
             if parameter.get("in") == "path":
-                parameter["schema"] = {"type": "string", "format": "uuid", "pattern": CANONICAL.pattern}
+                pattern = ids.ORGANIZATION_PATTERN if path.startswith("/organizations/") else ids.CANONICAL.pattern
+                parameter["schema"] = {"type": "string", "format": "uuid", "pattern": pattern}
         operation = item["get"]
         operation["parameters"] = [p for p in operation.get("parameters", [])
                                    if p.get("$ref") != "#/components/parameters/proximity"]

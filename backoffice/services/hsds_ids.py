@@ -30,6 +30,9 @@ HASH_BITS = 24
 ANY_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CANONICAL = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
+# An organization id: kind 1, no term, the provider id in the top 31 bits of the last 62 (the rest zero).
+ORGANIZATION_PATTERN = r"^0d5e7c01-0000-8000-[89ab][0-9a-f]{3}-[0-9a-f]{4}[08]0{7}$"
+
 
 class Kind(IntEnum):
     ORGANIZATION = 1
