@@ -251,6 +251,7 @@ def test_taxonomies_and_their_terms(client):
     (f"organization_id={hsds_ids.location(1)}", "organization_id is not an organization id"),
     ("format=ndjson", "format must be json"),
     ("search=%20", "search must be 1 to 200 characters"),
+    ("search=a%00b", "search must not contain control characters"),
     ("sort=name", "unknown parameter(s) sort; this list takes"),
     ("limit=5&cursor=v1.1", "unknown parameter(s) cursor, limit"),
 ])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ HSDS_VERSION = "3.0"
 DEFAULT_PER_PAGE = 50
 MAX_PER_PAGE = 100
 MAX_PAGE = 1_000_000
+SEARCH_CONTROL = re.compile(r"[\u0000-\u001f\u007f]")  # no database stores NUL in text; none of it is a name
 RESEARCH_TEAM = "research team"  # who HSDS metadata says made a change: never a person
 LEVELS = TAXONOMY_BY_NAME["level_of_care"]
 
@@ -115,8 +117,10 @@ def parse_query(endpoint: str, args: dict[str, str]) -> Query:
         problems.append("format must be json (the only format this API answers in)")
     if "search" in args:
         text = " ".join(args["search"].split())
-        if not 1 <= len(text) <= 200:
+        if not text or len(args["search"]) > 200:
             problems.append("search must be 1 to 200 characters")
+        elif SEARCH_CONTROL.search(args["search"]):
+            problems.append("search must not contain control characters")
         values["search"] = text
     for name in ("minimal", "full", "full_service", "top_only"):
         if name in args:
