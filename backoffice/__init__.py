@@ -120,6 +120,9 @@ def register_blueprints(app: Flask) -> None:
     from backoffice.api.views import bp as api_bp
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    from backoffice.api.hsds_views import bp as hsds_bp
+
+    app.register_blueprint(hsds_bp, url_prefix="/hsds")
     from backoffice.ops import bp as ops_bp
 
     app.register_blueprint(ops_bp)
@@ -236,7 +239,7 @@ def register_errorhandlers(app: Flask) -> None:
         # The headers the error carries stay on the page that replaces it: Allow on a 405 above all.
         headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"] \
             if isinstance(exc, HTTPException) else []
-        if request.path.startswith("/api/"):
+        if request.path.startswith(("/api/", "/hsds/")):
             # The feed's consumers are programs: they get JSON in the shape the OpenAPI document gives.
             response = api_error(status, f"{title}: {message}")
         else:

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from backoffice import auditverify, demo, unit_of_work
 from backoffice.checks import exclusion_lists
 from backoffice.extensions import db
+from backoffice.importers import hsds as hsds_importer
 from backoffice.importers.locator import ImportFileError, read_file
 from backoffice.models import Role, WorkKind, WorkState
 from backoffice.services import accounts, audit, audit_export, criteria, imports, mfa, screening, work
@@ -57,8 +58,23 @@ def import_group() -> None:
               help="Import the valid rows even when some are rejected (they are listed). Default: all or nothing.")
 def import_findtreatment(path: Path, partial: bool) -> None:
     """Import a FindTreatment.gov JSON export or a SAMHSA (OEPS) facility CSV."""
+    _import_facilities(path, read_file, partial)
+
+
+@import_group.command("hsds")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--partial", is_flag=True,
+              help="Import the valid records even when some are rejected (they are listed). Default: all or nothing.")
+def import_hsds(path: Path, partial: bool) -> None:
+    """Import an Open Referral HSDS 3.0 JSON dataset (a file or a folder of files); imported providers are unlisted
+    until reviewed."""
+    _import_facilities(path, hsds_importer.read, partial)
+
+
+def _import_facilities(path: Path, reader, partial: bool) -> None:
+    """Read every row, list the rejected ones, then write all or nothing (or, with --partial, the good ones)."""
     try:
-        source, rows = read_file(path)
+        source, rows = reader(path)
         records, summary = imports.validate(tqdm(rows, desc="reading", unit=" rows", disable=not sys.stderr.isatty()), source)
     except ImportFileError as exc:
         raise click.ClickException(f"{path.name}: {exc}. Nothing was imported.") from None

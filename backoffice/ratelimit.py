@@ -85,7 +85,9 @@ def init_app(app: Flask) -> Limiter:
                 scope=setting.lower(), deduct_when=counts,
             )(view)
         app.view_functions[endpoint] = view
-    for endpoint, setting in READ_LIMITS.items():
+    # Every HSDS endpoint is read like the feed, under the same limit.
+    hsds = {endpoint: "API_RATE_LIMIT" for endpoint in app.view_functions if endpoint.startswith("hsds.")}
+    for endpoint, setting in {**READ_LIMITS, **hsds}.items():
         app.view_functions[endpoint] = limiter.limit(
             lambda setting=setting: current_app.config[setting], methods=["GET"], scope=setting.lower(),
         )(app.view_functions[endpoint])

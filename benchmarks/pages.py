@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from backoffice.extensions import db
 from backoffice.models import OPEN_STATES, AuditEvent, CheckRun, Finding, Location, Provider, Submission, utcnow
+from backoffice.services import hsds_ids
 from benchmarks.expect import expect_status
 from benchmarks.generate import bench_app, ensure_built, parse_size, sign_in
 
@@ -179,6 +180,12 @@ def cases(app: Flask, base: Flask, providers: int) -> list[tuple[str, str, str |
         ("feed: service=syringe_services (few or none)", "/api/v1/listings?service=syringe_services", None),
         ("feed: state=WY", "/api/v1/listings?state=WY", None),
         ("feed: state=WY + service=naloxone", "/api/v1/listings?state=WY&service=naloxone", None),
+        # The same listings as HSDS 3.0 (target p95 < 50 ms): numbered pages with their total, as HSDS pages are.
+        ("hsds: services first page", "/hsds/services", None),
+        ("hsds: services deep page", f"/hsds/services?page={max(1, deep_page)}", None),
+        ("hsds: services taxonomy_term_id=naloxone",
+         f"/hsds/services?taxonomy_term_id={hsds_ids.taxonomy_term(hsds_ids.term('service', 'naloxone'))}", None),
+        ("hsds: organizations first page", "/hsds/organizations", None),
     ]
     return rows
 

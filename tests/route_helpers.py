@@ -73,7 +73,8 @@ ID_ARGUMENTS = {
     "note_id": "notification", "work_id": "work", "version": "catalogue_version",
 }
 # String arguments with a value that reaches the view's code; any other string argument gets a plain word.
-STRING_ARGUMENTS = {"export_type": "csv", "action": "acknowledge"}
+STRING_ARGUMENTS = {"export_type": "csv", "action": "acknowledge", "schema_name": "organization.json",
+                    "taxonomy_id": "0d5e7c0a-2000-8000-8000-000000000000", "term_id": "0d5e7c0b-2a5a-83d8-8000-000000000000"}
 PLAIN_STRING = "anything"
 # Flask-Admin model views take the row in the query string.
 MODEL_KEYS = {Provider: "provider", Submission: "submission", Finding: "finding", CheckRun: "check_run",

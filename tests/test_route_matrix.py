@@ -33,6 +33,8 @@ NOT_200 = {
     "account.confirm": 302,  # a plain word is no valid token
     "account.reset": 302,
     "portal.edit_request": 302,  # only a draft is edited; the world's first request is in review
+    # HSDS ids are UUIDs computed from the rows; a plain word names none (tests/test_hsds.py opens real ones).
+    "hsds.organization": 404, "hsds.service": 404, "hsds.service_at_location": 404,
 }
 NO_AJAX_LOOKUPS = 404  # no model view declares ajax lookups, so every lookup name is unknown
 
@@ -104,6 +106,10 @@ PUBLIC_ENDPOINTS = {
     "account.confirm", "account.resend_confirmation", "account.reset_request", "account.reset",
     "api.listings_feed", "api.verification_receipt", "api.openapi", "static", "admin.static",
     "public.criteria_page", "public.favicon",
+    # The same verified listings as Open Referral HSDS 3.0, its OpenAPI document and our profile.
+    "hsds.index", "hsds.organizations", "hsds.organization", "hsds.services", "hsds.service",
+    "hsds.service_at_locations", "hsds.service_at_location", "hsds.taxonomies", "hsds.taxonomy",
+    "hsds.taxonomy_terms", "hsds.taxonomy_term", "hsds.openapi", "hsds.profile", "hsds.profile_schema",
     # For the machines that run the deployment: anonymous probes that say only "ok" or "unavailable", and the
     # metrics, which the view itself serves only to the allowed networks or token (tests/test_ops_endpoints.py).
     "ops.healthz", "ops.readyz", "ops.metrics",
