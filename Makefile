@@ -7,13 +7,14 @@ PYTEST_ARGS ?=
 # The suite runs on every core (pytest-xdist); TEST_WORKERS=0 runs it in one process.
 TEST_WORKERS ?= auto
 SIZE ?= small
-# axe-core, which the browser journeys put into every page they visit (tests/e2e/package.json; Node and npm).
+# axe-core, which the browser journeys put into every page they visit (tests/e2e/package.json; Node and npm):
+# only `make e2e` needs it, so `make run` and `make test` need no Node.
 AXE := tests/e2e/node_modules/axe-core/axe.min.js
 export FLASK_APP := backoffice
 
 .PHONY: run test lint e2e install migrate seed clean bench
 
-install: $(VENV)/.installed $(AXE)
+install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,7 +55,7 @@ test: install lint
 ## The browser journeys (tests/e2e): Playwright drives Debian's Chromium (/usr/bin/chromium, `apt-get install
 ## chromium`) against gunicorn, a Celery worker and beat, and axe-core (npm) checks every page at WCAG 2.1 AA
 ## (tests/e2e/test_accessibility.py). Screenshots and logs land in artifacts/e2e/.
-e2e: install
+e2e: install $(AXE)
 	$(BIN)/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 ## Benchmarks (docs/DESIGN.md section 7): builds the scale dataset, runs every benchmark, writes benchmarks/RESULTS.md.
