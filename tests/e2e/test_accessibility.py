@@ -33,22 +33,7 @@ MAX_PAGES = 60
 MAX_DEPTH = 3
 ANONYMOUS_PAGES = ["/login", "/register", "/reset", "/confirm", "/criteria", "/no-such-page"]
 
-# Pages whose templates are being reworked elsewhere (the case page's unique ids and labels, the catalogue
-# editor's move, the advertising application, Flask-Admin's model list and detail pages): their problems are
-# printed on every run but do not fail it yet. Remove an entry once its page is reworked.
-NOT_YET_ENFORCED = {
-    "review case page": re.compile(r"^/admin/review/case/N$"),
-    "criteria catalogue": re.compile(r"^/admin/catalogue/$"),
-    "portal advertising application": re.compile(r"^/portal/organisations/N/advertise$"),
-    "Flask-Admin model list and detail": re.compile(
-        r"^/admin/(accounts|check_runs|criteria|findings|providers|submissions)/(details/)?(\?.*)?$"),
-}
-
 RESULTS: dict[str, dict] = {}
-
-
-def pending_owner(kind: str) -> str | None:
-    return next((name for name, pattern in NOT_YET_ENFORCED.items() if pattern.search(kind)), None)
 
 
 class Audit:
@@ -58,7 +43,6 @@ class Audit:
         self.role = role
         self.pages: list[str] = []
         self.problems: list[a11y.Problem] = []
-        self.pending: list[a11y.Problem] = []
         self.titles: dict[str, set[str]] = defaultdict(set)
 
     def judge(self, person, target: str) -> None:
@@ -67,13 +51,9 @@ class Audit:
         found, title = a11y.check_page(page, target, WIDE)
         found += [a11y.Problem(target, "page-health", "", problem) for problem in person.problems]
         person.problems.clear()
-        owner = pending_owner(kind_of(target.split(" (")[0]))
-        if owner:
-            self.pending += found
-        else:
-            self.problems += found
-            # A list filtered or sorted is the same page; another path is another page and needs its own title.
-            self.titles[title].add(kind_of(urlsplit(page.url).path))
+        self.problems += found
+        # A list filtered or sorted is the same page; another path is another page and needs its own title.
+        self.titles[title].add(kind_of(urlsplit(page.url).path))
 
     def same_titles(self) -> list[a11y.Problem]:
         return [a11y.Problem(", ".join(sorted(kinds)), "unique-title", "title", f"kinds of page share the title "
@@ -81,11 +61,10 @@ class Audit:
 
     def record(self) -> None:
         RESULTS[self.role] = {
-            "pages": len(self.pages), "problems": len(self.problems), "pending problems": len(self.pending),
+            "pages": len(self.pages), "problems": len(self.problems),
             "pages with problems": len({p.page for p in self.problems}),
             "by rule": Counter(p.rule for p in self.problems),
             "visited": self.pages, "list": [str(p) for p in self.problems],
-            "pending": [str(p) for p in self.pending],
         }
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "accessibility.json").write_text(json.dumps(RESULTS, indent=2))
@@ -93,9 +72,6 @@ class Audit:
     def verdict(self) -> None:
         self.problems += self.same_titles()
         self.record()
-        if self.pending:
-            print(f"\n{len(self.pending)} problems on pages not yet enforced, seen as {self.role}:")
-            print("\n".join(map(str, self.pending)))
         assert not self.problems, (f"{len(self.problems)} accessibility problems on "
                                    f"{len({p.page for p in self.problems})} of {len(self.pages)} pages seen as "
                                    f"{self.role} (page | rule | selector | what):\n"
