@@ -56,8 +56,19 @@ def schemas() -> dict[str, dict[str, Any]]:
             "required": ["is_advertiser"],
             "properties": {
                 "is_advertiser": {"type": "boolean"},
-                "disclosure": {"type": "string", "enum": [ADVERTISER_DISCLOSURE]},
-                "advertisement": {"type": "object", "description": "The approved advertising copy, if any."},
+                "disclosure": {"type": "string", "pattern": "^Advertiser: ", "minLength": 40,
+                               "description": "The sentence shown beside the advertiser, as in the feed: who pays "
+                                              "and, once approved, the advertisement it runs. For example: "
+                                              + ADVERTISER_DISCLOSURE},
+                "advertisement": {
+                    "type": "object", "description": "The advertising copy the research team approved.",
+                    "additionalProperties": False,
+                    "required": ["headline", "text", "claims", "landing_url", "approved_at"],
+                    "properties": {"headline": {"type": "string", "minLength": 1},
+                                   "text": {"type": "string"},
+                                   "claims": {"type": "array", "items": {"type": "string"}},
+                                   "landing_url": {"type": "string", "format": "uri"},
+                                   "approved_at": {"type": "string", "format": "date-time"}}},
             },
             "if": {"properties": {"is_advertiser": {"const": True}}},
             "then": {"required": ["disclosure"]},

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import AuditEvent, Location, Provider, ProviderCode
+from backoffice.services import advertising_copy, listings
 from backoffice.services import hsds_ids as ids
-from backoffice.services import listings
 from backoffice.services.audit import jsonable
 from backoffice.services.hsds_ids import TAXONOMIES, TAXONOMY_BY_NAME, Kind, Taxonomy, Term
 
@@ -317,6 +317,8 @@ class Context:
     receipt_url: Callable[[int], str]
     versions: dict[int | None, int] = field(default_factory=dict)
     metadata: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    # The advertising copy in force of the page's advertisers, read once for the page (as the feed reads it).
+    copies: dict[int, Any] = field(default_factory=dict)
     # Per provider: its marks and its organization summary, read once however many services it has on the page.
     shared: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
@@ -329,8 +331,10 @@ class Context:
 
 def context(session: Session, providers: list[Provider], now: datetime, receipt_url: Callable[[int], str],
             with_metadata: bool) -> Context:
+    advertisers = [p.id for p in providers if p.is_active_advertiser(now)]
     return Context(now, receipt_url, listings.catalogue_versions(session, providers),
-                   metadata_of(session, providers) if with_metadata else {})
+                   metadata_of(session, providers) if with_metadata else {},
+                   advertising_copy.in_force(session, advertisers))
 
 
 def _text(value: Any) -> str:
@@ -379,7 +383,7 @@ def verification(provider: Provider, ctx: Context) -> dict[str, Any]:
 
 def advertiser(provider: Provider, ctx: Context) -> dict[str, Any]:
     """The feed's own advertiser fields (the same words), in the profile's shape."""
-    fields = listings.advertiser_fields(provider, ctx.now)
+    fields = listings.advertiser_fields(provider, ctx.copies, ctx.now)
     mark: dict[str, Any] = {"is_advertiser": bool(fields["advertiser"])}
     if fields.get("advertiser_disclosure"):
         mark["disclosure"] = fields["advertiser_disclosure"]

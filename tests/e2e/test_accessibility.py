@@ -312,3 +312,45 @@ def test_keyboard_only_submission(demo, people):
     (ARTIFACTS / "accessibility" / "keyboard-submission.txt").write_text("\n".join(keys.steps) + "\n")
     assert re.fullmatch(r"/portal/requests/\d+", urlsplit(page.url).path), (page.url, page.inner_text("main")[:800])
     assert page.inner_text("#submission-state").strip().lower() == "submitted"
+
+
+def test_keyboard_only_decision(demo, people):
+    """The researcher's decision by keyboard only: from the queue to a submitted request, claim it, assess every
+    criterion in the one assessment form, approve; every step reached with Tab and chosen with the keys."""
+    from sqlalchemy import text
+
+    with demo.engine.connect() as conn:
+        waiting = conn.scalar(text("SELECT id FROM submission WHERE state = 'submitted' AND kind = 'new_listing' "
+                                   "ORDER BY id LIMIT 1"))
+    assert waiting is not None, "the demo data has no submitted listing request"
+    person = people("a11y-keyboard-researcher")
+    sign_in(person, demo, "researcher")
+    keys = Keyboard(person)
+    page = person.page
+    person.goto("/admin/review/")
+    keys.steps.append("open the review queue (signed in as a researcher)")
+    keys.tab_to("a.skip-link", "the skip link (first Tab stop)")
+    keys.press("Enter", "follow it")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+    keys.tab_to(f'a[href$="/admin/review/case/{waiting}"]', f"request #{waiting} in the queue")
+    keys.follow("Enter", "open the case")
+    keys.tab_to("#claim-form [type=submit]", "Claim this request")
+    keys.follow("Enter", "claim it")
+    codes = page.eval_on_selector_all('#assess-form select[name$="-status"]',
+                                      "els => els.map(el => el.name.slice(7, -7))")
+    assert codes, page.inner_text("main")[:800]
+    for code in codes:
+        keys.tab_to(f'[name="assess-{code}-status"]', f"the assessment of {code}")
+        keys.choose("met")
+        keys.tab_to(f'[name="assess-{code}-note"]', f"the note on {code}")
+        keys.type(f"{code.replace('_', ' ').lower()} checked against the primary source")
+    keys.tab_to("#assess-form [type=submit]", "Save assessments")
+    keys.follow("Enter", f"save the {len(codes)} assessments in one post")
+    assert "Every required criterion is met" in page.inner_text("main"), page.inner_text("main")[:1500]
+    keys.tab_to('#decide-form input[name="outcome"]', "the decision's first choice (Approve)")
+    keys.press("Space", "choose Approve")
+    keys.tab_to("#decide-form [type=submit]", "Record decision")
+    keys.follow("Enter", "record it")
+    (ARTIFACTS / "accessibility").mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "accessibility" / "keyboard-decision.txt").write_text("\n".join(keys.steps) + "\n")
+    assert "approved" in page.inner_text("#final-decision").lower(), page.inner_text("main")[:1500]
