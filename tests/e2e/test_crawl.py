@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -135,7 +136,11 @@ def sign_in(person, stack, role: str) -> None:
     page.fill("[name=email]", ROLES[role])
     page.fill("[name=password]", DEMO_PASSWORD)
     person.click("form [type=submit]")
-    if "/login/code" in page.url:
+    for attempt in range(2):
+        if "/login/code" not in page.url:
+            break
+        if attempt:  # this half-minute's code was used by an earlier sign-in of the same person: wait for the next
+            time.sleep(30.5 - time.time() % 30)
         page.fill("[name=code]", stack.flask("demo-code", ROLES[role]).strip())
         person.click("form [type=submit]")
     assert "/login" not in page.url, f"{role} could not sign in: {page.inner_text('main')[:500]}"

@@ -52,8 +52,10 @@ ADVERTISER_APPLICATION = """
 import sys
 from backoffice import create_app
 from backoffice.extensions import db
-from backoffice.models import Account, Provider, SubmissionKind
-from backoffice.services import review, submissions
+from urllib.parse import urlsplit
+from backoffice.models import Account, Provider
+from backoffice.services import advertising
+from backoffice.services.advertising_copy import Copy
 from backoffice.services.review import ReviewPolicy
 
 app = create_app()
@@ -61,8 +63,10 @@ with app.app_context():
     session = db.session
     provider = session.get(Provider, int(sys.argv[1]))
     member = session.get(Account, int(sys.argv[2]))
-    submission = submissions.create_draft(session, member, provider, SubmissionKind.ADVERTISER_APPLICATION, {})
-    review.submit(session, member, submission, ReviewPolicy())
+    copy = Copy(headline="Recovery close to home", text="Residential and outpatient treatment; call admissions.",
+                claims=("Admissions open 24 hours",),
+                landing_url=f"https://{urlsplit(provider.website).hostname}/admissions")
+    submission = advertising.apply(session, member, provider, ReviewPolicy(), copy)
     session.commit()
     print(submission.id)
 """
