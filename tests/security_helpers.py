@@ -35,6 +35,12 @@ def page_text(response) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
+def without_nonces(page: str) -> str:
+    """A page with its Content-Security-Policy nonces masked: they differ in every response by design, so two
+    answers that must look the same are compared without them."""
+    return re.sub(r'nonce="[^"]*"', 'nonce="NONCE"', page)
+
+
 def shown_recovery_codes(response) -> list[str]:
     return re.findall(r"<li><code>([a-z0-9-]+)</code></li>", response.get_data(as_text=True))
 
