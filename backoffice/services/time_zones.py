@@ -22,33 +22,30 @@ def _chosen(name: str | None) -> str | None:
     return name
 
 
+def _set_zone(session: Session, actor: Account, row: Account | Provider, name: str | None, action: str,
+              provider_id: int | None = None) -> bool:
+    """Set a row's time_zone, audited; False when nothing changed; an unknown name is refused."""
+    chosen = _chosen(name)
+    if chosen == row.time_zone:
+        return False
+    before, row.time_zone = row.time_zone, chosen
+    audit.record(session, actor, action, "provider" if isinstance(row, Provider) else "account", row.id,
+                 before={"time_zone": before}, after={"time_zone": chosen}, provider_id=provider_id)
+    session.flush()
+    return True
+
+
 def set_account_zone(session: Session, account: Account, name: str | None) -> bool:
     """A staff member chooses the zone their pages show dates in (empty: DISPLAY_TIME_ZONE); audited.
     False when nothing changed; an unknown name is refused and changes nothing."""
-    chosen = _chosen(name)
-    if chosen == account.time_zone:
-        return False
-    before = account.time_zone
-    account.time_zone = chosen
-    audit.record(session, account, "account.time_zone_changed", "account", account.id,
-                 before={"time_zone": before}, after={"time_zone": chosen})
-    session.flush()
-    return True
+    return _set_zone(session, account, account, name, "account.time_zone_changed")
 
 
 def set_organisation_zone(session: Session, actor: Account, provider: Provider, name: str | None) -> bool:
     """An organisation's member chooses the zone its portal pages show dates in (empty: from the state of its
     first location); audited. False when nothing changed; an unknown name is refused and changes nothing."""
     listing_requests.require_member(session, actor, provider.id)
-    chosen = _chosen(name)
-    if chosen == provider.time_zone:
-        return False
-    before = provider.time_zone
-    provider.time_zone = chosen
-    audit.record(session, actor, "provider.time_zone_changed", "provider", provider.id,
-                 before={"time_zone": before}, after={"time_zone": chosen}, provider_id=provider.id)
-    session.flush()
-    return True
+    return _set_zone(session, actor, provider, name, "provider.time_zone_changed", provider_id=provider.id)
 
 
 def state_zone_name(session: Session, provider_id: int) -> str | None:
