@@ -167,6 +167,14 @@ class Config:
     # An IANA name; an unknown one refuses to start.
     DISPLAY_TIME_ZONE = "America/New_York"
     DEMO_PASSWORD = "demo-password-2026"
+    # The Ed25519 key that signs verification receipts and audit checkpoints, never kept in the database
+    # (backoffice/signing.py): PEM text in SIGNING_KEY, or a file named by SIGNING_KEY_FILE. Outside production,
+    # with neither set, one is generated under instance/signing/. SIGNING_KEY_VALID_FROM (RFC 3339) says since
+    # when it signs; keys retired by a rotation stay published from SIGNING_RETIRED_KEYS_FILE (a JWK set).
+    SIGNING_KEY = ""
+    SIGNING_KEY_FILE = ""
+    SIGNING_KEY_VALID_FROM = ""
+    SIGNING_RETIRED_KEYS_FILE = ""
 
 
 class DevelopmentConfig(Config):
@@ -243,6 +251,9 @@ def load(name: str | None = None, overrides: dict | None = None) -> dict:
         raise SettingsError("SECRET_KEY is too short for production: use at least 32 random characters")
     check_public_base_url(settings["PUBLIC_BASE_URL"], production=name == "production")
     check_mail(settings, production=name == "production")
+    if name == "production" and not (settings["SIGNING_KEY"] or settings["SIGNING_KEY_FILE"]):
+        raise SettingsError("SIGNING_KEY or SIGNING_KEY_FILE must be set in production (an Ed25519 private key "
+                            "in PEM, kept outside the database: `flask signing new-key` writes one)")
     check_consistency(settings)
     return settings
 

@@ -19,7 +19,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 import config
-from backoffice import formatting, startup
+from backoffice import formatting, signing, startup
 
 # The app's own modules (blueprints, the admin, the Celery app, the commands) are imported inside the
 # functions that wire them in: each of them imports from this package, so importing them here, before the
@@ -33,6 +33,7 @@ def create_app(config_name: str | None = None, overrides: dict | None = None) ->
     app = Flask(__name__, instance_path=str(config.INSTANCE))
     try:
         app.config.update(config.load(config_name, overrides))
+        app.extensions["signing"] = signing.load(app.config)
     except config.SettingsError as error:
         if loaded_by_flask_command():
             startup.refuse(str(error))  # one line on stderr, not the traceback of an app that failed to load

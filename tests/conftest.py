@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import object_session
 
 import config as settings
-from backoffice import create_app
+from backoffice import create_app, signing
 from backoffice.extensions import db
 from backoffice.models import (
     Account,
@@ -31,6 +32,13 @@ PASSWORD = "correct horse battery staple"
 ADMIN_URL = settings.normalise_database_url(os.environ.get("DATABASE_URL", ""))
 BACKEND = "postgresql" if ADMIN_URL.startswith("postgresql") else "sqlite"
 RUN_ID = f"{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+# Every app this run builds signs with one key made for the run, production ones included (they refuse to start
+# without a key), and trusts no retired key but those a test puts there; commands run as subprocesses inherit it.
+_SIGNING = Path(tempfile.mkdtemp(prefix="backoffice-signing-"))
+os.environ["SIGNING_KEY_FILE"] = str(_SIGNING / "ed25519.pem")
+os.environ["SIGNING_RETIRED_KEYS_FILE"] = str(_SIGNING / "retired-keys.json")
+signing.write_private_key(Path(os.environ["SIGNING_KEY_FILE"]), signing.Ed25519PrivateKey.generate())
 
 
 def migrate_to_head(url: str, tmp: Path) -> None:

@@ -105,6 +105,7 @@ def test_the_defaults_of_every_environment_are_consistent(monkeypatch):
     monkeypatch.setenv("REDIS_URL", REDIS)
     monkeypatch.setenv("MAIL_URL", "smtps://backoffice:secret@smtp.example.org")
     monkeypatch.setenv("MAIL_FROM", "no-reply@example.org")
+    monkeypatch.setenv("SIGNING_KEY_FILE", "/etc/backoffice/signing-key.pem")
     assert config.load("production")["RECHECK_LEASE_SECONDS"] == 6 * 3600
 
 
