@@ -222,7 +222,7 @@ def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources:
 
 def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckKind, key: str,
            result: CheckResult, started_at: datetime, *, auto_suspend: bool, cadence_days: int,
-           freshness: sources.Freshness = sources.Freshness()) -> CheckRun:
+           freshness: sources.Freshness = sources.DEFAULT_FRESHNESS) -> CheckRun:
     """Write the run, open/update/clear its findings, apply auto-suspension; the caller commits once.
 
     A second writer of the same key fails on the unique idempotency key when flushing: the caller

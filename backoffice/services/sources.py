@@ -69,6 +69,10 @@ class Freshness:
         return self.nppes_days if name == NPPES else self.leie_days if name == LEIE else self.state_list_days
 
 
+# The settings' defaults, for callers that record a run outside a task (the task passes the settings).
+DEFAULT_FRESHNESS = Freshness()
+
+
 def expected_words(days: int) -> str:
     """'monthly (at most 31 days old)': the expected freshness as a person says it."""
     word = {1: "daily", 7: "weekly"}.get(days) or ("monthly" if 28 <= days <= 31 else f"every {days} days")
@@ -310,13 +314,17 @@ class Confirmation:
 
 def confirmations(session: Session, provider_ids: list[int]) -> dict[int, dict[str, Confirmation]]:
     """Each provider's last confirmation of every listed field (None where none was ever confirmed)."""
-    found: dict[int, dict[str, Confirmation]] = {pid: {f: Confirmation(f, None, None) for f in FIELDS}
-                                                 for pid in provider_ids}
+    found = {pid: confirmations_unknown() for pid in provider_ids}
     if provider_ids:
         for row in session.scalars(select(FieldConfirmation).where(FieldConfirmation.provider_id.in_(provider_ids))):
             if row.field in FIELDS:
                 found[row.provider_id][row.field] = Confirmation(row.field, row.confirmed_at, row.source)
     return found
+
+
+def confirmations_unknown() -> dict[str, Confirmation]:
+    """Every listed field, none confirmed."""
+    return {f: Confirmation(f, None, None) for f in FIELDS}
 
 
 def published(confirmed: Mapping[str, Confirmation]) -> dict[str, dict]:
@@ -326,3 +334,30 @@ def published(confirmed: Mapping[str, Confirmation]) -> dict[str, dict]:
 
 def as_of(day: date | datetime | None) -> str:
     return zones.day_text(day.date() if isinstance(day, datetime) else day) if day else "never"
+
+
+# -- what the pages and the receipt say of a run's sources ------------------------------------------
+
+
+def of_run(run: CheckRun) -> list[dict]:
+    """The sources a run rested on, each with its date and whether it was stale: a list or NPPES as the run's
+    evidence names it; the provider's own website, or its recorded expiry dates, as of the run."""
+    named = run.evidence.get("sources") if isinstance(run.evidence, dict) else None
+    if named:
+        return [{"source": s["label"], "as_of": s["as_of"], "stale": bool(s["stale"])} for s in named]
+    if run.check == CheckKind.WEBSITE:
+        return [{"source": WEBSITE_SOURCE, "as_of": run.started_at, "stale": False}]
+    if run.check in (CheckKind.LICENCE_EXPIRY, CheckKind.ACCREDITATION_EXPIRY):
+        return [{"source": EXPIRY_SOURCE, "as_of": run.started_at, "stale": False}]
+    return []
+
+
+def of_run_words(run: CheckRun) -> str:
+    """'OIG LEIE as of 1 Oct 2026 (stale)': what the case page shows beside a run."""
+    return "; ".join(f"{s['source']} as of {as_of(_when(s['as_of']))}{' (stale)' if s['stale'] else ''}"
+                     for s in of_run(run)) or "—"
+
+
+def _when(value: datetime | str | None) -> datetime | None:
+    # The run's evidence keeps its dates as ISO text (audit.jsonable).
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
