@@ -98,6 +98,10 @@ class Standing:
         return expected_words(self.freshness_days)
 
     @property
+    def how(self) -> str:
+        return how_refreshed(self.name)
+
+    @property
     def last_words(self) -> str:
         """'last imported 1 Oct 2026' or 'never answered'."""
         how = how_refreshed(self.name)
@@ -350,14 +354,3 @@ def of_run(run: CheckRun) -> list[dict]:
     if run.check in (CheckKind.LICENCE_EXPIRY, CheckKind.ACCREDITATION_EXPIRY):
         return [{"source": EXPIRY_SOURCE, "as_of": run.started_at, "stale": False}]
     return []
-
-
-def of_run_words(run: CheckRun) -> str:
-    """'OIG LEIE as of 1 Oct 2026 (stale)': what the case page shows beside a run."""
-    return "; ".join(f"{s['source']} as of {as_of(_when(s['as_of']))}{' (stale)' if s['stale'] else ''}"
-                     for s in of_run(run)) or "—"
-
-
-def _when(value: datetime | str | None) -> datetime | None:
-    # The run's evidence keeps its dates as ISO text (audit.jsonable).
-    return datetime.fromisoformat(value) if isinstance(value, str) else value
