@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 from backoffice import formatting, zones
 from backoffice.checks.http import GuardedClient, OutboundError
 from backoffice.models import (
+    Accreditation,
     AuditEvent,
     CheckKind,
     CheckOutcome,
@@ -25,6 +26,7 @@ from backoffice.models import (
     FieldConfirmation,
     Finding,
     FindingState,
+    Licence,
     ListingStatus,
     Principal,
     PrincipalRole,
@@ -32,7 +34,8 @@ from backoffice.models import (
     VerificationStatus,
     utcnow,
 )
-from backoffice.services import rechecks, sources
+from backoffice.services import expiry, rechecks, sources
+from tasks.checks import expiry_sweep
 from tests.conftest import login
 from tests.page_text import visible_text
 from tests.review_helpers import provider_member, publish_catalogue, submitted
@@ -273,3 +276,30 @@ def test_confirmed_fields_show_on_the_case_page_in_the_feed_and_the_receipt_and_
     assert {r.field for r in rows} == {"npi", "address"}
     events = session.scalars(select(AuditEvent).where(AuditEvent.action == "field.confirmed")).all()
     assert len(events) == 2
+
+
+def test_the_expiry_sweep_confirms_current_licences_and_leaves_an_expired_one_where_it_was(app, client, session,
+                                                                                           make_provider):
+    provider = listed(make_provider, session)
+    today = utcnow().date()
+    provider.licences.append(Licence(state="PA", number="L-1", licence_type="outpatient",
+                                     expires_on=today + timedelta(days=200)))
+    provider.accreditations.append(Accreditation(body="CARF", expires_on=today - timedelta(days=1)))
+    session.commit()
+    assert expiry_sweep()["confirmed"] == 1
+    fields = feed_fields(client, provider.id)
+    at = session.scalar(select(FieldConfirmation.confirmed_at).where(FieldConfirmation.field == "licence"))
+    assert fields["licence"] == {"confirmed_at": at.isoformat(), "source": "the recorded expiry date"}
+    assert fields["accreditation"] == {"confirmed_at": None, "source": None}  # expired: not confirmed
+    assert expiry_sweep()["confirmed"] == 0  # once a day
+
+    tomorrow = utcnow() + timedelta(days=1)
+    assert expiry.confirm_current_credentials(session, "system:test", tomorrow) == 1
+    session.commit()
+    assert feed_fields(client, provider.id)["licence"]["confirmed_at"] == tomorrow.isoformat()
+
+    provider.licences[0].expires_on = today + timedelta(days=1)
+    session.commit()
+    assert expiry.confirm_current_credentials(session, "system:test", utcnow() + timedelta(days=3)) == 0
+    session.commit()
+    assert feed_fields(client, provider.id)["licence"]["confirmed_at"] == tomorrow.isoformat()
