@@ -10,10 +10,12 @@ from __future__ import annotations
 import socket
 from datetime import timedelta
 
+import jsonschema
 import pytest
 from sqlalchemy import select, update
 
 from backoffice import formatting, zones
+from backoffice.api import openapi
 from backoffice.checks.http import GuardedClient, OutboundError
 from backoffice.models import (
     Accreditation,
@@ -201,6 +203,7 @@ def test_nppes_answered_long_ago_makes_the_npi_check_say_stale(app, session, mak
     assert run.summary.startswith(f"Source stale: NPPES NPI Registry last answered {zones.day_text(long_ago.date())}, "
                                   "expected weekly (at most 7 days old): The NPI Registry could not be reached")
     assert [s.name for s in sources.stale(session, sources.DEFAULT_FRESHNESS, utcnow())] == ["nppes"]
+    assert run.evidence["sources"][0]["stale"] is True
 
     # Down only since yesterday: an error run like any other, not stale.
     session.execute(update(DataSource).where(DataSource.name == "nppes")
@@ -225,9 +228,20 @@ def listed(make_provider, session):
                  verified_until=now + timedelta(days=300))
 
 
+def conforms(payload: dict, schema_name: str) -> dict:
+    """The payload, after checking it against its schema in the OpenAPI document the API serves."""
+    jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{schema_name}",
+                                     "components": {"schemas": openapi.SCHEMAS}}).validate(payload)
+    return payload
+
+
 def feed_fields(client, provider_id):
-    page = client.get("/api/v1/listings").get_json()
+    page = conforms(client.get("/api/v1/listings").get_json(), "ListingPage")
     return next(item for item in page["listings"] if item["id"] == provider_id)["verification"]["fields"]
+
+
+def receipt_of(client, provider_id):
+    return conforms(client.get(f"/api/v1/listings/{provider_id}/verification").get_json(), "Receipt")
 
 
 def test_confirmed_fields_show_on_the_case_page_in_the_feed_and_the_receipt_and_move_forward(
@@ -242,7 +256,7 @@ def test_confirmed_fields_show_on_the_case_page_in_the_feed_and_the_receipt_and_
     assert fields["npi"] == {"confirmed_at": first.finished_at.isoformat(), "source": "NPPES NPI Registry"}
     assert fields["address"] == fields["npi"]
     assert fields["website"] == {"confirmed_at": None, "source": None}
-    receipt = client.get(f"/api/v1/listings/{provider.id}/verification").get_json()
+    receipt = receipt_of(client, provider.id)
     assert receipt["verification"]["fields"] == fields
     npi_entry = next(c for c in receipt["checks"] if c["check"] == "npi")
     assert npi_entry["outcome"] == "pass" and npi_entry["sources"][0]["source"] == "NPPES NPI Registry"
@@ -270,7 +284,7 @@ def test_confirmed_fields_show_on_the_case_page_in_the_feed_and_the_receipt_and_
     assert failed.outcome == CheckOutcome.FAIL
     fields = feed_fields(client, provider.id)
     assert fields["npi"]["confirmed_at"] == later.finished_at.isoformat()
-    receipt = client.get(f"/api/v1/listings/{provider.id}/verification").get_json()
+    receipt = receipt_of(client, provider.id)
     assert receipt["verification"]["fields"]["npi"]["confirmed_at"] == later.finished_at.isoformat()
     rows = session.scalars(select(FieldConfirmation).where(FieldConfirmation.provider_id == provider.id)).all()
     assert {r.field for r in rows} == {"npi", "address"}
