@@ -80,6 +80,11 @@ class Config:
     # One check is stopped after this long (a soft limit a sixth earlier lets it record an error run first).
     CHECK_TIME_LIMIT_SECONDS = 180
     EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]
+    # How fresh each external source must be (days since it was last imported or answered): a check against an
+    # older one is recorded as "source stale", never as a pass (services/sources.py).
+    LEIE_FRESHNESS_DAYS = 31
+    STATE_LIST_FRESHNESS_DAYS = 31
+    NPPES_FRESHNESS_DAYS = 7
     AUTO_SUSPEND_ON_CRITICAL = False
     # The guarded outbound HTTP client.
     OUTBOUND_CONNECT_TIMEOUT_SECONDS = 5
@@ -313,7 +318,7 @@ POSITIVE = (
     "RECHECK_INTERVAL_DAYS", "OUTBOUND_CONNECT_TIMEOUT_SECONDS", "OUTBOUND_TOTAL_TIMEOUT_SECONDS",
     "REDIS_WEB_TIMEOUT_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_BATCH_SIZE", "MAIL_MAX_ATTEMPTS",
     "MAIL_RETRY_BACKOFF_SECONDS", "MAIL_MAX_BACKOFF_SECONDS", "MAIL_SENDING_LEASE_SECONDS",
-    "MAIL_DELIVERY_TIME_LIMIT_SECONDS",
+    "MAIL_DELIVERY_TIME_LIMIT_SECONDS", "LEIE_FRESHNESS_DAYS", "STATE_LIST_FRESHNESS_DAYS", "NPPES_FRESHNESS_DAYS",
 )
 NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS")
 LIMITS = ("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "SECOND_FACTOR_RATE_LIMIT", "RESET_RATE_LIMIT",

@@ -12,7 +12,7 @@ from backoffice.checks.http import OutboundError, OutboundRefused, client_for
 from backoffice.checks.result import CheckResult
 from backoffice.extensions import db
 from backoffice.models import CheckKind, WorkKind, utcnow
-from backoffice.services import expiry, overdue, rechecks, work
+from backoffice.services import expiry, overdue, rechecks, sources, work
 from backoffice.services.review import ReviewPolicy
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,8 @@ def _record(config, work_id: int, provider_id: int, kind: CheckKind, key: str, r
         with unit_of_work.atomic():
             rechecks.record(db.session, f"system:recheck-{kind.value}", provider_id, kind, key, result, started,
                             auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
-                            cadence_days=config["RECHECK_INTERVAL_DAYS"])
+                            cadence_days=config["RECHECK_INTERVAL_DAYS"],
+                            freshness=sources.Freshness.from_config(config))
             work.complete(db.session, work_id)
     except IntegrityError:
         # Rolled back; a second delivery may have recorded this run first.
@@ -164,7 +165,9 @@ def expiry_sweep() -> dict:
         db.session, "system:expiry-sweep", item, today), what="expired credential")
     if left:
         log.warning("expiry sweep: %s kept losing races; the next pass acts on them", left)
-    return {"reminders": sent, "lapsed": lapsed}
+    with unit_of_work.atomic():
+        confirmed = expiry.confirm_current_credentials(db.session, "system:expiry-sweep", utcnow())
+    return {"reminders": sent, "lapsed": lapsed, "confirmed": confirmed}
 
 
 @shared_task(name="tasks.checks.sla_sweep", time_limit=300, soft_time_limit=270)

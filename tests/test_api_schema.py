@@ -15,8 +15,19 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks
 
 from backoffice import create_app
-from backoffice.models import AdvertisingStatus, DecisionOutcome, ListingStatus, Role, VerificationStatus, utcnow
-from backoffice.services import review
+from backoffice.checks.result import CheckResult
+from backoffice.models import (
+    AdvertisingStatus,
+    CheckKind,
+    CheckOutcome,
+    DataSource,
+    DecisionOutcome,
+    ListingStatus,
+    Role,
+    VerificationStatus,
+    utcnow,
+)
+from backoffice.services import rechecks, review, sources
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
 
 # Per operation and phase; with derandomize the same cases run every time.
@@ -63,6 +74,14 @@ def feed_data(app, session, make_account, make_provider):
                                                           approved))
     assess_all(session, researcher, submission)
     review.decide(session, researcher, submission, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
+    session.commit()
+    # Its receipt names its checks' sources (one of them stale) and its feed entry the fields they confirmed.
+    session.add(DataSource(name=sources.NPPES, last_refreshed_at=now - timedelta(days=30)))
+    for check, result in ((CheckKind.WEBSITE, CheckResult(CheckOutcome.PASS, "ok", {
+            "url": "https://blueridge.example.org", "names_provider": "Blue Ridge"})),
+            (CheckKind.NPI, CheckResult.error("The NPI Registry could not be reached", {"error": "dns"}))):
+        rechecks.record(session, "system:test", approved.id, check, rechecks.run_key(approved.id, check, "w"),
+                        result, now, auto_suspend=False, cadence_days=30)
     session.commit()
     for n, (state, levels, services) in enumerate([
         ("TX", ["residential", "detox"], ["co_occurring", "fentanyl_test_strips"]),

@@ -61,6 +61,15 @@ REFUSED = {
     "zero batch": (
         {"RECHECK_BATCH_SIZE": 0},
         "Settings refused: RECHECK_BATCH_SIZE must be above 0, not 0."),
+    "no freshness for the LEIE": (
+        {"LEIE_FRESHNESS_DAYS": 0},
+        "Settings refused: LEIE_FRESHNESS_DAYS must be above 0, not 0."),
+    "negative freshness for NPPES": (
+        {"NPPES_FRESHNESS_DAYS": -7},
+        "Settings refused: NPPES_FRESHNESS_DAYS must be above 0, not -7."),
+    "no freshness for the state lists": (
+        {"STATE_LIST_FRESHNESS_DAYS": 0},
+        "Settings refused: STATE_LIST_FRESHNESS_DAYS must be above 0, not 0."),
     "negative retries": (
         {"CHECK_MAX_RETRIES": -1},
         "Settings refused: CHECK_MAX_RETRIES must not be negative, not -1."),

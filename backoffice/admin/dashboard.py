@@ -12,7 +12,7 @@ from backoffice.admin.base import SecuredIndexView, only
 from backoffice.admin.list_links import list_url
 from backoffice.extensions import db
 from backoffice.models import OPEN_FINDING_STATES, READER_ROLES, STAFF_ROLES, Role, utcnow
-from backoffice.services import accounts, dashboard, outbox, work
+from backoffice.services import accounts, dashboard, outbox, sources, work
 
 
 class DashboardView(SecuredIndexView):
@@ -24,6 +24,8 @@ class DashboardView(SecuredIndexView):
         return self.render(
             "admin/dashboard.html",
             figures=dashboard.figures(db.session, utcnow()) if research_view else None,
+            stale_sources=(sources.stale(db.session, sources.Freshness.from_config(current_app.config), utcnow())
+                           if research_view else None),
             staff=accounts.staff_counts(db.session) if current_user.has_role(Role.ADMIN) else None,
             can_run_sweeps=current_user.has_role(Role.RESEARCH_LEAD),
             chain=chain_status() if current_user.has_role(Role.AUDITOR) else None,

@@ -47,7 +47,7 @@ from backoffice.models import (
     VerificationAction,
     utcnow,
 )
-from backoffice.services import advertising, advertising_copy, profile, queue, rechecks, review
+from backoffice.services import advertising, advertising_copy, profile, queue, rechecks, review, sources
 from backoffice.services.errors import DomainError
 from backoffice.services.review import AssessmentInput, AssessmentRefused, Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
@@ -203,6 +203,7 @@ class ReviewView(SecuredView):
             optional_not_met=review.optional_not_met_codes(db.session, submission),
             pending=pending, final=review.final_decision(submission),
             documents=documents, runs=runs, findings=findings, worst=self._worst(findings),
+            run_sources=sources.of_run, confirmed=sources.confirmations(db.session, [provider.id])[provider.id],
             ad_copy=advertising_copy.copy_of(db.session, submission),
             standards_problems=advertising_copy.standards_problems(db.session, submission),
             carried=carried, origins={code: review.final_decision(a.carried_from.submission)

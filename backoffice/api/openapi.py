@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the listing feed; a test checks real responses against it."""
 from __future__ import annotations
 
-from backoffice.services import advertising_copy
+from backoffice.services import advertising_copy, rechecks, sources
 from backoffice.services.listings import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
 from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
@@ -36,6 +36,35 @@ _ADVERTISEMENT = {
     },
 }
 
+_FIELDS = {
+    "type": "object", "additionalProperties": False, "required": list(sources.FIELDS),
+    "description": "Per listed field, when a check last confirmed it and by which source (both null when no check "
+                   "has confirmed it). A check that fails leaves the last confirmation as it was.",
+    "properties": {name: {
+        "type": "object", "additionalProperties": False, "required": ["confirmed_at", "source"],
+        "properties": {"confirmed_at": _DATE_TIME, "source": _NULLABLE_STRING}} for name in sources.FIELDS},
+}
+_CHECKS = {
+    "type": "array",
+    "description": "The latest run of each automated check, the sources it rested on and their dates. A run against "
+                   "a source older than its expected freshness is an error run that says 'Source stale', never a "
+                   "pass.",
+    "items": {
+        "type": "object", "additionalProperties": False, "required": ["check", "outcome", "checked_at", "sources"],
+        "properties": {
+            "check": {"type": "string", "enum": [c.value for c in rechecks.NETWORK_CHECKS]},
+            "outcome": {"type": "string", "enum": ["pass", "warn", "fail", "error"]},
+            "checked_at": {"type": "string", "format": "date-time"},
+            "sources": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False, "required": ["source", "as_of", "stale"],
+                "properties": {"source": {"type": "string"},
+                               "as_of": {**_DATE_TIME, "description": "When the source was last imported or "
+                                                                      "answered (null: never)."},
+                               "stale": {"type": "boolean"}}}},
+        },
+    },
+}
+
 SCHEMAS = {
     "Location": {
         "type": "object", "additionalProperties": False,
@@ -49,11 +78,12 @@ SCHEMAS = {
     },
     "Verification": {
         "type": "object", "additionalProperties": False,
-        "required": ["status", "verified_at", "verified_until", "criteria_version", "last_rechecked_at"],
+        "required": ["status", "verified_at", "verified_until", "criteria_version", "last_rechecked_at", "fields"],
         "properties": {
             "status": {"type": "string", "enum": ["verified"]},
             "verified_at": _DATE_TIME, "verified_until": {"type": "string", "format": "date-time"},
             "criteria_version": {"type": ["integer", "null"]}, "last_rechecked_at": _DATE_TIME,
+            "fields": _FIELDS,
         },
     },
     "Listing": {
@@ -82,14 +112,15 @@ SCHEMAS = {
     },
     "Receipt": {
         "type": "object", "additionalProperties": False,
-        "required": ["id", "public_name", "verification", "criteria", "advertiser", "advertiser_disclosure",
-                     "advertisement"],
+        "required": ["id", "public_name", "verification", "criteria", "checks", "advertiser",
+                     "advertiser_disclosure", "advertisement"],
         "properties": {
             "id": {"type": "integer"}, "public_name": {"type": "string"},
             "verification": {
                 "type": "object", "additionalProperties": False,
                 "required": ["status", "verified_at", "verified_until", "criteria_version", "last_rechecked_at",
-                             "decision_id", "decided_at", "decided_by", "second_signoff", "signed_off_by"],
+                             "decision_id", "decided_at", "decided_by", "second_signoff", "signed_off_by",
+                             "fields"],
                 "properties": {
                     "status": {"type": "string", "enum": ["verified"]}, "verified_at": _DATE_TIME,
                     "verified_until": {"type": "string", "format": "date-time"},
@@ -101,8 +132,10 @@ SCHEMAS = {
                     "second_signoff": {"type": "boolean"},
                     "signed_off_by": {"type": ["string", "null"],
                                       "description": "The second researcher who signed the decision off."},
+                    "fields": _FIELDS,
                 },
             },
+            "checks": _CHECKS,
             "criteria": {"type": "array", "items": {
                 "type": "object", "additionalProperties": False, "required": ["code", "title", "status"],
                 "properties": {"code": {"type": "string"}, "title": {"type": "string"},

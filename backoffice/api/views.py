@@ -53,7 +53,9 @@ def listings_feed():
     providers, cursor = listings.page(db.session, query, now)
     versions = listings.catalogue_versions(db.session, providers)
     copies = listings.advertisements(db.session, providers, now)
-    payload = {"listings": [listings.listing(p, versions, copies) for p in providers], "next_cursor": cursor}
+    confirmed = listings.confirmations(db.session, providers)
+    payload = {"listings": [listings.listing(p, versions, copies, confirmed) for p in providers],
+               "next_cursor": cursor}
     if cursor:
         args = {k: v for k, v in request.args.items() if k != "cursor"}
         payload["next"] = url_for(".listings_feed", cursor=cursor, **args)

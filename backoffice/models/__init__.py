@@ -43,6 +43,7 @@ from backoffice.models.provider import (
     VerificationActionState,
     VerificationStatus,
 )
+from backoffice.models.source import DataSource, FieldConfirmation
 from backoffice.models.staff_notice import NoticeMode, StaffDigestItem, StaffNoticePreference
 from backoffice.models.submission import (
     OPEN_PREDICATE,

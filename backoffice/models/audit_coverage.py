@@ -227,6 +227,20 @@ TABLES: dict[str, Coverage] = {
         audited=("id", "list_name", "file_name", "file_date", "sha256", "row_count", "imported_at", "imported_by"),
         named_by=(("exclusion_source", "id"),),
     ),
+    "data_source": Coverage(
+        "the external sources the checks rely on (exclusion lists, NPPES) and their stale warning",
+        audited=("id", "name", "stale_since"),
+        bookkeeping={"last_refreshed_at": "moved by each list import, itself audited (exclusion_list.imported, "
+                                          "source.refreshed), and at most hourly by an NPPES answer, whose check run "
+                                          "is its record; a stale source made fresh again is audited"},
+        named_by=(("data_source", "id"),),
+        named_fields=frozenset({"stale_since"}),
+    ),
+    "field_confirmation": Coverage(
+        "when each listed field of a provider was last confirmed, and by which source (published in the feed)",
+        audited=("id", "provider_id", "field", "confirmed_at", "source", "check_run_id"),
+        named_by=(("provider", "provider_id"),),
+    ),
     "exclusion_record": Coverage(
         "the rows of the imported exclusion lists",
         audited=("id", "source_id", "list_name", "kind", "row_key", "business_name", "last_name", "first_name",

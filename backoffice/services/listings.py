@@ -24,7 +24,7 @@ from backoffice.models import (
     ProviderCode,
     utcnow,
 )
-from backoffice.services import advertising_copy, history
+from backoffice.services import advertising_copy, history, rechecks, sources
 from backoffice.services.audit import jsonable
 from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
@@ -174,8 +174,16 @@ def advertiser_fields(provider: Provider, copies: Mapping[int, AdvertisingCopy],
     }
 
 
+def confirmations(session: Session, providers: list[Provider]) -> dict[int, dict[str, sources.Confirmation]]:
+    """The per-field confirmations of a page's providers, in one query."""
+    return sources.confirmations(session, [p.id for p in providers])
+
+
 def listing(provider: Provider, versions: dict[int | None, int],
-            copies: Mapping[int, AdvertisingCopy]) -> dict[str, Any]:
+            copies: Mapping[int, AdvertisingCopy],
+            confirmed: Mapping[int, Mapping[str, sources.Confirmation]] | None = None) -> dict[str, Any]:
+    """One listing of the feed; `confirmed` is confirmations() of the page (a field never confirmed is null)."""
+    fields = (confirmed or {}).get(provider.id) or sources.confirmations_unknown()
     return jsonable({
         "id": provider.id,
         "public_name": provider.public_name,
@@ -192,6 +200,7 @@ def listing(provider: Provider, versions: dict[int | None, int],
             "verified_until": provider.verified_until,
             "criteria_version": versions.get(provider.verified_catalogue_id),
             "last_rechecked_at": provider.last_rechecked_at,
+            "fields": sources.published(fields),
         },
         **advertiser_fields(provider, copies),
     })
@@ -225,7 +234,18 @@ def receipt(session: Session, provider: Provider) -> dict[str, Any]:
             "second_signoff": bool(decision and decision.second_signoff_by_id),
             "signed_off_by": (basis.people[decision.second_signoff_by_id].name
                               if basis and decision and decision.second_signoff_by_id else None),
+            "fields": sources.published(sources.confirmations(session, [provider.id])[provider.id]),
         },
         "criteria": criteria,
+        "checks": checks(session, provider.id),
         **advertiser_fields(provider, advertisements(session, [provider], utcnow())),
     })
+
+
+def checks(session: Session, provider_id: int) -> list[dict[str, Any]]:
+    """The receipt's latest network checks: each one's outcome and date, and the sources it rested on with their
+    dates (a stale source is said so)."""
+    latest = rechecks.latest_runs(session, provider_id)
+    return [{"check": check.value, "outcome": run.outcome, "checked_at": run.started_at,
+             "sources": sources.of_run(run)}
+            for check in rechecks.NETWORK_CHECKS if (run := latest.get(check)) is not None]

@@ -28,7 +28,7 @@ from backoffice.models import (
     WorkKind,
     utcnow,
 )
-from backoffice.services import audit, findings, provider_status, screening, work
+from backoffice.services import audit, findings, provider_status, screening, sources, work
 
 NETWORK_CHECKS = (CheckKind.WEBSITE, CheckKind.NPI, CheckKind.EXCLUSION)
 # How a run's summary names the check and the source it asks.
@@ -221,7 +221,8 @@ def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources:
 
 
 def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckKind, key: str,
-           result: CheckResult, started_at: datetime, *, auto_suspend: bool, cadence_days: int) -> CheckRun:
+           result: CheckResult, started_at: datetime, *, auto_suspend: bool, cadence_days: int,
+           freshness: sources.Freshness = sources.DEFAULT_FRESHNESS) -> CheckRun:
     """Write the run, open/update/clear its findings, apply auto-suspension; the caller commits once.
 
     A second writer of the same key fails on the unique idempotency key when flushing: the caller
@@ -231,9 +232,12 @@ def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckK
     window that finish at the same moment record one after the other: the last of them then sees every run
     of the window and moves the provider's next due date. Without the lock each counted only the runs
     committed before it started, and a window whose last two checks finished together never completed.
+
+    A clean result against a source older than its freshness is recorded as "source stale" (services/sources.py).
     """
     session.execute(select(Provider.id).where(Provider.id == provider_id).with_for_update())
     finished = utcnow()
+    result = sources.judge(session, check, result, finished, freshness)
     run = CheckRun(
         provider_id=provider_id, check=check, outcome=result.outcome, summary=result.summary[:500],
         evidence=audit.jsonable(result.evidence), source_version=result.source_version, idempotency_key=key,
@@ -242,6 +246,7 @@ def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckK
     )
     session.add(run)
     session.flush()
+    sources.recorded(session, actor, run, result, freshness)
     provider = session.get_one(Provider, provider_id)
     new_critical = []
     for spec in result.findings:

@@ -17,7 +17,7 @@ from backoffice.models import (
     ExclusionSource,
     FindingSeverity,
 )
-from backoffice.services import audit
+from backoffice.services import audit, sources
 from backoffice.services.errors import DomainError
 
 INSERT_CHUNK = 2000
@@ -72,6 +72,7 @@ def import_file(session: Session, actor: audit.Actor, parsed: ExclusionFile, fil
                "sha256": source.sha256, "rows": len(parsed.rows), "added": len(new_rows),
                "already_known": len(parsed.rows) - len(new_rows)},
     )
+    sources.refreshed(session, actor, parsed.list_name, source.imported_at)
     session.flush()
     return ImportResult(source, len(new_rows), len(parsed.rows) - len(new_rows))
 
