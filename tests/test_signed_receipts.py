@@ -15,7 +15,8 @@ from sqlalchemy import func, select
 
 import config
 from backoffice import create_app, jws, receiptverify, signing
-from backoffice.models import CriteriaCatalogue, DecisionOutcome, Provider, Role, utcnow
+from backoffice.extensions import db
+from backoffice.models import AuditEvent, CriteriaCatalogue, DecisionOutcome, Provider, Role, utcnow
 from backoffice.services import receipts, review
 from tests.conftest import app_overrides
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
@@ -54,6 +55,20 @@ def status_list(client) -> str:
     response = client.get("/api/v1/receipts/status")
     assert response.status_code == 200 and response.mimetype == JOSE
     return response.get_data(as_text=True)
+
+
+def revoke(session, make_account, researcher, provider: Provider) -> None:
+    """A researcher asks, a research lead signs off: the provider's verification is revoked."""
+    action = review.request_revocation(session, researcher, provider, "licence surrendered to the state")
+    session.commit()
+    review.sign_off_revocation(session, make_account(Role.RESEARCH_LEAD), action)
+    session.commit()
+
+
+def revoked_at(session, provider: Provider) -> str:
+    """When the audit trail says the provider's verification was revoked."""
+    return jws.rfc3339(session.scalar(select(AuditEvent.occurred_at).where(
+        AuditEvent.provider_id == provider.id, AuditEvent.action == "verification.revoked")))
 
 
 def check(client, token: str, now: datetime | None = None, status: bool = True) -> receiptverify.Result:
@@ -116,16 +131,13 @@ def test_a_revoked_or_suspended_receipt_is_refused_through_the_signed_status_lis
     token, other_token = signed_receipt(client, provider), signed_receipt(client, other)
     assert check(client, token).holds
 
-    action = review.request_revocation(session, researcher, provider, "licence surrendered to the state")
-    session.commit()
-    review.sign_off_revocation(session, make_account(Role.RESEARCH_LEAD), action)
-    session.commit()
+    revoke(session, make_account, researcher, provider)
     review.suspend_listing(session, researcher, other, "a critical finding awaits review")
     session.commit()
 
     revoked = check(client, token)
     assert revoked.code == receiptverify.REFUSED
-    since = jws.rfc3339(action.signed_off_at)
+    since = revoked_at(session, provider)
     assert revoked.message == (f"REFUSED: receipt decision-{provider.verified_decision_id} for http://localhost/api/"
                                f"v1/listings/{provider.id}/verification no longer holds: revoked since {since}")
     suspended = check(client, other_token)
@@ -175,7 +187,6 @@ def test_after_a_rotation_old_receipts_still_verify_and_new_ones_use_the_new_key
     settings = {"SIGNING_KEY_FILE": str(key_file), "SIGNING_RETIRED_KEYS_FILE": str(retired)}
     before = make_app(**settings)
     with before.app_context():
-        from backoffice.extensions import db
         provider, _ = verified(db.session, make_account, make_provider)
         old_token = signed_receipt(before.test_client(), provider)
         old_kid = before.extensions["signing"].kid
@@ -254,14 +265,11 @@ def test_the_verifier_runs_from_a_copy_of_its_two_files_in_an_empty_folder(
     bad_now = run_verifier(folder, "receipt.jws", "--jwks", "jwks.json", "--now", "yesterday")
     assert bad_now.returncode == 2 and "--now is not an RFC 3339 date-time: 'yesterday'" in bad_now.stderr
 
-    action = review.request_revocation(session, researcher, provider, "licence surrendered to the state")
-    session.commit()
-    review.sign_off_revocation(session, make_account(Role.RESEARCH_LEAD), action)
-    session.commit()
+    revoke(session, make_account, researcher, provider)
     (folder / "status.jws").write_text(status_list(client))
     revoked = run_verifier(folder, "receipt.jws", "--jwks", "jwks.json", "--status", "status.jws")
     assert revoked.returncode == 1
-    assert revoked.stderr.strip().endswith(f"no longer holds: revoked since {jws.rfc3339(action.signed_off_at)}")
+    assert revoked.stderr.strip().endswith(f"no longer holds: revoked since {revoked_at(session, provider)}")
     expired = run_verifier(folder, "receipt.jws", "--jwks", "jwks.json", "--now",
                            jws.rfc3339(provider.verified_until + timedelta(days=1)))
     assert expired.returncode == 1 and "REFUSED: the receipt expired at" in expired.stderr
@@ -297,6 +305,7 @@ def test_production_without_a_key_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("MAIL_FROM", "no-reply@example.org")
     with pytest.raises(config.SettingsError) as refused:
         config.load("production")
+    assert "\n" not in str(refused.value)
     assert str(refused.value) == ("SIGNING_KEY or SIGNING_KEY_FILE must be set in production (an Ed25519 private "
                                   "key in PEM, kept outside the database: `flask signing new-key` writes one)")
 
@@ -327,17 +336,13 @@ def test_a_malformed_key_file_or_retired_file_is_refused_at_start_in_one_line(ca
     started = subprocess.run([str(BIN / "flask"), "--app", "backoffice", "routes"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=60)
     assert started.returncode != 0 and "Traceback" not in started.stderr
-    assert started.stderr.strip().splitlines() == [f"Settings refused: {expected}"] or \
-        started.stderr.strip().splitlines() == [expected]
+    assert started.stderr.strip().splitlines() == [expected]
 
 
 def test_the_status_list_names_only_receipts_that_may_still_be_unexpired(
         app, client, session, make_account, make_provider):
     provider, researcher = verified(session, make_account, make_provider)
-    action = review.request_revocation(session, researcher, provider, "licence surrendered to the state")
-    session.commit()
-    review.sign_off_revocation(session, make_account(Role.RESEARCH_LEAD), action)
-    session.commit()
+    revoke(session, make_account, researcher, provider)
     jti = f"decision-{provider.verified_decision_id}"
     assert [e.jti for e in receipts.no_longer_holding(session, utcnow())] == [jti]
     after_validity = provider.verified_until + timedelta(seconds=1)

@@ -176,7 +176,8 @@ def document() -> dict:
                                 "description": "Overrides the Accept header."}],
                 "responses": {
                     "200": {"description": "The receipt",
-                            "headers": {"Vary": {"schema": {"type": "string", "const": "Accept"}}},
+                            "headers": {"Vary": {"schema": {"type": "string"},
+                                                 "description": "Names Accept: the two formats share one URL."}},
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Receipt"}},
                                         JOSE: {"schema": _COMPACT_JWS}}},
                     "304": {"description": "Not modified"},
