@@ -348,3 +348,16 @@ def test_the_status_list_names_only_receipts_that_may_still_be_unexpired(
     after_validity = provider.verified_until + timedelta(seconds=1)
     assert receipts.no_longer_holding(session, after_validity) == []  # its receipts have all expired by then
     assert datetime.now(timezone.utc) < provider.verified_until
+
+
+def test_the_status_list_is_made_again_as_soon_as_anything_is_audited(
+        app, client, session, make_account, make_provider):
+    provider, researcher = verified(session, make_account, make_provider)
+    first = status_list(client)
+    assert status_list(client) == first  # nothing changed: the list made a moment ago is served again
+    review.suspend_listing(session, researcher, provider, "a critical finding awaits review")
+    session.commit()
+    after = status_list(client)
+    assert after != first
+    entries = json.loads(jws.b64url_decode(after.split(".")[1], "payload"))["revoked"]
+    assert [(e["id"], e["reason"]) for e in entries] == [(f"decision-{provider.verified_decision_id}", "suspended")]

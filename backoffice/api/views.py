@@ -120,8 +120,16 @@ def verification_receipt(provider_id: int):
 @bp.route("/receipts/status")
 @public
 def receipt_status():
-    claims = receipts.status_list_claims(db.session, utcnow(), _issuer())
-    return _signed(_keys().sign(claims, receipts.STATUS_LIST_TYPE), cache_seconds=300)
+    """The signed list, made again only when something was audited since, or after STATUS_LIST_REUSE: making
+    it reads every decision still valid (benchmarks/NOTES.md), checking for a change reads one index entry."""
+    now, issuer = utcnow(), _issuer()
+    version = receipts.state_version(db.session)
+    made = current_app.extensions.setdefault("receipt_status", {})
+    kept = made.get(issuer)
+    if kept is None or kept[0] != version or now - kept[1] >= receipts.STATUS_LIST_REUSE:
+        token = _keys().sign(receipts.status_list_claims(db.session, now, issuer), receipts.STATUS_LIST_TYPE)
+        kept = made[issuer] = (version, now, token)
+    return _signed(kept[2], cache_seconds=300)
 
 
 @bp.route("/openapi.json")

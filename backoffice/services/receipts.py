@@ -35,6 +35,8 @@ STATUS_LIST_KIND = "RevokedReceiptList"
 # How long a fetched status list may be trusted: a directory fetches it again within the hour, so a receipt
 # revoked now is refused everywhere within an hour (and the list is cached for a few minutes at most).
 STATUS_LIST_LIFETIME = timedelta(hours=1)
+# A signed list is served again for at most this long while nothing was audited since (state_version).
+STATUS_LIST_REUSE = timedelta(minutes=5)
 # The transitions that take a provider out of the directory; the latest one says since when a receipt stopped.
 LEAVING_ACTIONS = ("verification.revoked", "verification.expired", "listing.suspended")
 
@@ -121,6 +123,12 @@ def _entry(now: datetime, decision_id: int, provider_id: int, in_force_id: int |
         reason = "lapsed"
     since = left_at or (verified_until if verified_until and verified_until <= now else None) or decided_at
     return Entry(jti, provider_id, reason, since)
+
+
+def state_version(session: Session) -> int:
+    """The audit trail's last event: every change that can make a receipt stop holding writes one, so while it
+    stays the same a list made earlier still names the same receipts (only expired ones may drop out)."""
+    return session.scalar(select(func.max(AuditEvent.seq))) or 0
 
 
 def status_list_claims(session: Session, now: datetime, issuer: str) -> dict[str, Any]:
