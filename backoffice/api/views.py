@@ -104,10 +104,9 @@ def verification_receipt(provider_id: int):
     elif wanted == "json":
         response = _json(listings.receipt(db.session, provider))
     else:
-        issuer = _issuer()
-        claims = receipts.receipt_claims(db.session, provider, now, issuer,
-                                         issuer + url_for(".verification_receipt", provider_id=provider_id),
-                                         issuer + url_for(".receipt_status"))
+        claims = receipts.receipt_claims(db.session, provider, now, _issuer(),
+                                         mailed_url("api.verification_receipt", provider_id=provider_id),
+                                         mailed_url("api.receipt_status"))
         if claims is None:
             response = error(404, f"Provider {provider_id} is verified, but no decision is recorded as having "
                                   "granted it, so no signed receipt can name one.")
