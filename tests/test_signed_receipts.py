@@ -361,3 +361,17 @@ def test_the_status_list_is_made_again_as_soon_as_anything_is_audited(
     assert after != first
     entries = json.loads(jws.b64url_decode(after.split(".")[1], "payload"))["revoked"]
     assert [(e["id"], e["reason"]) for e in entries] == [(f"decision-{provider.verified_decision_id}", "suspended")]
+
+
+def test_the_claims_name_the_public_address_and_not_the_requests_host(make_app, make_account, make_provider):
+    public = make_app(PUBLIC_BASE_URL="https://backoffice.example.org/")
+    with public.app_context():
+        provider, _ = verified(db.session, make_account, make_provider)
+        client = public.test_client()
+        response = client.get(f"/api/v1/listings/{provider.id}/verification?format=jws",
+                              base_url="http://attacker.example")
+        result = receiptverify.verify(response.get_data(as_text=True), published(client), status_list(client))
+    assert result.holds, result.message
+    assert result.claims["iss"] == "https://backoffice.example.org"
+    assert result.claims["sub"] == f"https://backoffice.example.org/api/v1/listings/{provider.id}/verification"
+    assert result.claims["status"]["list"] == "https://backoffice.example.org/api/v1/receipts/status"
