@@ -119,8 +119,10 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(public_bp)
     app.register_blueprint(portal_bp, url_prefix="/portal")
     from backoffice.api.views import bp as api_bp
+    from backoffice.api.views import well_known
 
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(well_known)
     from backoffice.api.hsds_views import bp as hsds_bp
 
     app.register_blueprint(hsds_bp, url_prefix="/hsds")

@@ -16,6 +16,7 @@ from backoffice.importers.locator import ImportFileError, read_file
 from backoffice.models import Role, WorkKind, WorkState
 from backoffice.services import accounts, audit, audit_export, criteria, imports, mfa, screening, work
 from backoffice.services.errors import DomainError
+from backoffice.signing_commands import signing_group
 
 # The command a new user copies from the seed output, README and `make run`: it works without FLASK_APP.
 DEMO_CODE_COMMAND = ".venv/bin/flask --app backoffice demo-code EMAIL"
@@ -28,6 +29,7 @@ def register(app: Flask) -> None:
     app.cli.add_command(criteria_group)
     app.cli.add_command(seed_demo)
     app.cli.add_command(demo_code)
+    app.cli.add_command(signing_group)
 
 
 @click.command("create-staff-user")

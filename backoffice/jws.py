@@ -31,6 +31,10 @@ class Refused(ValueError):
     """A token, key or key set that does not verify; the message says why, in one line."""
 
 
+class UnknownKey(Refused):
+    """A token whose key id names no key of the trusted set: signed by someone else, or by a key not yet fetched."""
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -188,7 +192,7 @@ def verify_compact(token: str, keys: Mapping[str, TrustedKey], typ: str | None =
     kid = header.get("kid")
     key = keys.get(kid) if isinstance(kid, str) else None
     if key is None:
-        raise Refused(f"the token is signed by key {kid!r}, which is not in the trusted key set")
+        raise UnknownKey(f"the token is signed by key {kid!r}, which is not in the trusted key set")
     signature = b64url_decode(parts[2], "signature")
     try:
         key.key.verify(signature, f"{parts[0]}.{parts[1]}".encode("ascii"))

@@ -50,6 +50,9 @@ READ_LIMITS = {
     "api.listings_feed": "API_RATE_LIMIT",
     "api.verification_receipt": "API_RATE_LIMIT",
     "api.openapi": "API_RATE_LIMIT",
+    # The status list reads every decision still valid (benchmarks/NOTES.md): proxies cache it, clients are limited.
+    "api.receipt_status": "API_RATE_LIMIT",
+    "well_known.jwks": "API_RATE_LIMIT",
 }
 
 

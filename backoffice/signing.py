@@ -132,6 +132,20 @@ def write_private_key(path: Path, private_key: Ed25519PrivateKey) -> None:
     os.replace(temporary, path)
 
 
+def new_key_file(path: Path) -> str:
+    """Write a new key to a file that must not exist yet (readable by its owner only); returns its key id."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    private_key = Ed25519PrivateKey.generate()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise config.SettingsError(f"{path} already exists: a key file is never overwritten (rotate with "
+                                   "`flask signing rotate`, or name another file)") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem(private_key))
+    return jws.public_jwk(private_key.public_key())["kid"]
+
+
 def rotate(settings: Mapping[str, Any], now: datetime) -> tuple[str, str]:
     """Retire the key file's key as of `now` and put a new one in its place; returns (old kid, new kid).
 

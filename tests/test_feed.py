@@ -189,7 +189,8 @@ def test_openapi_document_describes_the_feed(client, make_provider):
     doc = client.get("/api/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1")
     jsonschema.Draft202012Validator.check_schema(schema_for("ListingPage"))
-    assert set(doc["paths"]) == {"/api/v1/listings", "/api/v1/listings/{id}/verification"}
+    assert set(doc["paths"]) == {"/api/v1/listings", "/api/v1/listings/{id}/verification", "/api/v1/receipts/status",
+                                 "/.well-known/jwks.json"}
     validate(client.get("/api/v1/listings").get_json(), "ListingPage")
     params = {p["name"] for p in doc["paths"]["/api/v1/listings"]["get"]["parameters"]}
     assert params == {"state", "level_of_care", "service", "limit", "cursor"}

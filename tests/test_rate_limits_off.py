@@ -19,7 +19,7 @@ def test_with_limits_off_every_api_route_and_the_sign_in_answer(make_app, make_a
                                  verified_until=now + timedelta(days=300))
         client = app.test_client()
 
-        api_rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith("api.")]
+        api_rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint.startswith(("api.", "well_known."))]
         assert {rule.endpoint for rule in api_rules} == set(READ_LIMITS)
         feed = client.get("/api/v1/listings")
         assert feed.status_code == 200, feed.data[:300]
@@ -28,6 +28,8 @@ def test_with_limits_off_every_api_route_and_the_sign_in_answer(make_app, make_a
         assert receipt.status_code == 200 and receipt.get_json()["public_name"] == "Harbor Lights"
         document = client.get("/api/v1/openapi.json")
         assert document.status_code == 200 and "/api/v1/listings" in document.get_json()["paths"]
+        assert client.get("/api/v1/receipts/status").mimetype == "application/jose"
+        assert client.get("/.well-known/jwks.json").get_json()["keys"][0]["crv"] == "Ed25519"
 
         # Every page with a sign-in style limit opens (limits apply to POST, but the wrapper runs on GET too).
         for endpoint in LIMITS:

@@ -105,6 +105,8 @@ PUBLIC_ENDPOINTS = {
     "auth.root", "auth.login", "auth.second_factor", "auth.enrol", "auth.logout", "account.register",
     "account.confirm", "account.resend_confirmation", "account.reset_request", "account.reset",
     "api.listings_feed", "api.verification_receipt", "api.openapi", "static", "admin.static",
+    # Signed receipts: the status list of those that no longer hold, and the public keys that sign them.
+    "api.receipt_status", "well_known.jwks",
     "public.criteria_page", "public.favicon",
     # The same verified listings as Open Referral HSDS 3.0, its OpenAPI document and our profile.
     "hsds.index", "hsds.organizations", "hsds.organization", "hsds.services", "hsds.service",

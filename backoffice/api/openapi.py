@@ -6,6 +6,11 @@ from backoffice.services.listings import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMI
 from backoffice.vocab import LEVELS_OF_CARE, SERVICES, US_STATES, VOCABULARIES
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
+# The media type of a compact JWS (RFC 7515, section 9.2.1): signed receipts and the status list.
+JOSE = "application/jose"
+_COMPACT_JWS = {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+                "description": "A compact JWS: EdDSA (Ed25519), its payload RFC 8785 canonical JSON, its header's "
+                               "kid one of the keys at /.well-known/jwks.json."}
 
 
 def _codes(vocabulary: dict[str, str]) -> dict:
@@ -190,14 +195,57 @@ def document() -> dict:
                 },
             }},
             "/api/v1/listings/{id}/verification": {"get": {
-                "summary": "The verification receipt of one listing",
-                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "summary": "The verification receipt of one listing, as JSON or signed",
+                "description": "As JSON by default. Signed with `?format=jws` or `Accept: application/jose`: a "
+                               "compact JWS (typ verification-receipt+jwt) whose payload carries iss "
+                               "(PUBLIC_BASE_URL), sub (this URL), iat, exp (never later than verified_until), "
+                               "jti (the receipt id, `decision-<id>` of the decision that granted the "
+                               "verification), status (where the status list is and the id to look up in it) "
+                               "and receipt (the JSON answer). Check it with backoffice/receiptverify.py or any "
+                               "JOSE library that verifies EdDSA.",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}},
+                               {"name": "format", "in": "query", "schema": {"type": "string",
+                                                                           "enum": ["json", "jws"]},
+                                "description": "Overrides the Accept header."}],
                 "responses": {
                     "200": {"description": "The receipt",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Receipt"}}}},
+                            "headers": {"Vary": {"schema": {"type": "string"},
+                                                 "description": "Names Accept: the two formats share one URL."}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Receipt"}},
+                                        JOSE: {"schema": _COMPACT_JWS}}},
                     "304": {"description": "Not modified"},
-                    "404": _error("No listed, currently verified provider has this id"),
+                    "400": _error("A format this endpoint does not answer in"),
+                    "404": _error("No listed, currently verified provider has this id (in both formats)"),
                     "429": _error("Too many requests"),
+                },
+            }},
+            "/api/v1/receipts/status": {"get": {
+                "summary": "The signed list of receipts that no longer hold",
+                "description": "A compact JWS (typ receipt-status+jwt) whose payload has iss, iat, exp (an hour "
+                               "on: fetch it again after), type RevokedReceiptList and `revoked`: every receipt "
+                               "that may still be unexpired but no longer holds, each with its id, sub_id (the "
+                               "listing's id), reason (revoked, suspended, lapsed or superseded: a later "
+                               "decision's receipt holds now) and since (RFC 3339).",
+                "responses": {
+                    "200": {"description": "The status list", "content": {JOSE: {"schema": _COMPACT_JWS}}},
+                    "429": _error("Too many requests"),
+                },
+            }},
+            "/.well-known/jwks.json": {"get": {
+                "summary": "The public keys that sign receipts and the status list",
+                "description": "A JWK set of Ed25519 keys (kty OKP, crv Ed25519, kid the RFC 7638 thumbprint), the "
+                               "current key first, retired keys after it with valid_from and valid_until: the "
+                               "period each signed in.",
+                "responses": {
+                    "200": {"description": "The JWK set", "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["keys"],
+                        "properties": {"keys": {"type": "array", "items": {
+                            "type": "object", "required": ["kty", "crv", "x", "kid", "alg", "use"],
+                            "properties": {
+                                "kty": {"const": "OKP"}, "crv": {"const": "Ed25519"}, "x": {"type": "string"},
+                                "kid": {"type": "string"}, "alg": {"const": "EdDSA"}, "use": {"const": "sig"},
+                                "valid_from": {"type": "string", "format": "date-time"},
+                                "valid_until": {"type": "string", "format": "date-time"}}}}}}}}},
                 },
             }},
         },
