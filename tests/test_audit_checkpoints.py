@@ -125,7 +125,7 @@ def test_rewriting_and_rehashing_the_whole_chain_is_caught(client, session, audi
     session.rollback()
     head = rows[-1].seq
     tamper(session, *statements, f"UPDATE audit_chain_lock SET head_hash = '{prev}'",
-           f"UPDATE audit_checkpoint SET head_hash = (SELECT hash FROM audit_event WHERE seq = head_seq)")
+           "UPDATE audit_checkpoint SET head_hash = (SELECT hash FROM audit_event WHERE seq = head_seq)")
     assert audit.verify_chain(session).ok
     content = export(client)
     assert offline(tmp_path, content).returncode == 0

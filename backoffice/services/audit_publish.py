@@ -115,14 +115,15 @@ def publish(session: Session, publication: Publication, seq: int, head_hash: str
             if occasion == GRANT:
                 return None  # nothing was appended since; a light checkpoint would repeat the last one
         number = previous.number + 1 if previous else 1
+        stamp = jws.rfc3339(taken_at)
         payload = {"number": number, "previous": previous.digest if previous else None, "seq": seq,
-                   "hash": head_hash, "taken_at": jws.rfc3339(taken_at), "occasion": occasion}
+                   "hash": head_hash, "taken_at": stamp, "occasion": occasion}
         token = publication.signing.sign(payload, auditverify.CHECKPOINT_TYP)
         data = (token + "\n").encode("ascii")
         name = auditverify.checkpoint_file_name(number)
         if not _create(publication.directory, name, data):
             continue  # another publisher took this number: sign again after its file
-        checkpoint = SignedCheckpoint(number, name, seq, head_hash, payload["taken_at"], occasion,
+        checkpoint = SignedCheckpoint(number, name, seq, head_hash, stamp, occasion,
                                       hashlib.sha256(data).hexdigest())
         audit.record(session, "system:audit-checkpoints", "audit.checkpoint_published", "audit_checkpoint_file",
                      name, after={"number": number, "seq": seq, "hash": head_hash, "occasion": occasion})
