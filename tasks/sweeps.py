@@ -85,3 +85,23 @@ def audit_verification() -> bool:
     if refused is not None:
         log.error("audit verification: %s", refused)
     return result.ok and refused is None
+
+
+@shared_task(name="tasks.sweeps.publish_checkpoint", time_limit=120, soft_time_limit=100)
+def publish_checkpoint(work_id: int) -> bool:
+    """The light signed checkpoint of the chain's head asked for when a provider's verification was granted."""
+    with unit_of_work.atomic():
+        claimed = work.claim(db.session, work_id, work.Policy.from_config(current_app.config))
+    if claimed is None:
+        return False
+    with unit_of_work.atomic():
+        try:
+            audit_publish.publish_head(db.session, audit_publish.of_app(current_app))
+            published = True
+        except audit_publish.PublishRefused as refused:
+            # Not retried: the folder or the chain was changed behind the product's back, and the daily
+            # verification, which fails on the same finding, says so to the auditors in words.
+            log.error("no signed checkpoint after a grant: %s", refused)
+            published = False
+        work.complete(db.session, work_id)
+    return published

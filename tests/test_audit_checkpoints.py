@@ -13,10 +13,20 @@ from sqlalchemy import func, select
 
 from backoffice import auditverify, jws
 from backoffice.auditverify import compute_hash
-from backoffice.models import AuditEvent, AuditVerification, Notification, Role
-from backoffice.services import audit, audit_publish
+from backoffice.models import (
+    AuditEvent,
+    AuditVerification,
+    DecisionOutcome,
+    Notification,
+    Role,
+    Work,
+    WorkKind,
+    WorkState,
+)
+from backoffice.services import audit, audit_publish, review
 from tests.audit_helpers import append, tamper
 from tests.conftest import login
+from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -314,3 +324,34 @@ def test_the_auditor_dashboard_shows_the_latest_published_checkpoint(client, ses
     assert "Published signed checkpoint 3 (00000003.jws" in text and "mailed it to the auditors" in text
     head = session.scalar(select(func.max(AuditEvent.seq)))
     assert f"event {head - 1}" in text or f"event {head}" in text
+
+
+def test_a_granted_verification_asks_for_a_light_signed_checkpoint_after_it_commits(session, publication,
+                                                                                     make_account, make_provider):
+    from tasks.sweeps import publish_checkpoint
+
+    publish_catalogue(session)
+    provider = make_provider()
+    member = provider_member(session, make_account, provider)
+    researcher = make_account(Role.RESEARCHER)
+    submission = in_review(session, researcher, submitted(session, member, provider))
+    assess_all(session, researcher, submission)
+    decision = review.decide(session, researcher, submission, DecisionOutcome.APPROVED, [], "", "all clean", POLICY,
+                             None)
+    assert not publication.directory.exists() or not list(publication.directory.iterdir())  # not in the request
+    session.commit()
+    row = session.scalar(select(Work).where(Work.kind == WorkKind.CHECKPOINT))
+    assert (row.target_type, row.target_id, row.idempotency_key) == ("decision", str(decision.id),
+                                                                     f"checkpoint:decision:{decision.id}")
+    granted = session.scalar(select(AuditEvent.seq).where(AuditEvent.action == "verification.granted"))
+    assert publish_checkpoint(row.id) is True
+    assert publish_checkpoint(row.id) is False  # a second delivery finds it done
+    [checkpoint] = audit_publish.read(publication)
+    assert checkpoint.occasion == audit_publish.GRANT and checkpoint.seq >= granted
+    session.expire_all()
+    assert session.get(Work, row.id).state == WorkState.DONE
+    # The light check: the event the newest checkpoint names must still carry its hash.
+    tamper(session, f"UPDATE audit_event SET hash = '{'c' * 64}' WHERE seq = {checkpoint.seq}")
+    with pytest.raises(audit_publish.PublishRefused,
+                       match=rf"event {checkpoint.seq} is not as signed checkpoint 1 \(00000001.jws"):
+        audit_publish.publish_head(session, publication)

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 import config
 from backoffice import auditverify, jws
 from backoffice.auditverify import CheckpointsRefused, SignedCheckpoint
-from backoffice.models import Account, AccountRole, AuditEvent, AuditVerification, Role, utcnow
-from backoffice.services import audit, outbox
+from backoffice.models import Account, AccountRole, AuditEvent, AuditVerification, Role, WorkKind, utcnow
+from backoffice.services import audit, outbox, work
 from backoffice.signing import SigningKeys
 
 MAIL_KIND = "audit_checkpoint"
@@ -227,6 +227,11 @@ def publication_words(published: SignedCheckpoint | None, refused: str | None) -
     if published is None:
         return "No signed checkpoint was published: one of a later head was published meanwhile."
     return f"Published {published}, signed, in the checkpoint folder, and mailed it to the auditors."
+
+
+def grant_spec(decision_id: int) -> work.Spec:
+    """The work a granted verification asks for: one light checkpoint per decision, however often asked."""
+    return work.Spec(WorkKind.CHECKPOINT, "decision", decision_id, f"checkpoint:decision:{decision_id}")
 
 
 def publish_head(session: Session, publication: Publication) -> SignedCheckpoint | None:
