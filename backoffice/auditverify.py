@@ -147,6 +147,8 @@ class Result:
             if self.last_seq:
                 text += f", up to event {self.last_seq} (hash {self.last_hash})"
             return text + (f". {self.note}" if self.note else "")
+        if self.first_bad_seq is None:  # the export as a whole, or the signed checkpoints, not one event
+            return f"BROKEN: {self.problem} ({self.checked} events checked)"
         return f"BROKEN at event {self.first_bad_seq}: {self.problem} ({self.checked} events before it verified)"
 
 

@@ -182,7 +182,8 @@ def audit_verify() -> None:
         if refused is not None:
             sys.exit(1)
         return
-    click.echo(f"BROKEN at event {result.broken_seq}: {result.problem}. "
+    where = f" at event {result.broken_seq}" if result.broken_seq is not None else ""
+    click.echo(f"BROKEN{where}: {result.problem}. "
                f"{result.checked} events before it verified.", err=True)
     sys.exit(1)
 

@@ -235,6 +235,7 @@ def test_the_folder_is_written_append_only_and_a_rewritten_file_is_detected(clie
     assert why in run.problem
     page = client.get("/admin/").get_data(as_text=True)
     assert f"The signed checkpoints published in {folder} do not hold together: {why}" in page
+    assert ">BROKEN</span> the published checkpoints in" in page and "at event None" not in page
     assert why in offline(tmp_path, export(client), *held(publication, jwks_file)).stdout
     # Nothing is published onto a broken folder.
     with pytest.raises(audit_publish.PublishRefused, match="rewritten or replaced"):

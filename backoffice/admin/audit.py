@@ -178,7 +178,8 @@ def verification_message(run) -> str:
     if run.ok:
         return (f"Verification #{run.id}: OK, {run.checked:,} events verified, through event "
                 f"{run.checkpoint.head_seq}; a checkpoint was taken there.")
-    return (f"Verification #{run.id}: BROKEN at event {run.broken_seq}: {run.problem} "
+    where = f" at event {run.broken_seq}" if run.broken_seq is not None else ""
+    return (f"Verification #{run.id}: BROKEN{where}: {run.problem} "
             f"({run.checked:,} events before it verified).")
 
 
