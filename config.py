@@ -180,6 +180,13 @@ class Config:
     SIGNING_KEY_FILE = ""
     SIGNING_KEY_VALID_FROM = ""
     SIGNING_RETIRED_KEYS_FILE = ""
+    # Where signed checkpoints of the audit chain are published, one file each, never rewritten
+    # (services/audit_publish.py): a folder the database's users cannot write, by default
+    # instance/audit-checkpoints; an S3-compatible bucket mounted with overwrites refused (e.g. mountpoint-s3,
+    # with Object Lock on the bucket) serves as well. Each is also mailed to AUDIT_CHECKPOINT_RECIPIENTS
+    # (comma-separated e-mail addresses; empty: every active auditor account).
+    CHECKPOINT_PUBLISH_DIR = ""
+    AUDIT_CHECKPOINT_RECIPIENTS = ""
 
 
 class DevelopmentConfig(Config):

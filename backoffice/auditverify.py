@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Verify an exported audit trail without trusting the database. Standard library only.
+"""Verify an exported audit trail without trusting the database. Standard library only (and, for signed
+checkpoints, `cryptography` through jws.py beside this file).
 
-    python backoffice/auditverify.py EXPORT.jsonl [--expect-head SEQ:HASH]     (or EXPORT.csv)
+    python backoffice/auditverify.py EXPORT.jsonl [--expect-head SEQ:HASH] [--checkpoints DIR --jwks FILE]
 
 The header of an export is written by whoever holds the file, so the strongest check compares the chain
-with a head obtained some other way: the auditor dashboard shows the current head (event number and
-hash); pass it as --expect-head and the export must contain exactly that event with exactly that hash.
+with a head obtained some other way: the signed checkpoints the back-office publishes outside its database
+(--checkpoints: the folder of CHECKPOINT_PUBLISH_DIR, or the copies mailed to auditors; --jwks: the JWK set
+of /.well-known/jwks.json), or the current head the auditor dashboard shows (--expect-head SEQ:HASH, which
+the export must contain exactly).
 
-Exit status 0 when the export verifies, 1 when it does not (the first event that fails is named),
-2 when the file cannot be read.
+Exit status 0 when the export verifies, 1 when it does not (the first event that fails, or the signed
+checkpoint it disagrees with, is named), 2 when a file cannot be read.
 
 How the chain works
   Every audit event carries `prev_hash` (the hash of the event before it; 64 zeros before the first)
@@ -30,17 +33,28 @@ What is checked
   each prev_hash is the hash before it (an export from seq 1 must start from 64 zeros); that every
   checkpoint inside the range matches the event at its seq; and, for an export through the head, that
   the events end exactly at the exported head and at or after the newest checkpoint, so that events
-  removed from the end are caught.
+  removed from the end are caught; for one provider's history, that every event is that provider's.
+
+Signed checkpoints (--checkpoints DIR --jwks FILE)
+  Each file NNNNNNNN.jws in DIR is a compact JWS (Ed25519) whose payload names its own `number`, the head
+  it vouches for (`seq`, `hash`, `taken_at`) and `previous`, the SHA-256 of the previous file's bytes, so
+  the folder is itself a chain: a removed, renamed, reordered or rewritten file breaks it, and a file not
+  signed by a key of the key set (within the period the key signed in) is refused. The export must then
+  reach the newest signed checkpoint and agree with every one it contains: a head rewound over cut events,
+  a chain rewritten and re-hashed, or a full export relabelled as one provider's history all fail, naming
+  the checkpoint and why.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
+import importlib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = (
@@ -61,9 +75,12 @@ def compute_hash(prev_hash: str, fields: dict[str, Any]) -> str:
 
 class CheckedEvent(dict):
     """An event record whose hash a reader has already checked against its content (`intact`): the database
-    walk, or an export line in the event layout below. Never built from a file's own claims."""
+    walk, or an export line in the event layout below. Never built from a file's own claims. `text` is the
+    hashed text, for the rare check that needs a field the fast reading leaves in it (provider_of)."""
 
+    __slots__ = ("intact", "text")
     intact: bool
+    text: str
 
 
 def checked_or_matches(record: dict[str, Any]) -> bool:
@@ -98,7 +115,20 @@ def read_event_line(line: str) -> CheckedEvent | None:
     digest, prev_hash = tail.group(1), tail.group(2)
     event = CheckedEvent(record="event", seq=int(seq.group(1)), prev_hash=prev_hash, hash=digest)
     event.intact = hashlib.sha256((prev_hash + text + "}").encode("utf-8")).hexdigest() == digest
+    event.text = text
     return event
+
+
+_PROVIDER = re.compile(r',"provider_id":(null|-?[0-9]+),"reason":')
+
+
+def provider_of(record: dict[str, Any]) -> int | None:
+    """The provider an event names. In the hashed text the real field is the last `"provider_id":` key: the
+    fields after it (reason, request_id, seq) are text or numbers, where a quote is always escaped."""
+    if not isinstance(record, CheckedEvent):
+        return record.get("provider_id")
+    matches = _PROVIDER.findall(record.text[record.text.rfind(',"provider_id":'):])
+    return None if not matches or matches[0] == "null" else int(matches[0])
 
 
 @dataclass
@@ -117,11 +147,114 @@ class Result:
             if self.last_seq:
                 text += f", up to event {self.last_seq} (hash {self.last_hash})"
             return text + (f". {self.note}" if self.note else "")
+        if self.first_bad_seq is None:  # the export as a whole, or the signed checkpoints, not one event
+            return f"BROKEN: {self.problem} ({self.checked} events checked)"
         return f"BROKEN at event {self.first_bad_seq}: {self.problem} ({self.checked} events before it verified)"
 
 
 PARTIAL_NOTE = ("This is one provider's history: each event matches its own hash, but a subset cannot prove that "
                 "no event is missing; verify a full export for that.")
+
+
+# -- signed checkpoints, as published outside the database (services/audit_publish.py writes them) ----------
+
+CHECKPOINT_TYP = "audit-checkpoint+jws"
+CHECKPOINT_NAME = re.compile(r"^([0-9]{8})\.jws$")
+
+
+def checkpoint_file_name(number: int) -> str:
+    return f"{number:08d}.jws"
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """One published checkpoint, its signature and its place in the folder's chain checked."""
+
+    number: int
+    file: str
+    seq: int
+    hash: str
+    taken_at: str
+    occasion: str
+    digest: str  # SHA-256 of the file's bytes: what the next checkpoint names as `previous`
+
+    def __str__(self) -> str:
+        return f"signed checkpoint {self.number} ({self.file}, event {self.seq})"
+
+
+class CheckpointsRefused(Exception):
+    """The published checkpoints are not an unbroken chain signed by a trusted key; the message says where."""
+
+
+def _jws() -> Any:
+    """jws.py, imported only to read signed checkpoints: it needs `cryptography`, which nothing else here does.
+    Run as a file, this script finds it beside itself; imported, in its package."""
+    return importlib.import_module(f"{__package__}.jws" if __package__ else "jws")
+
+
+def _signed_payload(payload: dict[str, Any], name: str, digest: str) -> SignedCheckpoint:
+    number, seq, head, taken_at = (payload.get(k) for k in ("number", "seq", "hash", "taken_at"))
+    if (not isinstance(number, int) or not isinstance(seq, int) or not isinstance(head, str)
+            or not re.fullmatch(r"[0-9a-f]{64}", head) or not isinstance(taken_at, str)):
+        raise CheckpointsRefused(f"{name} is signed but is not a checkpoint (number, seq, hash, taken_at)")
+    return SignedCheckpoint(number, name, seq, head, taken_at, str(payload.get("occasion") or ""), digest)
+
+
+def read_checkpoints(directory: str, keys: Mapping[str, Any]) -> list[SignedCheckpoint]:
+    """Every checkpoint published in `directory`, oldest first, each checked: its name, its signature by a key
+    of `keys` (jws.read_jwks) within that key's period, its number, the previous file it names (by hash) and
+    that the head never goes back. The first thing wrong raises CheckpointsRefused naming the file and why."""
+    jws = _jws()
+    files: dict[int, str] = {}
+    for name in os.listdir(directory):
+        if name.startswith("."):
+            continue  # a file the publisher is still writing, linked into place under its own name when done
+        match = CHECKPOINT_NAME.match(name)
+        if match is None:
+            raise CheckpointsRefused(f"{name} in the checkpoint folder is not a checkpoint (NNNNNNNN.jws): "
+                                     f"something other than the back-office wrote there")
+        files[int(match.group(1))] = name
+    checkpoints: list[SignedCheckpoint] = []
+    by_seq: dict[int, SignedCheckpoint] = {}
+    for position, number in enumerate(sorted(files), start=1):
+        if number != position:
+            raise CheckpointsRefused(f"checkpoint {position} ({checkpoint_file_name(position)}) is missing: "
+                                     f"its file was removed or renamed")
+        name = files[number]
+        with open(os.path.join(directory, name), "rb") as handle:
+            data = handle.read()
+        try:
+            verified = jws.verify_compact(data.decode("ascii"), keys, CHECKPOINT_TYP)
+        except (UnicodeDecodeError, jws.Refused) as error:
+            reason = "it is not ASCII text" if isinstance(error, UnicodeDecodeError) else str(error)
+            raise CheckpointsRefused(f"checkpoint {number} ({name}) is refused: {reason}") from None
+        checkpoint = _signed_payload(verified.payload, name, hashlib.sha256(data).hexdigest())
+        if checkpoint.number != number:
+            raise CheckpointsRefused(f"{name} holds checkpoint {checkpoint.number}, not {number}: the files were "
+                                     f"renamed or reordered")
+        try:
+            taken_at = jws.parse_rfc3339(checkpoint.taken_at, f"taken_at of checkpoint {number}")
+        except jws.Refused as error:
+            raise CheckpointsRefused(f"checkpoint {number} ({name}) is refused: {error}") from None
+        if not verified.key.covers(taken_at):
+            raise CheckpointsRefused(f"checkpoint {number} ({name}) is signed by key {verified.key.kid}, which "
+                                     f"did not sign at {checkpoint.taken_at} (outside the period the key set gives it)")
+        previous = checkpoints[-1] if checkpoints else None
+        if verified.payload.get("previous") != (previous.digest if previous else None):
+            raise CheckpointsRefused(
+                f"checkpoint {number} ({name}) names a previous checkpoint other than {previous.file} as it is "
+                f"now: {previous.file} was rewritten or replaced" if previous else
+                f"checkpoint 1 ({name}) names a checkpoint before it: the folder's first files were removed")
+        if previous and checkpoint.seq < previous.seq:
+            raise CheckpointsRefused(f"checkpoint {number} ({name}) is at event {checkpoint.seq}, before "
+                                     f"{previous} : the chain's head went back between them")
+        earlier = by_seq.get(checkpoint.seq)
+        if earlier is not None and earlier.hash != checkpoint.hash:
+            raise CheckpointsRefused(f"checkpoint {number} ({name}) gives event {checkpoint.seq} another hash than "
+                                     f"{earlier}: the chain was rewritten between them")
+        checkpoints.append(checkpoint)
+        by_seq[checkpoint.seq] = checkpoint
+    return checkpoints
 
 
 def _header_problem(header: dict[str, Any]) -> str | None:
@@ -144,14 +277,23 @@ def content_matches(record: dict[str, Any]) -> bool:
 
 
 def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, str] | None = None,
-                   content_ok: Callable[[dict[str, Any]], bool] = checked_or_matches) -> Result:
+                   content_ok: Callable[[dict[str, Any]], bool] = checked_or_matches,
+                   signed: Sequence[SignedCheckpoint] = ()) -> Result:
     """Check an export's records (header first, then checkpoints and events in any order of kind).
     `content_ok` checks one event's hash against its content: by default from its fields, or, for an event a
     reader checked on the way (a CheckedEvent: the database walk, an export line in the event layout), what
-    that reader found."""
+    that reader found. `signed`: checkpoints read from where they were published (read_checkpoints), which
+    the events must agree with and reach."""
     header: dict[str, Any] | None = None
-    checkpoints: dict[int, str] = {}
+    # seq -> (hash, what vouched for it) for every checkpoint, the export's own and the signed ones: one
+    # lookup per event whatever the number of checkpoints.
+    checkpoints: dict[int, list[tuple[str, str]]] = {}
+    for checkpoint in signed:
+        checkpoints.setdefault(checkpoint.seq, []).append(
+            (checkpoint.hash, f"{checkpoint}: the chain was rewritten after it was signed"))
+    latest_signed = max(signed, key=lambda checkpoint: checkpoint.seq) if signed else None
     newest_checkpoint = 0
+    provider: int | None = None
     checked, prev_hash, prev_seq = 0, None, None
     for record in records:
         kind = record.get("record")
@@ -160,9 +302,11 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
             problem = _header_problem(header)
             if problem:
                 return Result(False, 0, None, problem)
+            filters = header.get("filters") if isinstance(header.get("filters"), dict) else {}
+            provider = filters.get("provider_id")
             continue
         if kind == "checkpoint":
-            checkpoints[int(record["seq"])] = record["hash"]
+            checkpoints.setdefault(int(record["seq"]), []).append((record["hash"], "the daily checkpoint taken at it"))
             newest_checkpoint = max(newest_checkpoint, int(record["seq"]))
             continue
         if kind != "event":
@@ -181,10 +325,15 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
                 return Result(False, checked, seq, "the first event does not start from the genesis hash")
             if prev_hash is not None and record["prev_hash"] != prev_hash:
                 return Result(False, checked, seq, "prev_hash does not match the hash of the event before it")
+        elif provider_of(record) != provider:
+            return Result(False, checked, seq, f"the event is provider {provider_of(record)}'s, but the export says "
+                                               f"it is provider {provider}'s history: it was relabelled")
         if not content_ok(record):
             return Result(False, checked, seq, "content does not match its hash: the event was altered")
-        if seq in checkpoints and checkpoints[seq] != record["hash"]:
-            return Result(False, checked, seq, "the event differs from the daily checkpoint taken at it")
+        if seq in checkpoints:
+            for digest, vouched_by in checkpoints[seq]:
+                if digest != record["hash"]:
+                    return Result(False, checked, seq, f"the event differs from {vouched_by}")
         if expect_head and seq == expect_head[0] and record["hash"] != expect_head[1]:
             return Result(False, checked, seq, "the event differs from the head you expected")
         prev_hash, prev_seq, checked = record["hash"], seq, checked + 1
@@ -203,7 +352,19 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
     if expect_head and (prev_seq or 0) < expect_head[0]:
         return Result(False, checked, (prev_seq or 0) + 1,
                       f"the events end at {prev_seq or 0}, before the head you expected (event {expect_head[0]})")
+    if latest_signed is not None:
+        if not header.get("contiguous"):
+            return Result(False, checked, None,
+                          f"this is one provider's history: it cannot show that no event is missing up to "
+                          f"{latest_signed}; hold a full export to the signed checkpoints")
+        if (prev_seq or 0) < latest_signed.seq:
+            return Result(False, checked, (prev_seq or 0) + 1,
+                          f"the events end at event {prev_seq or 0}, before {latest_signed} taken "
+                          f"{latest_signed.taken_at}: events after it were cut (the head rewound), or the export "
+                          f"stops short of it")
     note = None if header.get("contiguous") else PARTIAL_NOTE
+    if latest_signed is not None:
+        note = f"It agrees with all {len(signed)} signed checkpoints and reaches the newest, {latest_signed}."
     return Result(True, checked, last_seq=prev_seq, last_hash=prev_hash, note=note)
 
 
@@ -234,12 +395,32 @@ def read_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             raise ValueError(f"line {reader.line_num}: a cell is not a JSON value ({exc.msg})") from None
 
 
-def verify_file(path: str, expect_head: tuple[int, str] | None = None) -> Result:
+def verify_file(path: str, expect_head: tuple[int, str] | None = None,
+                signed: Sequence[SignedCheckpoint] = ()) -> Result:
     with open(path, encoding="utf-8", newline="") as handle:
         first = handle.read(1)
         handle.seek(0)
         records = read_jsonl(handle) if first == "{" else read_csv(handle)
-        return verify_records(records, expect_head)
+        return verify_records(records, expect_head, signed=signed)
+
+
+def read_key_set(path: str) -> Mapping[str, Any]:
+    """The trusted keys of a JWK set file; ValueError says what is wrong with it."""
+    jws = _jws()
+    with open(path, encoding="utf-8") as handle:
+        try:
+            return jws.read_jwks(json.load(handle))
+        except jws.Refused as error:
+            raise ValueError(str(error)) from None
+
+
+def published_checkpoints(directory: str, jwks_path: str) -> list[SignedCheckpoint]:
+    """The signed checkpoints of a folder, checked against a key set file; an empty folder holds the export to
+    nothing, so it is refused too."""
+    checkpoints = read_checkpoints(directory, read_key_set(jwks_path))
+    if not checkpoints:
+        raise CheckpointsRefused(f"{directory} holds no signed checkpoint: there is nothing to hold the export to")
+    return checkpoints
 
 
 def parse_head(text: str) -> tuple[int, str]:
@@ -249,22 +430,42 @@ def parse_head(text: str) -> tuple[int, str]:
     return int(seq), digest
 
 
+def _option(args: list[str], name: str) -> str | None:
+    """Take `name VALUE` out of args; IndexError when the value is missing."""
+    if name not in args:
+        return None
+    at = args.index(name)
+    value = args[at + 1]
+    del args[at:at + 2]
+    return value
+
+
 def main(argv: list[str]) -> int:
     args = argv[1:]
-    expect_head = None
-    if "--expect-head" in args:
-        at = args.index("--expect-head")
-        try:
-            expect_head = parse_head(args[at + 1])
-        except (IndexError, ValueError) as exc:
-            print(exc, file=sys.stderr)
-            return 2
-        del args[at:at + 2]
-    if len(args) != 1:
+    try:
+        head_text, directory, jwks_path = (_option(args, name) for name in ("--expect-head", "--checkpoints", "--jwks"))
+        expect_head = parse_head(head_text) if head_text is not None else None
+    except (IndexError, ValueError) as exc:
+        print(exc if isinstance(exc, ValueError) else "an option is missing its value", file=sys.stderr)
+        return 2
+    if len(args) != 1 or (directory is None) != (jwks_path is None):
+        if (directory is None) != (jwks_path is None):
+            print("--checkpoints DIR and --jwks FILE go together: the folder of signed checkpoints and the key set "
+                  "that signed them", file=sys.stderr)
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
+    signed: list[SignedCheckpoint] = []
+    if directory is not None and jwks_path is not None:
+        try:
+            signed = published_checkpoints(directory, jwks_path)
+        except (OSError, ValueError) as exc:
+            print(f"cannot read the checkpoints or the key set: {exc}", file=sys.stderr)
+            return 2
+        except CheckpointsRefused as exc:
+            print(f"REFUSED: the signed checkpoints in {directory} do not hold together: {exc}")
+            return 1
     try:
-        result = verify_file(args[0], expect_head)
+        result = verify_file(args[0], expect_head, signed)
     except (OSError, ValueError, KeyError) as exc:
         print(f"cannot read {args[0]}: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,16 @@ from backoffice.extensions import db
 from backoffice.importers import hsds as hsds_importer
 from backoffice.importers.locator import ImportFileError, read_file
 from backoffice.models import Role, WorkKind, WorkState
-from backoffice.services import accounts, audit, audit_export, criteria, imports, mfa, screening, work
+from backoffice.services import (
+    accounts,
+    audit_export,
+    audit_publish,
+    criteria,
+    imports,
+    mfa,
+    screening,
+    work,
+)
 from backoffice.services.errors import DomainError
 from backoffice.signing_commands import signing_group
 
@@ -165,13 +174,18 @@ def audit_group() -> None:
 def audit_verify() -> None:
     """Recompute the hash chain from the first event and name the first one that does not match."""
     with unit_of_work.atomic():
-        result = audit.run_verification(db.session, "system:cli")
+        result, published, refused = audit_publish.verify_and_publish(db.session, "system:cli",
+                                                                      audit_publish.of_app(current_app))
     if result.ok:
         # The head this run verified through (writers may have moved the chain's head on since).
         head = result.checkpoint
         click.echo(f"OK: {result.checked} events verified; head is event {head.head_seq} ({head.head_hash}).")
+        click.echo(audit_publish.publication_words(published, refused), err=refused is not None)
+        if refused is not None:
+            sys.exit(1)
         return
-    click.echo(f"BROKEN at event {result.broken_seq}: {result.problem}. "
+    where = f" at event {result.broken_seq}" if result.broken_seq is not None else ""
+    click.echo(f"BROKEN{where}: {result.problem}. "
                f"{result.checked} events before it verified.", err=True)
     sys.exit(1)
 
@@ -179,11 +193,24 @@ def audit_verify() -> None:
 @audit_group.command("verify-export")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--expect-head", default=None, help="SEQ:HASH of the head as the dashboard shows it.")
-def audit_verify_export(path: str, expect_head: str | None) -> None:
+@click.option("--checkpoints", "directory", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A folder of signed checkpoints (CHECKPOINT_PUBLISH_DIR, or the auditors' mailed copies).")
+@click.option("--jwks", "jwks_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The JWK set that signed them (/.well-known/jwks.json).")
+def audit_verify_export(path: str, expect_head: str | None, directory: str | None, jwks_path: str | None) -> None:
     """Verify an exported trail (JSONL or CSV) without the database: the same check as backoffice/auditverify.py."""
+    if (directory is None) != (jwks_path is None):
+        raise click.UsageError("--checkpoints and --jwks go together: the folder and the key set that signed it")
+    try:
+        signed = auditverify.published_checkpoints(directory, jwks_path) if directory and jwks_path else []
+    except auditverify.CheckpointsRefused as exc:
+        click.echo(f"REFUSED: the signed checkpoints in {directory} do not hold together: {exc}", err=True)
+        sys.exit(1)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read the checkpoints or the key set: {exc}") from None
     try:
         head = auditverify.parse_head(expect_head) if expect_head else None
-        result = auditverify.verify_file(path, head)
+        result = auditverify.verify_file(path, head, signed)
     except (ValueError, KeyError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     click.echo(str(result), err=not result.ok)

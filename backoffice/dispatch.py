@@ -29,6 +29,7 @@ WORK_TASKS = {
     WorkKind.SCREENING: "tasks.checks.run_check",
     WorkKind.IMPORT_SCREENING: "tasks.checks.exclusion_sweep",
     WorkKind.EXPIRY_SWEEP: "tasks.sweeps.verification_expiry_sweep",
+    WorkKind.CHECKPOINT: "tasks.sweeps.publish_checkpoint",
 }
 
 

@@ -303,6 +303,7 @@ EVENT_WORDS: dict[str, str] = {
     "work.failed": "requested work given up after its last attempt",
     "work.retried": "failed work tried again",
     "audit.exported": "audit trail exported",
+    "audit.checkpoint_published": "signed audit checkpoint published",
 }
 
 

@@ -9,7 +9,7 @@ from flask import current_app
 from backoffice import mail, unit_of_work
 from backoffice.extensions import db
 from backoffice.models import utcnow
-from backoffice.services import audit, expiry, outbox, staff_notices, work
+from backoffice.services import audit_publish, expiry, outbox, staff_notices, work
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -77,7 +77,31 @@ def staff_digest() -> int:
 
 @shared_task(name="tasks.sweeps.audit_verification", time_limit=3600, soft_time_limit=3500)
 def audit_verification() -> bool:
-    """The daily full verification of the audit chain, with a checkpoint of its head when it verifies."""
+    """The daily full verification of the audit chain, held to the published signed checkpoints too, with a
+    checkpoint of its head when it verifies, signed and published."""
     with unit_of_work.atomic():
-        result = audit.run_verification(db.session, "system:audit-verification")
-    return result.ok
+        result, _, refused = audit_publish.verify_and_publish(db.session, "system:audit-verification",
+                                                              audit_publish.of_app(current_app))
+    if refused is not None:
+        log.error("audit verification: %s", refused)
+    return result.ok and refused is None
+
+
+@shared_task(name="tasks.sweeps.publish_checkpoint", time_limit=120, soft_time_limit=100)
+def publish_checkpoint(work_id: int) -> bool:
+    """The light signed checkpoint of the chain's head asked for when a provider's verification was granted."""
+    with unit_of_work.atomic():
+        claimed = work.claim(db.session, work_id, work.Policy.from_config(current_app.config))
+    if claimed is None:
+        return False
+    with unit_of_work.atomic():
+        try:
+            audit_publish.publish_head(db.session, audit_publish.of_app(current_app))
+            published = True
+        except audit_publish.PublishRefused as refused:
+            # Not retried: the folder or the chain was changed behind the product's back, and the daily
+            # verification, which fails on the same finding, says so to the auditors in words.
+            log.error("no signed checkpoint after a grant: %s", refused)
+            published = False
+        work.complete(db.session, work_id)
+    return published

@@ -7,8 +7,9 @@ from backoffice.models.audit_coverage import TABLES
 from backoffice.services import audit
 from tests.conftest import BACKEND
 
-GUARDED_TABLES = ("audit_event", "audit_chain_lock")
-SQLITE_GUARDS = ("audit_event_no_update", "audit_event_no_delete", "audit_chain_lock_no_rewind")
+GUARDED_TABLES = ("audit_event", "audit_chain_lock", "audit_checkpoint")
+SQLITE_GUARDS = ("audit_event_no_update", "audit_event_no_delete", "audit_chain_lock_no_rewind",
+                 "audit_checkpoint_no_update", "audit_checkpoint_no_delete")
 
 
 def append(session, n, action="test.event", provider_id=1):

@@ -56,6 +56,7 @@ def app_overrides(url: str, tmp: Path) -> dict:
         "BROKER_FOLDER": str(tmp / "broker"),
         "OUTBOX_FOLDER": str(tmp / "outbox"),
         "UPLOAD_FOLDER": str(tmp / "uploads"),
+        "CHECKPOINT_PUBLISH_DIR": str(tmp / "audit-checkpoints"),
         "BEAT_SCHEDULE_FILE": str(tmp / "beat-schedule"),
         "CELERY_QUEUE": f"test-{RUN_ID}-{uuid.uuid4().hex[:8]}",
         # Rate-limit counters of their own per test database: on a shared Redis, counts left by an earlier run

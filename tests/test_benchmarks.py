@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backoffice.models import Role
-from benchmarks import audit_export, generate, pages, run, website_checks
+from benchmarks import audit_checkpoints, audit_export, generate, pages, run, website_checks
 from benchmarks.expect import NotMeasured
 
 BENCHMARKS = {"pages", "sweep", "screening", "audit", "import", "reconciler", "gc"}
@@ -67,3 +67,9 @@ def test_the_benchmark_sign_in_passes_the_second_factor(app, client, make_accoun
     # The same client then measures the page.
     median, p95 = pages.timed(client, "/admin/providers/", runs=2)
     assert 0 < median <= p95
+
+
+def test_the_checkpoint_benchmark_runs_at_its_smallest_size():
+    result = audit_checkpoints.run(events=300, checkpoints=3, rounds=1)
+    assert result["signed_checkpoints"] == 3 and result["baseline_main"]["output"].startswith("OK: 300 events")
+    assert "It agrees with all 3 signed checkpoints" in result["now_with_checkpoints"]["output"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
 
-from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
+from flask import Response, abort, current_app, flash, redirect, request, stream_with_context, url_for
 from flask_admin import expose
 from flask_login import current_user
 from flask_wtf import FlaskForm
@@ -16,7 +16,7 @@ from backoffice import formatting, unit_of_work
 from backoffice.admin.base import SecuredView
 from backoffice.extensions import db
 from backoffice.models import AuditEvent, Provider, Role
-from backoffice.services import accounts, audit, audit_export, history
+from backoffice.services import accounts, audit, audit_export, audit_publish, history
 
 
 def _as_utc_start(day) -> datetime | None:
@@ -46,7 +46,7 @@ def chain_status() -> dict:
     """The chain card on the dashboard and the audit pages: the last run and who ran it, the checkpoint, the head."""
     verification = audit.latest_verification(db.session)
     return {"verification": verification, "checkpoint": audit.latest_checkpoint(db.session),
-            "head": audit.chain_head(db.session),
+            "head": audit.chain_head(db.session), "published": audit_publish.folder_state(audit_publish.of_app(current_app)),
             "run_by": runner_names({verification.run_by})[verification.run_by] if verification else None}
 
 
@@ -140,8 +140,11 @@ class AuditLogView(SecuredView):
             if not form.validate_on_submit():
                 abort(400)
             with unit_of_work.atomic():
-                run = audit.run_verification(db.session, current_user)
+                run, published, refused = audit_publish.verify_and_publish(db.session, current_user,
+                                                                           audit_publish.of_app(current_app))
             flash(verification_message(run), "success" if run.ok else "error")
+            if run.ok:
+                flash(audit_publish.publication_words(published, refused), "success" if refused is None else "error")
             return redirect(url_for("audit_verifications.index"))
         return self.render("admin/audit/verify.html", form=form, status=chain_status())
 
@@ -175,7 +178,8 @@ def verification_message(run) -> str:
     if run.ok:
         return (f"Verification #{run.id}: OK, {run.checked:,} events verified, through event "
                 f"{run.checkpoint.head_seq}; a checkpoint was taken there.")
-    return (f"Verification #{run.id}: BROKEN at event {run.broken_seq}: {run.problem} "
+    where = f" at event {run.broken_seq}" if run.broken_seq is not None else ""
+    return (f"Verification #{run.id}: BROKEN{where}: {run.problem} "
             f"({run.checked:,} events before it verified).")
 
 

@@ -268,7 +268,7 @@ TABLES: dict[str, Coverage] = {
         named_fields=frozenset({"sent_at", "failed_at"}),
     ),
     "work": Coverage(
-        "requested work (a re-check, a scheduled check, a screening, a sweep) kept until it is done",
+        "requested work (a re-check, a scheduled check, a screening, a sweep, a signed checkpoint) kept until it is done",
         audited=("id", "kind", "target_type", "target_id", "params", "idempotency_key", "requested_by",
                  "created_at"),
         bookkeeping={

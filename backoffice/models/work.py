@@ -15,6 +15,7 @@ class WorkKind(StrEnum):
     SCREENING = "screening"  # one provider's exclusion screening (after a list import, and monthly)
     IMPORT_SCREENING = "import_screening"  # screen every listed provider against a newly imported list
     EXPIRY_SWEEP = "expiry_sweep"  # a research lead asked for the verification-expiry sweep now
+    CHECKPOINT = "checkpoint"  # a signed checkpoint of the audit chain's head, after a verification was granted
 
 
 class WorkState(StrEnum):

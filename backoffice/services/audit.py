@@ -7,7 +7,7 @@ import itertools
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
@@ -348,7 +348,8 @@ def checkpoint_records(session: Session, through_id: int | None = None) -> Itera
         yield {"record": "checkpoint", "seq": cp.head_seq, "hash": cp.head_hash, "taken_at": jsonable(cp.taken_at)}
 
 
-def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
+def verify_chain(session: Session, batch_size: int = 20_000,
+                 signed: Sequence[auditverify.SignedCheckpoint] = ()) -> ChainReport:
     """Walk the stored chain from the first event, checking every checkpoint on the way, and check it
     ends at the head the chain records; the same check the offline script makes on an export.
 
@@ -358,7 +359,9 @@ def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
     one. An event at or below a head that is visible is always visible too (both commit together), and a
     checkpoint that existed before the head was read holds a head no later than it, as heads only move
     forward. Events appended meanwhile, and checkpoints a concurrent verification adds, are simply not part
-    of this run; a head rewound over deleted events is still caught by the checkpoints taken before.
+    of this run; a head rewound over deleted events is still caught by the checkpoints taken before, and,
+    since those live in this database too, by the `signed` ones published outside it (audit_publish.read),
+    which the caller reads before this starts.
     """
     try:
         bounds = chain_bounds(session)
@@ -368,7 +371,7 @@ def verify_chain(session: Session, batch_size: int = 20_000) -> ChainReport:
               "head_seq": bounds.head_seq, "head_hash": bounds.head_hash}
     records = itertools.chain([header], checkpoint_records(session, bounds.checkpoint_id),
                               _walk(session, bounds.head_seq, batch_size))
-    return auditverify.verify_records(records, content_ok=_walked_intact)
+    return auditverify.verify_records(records, content_ok=_walked_intact, signed=signed)
 
 
 @dataclass(frozen=True)
@@ -386,11 +389,16 @@ def check_event(session: Session, ev: AuditEvent) -> EventCheck:
                       linked=previous.hash == ev.prev_hash if previous else ev.seq == 1)
 
 
-def run_verification(session: Session, run_by: Actor, batch_size: int = 20_000) -> AuditVerification:
+def run_verification(session: Session, run_by: Actor, batch_size: int = 20_000, *,
+                     signed: Sequence[auditverify.SignedCheckpoint] = (), refused: str | None = None
+                     ) -> AuditVerification:
     """Verify the whole chain, keep the run (who ran it, what it found) and, if it verified, a checkpoint of
-    the head it verified through."""
+    the head it verified through. `signed`: the published checkpoints the chain must agree with and reach;
+    `refused`: why they could not be read (a file rewritten, removed...), which fails the run."""
     started = utcnow()
-    report = verify_chain(session, batch_size)
+    report = verify_chain(session, batch_size, signed)
+    if refused is not None and report.ok:
+        report = ChainReport(False, report.checked, None, refused)
     checkpoint = None
     if report.ok:
         checkpoint = AuditCheckpoint(taken_at=utcnow(), head_seq=report.last_seq or 0,

@@ -5,7 +5,7 @@ changes nothing), audits what it changes and flushes; the caller commits once.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -47,6 +47,7 @@ from backoffice.models import (
 from backoffice.services import (
     advertising_copy,
     audit,
+    audit_publish,
     concurrency,
     criteria,
     guards,
@@ -57,6 +58,7 @@ from backoffice.services import (
     sla,
     staff_notices,
     submissions,
+    work,
 )
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition, NotAllowed
 from backoffice.services.reasons import require_reason
@@ -74,11 +76,14 @@ class ReviewPolicy:
     verification_validity_days: int = 365
     # The public criteria page a decision e-mail links to (absolute when PUBLIC_BASE_URL is set).
     criteria_url: str = criteria.PAGE_PATH
+    # How the work a decision asks for (the signed checkpoint after a grant) is sent and retried.
+    work_policy: work.Policy = field(default_factory=work.Policy)
 
     @classmethod
     def from_config(cls, config) -> ReviewPolicy:
         return cls(config["SLA_FIRST_RESPONSE_BUSINESS_DAYS"], config["SLA_DECISION_BUSINESS_DAYS"],
-                   config["VERIFICATION_VALIDITY_DAYS"], criteria.page_url(config.get("PUBLIC_BASE_URL")))
+                   config["VERIFICATION_VALIDITY_DAYS"], criteria.page_url(config.get("PUBLIC_BASE_URL")),
+                   work.Policy.from_config(config))
 
 
 @dataclass(frozen=True)
@@ -804,6 +809,8 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
             profile.apply(session, actor, provider, submission.proposed or {}, f"request #{submission.id} approved")
             decision.verified_until = now + timedelta(days=policy.verification_validity_days)
             provider_status.grant(session, actor, provider, decision, now, f"request #{submission.id} approved")
+            # The grant's light signed checkpoint, published by a task once this commits (services/audit_publish).
+            work.request(session, actor, audit_publish.grant_spec(decision.id), policy.work_policy)
     else:
         submissions.transition(session, actor, submission, S.REJECTED)
         if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:

@@ -38,6 +38,7 @@ KIND_WORDS = {
     WorkKind.SCREENING: "exclusion screening",
     WorkKind.IMPORT_SCREENING: "screening of every listed provider after a list import",
     WorkKind.EXPIRY_SWEEP: "verification-expiry sweep",
+    WorkKind.CHECKPOINT: "signed checkpoint of the audit trail after a verification was granted",
 }
 STATE_WORDS = {
     WorkState.REQUESTED: "waiting for the worker queue",
