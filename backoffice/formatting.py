@@ -291,6 +291,7 @@ EVENT_WORDS: dict[str, str] = {
     "finding.exclusion_confirmed": "exclusion match confirmed",
     "expiry.reminder_sent": "expiry reminder sent",
     "exclusion_list.imported": "exclusion list imported",
+    "exclusion_judgement.recorded": "exclusion match judged (not the same person, or confirmed)",
     "criteria.published": "criteria catalogue published",
     "notification.sent": "message sent",
     "notification.failed": "message could not be delivered",
