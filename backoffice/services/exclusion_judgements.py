@@ -73,7 +73,7 @@ def weigh(session: Session, provider_id: int, specs: list[FindingSpec], open_key
         select(ExclusionJudgement).where(ExclusionJudgement.provider_id == provider_id))}
     raised = []
     for spec in specs:
-        judgement = judgements.get((spec.detail.get("record_identity"), spec.detail.get("party_key")))
+        judgement = judgements.get((spec.detail.get("record_identity", ""), spec.detail.get("party_key", "")))
         if judgement is None:
             raised.append(spec)
             continue

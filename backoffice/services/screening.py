@@ -247,13 +247,19 @@ def candidates(index: ListIndex, subjects: list[Subject], thresholds: Thresholds
                         queries[(state, word)][party.name_key].append((number, p))
     score_cutoff = 100 * (thresholds.name_token_set if cutoff is None else cutoff)
     for block_key, wanted in queries.items():
-        query_names = list(wanted)
-        block = index.blocks[block_key]
-        scores = process.cdist(query_names, index.block_names[block_key], scorer=fuzz.token_set_ratio,
-                               score_cutoff=score_cutoff, dtype=np.uint8, workers=1)
-        for q, c in zip(*np.nonzero(scores), strict=True):
+        block, block_names = index.blocks[block_key], index.block_names[block_key]
+        plain = [name for name in wanted if not has_initial(name)]
+        hits: list[tuple[str, int]] = []
+        if plain:
+            scores = process.cdist(plain, block_names, scorer=fuzz.token_set_ratio, score_cutoff=score_cutoff,
+                                   dtype=np.uint8, workers=1)
+            hits += [(plain[q], int(c)) for q, c in zip(*np.nonzero(scores), strict=True)]
+        # Names written with an initial are few: scored one by one with the initial read as its word.
+        hits += [(name, c) for name in wanted if has_initial(name) for c, theirs in enumerate(block_names)
+                 if 100 * name_scores(name, theirs)[0] >= score_cutoff]
+        for name, c in hits:
             row = block[c]
-            for number, p in wanted[query_names[q]]:
+            for number, p in wanted[name]:
                 found[number][(p, row.id)] = row
     return found
 
@@ -281,10 +287,29 @@ def _sorted_words(key: str) -> str:
     return " ".join(sorted(key.split()))
 
 
+def _initials_aligned(ours: str, theirs: str) -> tuple[str, str]:
+    """An initial stands for any word it begins on the other side ('J DOE' and 'JANE DOE' read 'J DOE' both)."""
+    words = [ours.split(), theirs.split()]
+    for side in (0, 1):
+        other = words[1 - side]
+        for initial in (w for w in words[side] if len(w) == 1):
+            for n, word in enumerate(other):
+                if len(word) > 1 and word[0] == initial:
+                    other[n] = initial
+                    break
+    return " ".join(words[0]), " ".join(words[1])
+
+
+def has_initial(key: str) -> bool:
+    return any(len(word) == 1 for word in key.split())
+
+
 def name_scores(ours: str, theirs: str) -> tuple[float, float]:
     """Token-set and Jaro-Winkler (over the words sorted, so word order does not count) similarity, 0 to 1."""
     if ours == theirs:
         return 1.0, 1.0
+    if has_initial(ours) or has_initial(theirs):
+        ours, theirs = _initials_aligned(ours, theirs)
     return (round(fuzz.token_set_ratio(ours, theirs) / 100, 3),
             round(JaroWinkler.normalized_similarity(_sorted_words(ours), _sorted_words(theirs)), 3))
 
@@ -359,7 +384,7 @@ def judge_pair(party: Party, summary: dict, subject: Subject, thresholds: Thresh
     place = "city" if by_name["city"].agrees else "address" if by_name["address"].agrees else None
     confidence = CONFIDENCE_NAME_STATE_CITY if place else CONFIDENCE_NAME_STATE
     if not exact:
-        confidence = round(confidence * by_name["name (token set)"].score, 2)
+        confidence = round(confidence * (by_name["name (token set)"].score or 0), 2)
     how = ("name" if exact else "similar name") + (f", state and {place}" if place else " and state")
     return scored, confidence, how
 
