@@ -224,6 +224,12 @@ def list_index(session: Session) -> ListIndex:
     return _cached[1]
 
 
+def forget_index() -> None:
+    """Drop the process's index of the lists (a benchmark measures building it)."""
+    global _cached
+    _cached = None
+
+
 def candidates(index: ListIndex, subjects: list[Subject], thresholds: Thresholds,
                cutoff: float | None = None) -> list[dict[tuple[int, int], ListRow]]:
     """Per subject, the (party number, record) pairs worth scoring: same NPI, same name key in one of its states,
