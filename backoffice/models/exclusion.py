@@ -7,6 +7,7 @@ from sqlalchemy import JSON, Date, ForeignKey, Index, Integer, String, Text, Uni
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from backoffice.models.base import Base, StrEnum, UTCDateTime, enum_type, utcnow
+from backoffice.models.checks import Finding
 
 
 def _own_identity(context) -> str:
@@ -91,7 +92,7 @@ class ExclusionJudgement(Base):
     list_name: Mapped[str] = mapped_column(String(40))
     verdict: Mapped[ExclusionVerdict] = mapped_column(enum_type(ExclusionVerdict, "exclusion_verdict"))
     record_fingerprint: Mapped[str] = mapped_column(String(64))
-    finding_id: Mapped[int | None] = mapped_column(ForeignKey("finding.id"))
+    finding_id: Mapped[int | None] = mapped_column(ForeignKey(Finding.id))
     judged_by: Mapped[str] = mapped_column(String(100))
     judged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reason: Mapped[str] = mapped_column(Text)
