@@ -1,6 +1,7 @@
 """Exclusion lists: import files (recording the source file and date) and screen providers and principals."""
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date
@@ -175,9 +176,10 @@ class ListIndex:
         self.rows = rows
         self.by_npi: dict[str, list[ListRow]] = defaultdict(list)
         self.by_name: dict[tuple[str, str | None], list[ListRow]] = defaultdict(list)
-        blocks: dict[tuple[str | None, str], list[ListRow]] = defaultdict(list)
         # A reinstatement names the exclusion it ends by NPI or by name and state, and its exclusion date.
         self.reinstated: set[tuple] = set()
+        self._blocks: dict[tuple[str | None, str], list[ListRow]] | None = None
+        self.block_names: dict[tuple[str | None, str], list[str]] = {}
         for row in rows:
             if row.npi:
                 self.by_npi[row.npi].append(row)
@@ -186,11 +188,20 @@ class ListIndex:
                 if row.npi:
                     self.reinstated.add((row.npi, row.excluded_on))
                 self.reinstated.add((row.name_key, row.state, row.excluded_on))
-                continue
-            for word in set(row.name_key.split()):
-                blocks[(row.state, word)].append(row)
-        self.blocks = dict(blocks)
-        self.block_names = {key: [row.name_key for row in block] for key, block in self.blocks.items()}
+
+    @property
+    def blocks(self) -> dict[tuple[str | None, str], list[ListRow]]:
+        """The exclusions by (state, word), built on first use: exact-only screening never needs them."""
+        if self._blocks is None:
+            blocks: dict[tuple[str | None, str], list[ListRow]] = defaultdict(list)
+            names_of: dict[tuple[str | None, str], list[str]] = defaultdict(list)
+            for row in self.rows:
+                if row.kind == ExclusionRecordKind.EXCLUSION:
+                    for word in set(row.name_key.split()):
+                        blocks[(row.state, word)].append(row)
+                        names_of[(row.state, word)].append(row.name_key)
+            self._blocks, self.block_names = dict(blocks), dict(names_of)
+        return self._blocks
 
     @classmethod
     def load(cls, session: Session) -> ListIndex:
@@ -205,8 +216,9 @@ class ListIndex:
 
     def blocking_words(self, name_key: str, state: str) -> list[str]:
         """The party's rarest words that the list has in that state."""
-        sizes = sorted((len(self.blocks[(state, word)]), word) for word in set(name_key.split())
-                       if (state, word) in self.blocks)
+        blocks = self.blocks
+        sizes = sorted((len(block), word) for word in set(name_key.split())
+                       if (block := blocks.get((state, word))) is not None)
         return [word for _, word in sizes[:BLOCKING_WORDS]]
 
 
@@ -306,8 +318,11 @@ def _initials_aligned(ours: str, theirs: str) -> tuple[str, str]:
     return " ".join(words[0]), " ".join(words[1])
 
 
+_INITIAL = re.compile(r"(?:^| )[A-Z0-9](?: |$)")
+
+
 def has_initial(key: str) -> bool:
-    return any(len(word) == 1 for word in key.split())
+    return _INITIAL.search(key) is not None
 
 
 def name_scores(ours: str, theirs: str) -> tuple[float, float]:
@@ -395,7 +410,8 @@ def judge_pair(party: Party, summary: dict, subject: Subject, thresholds: Thresh
     return scored, confidence, how
 
 
-SCREEN_CHUNK = 2000
+# Subjects scored together: each block is scored once for all of them (one cdist call), so the chunk is large.
+SCREEN_CHUNK = 25_000
 
 
 def screen(session: Session, screened: list[Party], states: set[str], cities: set[str], today: date,
