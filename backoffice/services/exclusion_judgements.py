@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session
 
 from backoffice.checks.result import FindingSpec
 from backoffice.models import (
+    CheckKind,
     ExclusionJudgement,
     ExclusionRecord,
     ExclusionVerdict,
     Finding,
     FindingSeverity,
+    FindingState,
     utcnow,
 )
 from backoffice.services import audit
@@ -71,11 +73,16 @@ def weigh(session: Session, provider_id: int, specs: list[FindingSpec], open_key
     with the judgement and the changed columns in its detail."""
     judgements = {(j.record_identity, j.party_key): j for j in session.scalars(
         select(ExclusionJudgement).where(ExclusionJudgement.provider_id == provider_id))}
+    # Dismissed before judgements were kept: those records' identity is their digest, so the key is the same.
+    dismissed_before = set(session.scalars(select(Finding.subject_key).where(
+        Finding.provider_id == provider_id, Finding.check == CheckKind.EXCLUSION,
+        Finding.state == FindingState.DISMISSED)))
     raised = []
     for spec in specs:
         judgement = judgements.get((spec.detail.get("record_identity", ""), spec.detail.get("party_key", "")))
         if judgement is None:
-            raised.append(spec)
+            if spec.subject_key not in dismissed_before:
+                raised.append(spec)
             continue
         if judgement.record_fingerprint == spec.detail.get("record_fingerprint"):
             if spec.subject_key in open_keys and judgement.verdict == ExclusionVerdict.CONFIRMED:
