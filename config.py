@@ -69,6 +69,15 @@ class Config:
     NPPES_API_URL = "https://npiregistry.cms.hhs.gov/api/"
     SWEEP_RECHECK_SECONDS = 900
     SWEEP_EXCLUSION_SECONDS = 30 * 86400
+    # Exclusion screening: how close (0 to 1) each signal must come for a list record to be raised; a name must
+    # pass both name scores, a city or address that agrees makes the match surer. benchmarks/NOTES.md gives the
+    # precision and recall of each on the real LEIE rows (`python -m benchmarks.match_quality`).
+    SCREENING_NAME_TOKEN_SET_THRESHOLD = 0.88
+    SCREENING_NAME_JARO_WINKLER_THRESHOLD = 0.85
+    SCREENING_ADDRESS_THRESHOLD = 0.80
+    SCREENING_CITY_THRESHOLD = 0.90
+    # Off: names must match exactly after normalisation (as before fuzzy matching).
+    SCREENING_FUZZY = True
     SWEEP_EXPIRY_REMINDER_SECONDS = 86400
     SWEEP_SLA_SECONDS = 3600
     RECHECK_BATCH_SIZE = 200
@@ -231,6 +240,8 @@ def _coerce(raw: str, default):
         raise ValueError(f"expected a boolean, got {raw!r}")
     if isinstance(default, int):
         return int(raw)
+    if isinstance(default, float):
+        return float(raw)
     if isinstance(default, (dict, list)):
         return json.loads(raw)
     return raw
@@ -328,6 +339,9 @@ POSITIVE = (
     "MAIL_DELIVERY_TIME_LIMIT_SECONDS", "LEIE_FRESHNESS_DAYS", "STATE_LIST_FRESHNESS_DAYS", "NPPES_FRESHNESS_DAYS",
 )
 NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS")
+# Similarity scores from 0 to 1: 0 would raise every record of a state, above 1 none at all.
+SCORE_THRESHOLDS = ("SCREENING_NAME_TOKEN_SET_THRESHOLD", "SCREENING_NAME_JARO_WINKLER_THRESHOLD",
+                    "SCREENING_ADDRESS_THRESHOLD", "SCREENING_CITY_THRESHOLD")
 LIMITS = ("LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT", "SECOND_FACTOR_RATE_LIMIT", "RESET_RATE_LIMIT",
           "RESET_ACCOUNT_RATE_LIMIT", "REGISTER_RATE_LIMIT", "API_RATE_LIMIT")
 
@@ -355,6 +369,10 @@ def contradictions(settings: dict) -> list[str]:
     for name in NOT_NEGATIVE:
         if settings[name] < 0:
             problems.append(f"{name} must not be negative, not {settings[name]}")
+    for name in SCORE_THRESHOLDS:
+        value = settings[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+            problems.append(f"{name} must be a score above 0 and at most 1 (e.g. 0.88), not {value!r}")
     if problems:
         return problems  # the pairs below would divide and compare nonsense
     hard, soft = check_time_limits(settings)

@@ -295,6 +295,7 @@ EVENT_WORDS: dict[str, str] = {
     "source.refreshed": "external source fresh again",
     "source.stale": "external source found stale",
     "field.confirmed": "listed fields confirmed by a check",
+    "exclusion_judgement.recorded": "exclusion match judged (not the same person, or confirmed)",
     "criteria.published": "criteria catalogue published",
     "notification.sent": "message sent",
     "notification.failed": "message could not be delivered",

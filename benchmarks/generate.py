@@ -416,7 +416,7 @@ def build_exclusions(target: int, people: list, principals: list[dict], location
         name_key = names.business_key(business) if business else names.person_key(first, last)
         rows.append({
             "id": n + 1, "source_id": source.id, "list_name": "oig_leie", "kind": real.kind,
-            "row_key": f"bench-{n}", "business_name": business, "last_name": last, "first_name": first,
+            "row_key": f"bench-{n}", "identity": f"bench-{n}", "business_name": business, "last_name": last, "first_name": first,
             "middle_name": real.middle_name, "name_key": name_key,
             "npi": real.npi if n < len(people) else None, "state": real.state, "city": real.city,
             "exclusion_type": real.exclusion_type, "excluded_on": real.excluded_on, "reinstated_on": real.reinstated_on,
@@ -427,7 +427,7 @@ def build_exclusions(target: int, people: list, principals: list[dict], location
         first, last = principal["name"].split(" ", 1)
         rows.append({
             "id": target + n + 1, "source_id": source.id, "list_name": "oig_leie", "kind": ExclusionRecordKind.EXCLUSION,
-            "row_key": f"bench-match-{n}", "business_name": None, "last_name": last.upper(), "first_name": first.upper(),
+            "row_key": f"bench-match-{n}", "identity": f"bench-match-{n}", "business_name": None, "last_name": last.upper(), "first_name": first.upper(),
             "middle_name": None, "name_key": names.person_key(first, last), "npi": None,
             "state": state_of[principal["provider_id"]], "city": None, "exclusion_type": "1128a1",
             "excluded_on": utcnow().date() - timedelta(days=400), "reinstated_on": None, "raw": {},

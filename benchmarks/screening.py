@@ -2,15 +2,20 @@
 
 Usage: BACKOFFICE_INSTANCE_PATH=/tmp/bench DATABASE_URL=... python -m benchmarks.screening [--size full]
 
-Ours: `screening.screen_many` over every provider (one candidate query per 500 providers), their facts
-read in bulk. Also `screening.screen` one provider at a time (what one exclusion re-check task calls) on a
-sample, extrapolated: that was the only way before screen_many. Baseline: a plain nested comparison of every party with every exclusion row in
-Python, timed on a 1k-provider sample and extrapolated to all providers.
+Ours: `screening.screen_many` over every provider, their facts read in bulk: one read of the lists into an
+in-memory index (NPI, exact name key and state, (state, word) blocks), the fuzzy candidates of each block
+scored in one rapidfuzz cdist call, only the matched records read in full. Timed twice in the same run, each
+time with the index built afresh: exact names only (SCREENING_FUZZY off) and exact plus fuzzy (the default).
+Bare baseline, same run: a dict join over the same normalised keys (read the rows' keys, build the dicts, look
+every party up by NPI and by name key and state), the goal being ours <= 2x it. Also `screening.screen` one
+provider at a time (what one exclusion re-check task calls) on a sample, extrapolated, and the old nested
+comparison of every party with every row, on a sample, extrapolated. The load average is recorded.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from sqlalchemy import func, select
@@ -54,6 +59,35 @@ def nested(records: list, parties: list, states: set) -> int:
     return hits
 
 
+def dict_join(subjects_: list[screening.Subject]) -> tuple[int, float]:
+    """The bare baseline: read the keys, build two dicts, look every party up (hits, seconds)."""
+    started = time.perf_counter()
+    by_npi: dict[str, list] = {}
+    by_name: dict[tuple, list] = {}
+    for row in db.session.execute(select(ExclusionRecord.id, ExclusionRecord.kind, ExclusionRecord.npi,
+                                         ExclusionRecord.name_key, ExclusionRecord.state)):
+        if row.npi:
+            by_npi.setdefault(row.npi, []).append(row)
+        by_name.setdefault((row.name_key, row.state), []).append(row)
+    hits = 0
+    for subject in subjects_:
+        found = set()
+        for party in subject.parties:
+            found.update(r.id for r in by_npi.get(party.npi or "", ()) if r.kind == ExclusionRecordKind.EXCLUSION)
+            for state in subject.states:
+                found.update(r.id for r in by_name.get((party.name_key, state), ())
+                             if r.kind == ExclusionRecordKind.EXCLUSION)
+        hits += len(found)
+    return hits, time.perf_counter() - started
+
+
+def timed_screening(everyone: list[screening.Subject], today, thresholds: screening.Thresholds) -> tuple[list, float]:
+    screening.forget_index()  # each measurement builds the index of the lists, as a new worker process does
+    started = time.perf_counter()
+    results = screening.screen_many(db.session, everyone, today, thresholds)
+    return results, time.perf_counter() - started
+
+
 def run(size: str, sample: int = 200, one_by_one: int = 5000, log=print) -> dict:
     scale = parse_size(size)
     app = bench_app()
@@ -65,10 +99,15 @@ def run(size: str, sample: int = 200, one_by_one: int = 5000, log=print) -> dict
         everyone = subjects()
         read_seconds = time.perf_counter() - started
         parties = sum(len(s.parties) for s in everyone)
-        started = time.perf_counter()
-        results = screening.screen_many(db.session, everyone, today)
-        ours = time.perf_counter() - started + read_seconds
+        load_at_start = [round(x, 2) for x in os.getloadavg()]
+        join_hits, join_seconds = dict_join(everyone)
+        exact_results, exact_seconds = timed_screening(everyone, today, screening.Thresholds(fuzzy=False))
+        results, fuzzy_seconds = timed_screening(everyone, today, screening.Thresholds())
+        join_hits_again, join_again = dict_join(everyone)
+        baseline = min(join_seconds, join_again)
+        ours = fuzzy_seconds + read_seconds
         matches = sum(len(r.findings) for r in results)
+        exact_matches = sum(len(r.findings) for r in exact_results)
         started = time.perf_counter()
         for subject in everyone[:one_by_one]:
             screening.screen(db.session, subject.parties, subject.states, subject.cities, today)
@@ -82,12 +121,19 @@ def run(size: str, sample: int = 200, one_by_one: int = 5000, log=print) -> dict
         db.session.rollback()
     result = {
         "providers": len(everyone), "parties": parties, "exclusion_rows": rows, "matches": matches,
+        "exact_matches": exact_matches, "dict_join_hits": join_hits,
+        "dict_join_seconds": round(baseline, 3), "exact_seconds": round(exact_seconds, 3),
+        "fuzzy_seconds": round(fuzzy_seconds, 3),
+        "exact_vs_dict_join": round(exact_seconds / baseline, 2), "fuzzy_vs_dict_join": round(fuzzy_seconds / baseline, 2),
+        "load_at_start": load_at_start, "load_at_end": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(ours, 2), "read_seconds": round(read_seconds, 2),
         "per_provider_ms": round(ours / len(everyone) * 1000, 3),
         "one_by_one_sample": min(one_by_one, len(everyone)), "one_by_one_extrapolated_seconds": round(single, 1),
         "baseline_sample": sample, "baseline_sample_seconds": round(base_sample, 2),
         "baseline_extrapolated_seconds": round(base_sample / sample * len(everyone), 1),
     }
+    log(f"  exact {exact_seconds:.2f} s, exact+fuzzy {fuzzy_seconds:.2f} s, dict join {baseline:.2f} s "
+        f"({result['exact_vs_dict_join']}x, {result['fuzzy_vs_dict_join']}x); load {load_at_start}")
     log(f"  screening {len(everyone):,} providers ({parties:,} parties) against {rows:,} rows: {ours:.1f} s, "
         f"{matches} matches; nested baseline extrapolated {result['baseline_extrapolated_seconds']} s")
     return result

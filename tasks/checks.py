@@ -12,7 +12,7 @@ from backoffice.checks.http import OutboundError, OutboundRefused, client_for
 from backoffice.checks.result import CheckResult
 from backoffice.extensions import db
 from backoffice.models import CheckKind, WorkKind, utcnow
-from backoffice.services import expiry, overdue, rechecks, sources, work
+from backoffice.services import expiry, overdue, rechecks, screening, sources, work
 from backoffice.services.review import ReviewPolicy
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ def run_check(self, work_id: int) -> str:
             work.complete(db.session, work_id)
         return "provider gone"
     started = utcnow()
-    sources = rechecks.Sources(http=client_for(config), nppes_url=config["NPPES_API_URL"])
+    sources = rechecks.Sources(http=client_for(config), nppes_url=config["NPPES_API_URL"],
+                               screening=screening.Thresholds.from_config(config))
     try:
         result = rechecks.perform(db.session, kind, subject, sources, started.date())
     except OutboundError as exc:

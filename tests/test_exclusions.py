@@ -118,7 +118,8 @@ def screen(session, provider):
     facts = rechecks.facts(session, provider.id)
     parties = screening.parties(facts.legal_name, facts.public_name, facts.npi, facts.principals)
     return screening.screen(session, parties, {loc["state"] for loc in facts.locations},
-                            {loc["city"] for loc in facts.locations}, date(2026, 1, 1))
+                            {loc["city"] for loc in facts.locations}, date(2026, 1, 1),
+                            addresses={loc["street1"] for loc in facts.locations})
 
 
 def record_screen(session, provider, window):

@@ -81,6 +81,13 @@ REFUSED = {
         {"METRICS_BEARER_TOKEN": "letmein"},
         "Settings refused: METRICS_BEARER_TOKEN is too short to keep the metrics private: use at least 24 random "
         "characters."),
+    "screening threshold above 1": (
+        {"SCREENING_CITY_THRESHOLD": 1.5},
+        "Settings refused: SCREENING_CITY_THRESHOLD must be a score above 0 and at most 1 (e.g. 0.88), not 1.5."),
+    "screening threshold of 0": (
+        {"SCREENING_NAME_TOKEN_SET_THRESHOLD": 0},
+        "Settings refused: SCREENING_NAME_TOKEN_SET_THRESHOLD must be a score above 0 and at most 1 (e.g. 0.88), "
+        "not 0."),
     "two problems": (
         {"RECHECK_LEASE_SECONDS": 240, "OUTBOUND_CONNECT_TIMEOUT_SECONDS": 30},
         "Settings refused: RECHECK_LEASE_SECONDS 240 is shorter than the longest retry back-off (120 s: "

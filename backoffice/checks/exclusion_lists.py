@@ -26,6 +26,14 @@ PA_COLUMNS = ["ProviderName", "LicenseNumber", "Status", "BeginDate", "EndDate",
               "NAM_FIRST_PROVR", "NAM_MIDDLE_PROVR", "NAM_BUSNS_MP", "IDN_NPI"]
 # Columns that only say which monthly file a row came from: the same row in another file is the same row.
 NOT_IDENTIFYING = {"SOURCE_FILE"}
+# The columns that say who is excluded and which exclusion it is: the same record across files and list
+# versions however its address, NPI or other columns change (a researcher's judgement is kept against these).
+IDENTITY_COLUMNS = {
+    "oig_leie": ("LASTNAME", "FIRSTNAME", "MIDNAME", "BUSNAME", "DOB", "EXCLDATE"),
+    "ny_omig": ("PROVIDER_NAME", "LICENSE_NUMBER", "SANCTION_DATE"),
+    "pa_medicheck": ("NAM_LAST_PROVR", "NAM_FIRST_PROVR", "NAM_BUSNS_MP", "ProviderName", "LicenseNumber",
+                     "BeginDate"),
+}
 NO_DATE = {"", "0", "00000000"}
 NO_NPI = {"", "0", "0000000000", "NA", "N/A"}
 # PA writes 12/31/2299 (sometimes 12/31/2099) for an open-ended preclusion.
@@ -57,6 +65,7 @@ class ExclusionRow:
     reinstated_on: date | None
     raw: dict
     row_key: str = ""
+    identity: str = ""
 
 
 @dataclass
@@ -138,6 +147,12 @@ def _decode(data: bytes, encoding: str | None) -> str:
 def _row_key(list_name: str, raw: dict) -> str:
     identifying = {k: _clean(v) for k, v in raw.items() if k not in NOT_IDENTIFYING}
     return hashlib.sha256(f"{list_name}|{json.dumps(identifying, sort_keys=True)}".encode()).hexdigest()
+
+
+def record_identity(list_name: str, kind: ExclusionRecordKind | str, raw: dict) -> str:
+    """The digest of a row's identifying columns (case and spacing ignored), with its list and kind."""
+    identifying = [_clean(raw.get(column)).upper() for column in IDENTITY_COLUMNS[list_name]]
+    return hashlib.sha256(f"{list_name}|{kind}|{json.dumps(identifying)}".encode()).hexdigest()
 
 
 def _leie_row(raw: dict, notes: list[str]) -> ExclusionRow:
@@ -263,6 +278,7 @@ def read(path: Path, expect: set[str] | None = None, encoding: str | None = None
             continue
         row.line = line
         row.row_key = _row_key(list_name, raw)
+        row.identity = record_identity(list_name, row.kind, raw)
         if row.row_key in seen:
             parsed.duplicates += 1
             continue

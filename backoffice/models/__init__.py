@@ -24,7 +24,13 @@ from backoffice.models.checks import (
     FindingState,
 )
 from backoffice.models.criteria import CriteriaCatalogue, Criterion
-from backoffice.models.exclusion import ExclusionRecord, ExclusionRecordKind, ExclusionSource
+from backoffice.models.exclusion import (
+    ExclusionJudgement,
+    ExclusionRecord,
+    ExclusionRecordKind,
+    ExclusionSource,
+    ExclusionVerdict,
+)
 from backoffice.models.lockout import AttemptKind, FailedAttempt
 from backoffice.models.outbox import DeliveryState, Notification
 from backoffice.models.provider import (

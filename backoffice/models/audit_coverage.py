@@ -245,8 +245,15 @@ TABLES: dict[str, Coverage] = {
         "the rows of the imported exclusion lists",
         audited=("id", "source_id", "list_name", "kind", "row_key", "business_name", "last_name", "first_name",
                  "middle_name", "name_key", "npi", "state", "city", "exclusion_type", "excluded_on",
-                 "reinstated_on", "raw"),
+                 "reinstated_on", "raw", "identity"),
         named_by=(("exclusion_source", "source_id"),),
+    ),
+    "exclusion_judgement": Coverage(
+        "a researcher's word on a list record against a provider (not the same person, or the same), kept across "
+        "imports",
+        audited=("id", "provider_id", "record_identity", "party_key", "list_name", "verdict", "record_fingerprint",
+                 "finding_id", "judged_by", "judged_at", "reason"),
+        named_by=(("exclusion_judgement", "id"),),
     ),
     "notification": Coverage(
         "the outbox: mail to providers and staff, and its delivery",

@@ -7,13 +7,14 @@ from sqlalchemy.orm import Session
 from backoffice.models import (
     OPEN_FINDING_STATES,
     CheckKind,
+    ExclusionVerdict,
     Finding,
     FindingSeverity,
     FindingState,
     Provider,
     utcnow,
 )
-from backoffice.services import audit, provider_status, staff_notices
+from backoffice.services import audit, exclusion_judgements, provider_status, staff_notices
 from backoffice.services.errors import Conflict, DomainError, InvalidTransition
 from backoffice.services.reasons import require_reason
 
@@ -127,9 +128,13 @@ def resolve(session: Session, actor: audit.Actor, finding: Finding, reason: str,
 
 def dismiss(session: Session, actor: audit.Actor, finding: Finding, reason: str,
             expected_version: int | None = None) -> Finding:
-    """The finding was wrong (e.g. a name match that is another person); it is not raised again."""
-    return _close_state(session, actor, finding, FindingState.DISMISSED, _reason(reason), "finding.dismissed",
-                        expected_version)
+    """The finding was wrong (e.g. a name match that is another person); it is not raised again (an exclusion
+    match: while the list record reads the same, whatever file carries it)."""
+    reason = _reason(reason)
+    _close_state(session, actor, finding, FindingState.DISMISSED, reason, "finding.dismissed", expected_version)
+    if finding.check == CheckKind.EXCLUSION:
+        exclusion_judgements.remember(session, actor, finding, ExclusionVerdict.DISMISSED, reason)
+    return finding
 
 
 def confirm(session: Session, actor: audit.Actor, finding: Finding, reason: str,
@@ -148,6 +153,7 @@ def confirm(session: Session, actor: audit.Actor, finding: Finding, reason: str,
     audit.record(session, actor, "finding.exclusion_confirmed", "finding", finding.id, before=before,
                  after={"severity": FindingSeverity.CRITICAL.value, "confirmed": True}, reason=reason,
                  provider_id=finding.provider_id)
+    exclusion_judgements.remember(session, actor, finding, ExclusionVerdict.CONFIRMED, reason)
     _stop_advertising(session, actor, finding.provider, finding)
     session.flush()
     return finding
@@ -166,12 +172,10 @@ def close_cleared(session: Session, actor: audit.Actor, provider_id: int, check:
     return closed
 
 
-def was_dismissed(session: Session, provider_id: int, check: CheckKind, subject_key: str) -> bool:
-    return session.scalar(
-        select(Finding.id).where(Finding.provider_id == provider_id, Finding.check == check,
-                                 Finding.subject_key == subject_key, Finding.state == FindingState.DISMISSED)
-        .limit(1)
-    ) is not None
+def open_subject_keys(session: Session, provider_id: int, check: CheckKind) -> set[str]:
+    return set(session.scalars(
+        select(Finding.subject_key).where(Finding.provider_id == provider_id, Finding.check == check,
+                                          Finding.state.in_(OPEN_FINDING_STATES))))
 
 
 # What a researcher may do to several findings at once.

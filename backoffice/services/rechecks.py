@@ -28,7 +28,7 @@ from backoffice.models import (
     WorkKind,
     utcnow,
 )
-from backoffice.services import audit, findings, provider_status, screening, sources, work
+from backoffice.services import audit, exclusion_judgements, findings, provider_status, screening, sources, work
 
 NETWORK_CHECKS = (CheckKind.WEBSITE, CheckKind.NPI, CheckKind.EXCLUSION)
 # How a run's summary names the check and the source it asks.
@@ -164,6 +164,7 @@ class Sources:
 
     http: GuardedClient
     nppes_url: str
+    screening: screening.Thresholds = field(default_factory=screening.Thresholds)
 
 
 def unreachable(check: CheckKind, exc: OutboundError | OutboundRefused, retries: int = 0) -> CheckResult:
@@ -216,7 +217,8 @@ def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources:
     if check == CheckKind.EXCLUSION:
         parties = screening.parties(subject.legal_name, subject.public_name, subject.npi, subject.principals)
         return screening.screen(session, parties, {loc["state"] for loc in subject.locations},
-                                {loc["city"] for loc in subject.locations}, today)
+                                {loc["city"] for loc in subject.locations}, today, sources.screening,
+                                {loc["street1"] for loc in subject.locations if loc["street1"]})
     raise ValueError(f"{check} is not a network re-check")
 
 
@@ -249,9 +251,12 @@ def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckK
     sources.recorded(session, actor, run, result, freshness)
     provider = session.get_one(Provider, provider_id)
     new_critical = []
-    for spec in result.findings:
-        if check == CheckKind.EXCLUSION and findings.was_dismissed(session, provider_id, check, spec.subject_key):
-            continue  # a researcher decided this record is someone else
+    raised = result.findings
+    if check == CheckKind.EXCLUSION and raised:
+        # A researcher's dismissal or confirmation of a record that has not changed since is not asked again.
+        raised = exclusion_judgements.weigh(session, provider_id, raised,
+                                            findings.open_subject_keys(session, provider_id, check))
+    for spec in raised:
         finding, created = findings.open_or_update(
             session, actor, provider, check, spec.subject_key, spec.severity, spec.title, spec.detail, run.id,
         )

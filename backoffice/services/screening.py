@@ -1,10 +1,16 @@
 """Exclusion lists: import files (recording the source file and date) and screen providers and principals."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select
+import numpy as np
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import JaroWinkler
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from backoffice.checks import names
@@ -57,6 +63,7 @@ def import_file(session: Session, actor: audit.Actor, parsed: ExclusionFile, fil
     values = [
         {
             "source_id": source.id, "list_name": parsed.list_name, "kind": row.kind, "row_key": row.row_key,
+            "identity": row.identity,
             "business_name": row.business_name, "last_name": row.last_name, "first_name": row.first_name,
             "middle_name": row.middle_name, "name_key": row.name_key, "npi": row.npi, "state": row.state,
             "city": row.city, "exclusion_type": row.exclusion_type, "excluded_on": row.excluded_on,
@@ -95,6 +102,11 @@ class Party:
     name_key: str
     npi: str | None
 
+    @property
+    def key(self) -> str:
+        """Who on our side was matched, as a finding's subject key and a judgement name it."""
+        return f"{self.role}:{self.name_key or self.npi}"
+
 
 def parties(legal_name: str, public_name: str, npi: str | None,
             principals: list[tuple[str, str | None]]) -> list[Party]:
@@ -104,74 +116,353 @@ def parties(legal_name: str, public_name: str, npi: str | None,
     return [p for p in found if p.name_key or p.npi]
 
 
-def _record_summary(record: ExclusionRecord) -> dict:
-    return {
-        "list": record.list_name, "name": record.business_name or " ".join(
-            p for p in (record.first_name, record.middle_name, record.last_name) if p),
-        "npi": record.npi, "city": record.city, "state": record.state, "exclusion_type": record.exclusion_type,
-        "excluded_on": record.excluded_on, "reinstated_on": record.reinstated_on,
-        "source_file": record.source.file_name if record.source else None,
-        "general": record.raw.get("GENERAL") or record.raw.get("PROVIDER_TYPE"),
-        "specialty": record.raw.get("SPECIALTY"), "address": record.raw.get("ADDRESS"),
-    }
+@dataclass(frozen=True)
+class Thresholds:
+    """How close each signal must come (0 to 1) for a list record to be raised: config's SCREENING_* settings.
+
+    A name must pass both name scores: token-set alone calls a name that is a subset of another identical
+    ('RECOVERY CENTER' and 'HARBOR RECOVERY CENTER'), Jaro-Winkler over the sorted words catches that. A city or
+    an address that agrees raises a name match's confidence; NPI and state are compared exactly.
+    """
+
+    name_token_set: float = 0.88
+    name_jaro_winkler: float = 0.85
+    address: float = 0.80
+    city: float = 0.90
+    fuzzy: bool = True
+
+    @classmethod
+    def from_config(cls, config) -> Thresholds:
+        return cls(name_token_set=config["SCREENING_NAME_TOKEN_SET_THRESHOLD"],
+                   name_jaro_winkler=config["SCREENING_NAME_JARO_WINKLER_THRESHOLD"],
+                   address=config["SCREENING_ADDRESS_THRESHOLD"], city=config["SCREENING_CITY_THRESHOLD"],
+                   fuzzy=config["SCREENING_FUZZY"])
 
 
 @dataclass
 class Subject:
-    """One provider to screen: its parties and the states and cities it operates in."""
+    """One provider to screen: its parties and the states, cities and street addresses it operates at."""
 
     parties: list[Party]
     states: set[str]
     cities: set[str]
+    addresses: set[str] = field(default_factory=set)
 
 
-SCREEN_CHUNK = 500
+class ListRow(NamedTuple):
+    """What screening needs of one list record to find candidates; the full record is read for matches only."""
+
+    id: int
+    identity: str
+    row_key: str
+    kind: ExclusionRecordKind
+    list_name: str
+    name_key: str
+    npi: str | None
+    state: str | None
+    excluded_on: date | None
+    reinstated_on: date | None
 
 
-def screen(session: Session, screened: list[Party], states: set[str], cities: set[str], today: date) -> CheckResult:
+LIST_COLUMNS = [getattr(ExclusionRecord, column) for column in ListRow._fields]
+# A fuzzy candidate must share one of a party's rarest words with the record, in one of the provider's states:
+# the blocks stay small, and a typo in one word still leaves the other to find it by.
+BLOCKING_WORDS = 2
+
+
+class ListIndex:
+    """Every list record once, keyed by NPI, by exact name key and state, and by (state, word) for fuzzy blocks."""
+
+    def __init__(self, rows: list[ListRow]):
+        self.rows = rows
+        self.by_npi: dict[str, list[ListRow]] = defaultdict(list)
+        self.by_name: dict[tuple[str, str | None], list[ListRow]] = defaultdict(list)
+        # A reinstatement names the exclusion it ends by NPI or by name and state, and its exclusion date.
+        self.reinstated: set[tuple] = set()
+        self._blocks: dict[tuple[str | None, str], list[ListRow]] | None = None
+        self.block_names: dict[tuple[str | None, str], list[str]] = {}
+        for row in rows:
+            if row.npi:
+                self.by_npi[row.npi].append(row)
+            self.by_name[(row.name_key, row.state)].append(row)
+            if row.kind == ExclusionRecordKind.REINSTATEMENT:
+                if row.npi:
+                    self.reinstated.add((row.npi, row.excluded_on))
+                self.reinstated.add((row.name_key, row.state, row.excluded_on))
+
+    @property
+    def blocks(self) -> dict[tuple[str | None, str], list[ListRow]]:
+        """The exclusions by (state, word), built on first use: exact-only screening never needs them."""
+        if self._blocks is None:
+            blocks: dict[tuple[str | None, str], list[ListRow]] = defaultdict(list)
+            names_of: dict[tuple[str | None, str], list[str]] = defaultdict(list)
+            for row in self.rows:
+                if row.kind == ExclusionRecordKind.EXCLUSION:
+                    for word in set(row.name_key.split()):
+                        blocks[(row.state, word)].append(row)
+                        names_of[(row.state, word)].append(row.name_key)
+            self._blocks, self.block_names = dict(blocks), dict(names_of)
+        return self._blocks
+
+    @classmethod
+    def load(cls, session: Session) -> ListIndex:
+        return cls([ListRow(*row) for row in session.execute(select(*LIST_COLUMNS).order_by(ExclusionRecord.id))])
+
+    def counts(self, row: ListRow, today: date) -> bool:
+        """An exclusion in force: not a reinstatement, not ended, not named by a reinstatement."""
+        if row.kind != ExclusionRecordKind.EXCLUSION or (row.reinstated_on and row.reinstated_on <= today):
+            return False
+        return (row.npi, row.excluded_on) not in self.reinstated and \
+            (row.name_key, row.state, row.excluded_on) not in self.reinstated
+
+    def blocking_words(self, name_key: str, state: str) -> list[str]:
+        """The party's rarest words that the list has in that state."""
+        blocks = self.blocks
+        sizes = sorted((len(block), word) for word in set(name_key.split())
+                       if (block := blocks.get((state, word))) is not None)
+        return [word for _, word in sizes[:BLOCKING_WORDS]]
+
+
+_cached: tuple[tuple, ListIndex] | None = None
+
+
+def list_index(session: Session) -> ListIndex:
+    """The index of the lists as imported now, built once per process and version of the lists."""
+    global _cached
+    version = (tuple(session.execute(select(ExclusionSource.id, ExclusionSource.sha256)
+                                     .order_by(ExclusionSource.id)).all()),
+               session.execute(select(func.count(), func.max(ExclusionRecord.id))).one()[:])
+    if _cached is None or _cached[0] != version:
+        _cached = (version, ListIndex.load(session))
+    return _cached[1]
+
+
+def forget_index() -> None:
+    """Drop the process's index of the lists (a benchmark measures building it)."""
+    global _cached
+    _cached = None
+
+
+def candidates(index: ListIndex, subjects: list[Subject], thresholds: Thresholds,
+               cutoff: float | None = None) -> list[dict[tuple[int, int], ListRow]]:
+    """Per subject, the (party number, record) pairs worth scoring: same NPI, same name key in one of its states,
+    and with fuzzy matching the records of a shared block whose token-set score reaches the threshold (or
+    `cutoff`), each block scored in one rapidfuzz cdist call."""
+    found: list[dict[tuple[int, int], ListRow]] = [{} for _ in subjects]
+    queries: dict[tuple[str, str], dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for number, subject in enumerate(subjects):
+        pairs = found[number]
+        for p, party in enumerate(subject.parties):
+            if party.npi:
+                for row in index.by_npi.get(party.npi, ()):
+                    pairs[(p, row.id)] = row
+            if not party.name_key:
+                continue
+            for state in subject.states:
+                for row in index.by_name.get((party.name_key, state), ()):
+                    pairs[(p, row.id)] = row
+                if thresholds.fuzzy:
+                    for word in index.blocking_words(party.name_key, state):
+                        queries[(state, word)][party.name_key].append((number, p))
+    score_cutoff = 100 * (thresholds.name_token_set if cutoff is None else cutoff)
+    for block_key, wanted in queries.items():
+        block, block_names = index.blocks[block_key], index.block_names[block_key]
+        plain = [name for name in wanted if not has_initial(name)]
+        hits: list[tuple[str, int]] = []
+        if plain:
+            scores = process.cdist(plain, block_names, scorer=fuzz.token_set_ratio, score_cutoff=score_cutoff,
+                                   dtype=np.uint8, workers=1)
+            hits += [(plain[q], int(c)) for q, c in zip(*np.nonzero(scores), strict=True)]
+        # Names written with an initial are few: scored one by one with the initial read as its word.
+        hits += [(name, c) for name in wanted if has_initial(name) for c, theirs in enumerate(block_names)
+                 if 100 * name_scores(name, theirs)[0] >= score_cutoff]
+        for name, c in hits:
+            row = block[c]
+            for number, p in wanted[name]:
+                found[number][(p, row.id)] = row
+    return found
+
+
+@dataclass
+class Signal:
+    """One row of the side-by-side comparison a researcher reads: what we hold, what the list holds, how close."""
+
+    signal: str
+    ours: str
+    theirs: str
+    score: float | None
+    threshold: float | None
+
+    @property
+    def agrees(self) -> bool:
+        return self.score is not None and self.threshold is not None and self.score >= self.threshold
+
+    def as_dict(self) -> dict:
+        return {"signal": self.signal, "ours": self.ours, "theirs": self.theirs, "score": self.score,
+                "threshold": self.threshold}
+
+
+def _sorted_words(key: str) -> str:
+    return " ".join(sorted(key.split()))
+
+
+def _initials_aligned(ours: str, theirs: str) -> tuple[str, str]:
+    """An initial stands for any word it begins on the other side ('J DOE' and 'JANE DOE' read 'J DOE' both)."""
+    words = [ours.split(), theirs.split()]
+    for side in (0, 1):
+        other = words[1 - side]
+        for initial in (w for w in words[side] if len(w) == 1):
+            for n, word in enumerate(other):
+                if len(word) > 1 and word[0] == initial:
+                    other[n] = initial
+                    break
+    return " ".join(words[0]), " ".join(words[1])
+
+
+_INITIAL = re.compile(r"(?:^| )[A-Z0-9](?: |$)")
+
+
+def has_initial(key: str) -> bool:
+    return _INITIAL.search(key) is not None
+
+
+def name_scores(ours: str, theirs: str) -> tuple[float, float]:
+    """Token-set and Jaro-Winkler (over the words sorted, so word order does not count) similarity, 0 to 1."""
+    if ours == theirs:
+        return 1.0, 1.0
+    if has_initial(ours) or has_initial(theirs):
+        ours, theirs = _initials_aligned(ours, theirs)
+    return (round(fuzz.token_set_ratio(ours, theirs) / 100, 3),
+            round(JaroWinkler.normalized_similarity(_sorted_words(ours), _sorted_words(theirs)), 3))
+
+
+def _best_place(ours: set[str], theirs: str | None, key=lambda text: text) -> tuple[str, float | None]:
+    """Our value closest to the list's, and its token-set score (None when either side has none)."""
+    theirs_key = key(theirs or "")
+    scored = [(fuzz.token_set_ratio(key(value), theirs_key) / 100, value) for value in sorted(ours) if value]
+    if not theirs_key or not scored:
+        return ", ".join(sorted(v for v in ours if v)), None
+    score, value = max(scored)
+    return value, round(score, 3)
+
+
+def signals(party: Party, record: dict, subject: Subject, thresholds: Thresholds) -> list[Signal]:
+    """Every signal of a party against a list record, in the order a researcher reads them."""
+    token_set, jaro_winkler = name_scores(party.name_key, record["name_key"])
+    address, address_score = _best_place(subject.addresses, record.get("address"), names.address_key)
+    city, city_score = _best_place({c.upper() for c in subject.cities if c}, record.get("city"))
+    states = sorted(subject.states)
+    npi_score = None if not (party.npi and record.get("npi")) else float(party.npi == record["npi"])
+    return [
+        Signal("name (token set)", party.name, record["name"], token_set, thresholds.name_token_set),
+        Signal("name (Jaro-Winkler)", party.name, record["name"], jaro_winkler, thresholds.name_jaro_winkler),
+        Signal("address", address, record.get("address") or "", address_score, thresholds.address),
+        Signal("city", city, record.get("city") or "", city_score, thresholds.city),
+        Signal("state", ", ".join(states), record.get("state") or "", float(record.get("state") in subject.states),
+               1.0),
+        Signal("NPI", party.npi or "", record.get("npi") or "", npi_score, 1.0),
+        # We hold no date of birth for principals: the list's is shown for the researcher to compare.
+        Signal("date of birth", "", record.get("date_of_birth") or "", None, None),
+    ]
+
+
+def _record_summary(record: ExclusionRecord, source_file: str | None) -> dict:
+    dob = (record.raw.get("DOB") or "").strip()
+    return {
+        "list": record.list_name, "name": record.business_name or " ".join(
+            p for p in (record.first_name, record.middle_name, record.last_name) if p),
+        "name_key": record.name_key,
+        "npi": record.npi, "city": record.city, "state": record.state, "exclusion_type": record.exclusion_type,
+        "excluded_on": record.excluded_on, "reinstated_on": record.reinstated_on,
+        "source_file": source_file,
+        "general": record.raw.get("GENERAL") or record.raw.get("PROVIDER_TYPE"),
+        "specialty": record.raw.get("SPECIALTY"), "address": record.raw.get("ADDRESS"),
+        "date_of_birth": f"{dob[:4]}-{dob[4:6]}-{dob[6:]}" if len(dob) == 8 and dob not in ("00000000",) else None,
+    }
+
+
+@dataclass
+class Match:
+    """A list record that one of the subject's parties matches, with the signals that say how well."""
+
+    party: Party
+    record: ExclusionRecord
+    summary: dict
+    signals: list[Signal]
+    confidence: float
+    how: str
+
+
+def judge_pair(party: Party, summary: dict, subject: Subject, thresholds: Thresholds) -> tuple[list[Signal], float, str] | None:
+    """Whether this party is this record: certain by NPI; a lead for a researcher by a name close enough in one
+    of our states, surer when the city or the address agrees. None when it is not a match."""
+    scored = signals(party, summary, subject, thresholds)
+    by_name = {s.signal: s for s in scored}
+    if by_name["NPI"].score == 1.0:
+        return scored, CONFIDENCE_NPI, "NPI"
+    if not (by_name["state"].agrees and by_name["name (token set)"].agrees and by_name["name (Jaro-Winkler)"].agrees):
+        return None
+    exact = party.name_key == summary["name_key"]
+    place = "city" if by_name["city"].agrees else "address" if by_name["address"].agrees else None
+    confidence = CONFIDENCE_NAME_STATE_CITY if place else CONFIDENCE_NAME_STATE
+    if not exact:
+        confidence = round(confidence * (by_name["name (token set)"].score or 0), 2)
+    how = ("name" if exact else "similar name") + (f", state and {place}" if place else " and state")
+    return scored, confidence, how
+
+
+# Subjects scored together: each block is scored once for all of them (one cdist call), so the chunk is large.
+SCREEN_CHUNK = 25_000
+
+
+def screen(session: Session, screened: list[Party], states: set[str], cities: set[str], today: date,
+           thresholds: Thresholds | None = None, addresses: set[str] | None = None) -> CheckResult:
     """Match the parties against every imported list; reinstated or ended exclusions do not count."""
-    return screen_many(session, [Subject(screened, states, cities)], today)[0]
+    return screen_many(session, [Subject(screened, states, cities, addresses or set())], today, thresholds)[0]
 
 
-def screen_many(session: Session, subjects: list[Subject], today: date) -> list[CheckResult]:
-    """Screen many providers with one candidate query per chunk of them, not several queries each."""
+def screen_many(session: Session, subjects: list[Subject], today: date,
+                thresholds: Thresholds | None = None) -> list[CheckResult]:
+    """Screen many providers in one pass over an in-memory index of the lists (built once per list version);
+    only the records that match are read in full."""
+    thresholds = thresholds or Thresholds()
     if session.scalar(select(ExclusionSource.id).limit(1)) is None:
         # Screening against nothing is not a pass.
         return [CheckResult.error("No exclusion list has been imported: nothing to screen against", _evidence(s, 0))
                 for s in subjects]
     version = source_version(session)
+    index = list_index(session)
+    source_files = dict(session.execute(select(ExclusionSource.id, ExclusionSource.file_name)).all())
     results = []
     for start in range(0, len(subjects), SCREEN_CHUNK):
         chunk = subjects[start:start + SCREEN_CHUNK]
-        by_npi, by_name = _candidates(session, chunk)
-        for subject in chunk:
-            npis = {p.npi for p in subject.parties if p.npi}
-            keys = {p.name_key for p in subject.parties if p.name_key}
-            candidates = {r.id: r for npi in npis for r in by_npi.get(npi, ())}
-            if subject.states:
-                candidates.update((r.id, r) for key in keys for r in by_name.get(key, ()) if r.state in subject.states)
-            results.append(_judge(list(candidates.values()), subject, today, version))
+        found = candidates(index, chunk, thresholds)
+        # The latest version of each record only, and only exclusions in force.
+        latest: list[dict[str, ListRow]] = []
+        for pairs in found:
+            rows: dict[str, ListRow] = {}
+            for row in pairs.values():
+                if index.counts(row, today) and (row.identity not in rows or rows[row.identity].id < row.id):
+                    rows[row.identity] = row
+            latest.append(rows)
+        wanted = sorted({row.id for rows in latest for row in rows.values()})
+        records: dict[int, ExclusionRecord] = {}
+        for offset in range(0, len(wanted), INSERT_CHUNK):
+            records.update((r.id, r) for r in session.scalars(
+                select(ExclusionRecord).where(ExclusionRecord.id.in_(wanted[offset:offset + INSERT_CHUNK]))))
+        for subject, rows in zip(chunk, latest, strict=True):
+            matches = []
+            for row in sorted(rows.values(), key=lambda r: r.id):
+                record = records[row.id]
+                summary = _record_summary(record, source_files.get(record.source_id))
+                best = max(((judged, party) for party in subject.parties
+                            if (judged := judge_pair(party, summary, subject, thresholds))),
+                           key=lambda pair: pair[0][1], default=None)
+                if best:
+                    (scored, confidence, how), party = best
+                    matches.append(Match(party, record, summary, scored, confidence, how))
+            results.append(_judge(matches, subject, version))
     return results
-
-
-def _candidates(session: Session, chunk: list[Subject]) -> tuple[dict, dict]:
-    """The exclusion records sharing an NPI, or a name key in a state, with anyone in the chunk."""
-    npis = {p.npi for s in chunk for p in s.parties if p.npi}
-    keys = {p.name_key for s in chunk if s.states for p in s.parties if p.name_key}
-    states = {state for s in chunk for state in s.states}
-    conditions: list[ColumnElement[bool]] = []
-    if npis:
-        conditions.append(ExclusionRecord.npi.in_(npis))
-    if keys and states:
-        conditions.append(and_(ExclusionRecord.name_key.in_(keys), ExclusionRecord.state.in_(states)))
-    by_npi: dict[str, list[ExclusionRecord]] = {}
-    by_name: dict[str, list[ExclusionRecord]] = {}
-    if conditions:
-        for record in session.scalars(select(ExclusionRecord).where(or_(*conditions))):
-            if record.npi:
-                by_npi.setdefault(record.npi, []).append(record)
-            by_name.setdefault(record.name_key, []).append(record)
-    return by_npi, by_name
 
 
 def _evidence(subject: Subject, matches: int) -> dict:
@@ -179,46 +470,25 @@ def _evidence(subject: Subject, matches: int) -> dict:
             "states": sorted(subject.states), "matches": matches}
 
 
-def _judge(candidates: list[ExclusionRecord], subject: Subject, today: date, version: str) -> CheckResult:
-    screened, states, cities = subject.parties, subject.states, subject.cities
-    candidates.sort(key=lambda r: r.id)
-    reinstated = {
-        marker
-        for r in candidates if r.kind == ExclusionRecordKind.REINSTATEMENT
-        for marker in ((r.npi, r.excluded_on), (r.name_key, r.state, r.excluded_on))
-        if marker[0]
-    }
+def _judge(matches: list[Match], subject: Subject, version: str) -> CheckResult:
+    """The run's outcome and a finding per matched record: by NPI critical, by name a warning to look at."""
     found: list[FindingSpec] = []
-    upper_cities = {c.upper() for c in cities}
-    for record in candidates:
-        if record.kind != ExclusionRecordKind.EXCLUSION:
-            continue
-        if record.reinstated_on and record.reinstated_on <= today:
-            continue
-        if (record.npi, record.excluded_on) in reinstated or (record.name_key, record.state, record.excluded_on) in reinstated:
-            continue
-        for party in screened:
-            if party.npi and record.npi == party.npi:
-                confidence, how = CONFIDENCE_NPI, "NPI"
-            elif party.name_key and record.name_key == party.name_key and record.state in states:
-                same_city = bool(record.city and record.city.upper() in upper_cities)
-                confidence = CONFIDENCE_NAME_STATE_CITY if same_city else CONFIDENCE_NAME_STATE
-                how = "name, state and city" if same_city else "name and state"
-            else:
-                continue
-            confirmed = confidence >= CONFIDENCE_NPI
-            detail = {
-                "party": {"role": party.role, "name": party.name, "npi": party.npi},
-                "record": _record_summary(record), "matched_by": how, "confidence": confidence,
-                "exclusion_record_id": record.id,
-            }
-            label = "Excluded" if confirmed else "Probable exclusion match"
-            found.append(FindingSpec(
-                f"exclusion:{record.row_key}:{party.role}:{party.name_key or party.npi}",
-                FindingSeverity.CRITICAL if confirmed else FindingSeverity.WARNING,
-                f"{label}: {party.role} {party.name} on {record.list_name} ({how})"[:300], detail,
-            ))
-            break
+    for match in matches:
+        record, party = match.record, match.party
+        confirmed = match.confidence >= CONFIDENCE_NPI
+        detail: dict[str, Any] = {
+            "party": {"role": party.role, "name": party.name, "npi": party.npi},
+            "record": match.summary, "matched_by": match.how, "confidence": match.confidence,
+            "signals": [s.as_dict() for s in match.signals],
+            "exclusion_record_id": record.id, "record_identity": record.identity,
+            "record_fingerprint": record.row_key, "party_key": party.key,
+        }
+        label = "Excluded" if confirmed else "Probable exclusion match"
+        found.append(FindingSpec(
+            f"exclusion:{record.identity}:{party.key}"[:200],
+            FindingSeverity.CRITICAL if confirmed else FindingSeverity.WARNING,
+            f"{label}: {party.role} {party.name} on {record.list_name} ({match.how})"[:300], detail,
+        ))
     evidence = _evidence(subject, len(found))
     if not found:
         return CheckResult(CheckOutcome.PASS, f"No exclusion match ({version})"[:500], evidence, source_version=version[:200])
