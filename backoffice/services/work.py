@@ -218,13 +218,22 @@ def complete(session: Session, work_id: int) -> bool:
     return _finish(session, work_id)
 
 
+def complete_many(session: Session, work_ids: list[int]) -> int:
+    """`complete` for the rows of a batch of results recorded in one transaction; how many were still open."""
+    return _finish_many(session, work_ids)
+
+
 def _finish(session: Session, work_id: int, *condition) -> bool:
+    return _finish_many(session, [work_id], *condition) == 1
+
+
+def _finish_many(session: Session, work_ids: list[int], *condition) -> int:
     now = utcnow()
     result = session.execute(
-        _TABLE.update().where(_TABLE.c.id == work_id, OPEN, *condition)
+        _TABLE.update().where(_TABLE.c.id.in_(work_ids), OPEN, *condition)
         .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None)
     )
-    return cast(CursorResult, result).rowcount == 1
+    return cast(CursorResult, result).rowcount
 
 
 @dataclass
