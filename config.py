@@ -83,7 +83,7 @@ class Config:
     # one transaction, up to RECHECK_RECORD_BATCH (tasks/recording.py): one commit and one append to the audit
     # chain for them all. A batch of 1 records each check on its own.
     RECHECK_RECORD_BATCH = 50
-    RECHECK_RECORD_WAIT_MS = 50
+    RECHECK_RECORD_WAIT_MS = 250
     EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]
     AUTO_SUSPEND_ON_CRITICAL = False
     # The guarded outbound HTTP client.
