@@ -39,6 +39,7 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from backoffice import unit_of_work
 from backoffice.checks import website
 from backoffice.checks.http import client_for
 from backoffice.extensions import db
@@ -245,10 +246,12 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
                 policy = work.Policy.from_config(app.config)
                 batch = app.config["RECHECK_BATCH_SIZE"]
                 for first in range(1, checks + 1, batch):
-                    work.request_many(db.session, "system:recheck-sweep", [
-                        work.check_spec(WorkKind.SCHEDULED_CHECK, pid, CheckKind.WEBSITE, "bench")
-                        for pid in range(first, min(first + batch, checks + 1))], policy)
-                    db.session.commit()
+                    # Retried when it loses the write lock to the workers' commits, as the sweep's claim is.
+                    unit_of_work.retrying(db.session, lambda first=first: work.request_many(
+                        db.session, "system:recheck-sweep", [
+                            work.check_spec(WorkKind.SCHEDULED_CHECK, pid, CheckKind.WEBSITE, "bench")
+                            for pid in range(first, min(first + batch, checks + 1))], policy),
+                        attempts=5, what="the benchmark's batch of work")
                 enqueued = time.perf_counter() - started
                 # Generous: a machine shared with other work may run it at a fraction of its speed.
                 budget = checks * LATENCY[1] / max(1, concurrency) * 3 + 120 + checks / 10
