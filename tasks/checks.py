@@ -93,12 +93,15 @@ def run_check(self, work_id: int) -> str:
     # One transaction before any network call, ending there: nothing stays open (or locked, on SQLite) while we
     # wait on the network. Its first statement takes the row unless it is held, finished, or its run is
     # recorded already; the claim and its lease are committed with the read of the provider.
-    with unit_of_work.atomic():
+    # A claim that loses a race (on SQLite: the write lock, past its busy timeout) is tried again, as the sweep's
+    # claim is: the statement is conditional, so a second try takes the row only if it is still free.
+    def take() -> tuple[work.Claimed | None, bool, rechecks.ProviderFacts | None]:
         row = work.claim(db.session, work_id, policy, retry=self.request.retries > 0, unless_recorded=True)
         if row is None:
-            recorded = work.complete_if_recorded(db.session, work_id)
-        else:
-            subject = rechecks.facts(db.session, int(row.target_id), CheckKind(row.params["check"]))
+            return None, work.complete_if_recorded(db.session, work_id), None
+        return row, False, rechecks.facts(db.session, int(row.target_id), CheckKind(row.params["check"]))
+
+    row, recorded, subject = unit_of_work.retrying(db.session, take, attempts=5, what=f"the claim of work {work_id}")
     if row is None:
         return "already done" if recorded else "taken or done"
     provider_id, kind, key = int(row.target_id), CheckKind(row.params["check"]), row.idempotency_key
