@@ -88,6 +88,11 @@ class Config:
     CHECK_RETRY_BACKOFF_SECONDS = 30
     # One check is stopped after this long (a soft limit a sixth earlier lets it record an error run first).
     CHECK_TIME_LIMIT_SECONDS = 180
+    # The checks of one worker process that finish within RECHECK_RECORD_WAIT_MS of each other are recorded in
+    # one transaction, up to RECHECK_RECORD_BATCH (tasks/recording.py): one commit and one append to the audit
+    # chain for them all. A batch of 1 records each check on its own.
+    RECHECK_RECORD_BATCH = 50
+    RECHECK_RECORD_WAIT_MS = 250
     EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]
     # How fresh each external source must be (days since it was last imported or answered): a check against an
     # older one is recorded as "source stale", never as a pass (services/sources.py).
@@ -337,8 +342,9 @@ POSITIVE = (
     "REDIS_WEB_TIMEOUT_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_BATCH_SIZE", "MAIL_MAX_ATTEMPTS",
     "MAIL_RETRY_BACKOFF_SECONDS", "MAIL_MAX_BACKOFF_SECONDS", "MAIL_SENDING_LEASE_SECONDS",
     "MAIL_DELIVERY_TIME_LIMIT_SECONDS", "LEIE_FRESHNESS_DAYS", "STATE_LIST_FRESHNESS_DAYS", "NPPES_FRESHNESS_DAYS",
+    "RECHECK_RECORD_BATCH",
 )
-NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS")
+NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS", "RECHECK_RECORD_WAIT_MS")
 # Similarity scores from 0 to 1: 0 would raise every record of a state, above 1 none at all.
 SCORE_THRESHOLDS = ("SCREENING_NAME_TOKEN_SET_THRESHOLD", "SCREENING_NAME_JARO_WINKLER_THRESHOLD",
                     "SCREENING_ADDRESS_THRESHOLD", "SCREENING_CITY_THRESHOLD")

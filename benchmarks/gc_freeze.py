@@ -13,6 +13,7 @@ the freeze includes everything start-up built.
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import os
@@ -160,12 +161,70 @@ def run(size: str, rounds: int = 2, requests: int = 100, log=print) -> dict:
     return {"requests_per_page": requests, "load_average": os.getloadavg(), "runs": runs}
 
 
+def collections(size: str, requests: int = 200, path: str = "/admin/finding-work/", log=print) -> dict:
+    """Why a page's p95 moves with the freeze: in this process, the page `requests` times with the collector as
+    is, then after gc.freeze(), then after gc.freeze() once the page has been served (its caches filled), each
+    time counting the collections of each generation during the requests and the time they took
+    (gc.callbacks). Each setting runs on a heap as start-up and the first request left it."""
+    scale = parse_size(size)
+    app = bench_app()
+    with app.app_context():
+        ensure_built(scale, log)
+        client = app.test_client()
+        from benchmarks.generate import sign_in
+
+        sign_in(client)
+        db.session.remove()
+    results = {}
+    for setting in ("as is", "frozen at start", "frozen after warm-up"):
+        gc.collect()
+        gc.unfreeze()
+        if setting == "frozen at start":
+            gc.collect()
+            gc.freeze()
+        expect(client.get(path).status_code == 200, f"{path} did not answer 200")
+        if setting == "frozen after warm-up":
+            gc.collect()
+            gc.freeze()
+        pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        begun: list[float] = []
+
+        def watch(phase: str, info: dict, pauses=pauses, begun=begun) -> None:
+            if phase == "start":
+                begun.append(time.perf_counter())
+            else:
+                pauses[info["generation"]].append((time.perf_counter() - begun.pop()) * 1000)
+
+        gc.callbacks.append(watch)
+        samples = []
+        try:
+            for _ in range(requests):
+                started = time.perf_counter()
+                expect(client.get(path).status_code == 200, f"{path} did not answer 200")
+                samples.append((time.perf_counter() - started) * 1000)
+        finally:
+            gc.callbacks.remove(watch)
+        median, p95 = percentiles(samples)
+        results[setting] = {"median_ms": median, "p95_ms": p95, "frozen_objects": gc.get_freeze_count(),
+                            "collections": {f"gen{g}": len(v) for g, v in pauses.items()},
+                            "gen2_ms_each": round(sum(pauses[2]) / len(pauses[2]), 1) if pauses[2] else None,
+                            "gc_ms_per_request": round(sum(map(sum, pauses.values())) / requests, 2)}
+        log(f"  {setting:<22} {median:.1f} / {p95:.1f} ms  {results[setting]}")
+    gc.unfreeze()
+    return {"page": path, "requests": requests, "load_average": os.getloadavg(), "settings": results}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="small")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--collections", action="store_true",
+                        help="count the collector's passes in this process instead (see collections())")
     args = parser.parse_args()
+    if args.collections:
+        print(json.dumps(collections(args.size, args.requests), indent=1))
+        return
     print(json.dumps(run(args.size, args.rounds, args.requests), indent=1))
 
 

@@ -1,6 +1,7 @@
 """Re-check sweep throughput: N website checks through a real Celery worker against a local farm of slow sites.
 
 Usage: DATABASE_URL=... [REDIS_URL=...] python -m benchmarks.recheck_sweep [--checks 10000] [--hosts 1000]
+       [--processes N] [--profile DIR]
 
 The farm: threaded HTTP servers on 127.0.0.1, each answer delayed 100-300 ms (uniform), reached under
 `--hosts` distinct names through OUTBOUND_HOST_OVERRIDES with OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS (only this
@@ -10,10 +11,18 @@ product's `run_check` task for each listed provider's website, asked for as the 
 check, a batch of rows per commit, each sent after it (the timing includes every row's claim and finish). Baseline: the same check one after another
 in this process, timed on a sample and extrapolated. Bound: mean latency x checks / worker concurrency.
 Plain HTTP: TLS handshakes are CPU work measured by benchmarks/website_checks.py, not network waiting.
+
+CPU, the figure the goal is set in: the worker processes' user + system time a check, against the same check's
+CPU in this process (thread time of the sequential sample: `website.check`, and a bare `http.client` GET of the
+same page), both from the same run. `--processes` starts that many copies of the Procfile's worker line (one per
+core by default: threads share one interpreter lock, so one process uses one core at most). `--profile DIR`
+attaches py-spy to each worker for the sweep (sampling the thread that holds the interpreter lock: where the
+CPU goes) and writes its samples there (py-spy must be installed).
 """
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -24,11 +33,13 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
+from backoffice import unit_of_work
 from backoffice.checks import website
 from backoffice.checks.http import client_for
 from backoffice.extensions import db
@@ -100,6 +111,23 @@ def worker_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_server_cpu_seconds(url: str) -> float:
+    """CPU every PostgreSQL server process on this machine has used (0 for SQLite, whose work is the worker's):
+    on a shared server this counts the other clients' statements too, so it is an upper bound."""
+    total = 0.0
+    if not url.startswith("postgresql"):
+        return total
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def peak_rss_mb(pid: int) -> float | None:
     """The most resident memory the process has held (VmHWM), in MB."""
     try:
@@ -118,9 +146,23 @@ def concurrency_of(command: list[str]) -> int:
     return os.cpu_count() or 1
 
 
-def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int = 50, log=print) -> dict:
+def bare_http_cpu(urls: dict[int, str], sample: int) -> float:
+    """CPU a check's GET costs with nothing around it: http.client, one connection per request, as the check."""
+    started = time.thread_time()
+    for pid in range(1, sample + 1):
+        url = urllib.parse.urlsplit(urls[pid])
+        connection = http.client.HTTPConnection("127.0.0.1", url.port, timeout=10)
+        connection.request("GET", url.path, headers={"Host": url.netloc})
+        expect(connection.getresponse().read().startswith(b"<html>"), "the farm did not answer the bare GET")
+        connection.close()
+    return (time.thread_time() - started) / sample
+
+
+def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int = 50, processes: int | None = None,
+        profile: Path | None = None, record_batch: int | None = None, log=print) -> dict:
     instance = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     sample = min(sample, checks)
+    processes = processes or os.cpu_count() or 1
     sites = farm(servers)
     names = [f"site{n}.farm.test" for n in range(hosts)]
     settings = {
@@ -131,13 +173,16 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
         "CELERY_QUEUE": f"bench-sweep-{os.getpid()}",
         "BEAT_SCHEDULE_FILE": str(instance / "beat"),
         "OUTBOX_FOLDER": str(instance / "outbox"),
+        # The product's setting unless asked otherwise (1: each check recorded in its own transaction).
+        **({"RECHECK_RECORD_BATCH": str(record_batch)} if record_batch else {}),
     }
     with scratch_database("sweep", instance) as url:
         env = {**os.environ, **settings, "BACKOFFICE_ENV": "testing", "BACKOFFICE_INSTANCE_PATH": str(instance),
                "DATABASE_URL": url}
         app = bench_app(SQLALCHEMY_DATABASE_URI=url, **{**settings, "OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS": True,
                                                          "OUTBOUND_HOST_OVERRIDES": {n: "127.0.0.1" for n in names},
-                                                         "CHECK_MAX_RETRIES": 0})
+                                                         "CHECK_MAX_RETRIES": 0,
+                                                         **({"RECHECK_RECORD_BATCH": record_batch} if record_batch else {})})
         with app.app_context():
             from flask_migrate import upgrade
 
@@ -161,47 +206,73 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
 
             # Baseline: the same check, one after another.
             client = client_for(app.config)
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.thread_time()
             for pid in range(1, sample + 1):
                 # Plain HTTP: "warn" (not HTTPS) is the expected outcome; anything else means the farm is wrong.
                 outcome = website.check(client, urls[pid], [f"Clinic {pid}"]).outcome.value
                 expect(outcome == "warn", f"the sequential check of {urls[pid]} ended {outcome!r}, not 'warn' "
                                           "(reached over plain HTTP): the farm is not what is being checked")
             sequential_per_check = (time.perf_counter() - started) / sample
+            # The farm's servers answer in their own threads: this thread's CPU is the check's own.
+            check_cpu = (time.thread_time() - cpu_started) / sample
+            bare_cpu = bare_http_cpu(urls, sample)
 
             command = worker_command() + ["-Q", settings["CELERY_QUEUE"], "--without-mingle", "--without-gossip"]
-            concurrency = concurrency_of(command)
-            log_file = instance / "worker.log"
-            worker = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log_file.open("w"), stderr=subprocess.STDOUT)
+            concurrency = concurrency_of(command) * processes
+            logs = [instance / f"worker-{n}.log" for n in range(processes)]
+            workers = [subprocess.Popen(command + ["-n", f"sweep{n}@%h"], cwd=ROOT, env=env, stdout=log.open("w"),
+                                        stderr=subprocess.STDOUT) for n, log in enumerate(logs)]
+            log_file = logs[0]
+            profilers: list[subprocess.Popen] = []
             try:
-                deadline = time.monotonic() + 60
-                while "ready." not in log_file.read_text():
-                    if worker.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit(f"worker did not start:\n{log_file.read_text()[-3000:]}")
-                    time.sleep(0.2)
+                deadline = time.monotonic() + 180  # several starting at once, on a busy machine
+                for worker, log_file in zip(workers, logs, strict=True):
+                    while "ready." not in log_file.read_text():
+                        if worker.poll() is not None or time.monotonic() > deadline:
+                            raise SystemExit(f"worker did not start:\n{log_file.read_text()[-3000:]}")
+                        time.sleep(0.2)
+                cpu_before = sum(worker_cpu_seconds(w.pid) or 0 for w in workers)
+                if profile:
+                    profile.mkdir(parents=True, exist_ok=True)
+                    profilers = [subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(w.pid), "--rate", "100",
+                                                   "--format", "raw", "--nonblocking", "--gil", "-o",
+                                                   str(profile / f"worker-{n}.txt")],
+                                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 for n, w in enumerate(workers)]
+                load_at_start = os.getloadavg()
+                database_cpu_before = database_server_cpu_seconds(url)
                 started = time.perf_counter()
                 # As the sweep asks for them: a work row per check, a batch per commit, sent after it.
                 policy = work.Policy.from_config(app.config)
                 batch = app.config["RECHECK_BATCH_SIZE"]
                 for first in range(1, checks + 1, batch):
-                    work.request_many(db.session, "system:recheck-sweep", [
-                        work.check_spec(WorkKind.SCHEDULED_CHECK, pid, CheckKind.WEBSITE, "bench")
-                        for pid in range(first, min(first + batch, checks + 1))], policy)
-                    db.session.commit()
+                    # Retried when it loses the write lock to the workers' commits, as the sweep's claim is.
+                    unit_of_work.retrying(db.session, lambda first=first: work.request_many(
+                        db.session, "system:recheck-sweep", [
+                            work.check_spec(WorkKind.SCHEDULED_CHECK, pid, CheckKind.WEBSITE, "bench")
+                            for pid in range(first, min(first + batch, checks + 1))], policy),
+                        attempts=5, what="the benchmark's batch of work")
                 enqueued = time.perf_counter() - started
-                budget = checks * LATENCY[1] / max(1, concurrency) * 3 + 120
+                # Generous: a machine shared with other work may run it at a fraction of its speed.
+                budget = checks * LATENCY[1] / max(1, concurrency) * 3 + 120 + checks / 10
                 while True:
                     db.session.rollback()
                     done = db.session.scalar(select(func.count()).select_from(CheckRun))
                     if done >= checks:
                         break
-                    if time.perf_counter() - started > budget or worker.poll() is not None:
+                    if time.perf_counter() - started > budget or any(w.poll() is not None for w in workers):
                         raise SystemExit(f"{done} of {checks} checks after {time.perf_counter() - started:.0f} s:\n"
                                          f"{log_file.read_text()[-3000:]}")
                     time.sleep(0.5)
                 elapsed = time.perf_counter() - started
-                worker_cpu = worker_cpu_seconds(worker.pid)
-                worker_rss = peak_rss_mb(worker.pid)
+                load_at_end = os.getloadavg()
+                database_cpu = database_server_cpu_seconds(url) - database_cpu_before
+                # Start-up (imports, the app, the pool) is not the sweep's: only what the workers used since ready.
+                cpu_used = [worker_cpu_seconds(w.pid) for w in workers]
+                worker_cpu = None if None in cpu_used else sum(c or 0 for c in cpu_used) - cpu_before
+                rss = [peak_rss_mb(w.pid) for w in workers]
+                worker_rss = max((r for r in rss if r is not None), default=None)
+
                 outcomes = dict(db.session.execute(select(CheckRun.outcome, func.count()).group_by(CheckRun.outcome)).all())
                 db.session.rollback()
                 # A check refused, failed or errored is quick and measures nothing of the sweep.
@@ -216,11 +287,19 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
             finally:
                 # Cold shutdown: every check is recorded (or the run has failed), so there is nothing for a
                 # warm shutdown to wait for but its own pool winding down.
-                worker.send_signal(signal.SIGQUIT)
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                for profiler in profilers:  # py-spy writes its samples when interrupted
+                    profiler.send_signal(signal.SIGINT)
+                    try:
+                        profiler.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        profiler.kill()
+                for worker in workers:
+                    worker.send_signal(signal.SIGQUIT)
+                for worker in workers:
+                    try:
+                        worker.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        worker.kill()
             db.session.remove()
             db.engine.dispose()
     for site in sites:
@@ -230,9 +309,13 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
     rate = checks / elapsed
     result = {
         "checks": checks, "hosts": hosts, "work_rows": True, "worker": " ".join(command[3:]),
-        "concurrency": concurrency,
+        "processes": processes, "concurrency": concurrency, "record_batch": int(app.config["RECHECK_RECORD_BATCH"]),
+        "load_average": {"start": [round(x, 2) for x in load_at_start], "end": [round(x, 2) for x in load_at_end]},
         "seconds": round(elapsed, 1), "enqueue_seconds": round(enqueued, 1),
         "worker_cpu_ms_per_check": round(worker_cpu * 1000 / checks, 2) if worker_cpu is not None else None,
+        "database_server_cpu_ms_per_check": round(database_cpu * 1000 / checks, 2),
+        "inprocess_check_cpu_ms": round(check_cpu * 1000, 2), "bare_http_cpu_ms": round(bare_cpu * 1000, 2),
+        "cpu_ratio_to_inprocess": round(worker_cpu / checks / check_cpu, 1) if worker_cpu and check_cpu else None,
         "checks_per_s": round(rate, 1),
         "worker_peak_rss_mb": worker_rss,
         "outcomes": {str(k): v for k, v in outcomes.items()},
@@ -242,7 +325,10 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
         "bound_seconds": round(bound, 1), "ratio_to_bound": round(elapsed / bound, 2),
     }
     log(f"  sweep {checks:,} checks: {elapsed:.1f} s, {rate:.1f} checks/s, {result['ratio_to_sequential']}x sequential, "
-        f"bound {bound:.0f} s ({result['ratio_to_bound']}x the bound) with concurrency {concurrency}")
+        f"bound {bound:.0f} s ({result['ratio_to_bound']}x the bound) with {processes} x {concurrency // processes}; "
+        f"worker CPU {result['worker_cpu_ms_per_check']} ms a check ({result['cpu_ratio_to_inprocess']}x the "
+        f"in-process check's {result['inprocess_check_cpu_ms']} ms, bare http.client {result['bare_http_cpu_ms']} ms), "
+        f"peak RSS {worker_rss} MB, load {result['load_average']}")
     return result
 
 
@@ -250,8 +336,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, default=10_000)
     parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--sample", type=int, default=50, help="checks timed one after another in this process")
+    parser.add_argument("--profile", type=Path, default=None, help="folder for py-spy's samples of each worker")
+    parser.add_argument("--record-batch", type=int, default=None, help="RECHECK_RECORD_BATCH for the workers")
     args = parser.parse_args()
-    print(json.dumps(run(args.checks, args.hosts), indent=1))
+    print(json.dumps(run(args.checks, args.hosts, sample=args.sample, processes=args.processes,
+                         profile=args.profile, record_batch=args.record_batch), indent=1))
 
 
 if __name__ == "__main__":

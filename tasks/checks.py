@@ -14,11 +14,14 @@ from backoffice.extensions import db
 from backoffice.models import CheckKind, WorkKind, utcnow
 from backoffice.services import expiry, overdue, rechecks, screening, sources, work
 from backoffice.services.review import ReviewPolicy
+from tasks.recording import GroupRecorder, Pending
 
 log = logging.getLogger(__name__)
 
 # The time limits come from CHECK_TIME_LIMIT_SECONDS (tasks/celery_app.py annotates this task with them).
 CHECK_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True)
+# The results of this process's check tasks, recorded a batch per transaction.
+RECORDER = GroupRecorder()
 
 
 def _policy() -> work.Policy:
@@ -90,12 +93,15 @@ def run_check(self, work_id: int) -> str:
     # One transaction before any network call, ending there: nothing stays open (or locked, on SQLite) while we
     # wait on the network. Its first statement takes the row unless it is held, finished, or its run is
     # recorded already; the claim and its lease are committed with the read of the provider.
-    with unit_of_work.atomic():
+    # A claim that loses a race (on SQLite: the write lock, past its busy timeout) is tried again, as the sweep's
+    # claim is: the statement is conditional, so a second try takes the row only if it is still free.
+    def take() -> tuple[work.Claimed | None, bool, rechecks.ProviderFacts | None]:
         row = work.claim(db.session, work_id, policy, retry=self.request.retries > 0, unless_recorded=True)
         if row is None:
-            recorded = work.complete_if_recorded(db.session, work_id)
-        else:
-            subject = rechecks.facts(db.session, int(row.target_id), CheckKind(row.params["check"]))
+            return None, work.complete_if_recorded(db.session, work_id), None
+        return row, False, rechecks.facts(db.session, int(row.target_id), CheckKind(row.params["check"]))
+
+    row, recorded, subject = unit_of_work.retrying(db.session, take, attempts=5, what=f"the claim of work {work_id}")
     if row is None:
         return "already done" if recorded else "taken or done"
     provider_id, kind, key = int(row.target_id), CheckKind(row.params["check"]), row.idempotency_key
@@ -103,27 +109,15 @@ def run_check(self, work_id: int) -> str:
         with unit_of_work.atomic():
             work.complete(db.session, work_id)
         return "provider gone"
-    started = utcnow()
-    sources = rechecks.Sources(http=client_for(config), nppes_url=config["NPPES_API_URL"],
-                               screening=screening.Thresholds.from_config(config))
-    try:
-        result = rechecks.perform(db.session, kind, subject, sources, started.date())
-    except OutboundError as exc:
-        retries = config["CHECK_MAX_RETRIES"]
-        if exc.transient and self.request.retries < retries:
-            countdown = config["CHECK_RETRY_BACKOFF_SECONDS"] * (2 ** self.request.retries)
-            log.info("%s: transient error (%s), retry %s in %s s", key, exc, self.request.retries + 1, countdown)
-            unit_of_work.discard()
-            with unit_of_work.atomic():
-                work.release_for_retry(db.session, work_id, countdown, f"retrying after: {exc}", policy)
-            raise self.retry(exc=exc, countdown=countdown, max_retries=retries) from exc
-        result = rechecks.unreachable(kind, exc, retries if exc.transient else 0)
-    except OutboundRefused as exc:
-        result = rechecks.unreachable(kind, exc)
-    except Exception as exc:  # noqa: BLE001 - whatever a check does, its run is recorded
-        log.exception("%s: the check failed unexpectedly; recording an error run", key)
-        unit_of_work.discard()
-        result = rechecks.failed_unexpectedly(kind, exc)
+    with RECORDER.checking() as hand_in:
+        started = utcnow()
+        result = _check(self, config, policy, work_id, key, kind, subject)
+        pending = RECORDER.submit(Pending(work_id, rechecks.Outcome(provider_id, kind, key, result, started)), hand_in,
+                                  lambda batch: _record_batch(config, batch),
+                                  batch_size=config["RECHECK_RECORD_BATCH"],
+                                  wait_seconds=config["RECHECK_RECORD_WAIT_MS"] / 1000)
+    if pending.answer is not None:
+        return pending.answer
     try:
         return _record(config, work_id, provider_id, kind, key, result, started)
     except Exception as exc:  # noqa: BLE001 - a result that cannot be stored still leaves a run
@@ -132,11 +126,58 @@ def run_check(self, work_id: int) -> str:
         return _record(config, work_id, provider_id, kind, key, rechecks.failed_unexpectedly(kind, exc), started)
 
 
+def _check(task, config, policy: work.Policy, work_id: int, key: str, kind: CheckKind,
+           subject: rechecks.ProviderFacts) -> CheckResult:
+    """The check's result; a transient network error is retried (the task raises Retry) while retries last."""
+    sources = rechecks.Sources(http=client_for(config), nppes_url=config["NPPES_API_URL"],
+                               screening=screening.Thresholds.from_config(config))
+    try:
+        return rechecks.perform(db.session, kind, subject, sources, utcnow().date())
+    except OutboundError as exc:
+        retries = config["CHECK_MAX_RETRIES"]
+        if exc.transient and task.request.retries < retries:
+            countdown = config["CHECK_RETRY_BACKOFF_SECONDS"] * (2 ** task.request.retries)
+            log.info("%s: transient error (%s), retry %s in %s s", key, exc, task.request.retries + 1, countdown)
+            unit_of_work.discard()
+            with unit_of_work.atomic():
+                work.release_for_retry(db.session, work_id, countdown, f"retrying after: {exc}", policy)
+            raise task.retry(exc=exc, countdown=countdown, max_retries=retries) from exc
+        return rechecks.unreachable(kind, exc, retries if exc.transient else 0)
+    except OutboundRefused as exc:
+        return rechecks.unreachable(kind, exc)
+    except Exception as exc:  # noqa: BLE001 - whatever a check does, its run is recorded
+        log.exception("%s: the check failed unexpectedly; recording an error run", key)
+        unit_of_work.discard()
+        return rechecks.failed_unexpectedly(kind, exc)
+
+
+def _actor(kind: CheckKind) -> str:
+    return f"system:recheck-{kind.value}"
+
+
+def _record_batch(config, batch: list[Pending]) -> None:
+    """Record a batch of results and finish their work rows in one commit; each answer is set once it is in.
+    A batch that fails is rolled back whole and left unanswered: each of its tasks then records its own."""
+    try:
+        with unit_of_work.atomic():
+            rechecks.record_many(db.session, _actor, [one.outcome for one in batch],
+                                 auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
+                                 cadence_days=config["RECHECK_INTERVAL_DAYS"],
+                                 freshness=sources.Freshness.from_config(config))
+            work.complete_many(db.session, [one.work_id for one in batch])
+    except Exception:  # noqa: BLE001 - rolled back; each result is recorded alone, with its own handling
+        log.info("a batch of %s results could not be recorded together; recording each alone", len(batch),
+                 exc_info=True)
+        return
+    for one in batch:
+        one.answer = one.outcome.result.outcome.value
+
+
 def _record(config, work_id: int, provider_id: int, kind: CheckKind, key: str, result: CheckResult, started) -> str:
     """Record the run and finish its work row in one commit; a second delivery that got there first leaves it."""
     try:
         with unit_of_work.atomic():
-            rechecks.record(db.session, f"system:recheck-{kind.value}", provider_id, kind, key, result, started,
+            rechecks.record(db.session, _actor(kind), provider_id, kind, key, result, started,
                             auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
                             cadence_days=config["RECHECK_INTERVAL_DAYS"],
                             freshness=sources.Freshness.from_config(config))

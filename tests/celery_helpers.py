@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class CeleryProcess:
-    def __init__(self, app, tmp_path: Path, kind: str, **settings):
+    def __init__(self, app, tmp_path: Path, kind: str, pool: str = "solo", **settings):
         self.log = tmp_path / f"{kind}-{len(list(tmp_path.glob(f'{kind}*.log')))}.log"
         env = {
             **os.environ,
@@ -35,7 +35,9 @@ class CeleryProcess:
             env["REDIS_URL"] = app.config["REDIS_URL"]
         args = [sys.executable, "-m", "celery", "-A", "tasks.worker"]
         if kind == "worker":
-            args += ["worker", "--pool=solo", "-Q", app.config["CELERY_QUEUE"], "--without-mingle",
+            # The threads pool (the Procfile's) where a test needs tasks running side by side.
+            args += ["worker", f"--pool={pool}", *(["--concurrency", "8"] if pool == "threads" else []),
+                     "-Q", app.config["CELERY_QUEUE"], "--without-mingle",
                      "--without-gossip", "--without-heartbeat", "-l", "INFO"]
         else:
             args += ["beat", "-l", "INFO", "--max-interval", "1"]
@@ -69,8 +71,8 @@ class CeleryProcess:
 def start_celery(app, tmp_path):
     started: list[CeleryProcess] = []
 
-    def start(kind: str = "worker", **settings) -> CeleryProcess:
-        proc = CeleryProcess(app, tmp_path, kind, **settings)
+    def start(kind: str = "worker", pool: str = "solo", **settings) -> CeleryProcess:
+        proc = CeleryProcess(app, tmp_path, kind, pool, **settings)
         started.append(proc)
         if kind == "worker":
             proc.wait_for_log("ready.")

@@ -70,6 +70,12 @@ REFUSED = {
     "no freshness for the state lists": (
         {"STATE_LIST_FRESHNESS_DAYS": 0},
         "Settings refused: STATE_LIST_FRESHNESS_DAYS must be above 0, not 0."),
+    "zero record batch": (
+        {"RECHECK_RECORD_BATCH": 0},
+        "Settings refused: RECHECK_RECORD_BATCH must be above 0, not 0."),
+    "negative record wait": (
+        {"RECHECK_RECORD_WAIT_MS": -5},
+        "Settings refused: RECHECK_RECORD_WAIT_MS must not be negative, not -5."),
     "negative retries": (
         {"CHECK_MAX_RETRIES": -1},
         "Settings refused: CHECK_MAX_RETRIES must not be negative, not -1."),

@@ -1,6 +1,10 @@
 """Findings raised by checks and sweeps: open once per subject, update while open."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable, Iterable
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -40,47 +44,120 @@ def open_or_update(
         )
     )
     if finding is not None:
-        confirmed = {k: v for k, v in finding.detail.items() if k.startswith("confirmed")}
-        seen_before = {"detail": finding.detail, "last_check_run_id": finding.last_check_run_id}
-        finding.detail = {**audit.jsonable(detail), **confirmed}
-        finding.last_check_run_id = check_run_id or finding.last_check_run_id
-        old, new = audit.changed(seen_before,
-                                 {"detail": finding.detail, "last_check_run_id": finding.last_check_run_id})
-        if new:
-            # The same problem found again: what the finding shows now comes from this run.
-            audit.record(session, actor, "finding.seen_again", "finding", finding.id, before=old, after=new,
-                         provider_id=provider.id)
-        if confirmed:
-            # A researcher confirmed it: a later automated run does not lower its severity.
-            severity = finding.severity
-        if severity != finding.severity:
-            before = finding.severity
-            finding.severity = severity
-            audit.record(
-                session, actor, "finding.severity_changed", "finding", finding.id,
-                before={"severity": before.value}, after={"severity": severity.value},
-                provider_id=provider.id,
-            )
-            if severity == FindingSeverity.CRITICAL:
-                _stop_advertising(session, actor, provider, finding)
-                staff_notices.critical_finding(session, finding, provider)
+        _seen_again(session, actor, lambda: provider, finding, severity, detail, check_run_id)
         session.flush()
         return finding, False
-    finding = Finding(
-        provider_id=provider.id, check=check, subject_key=subject_key, severity=severity,
-        title=title, detail=audit.jsonable(detail), last_check_run_id=check_run_id,
-    )
-    session.add(finding)
+    finding = _new(session, provider.id, check, subject_key, severity, title, detail, check_run_id)
     session.flush()
+    _announce(session, actor, lambda: provider, finding)
+    return finding, True
+
+
+def open_by_subject(session: Session, provider_ids: Iterable[int],
+                    checks: Iterable[CheckKind]) -> dict[tuple[int, CheckKind], dict[str, Finding]]:
+    """The open findings of several providers' checks in one read: (provider, check) -> subject -> finding."""
+    found: dict[tuple[int, CheckKind], dict[str, Finding]] = {}
+    for finding in session.scalars(select(Finding).where(Finding.provider_id.in_(sorted(set(provider_ids))),
+                                                         Finding.check.in_(sorted(set(checks))),
+                                                         Finding.state.in_(OPEN_FINDING_STATES))):
+        found.setdefault((finding.provider_id, finding.check), {})[finding.subject_key] = finding
+    return found
+
+
+@dataclass
+class RunFindings:
+    """What one check run found, for `apply_runs`: its specs and whether it may clear what it no longer finds."""
+
+    provider_id: int
+    check: CheckKind
+    check_run_id: int
+    specs: list
+    clears: bool
+    clear_reason: str
+    new_critical: list[Finding] = field(default_factory=list)
+
+
+def apply_runs(session: Session, actor: audit.Actor, runs: list[RunFindings],
+               provider_of: Callable[[int], Provider]) -> None:
+    """Open, update and clear the findings of several check runs as `open_or_update` and `close_cleared` do
+    one at a time, with one read of the open findings and one flush for the new ones. `provider_of` loads a
+    provider only where a rule needs it (a critical finding stops advertising and tells the team).
+
+    Each run's new critical findings are left in its `new_critical`, for the caller's auto-suspension."""
+    open_now = open_by_subject(session, (r.provider_id for r in runs), (r.check for r in runs))
+    created: list[tuple[RunFindings, Finding]] = []
+    for run in runs:
+        mine = open_now.setdefault((run.provider_id, run.check), {})
+        for spec in run.specs:
+            finding = mine.get(spec.subject_key)
+            if finding is not None:
+                _seen_again(session, actor, partial(provider_of, run.provider_id), finding, spec.severity,
+                            spec.detail, run.check_run_id)
+                continue
+            # Two runs of one batch finding the same subject: the second sees the first's finding.
+            mine[spec.subject_key] = finding = _new(session, run.provider_id, run.check, spec.subject_key,
+                                                    spec.severity, spec.title, spec.detail, run.check_run_id)
+            created.append((run, finding))
+        if run.clears:
+            still_failing = {spec.subject_key for spec in run.specs}
+            for subject, finding in list(mine.items()):
+                if subject not in still_failing and finding.state in OPEN_FINDING_STATES:
+                    _close_state(session, actor, finding, FindingState.RESOLVED, run.clear_reason,
+                                 "finding.cleared", None)
+    session.flush()
+    for run, finding in created:
+        _announce(session, actor, partial(provider_of, run.provider_id), finding)
+        if finding.severity == FindingSeverity.CRITICAL:
+            run.new_critical.append(finding)
+
+
+def _new(session: Session, provider_id: int, check: CheckKind, subject_key: str, severity: FindingSeverity,
+         title: str, detail: dict, check_run_id: int | None) -> Finding:
+    finding = Finding(provider_id=provider_id, check=check, subject_key=subject_key, severity=severity,
+                      title=title, detail=audit.jsonable(detail), last_check_run_id=check_run_id)
+    session.add(finding)
+    return finding
+
+
+def _announce(session: Session, actor: audit.Actor, provider: Callable[[], Provider], finding: Finding) -> None:
+    """A finding just opened (and flushed, so it has its id): its audit event, and what a critical one sets off."""
     audit.record(
         session, actor, "finding.opened", "finding", finding.id,
-        after={"check": check.value, "subject_key": subject_key, "severity": severity.value, "title": title},
-        provider_id=provider.id,
+        after={"check": finding.check.value, "subject_key": finding.subject_key, "severity": finding.severity.value,
+               "title": finding.title},
+        provider_id=finding.provider_id,
     )
-    if severity == FindingSeverity.CRITICAL:
-        _stop_advertising(session, actor, provider, finding)
-        staff_notices.critical_finding(session, finding, provider)
-    return finding, True
+    if finding.severity == FindingSeverity.CRITICAL:
+        _stop_advertising(session, actor, provider(), finding)
+        staff_notices.critical_finding(session, finding, provider())
+
+
+def _seen_again(session: Session, actor: audit.Actor, provider: Callable[[], Provider], finding: Finding,
+                severity: FindingSeverity, detail: dict, check_run_id: int | None) -> None:
+    """An open finding found again: what it shows now comes from this run (audited when that changes it)."""
+    confirmed = {k: v for k, v in finding.detail.items() if k.startswith("confirmed")}
+    seen_before = {"detail": finding.detail, "last_check_run_id": finding.last_check_run_id}
+    finding.detail = {**audit.jsonable(detail), **confirmed}
+    finding.last_check_run_id = check_run_id or finding.last_check_run_id
+    old, new = audit.changed(seen_before,
+                             {"detail": finding.detail, "last_check_run_id": finding.last_check_run_id})
+    if new:
+        audit.record(session, actor, "finding.seen_again", "finding", finding.id, before=old, after=new,
+                     provider_id=finding.provider_id)
+    if confirmed:
+        # A researcher confirmed it: a later automated run does not lower its severity.
+        severity = finding.severity
+    if severity != finding.severity:
+        before = finding.severity
+        finding.severity = severity
+        audit.record(
+            session, actor, "finding.severity_changed", "finding", finding.id,
+            before={"severity": before.value}, after={"severity": severity.value},
+            provider_id=finding.provider_id,
+        )
+        if severity == FindingSeverity.CRITICAL:
+            _stop_advertising(session, actor, provider(), finding)
+            staff_notices.critical_finding(session, finding, provider())
 
 
 def _stop_advertising(session: Session, actor: audit.Actor, provider: Provider, finding: Finding) -> None:

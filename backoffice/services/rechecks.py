@@ -6,10 +6,11 @@ delivered twice finds its run already recorded and changes nothing.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from typing import Callable
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from backoffice.checks import nppes, website
@@ -139,11 +140,15 @@ class ProviderFacts:
 NEEDS_PLACES_AND_PRINCIPALS = frozenset({CheckKind.NPI, CheckKind.EXCLUSION})
 
 
+# Built once: a check reads it once per run, and building a statement costs more than running its cached form.
+_FACTS = (select(Provider.id, Provider.legal_name, Provider.public_name, Provider.website, Provider.npi)
+          .where(Provider.id == bindparam("provider_id")))
+
+
 def facts(session: Session, provider_id: int, check: CheckKind | None = None) -> ProviderFacts | None:
     """What a check needs of the provider, read in as few statements as it needs (a website check: one row of
     five columns; the others add the locations and principals)."""
-    row = session.execute(select(Provider.id, Provider.legal_name, Provider.public_name, Provider.website,
-                                 Provider.npi).where(Provider.id == provider_id)).first()
+    row = session.execute(_FACTS, {"provider_id": provider_id}).first()
     if row is None:
         return None
     subject = ProviderFacts(id=row.id, legal_name=row.legal_name, public_name=row.public_name, website=row.website,
@@ -222,81 +227,111 @@ def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources:
     raise ValueError(f"{check} is not a network re-check")
 
 
+@dataclass
+class Outcome:
+    """One check's result on its way to the database: which run it is, what it found, when it started."""
+
+    provider_id: int
+    check: CheckKind
+    key: str
+    result: CheckResult
+    started_at: datetime
+
+
 def record(session: Session, actor: audit.Actor, provider_id: int, check: CheckKind, key: str,
            result: CheckResult, started_at: datetime, *, auto_suspend: bool, cadence_days: int,
            freshness: sources.Freshness = sources.DEFAULT_FRESHNESS) -> CheckRun:
-    """Write the run, open/update/clear its findings, apply auto-suspension; the caller commits once.
+    """Write one run, its findings and what follows from them (`record_many` of one); the caller commits once."""
+    return record_many(session, actor, [Outcome(provider_id, check, key, result, started_at)],
+                       auto_suspend=auto_suspend, cadence_days=cadence_days, freshness=freshness)[0]
+
+
+def record_many(session: Session, actor: audit.Actor | Callable[[CheckKind], audit.Actor], outcomes: list[Outcome],
+                *, auto_suspend: bool, cadence_days: int,
+                freshness: sources.Freshness = sources.DEFAULT_FRESHNESS) -> list[CheckRun]:
+    """Write the runs, open/update/clear their findings, apply auto-suspension, complete the windows whose last
+    check this was; the caller commits once. A batch costs about as many statements as one run: the locks,
+    the runs, the open findings and the windows are each one statement for all of them.
+
+    `actor` may be a function of the check (the worker records several kinds in one batch).
 
     A second writer of the same key fails on the unique idempotency key when flushing: the caller
-    rolls back and treats the check as done.
+    rolls back and treats the check as done (for a batch: records its runs one by one to find which).
 
-    The provider's row is locked first (PostgreSQL; SQLite's write lock does the same), so the checks of one
-    window that finish at the same moment record one after the other: the last of them then sees every run
-    of the window and moves the provider's next due date. Without the lock each counted only the runs
-    committed before it started, and a window whose last two checks finished together never completed.
+    The providers' rows are locked first, in id order (PostgreSQL; SQLite's write lock does the same), so the
+    checks of one window that finish at the same moment record one after the other: the last of them then
+    sees every run of the window and moves the provider's next due date. Without the lock each counted only
+    the runs committed before it started, and a window whose last two checks finished together never completed.
 
     A clean result against a source older than its freshness is recorded as "source stale" (services/sources.py).
     """
-    session.execute(select(Provider.id).where(Provider.id == provider_id).with_for_update())
+    actor_of = actor if callable(actor) else (lambda _check, fixed=actor: fixed)
+    provider_ids = sorted({o.provider_id for o in outcomes})
+    session.execute(select(Provider.id).where(Provider.id.in_(provider_ids)).order_by(Provider.id)
+                    .with_for_update())
     finished = utcnow()
-    result = sources.judge(session, check, result, finished, freshness)
-    run = CheckRun(
-        provider_id=provider_id, check=check, outcome=result.outcome, summary=result.summary[:500],
-        evidence=audit.jsonable(result.evidence), source_version=result.source_version, idempotency_key=key,
-        started_at=started_at, finished_at=finished,
-        duration_ms=int((finished - started_at).total_seconds() * 1000),
-    )
-    session.add(run)
+    outcomes = [replace(o, result=sources.judge(session, o.check, o.result, finished, freshness)) for o in outcomes]
+    runs = [CheckRun(provider_id=o.provider_id, check=o.check, outcome=o.result.outcome,
+                     summary=o.result.summary[:500], evidence=audit.jsonable(o.result.evidence),
+                     source_version=o.result.source_version, idempotency_key=o.key, started_at=o.started_at,
+                     finished_at=finished, duration_ms=int((finished - o.started_at).total_seconds() * 1000))
+            for o in outcomes]
+    session.add_all(runs)
     session.flush()
-    sources.recorded(session, actor, run, result, freshness)
-    provider = session.get_one(Provider, provider_id)
-    new_critical = []
-    raised = result.findings
-    if check == CheckKind.EXCLUSION and raised:
-        # A researcher's dismissal or confirmation of a record that has not changed since is not asked again.
-        raised = exclusion_judgements.weigh(session, provider_id, raised,
-                                            findings.open_subject_keys(session, provider_id, check))
-    for spec in raised:
-        finding, created = findings.open_or_update(
-            session, actor, provider, check, spec.subject_key, spec.severity, spec.title, spec.detail, run.id,
-        )
-        if created and finding.severity == FindingSeverity.CRITICAL:
-            new_critical.append(finding)
-    if not result.inconclusive:
-        findings.close_cleared(session, actor, provider_id, check, {s.subject_key for s in result.findings},
-                               f"check run {run.id}: {check.label} no longer finds this")
-    if auto_suspend and new_critical:
-        provider_status.suspend_listing(session, actor, provider,
-                                        f"critical finding #{new_critical[0].id}: {new_critical[0].title}",
-                                        automatic=True)
-    _complete_window(session, actor, provider, key, finished, cadence_days)
+    for o, run in zip(outcomes, runs, strict=True):
+        sources.recorded(session, actor_of(o.check), run, o.result, freshness)
+
+    def provider_of(provider_id: int) -> Provider:
+        return session.get_one(Provider, provider_id)
+
+    found = []
+    for o, run in zip(outcomes, runs, strict=True):
+        specs = o.result.findings
+        if o.check == CheckKind.EXCLUSION and specs:
+            # A researcher's dismissal or confirmation of a record that has not changed since is not asked again.
+            specs = exclusion_judgements.weigh(session, o.provider_id, specs,
+                                               findings.open_subject_keys(session, o.provider_id, o.check))
+        found.append(findings.RunFindings(o.provider_id, o.check, run.id, specs, clears=not o.result.inconclusive,
+                                          clear_reason=f"check run {run.id}: {o.check.label} no longer finds this"))
+    # One batch may hold runs of several actors (check kinds): each group's findings are its actor's.
+    for check in dict.fromkeys(o.check for o in outcomes):
+        findings.apply_runs(session, actor_of(check), [f for f in found if f.check == check], provider_of)
+    for o, run_found in zip(outcomes, found, strict=True):
+        if auto_suspend and run_found.new_critical:
+            first = run_found.new_critical[0]
+            provider_status.suspend_listing(session, actor_of(o.check), provider_of(o.provider_id),
+                                            f"critical finding #{first.id}: {first.title}", automatic=True)
+    _complete_window(session, actor_of, outcomes, finished, cadence_days)
     session.flush()
-    return run
+    return runs
 
 
-def _complete_window(session: Session, actor: audit.Actor, provider: Provider, key: str, now: datetime,
-                     cadence_days: int) -> None:
-    """When every network check of the window has run, the provider is due again after the cadence. The
-    completion is audited: last_rechecked_at is published in the feed and the receipt."""
-    window = key.split(":", 2)[2]
-    keys = [run_key(provider.id, check, window) for check in NETWORK_CHECKS]
-    done = session.scalar(select(func.count()).select_from(CheckRun).where(CheckRun.idempotency_key.in_(keys)))
-    if done == len(keys):
+def _complete_window(session: Session, actor_of: Callable[[CheckKind], audit.Actor], outcomes: list[Outcome],
+                     now: datetime, cadence_days: int) -> None:
+    """When every network check of a window has run, the provider is due again after the cadence. The
+    completion is audited: last_rechecked_at is published in the feed and the receipt. One read of the runs
+    recorded for every window of the batch."""
+    windows = {(o.provider_id, o.key.split(":", 2)[2]): o.check for o in outcomes}
+    keys = {window: [run_key(window[0], check, window[1]) for check in NETWORK_CHECKS] for window in windows}
+    recorded = dict(session.execute(select(CheckRun.idempotency_key, CheckRun.outcome).where(
+        CheckRun.idempotency_key.in_([key for window_keys in keys.values() for key in window_keys]))).all())
+    for (provider_id, window), window_keys in keys.items():
+        if not all(key in recorded for key in window_keys):
+            continue
         before = session.execute(select(Provider.last_rechecked_at, Provider.recheck_due_at)
-                                 .where(Provider.id == provider.id)).one()
+                                 .where(Provider.id == provider_id)).one()
         due = now + timedelta(days=cadence_days)
         session.execute(
-            update(Provider).where(Provider.id == provider.id)
+            update(Provider).where(Provider.id == provider_id)
             .values(last_rechecked_at=now, recheck_due_at=due),
             execution_options={"synchronize_session": False},
         )
-        runs = dict(session.execute(select(CheckRun.check, CheckRun.outcome)
-                                    .where(CheckRun.idempotency_key.in_(keys))).all())
-        audit.record(session, actor, "recheck.completed", "provider", provider.id,
+        audit.record(session, actor_of(windows[(provider_id, window)]), "recheck.completed", "provider", provider_id,
                      before={"last_rechecked_at": before.last_rechecked_at, "recheck_due_at": before.recheck_due_at},
                      after={"last_rechecked_at": now, "recheck_due_at": due, "window": window,
-                            "outcomes": {check.value: runs[check].value for check in NETWORK_CHECKS if check in runs}},
-                     provider_id=provider.id)
+                            "outcomes": {check.value: recorded[key].value
+                                         for check, key in zip(NETWORK_CHECKS, window_keys, strict=True)}},
+                     provider_id=provider_id)
 
 
 def request_now(session: Session, actor: audit.Actor, provider: Provider, policy: work.Policy) -> list[Work]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Sequence, cast
 
-from sqlalchemy import CursorResult, Table, and_, func, or_, select, text, update
+from sqlalchemy import CursorResult, Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -181,19 +181,28 @@ def claim(session: Session, work_id: int, policy: Policy, *, lease_seconds: int 
     `retry` is a task's own retry after a back-off (not a lost attempt, so not counted)."""
     now = utcnow()
     lease = lease_seconds or policy.run_lease_seconds
+    row = session.execute(_CLAIM[unless_recorded], {
+        "work_id": work_id, "now": now, "attempt": 0 if retry else 1,
+        "lease_until": now + timedelta(seconds=lease)}).first()
+    return Claimed(*row) if row is not None else None
+
+
+def _claim_statement(unless_recorded: bool):
+    """One statement that takes the row and returns it (no second read). Built once: this runs once per check,
+    and building a statement costs more than the cached compiled form it finds."""
     c = _TABLE.c
+    now = bindparam("now", type_=c.updated_at.type)
     takeable = or_(c.state.in_([WorkState.REQUESTED, WorkState.SENT]),
                    and_(c.state == WorkState.RUNNING, c.lease_expires_at < now))
-    # One statement that takes the row and returns it (no second read: this runs once per check).
-    row = session.execute(
-        _TABLE.update().where(
-            c.id == work_id, takeable, *([~_run_recorded()] if unless_recorded else []),
-        ).values(state=WorkState.RUNNING, started_at=now, updated_at=now,
-                 attempts=c.attempts + (0 if retry else 1),
-                 lease_expires_at=now + timedelta(seconds=lease))
-        .returning(*_CLAIMED)
-    ).first()
-    return Claimed(*row) if row is not None else None
+    return (_TABLE.update()
+            .where(c.id == bindparam("work_id"), takeable, *([~_run_recorded()] if unless_recorded else []))
+            .values(state=WorkState.RUNNING, started_at=now, updated_at=now,
+                    attempts=c.attempts + bindparam("attempt"),
+                    lease_expires_at=bindparam("lease_until", type_=c.lease_expires_at.type))
+            .returning(*_CLAIMED))
+
+
+_CLAIM = {unless: _claim_statement(unless) for unless in (False, True)}
 
 
 def complete_if_recorded(session: Session, work_id: int) -> bool:
@@ -219,13 +228,29 @@ def complete(session: Session, work_id: int) -> bool:
     return _finish(session, work_id)
 
 
+def complete_many(session: Session, work_ids: list[int]) -> int:
+    """`complete` for the rows of a batch of results recorded in one transaction; how many were still open."""
+    return _finish_many(session, work_ids)
+
+
 def _finish(session: Session, work_id: int, *condition) -> bool:
+    return _finish_many(session, [work_id], *condition) == 1
+
+
+def _finish_many(session: Session, work_ids: list[int], *condition) -> int:
     now = utcnow()
-    result = session.execute(
-        _TABLE.update().where(_TABLE.c.id == work_id, OPEN, *condition)
-        .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None)
-    )
-    return cast(CursorResult, result).rowcount == 1
+    statement = _FINISH if not condition else _finish_statement(*condition)
+    result = session.execute(statement, {"work_ids": work_ids, "now": now})
+    return cast(CursorResult, result).rowcount
+
+
+def _finish_statement(*condition):
+    now = bindparam("now", type_=_TABLE.c.updated_at.type)
+    return (_TABLE.update().where(_TABLE.c.id.in_(bindparam("work_ids", expanding=True)), OPEN, *condition)
+            .values(state=WorkState.DONE, finished_at=now, updated_at=now, lease_expires_at=None))
+
+
+_FINISH = _finish_statement()
 
 
 @dataclass
