@@ -66,11 +66,12 @@ class Provider(Base):
         # Invariant 3: an active advertiser is always a verified provider.
         CheckConstraint("advertising_status != 'active' OR verification_status = 'verified'",
                         name="advertiser_is_verified"),
-        # The review queue's and the HSDS search by a word of a name (ILIKE '%word%'), which no B-tree serves:
-        # trigram indexes on PostgreSQL (pg_trgm). SQLite reads its 100k names in one pass (about 20 ms).
+        # The review queue's, the providers list's and the HSDS search by a word of a name (ILIKE '%word%'; the
+        # list's search ORs it with the NPI), which no B-tree serves: trigram indexes on PostgreSQL (pg_trgm).
+        # SQLite reads its 100k names in one pass (about 20 ms).
         *(Index(f"ix_provider_{name}_trgm", name, postgresql_using="gin",
                 postgresql_ops={name: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
-          for name in ("public_name", "legal_name")),
+          for name in ("public_name", "legal_name", "npi")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -1,4 +1,4 @@
-"""trigram indexes on the providers' names for the searches by a word (PostgreSQL only, pg_trgm); provider_code
+"""trigram indexes on the providers' names and NPI for the searches by a word (PostgreSQL only, pg_trgm); provider_code
 by kind in provider order for the HSDS services pages
 
 Revision ID: e7b2a4c9d1f6
@@ -14,7 +14,7 @@ down_revision = "8c4d2e6f0a13"
 branch_labels = None
 depends_on = None
 
-NAMES = ("public_name", "legal_name")
+NAMES = ("public_name", "legal_name", "npi")
 
 
 def upgrade():
