@@ -66,6 +66,12 @@ class Provider(Base):
         # Invariant 3: an active advertiser is always a verified provider.
         CheckConstraint("advertising_status != 'active' OR verification_status = 'verified'",
                         name="advertiser_is_verified"),
+        # The review queue's, the providers list's and the HSDS search by a word of a name (ILIKE '%word%'; the
+        # list's search ORs it with the NPI), which no B-tree serves: trigram indexes on PostgreSQL (pg_trgm).
+        # SQLite reads its 100k names in one pass (about 20 ms).
+        *(Index(f"ix_provider_{name}_trgm", name, postgresql_using="gin",
+                postgresql_ops={name: "gin_trgm_ops"}).ddl_if(dialect="postgresql")
+          for name in ("public_name", "legal_name", "npi")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -198,7 +204,10 @@ class ProviderCode(Base):
     provider's lists are flushed."""
 
     __tablename__ = "provider_code"
-    __table_args__ = (Index("ix_provider_code_provider", "provider_id"),)
+    # By provider, and by kind in provider order: the HSDS services list pages and counts a kind's codes in
+    # provider order from this index instead of sorting them.
+    __table_args__ = (Index("ix_provider_code_provider", "provider_id"),
+                      Index("ix_provider_code_kind_provider", "kind", "provider_id", "code"))
 
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     code: Mapped[str] = mapped_column(String(200), primary_key=True)

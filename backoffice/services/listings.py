@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from sqlalchemy import ColumnExpressionArgument, exists, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, load_only, selectinload
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
@@ -117,6 +117,16 @@ def _offers(kind: str, code: str) -> ColumnElement[bool]:
                                                                   ProviderCode.code == code))
 
 
+# What a listing shows of a provider and of its locations, and what decides whether it is listed and advertises.
+FEED_COLUMNS = (Provider.public_name, Provider.legal_name, Provider.website, Provider.phone, Provider.levels_of_care,
+                Provider.services, Provider.populations, Provider.payment_accepted, Provider.listing_status,
+                Provider.verification_status, Provider.verified_at, Provider.verified_until,
+                Provider.verified_catalogue_id, Provider.last_rechecked_at, Provider.advertising_status,
+                Provider.row_version)
+LOCATION_COLUMNS = (Location.provider_id, Location.street1, Location.street2, Location.city, Location.state,
+                    Location.zip, Location.latitude, Location.longitude)
+
+
 def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Provider], str | None]:
     stmt = select(Provider).where(listed_clause(now), Provider.id > query.after_id)
     if query.state:
@@ -125,7 +135,10 @@ def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Provid
         stmt = stmt.where(_offers(CODED_LISTS["levels_of_care"], query.level_of_care))
     if query.service:
         stmt = stmt.where(_offers(CODED_LISTS["services"], query.service))
-    providers = list(session.scalars(stmt.options(selectinload(Provider.locations))
+    # Only what a listing shows and the rule that lets it leave: the feed is read far more than any staff page,
+    # and loading each provider whole costs more than the query that finds it.
+    providers = list(session.scalars(stmt.options(load_only(*FEED_COLUMNS),
+                                                  selectinload(Provider.locations).load_only(*LOCATION_COLUMNS))
                                      .order_by(Provider.id).limit(query.limit + 1)))
     more = len(providers) > query.limit
     providers = providers[:query.limit]
@@ -169,8 +182,8 @@ def advertiser_fields(provider: Provider, copies: Mapping[int, AdvertisingCopy],
     return {
         "advertiser": advertiser,
         "advertiser_disclosure": disclosure(provider, copy) if advertiser else None,
-        "advertisement": {"headline": copy.headline, "text": copy.body, "claims": list(copy.claims or []),
-                          "landing_url": copy.landing_url, "approved_at": copy.approved_at} if copy else None,
+        "advertisement": {"headline": copy.headline, "text": copy.body, "claims": jsonable(list(copy.claims or [])),
+                          "landing_url": copy.landing_url, "approved_at": _moment(copy.approved_at)} if copy else None,
     }
 
 
@@ -179,12 +192,18 @@ def confirmations(session: Session, providers: list[Provider]) -> dict[int, dict
     return sources.confirmations(session, [p.id for p in providers])
 
 
+def _moment(value: datetime | None) -> str | None:
+    """A moment as the feed writes it (audit.jsonable's form), without walking the whole listing to find it."""
+    return value.astimezone(timezone.utc).isoformat() if value is not None else None
+
+
 def listing(provider: Provider, versions: dict[int | None, int],
             copies: Mapping[int, AdvertisingCopy],
             confirmed: Mapping[int, Mapping[str, sources.Confirmation]] | None = None) -> dict[str, Any]:
-    """One listing of the feed; `confirmed` is confirmations() of the page (a field never confirmed is null)."""
+    """One listing as JSON-ready values, each converted where it is read (every field's type is known here);
+    `confirmed` is confirmations() of the page (a field never confirmed is null)."""
     fields = (confirmed or {}).get(provider.id) or sources.confirmations_unknown()
-    return jsonable({
+    return {
         "id": provider.id,
         "public_name": provider.public_name,
         "legal_name": provider.legal_name,
@@ -195,15 +214,16 @@ def listing(provider: Provider, versions: dict[int | None, int],
                       for loc in provider.locations],
         **{name: coded(getattr(provider, name), vocabulary) for name, vocabulary in VOCABULARIES.items()},
         "verification": {
-            "status": provider.verification_status,
-            "verified_at": provider.verified_at,
-            "verified_until": provider.verified_until,
+            "status": jsonable(provider.verification_status),
+            "verified_at": _moment(provider.verified_at),
+            "verified_until": _moment(provider.verified_until),
             "criteria_version": versions.get(provider.verified_catalogue_id),
-            "last_rechecked_at": provider.last_rechecked_at,
-            "fields": sources.published(fields),
+            "last_rechecked_at": _moment(provider.last_rechecked_at),
+            "fields": {name: {**value, "confirmed_at": _moment(value["confirmed_at"])}
+                       for name, value in sources.published(fields).items()},
         },
         **advertiser_fields(provider, copies),
-    })
+    }
 
 
 def listed_provider(session: Session, provider_id: int, now: datetime) -> Provider | None:
