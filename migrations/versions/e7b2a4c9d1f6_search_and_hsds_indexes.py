@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "e7b2a4c9d1f6"
-down_revision = "8c4d2e6f0a13"
+down_revision = 'e7f1a2b3c4d5'
 branch_labels = None
 depends_on = None
 
