@@ -218,7 +218,7 @@ class CatalogueView(SecuredView):
             if kept.respond_by is not None:
                 said += (f" {_rereviews(kept.scheduled or 0)} opened, to be answered by "
                          f"{zones.day_text(kept.respond_by.date())}.")
-            return flash_and_redirect(said, url_for(".version", version=catalogue.version, _anchor="impact-report"))
+            return flash_and_redirect(said, url_for(".version", version=catalogue.version))
 
         return unit_of_work.submit(form, publish, done=published, again=again)
 

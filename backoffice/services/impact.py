@@ -100,20 +100,20 @@ def _ids(session: Session, *conditions) -> list[int]:
 
 def _stale(session: Session, criterion: Criterion, now: datetime, base) -> list[tuple[int, datetime]]:
     """Listed providers whose met assessment in force has evidence older than the draft's freshness limit. The
-    evidence of a plain assessment is as old as its assessment; one from a check result or carried over may be
-    older, so those few are dated one by one from their rows (loaded in chunks)."""
+    evidence of a plain assessment is as old as its assessment; one from a check result (check_run_id, which
+    comes with its snapshot) or carried over may be older, so those are dated from their rows, loaded in chunks."""
     assert criterion.freshness_days is not None
     cutoff = now - timedelta(days=criterion.freshness_days)
     assessed = aliased(Criterion)
     rows = session.execute(
         select(Provider.id, Assessment.id, Assessment.assessed_at,
-               or_(Assessment.carried_from_id.is_not(None), Assessment.check_snapshot.is_not(None)))
+               or_(Assessment.carried_from_id.is_not(None), Assessment.check_run_id.is_not(None)))
         .join(Decision, Decision.id == Provider.verified_decision_id)
         .join(Assessment, Assessment.submission_id == Decision.submission_id)
         .join(assessed, and_(assessed.id == Assessment.criterion_id, assessed.code == criterion.code))
         .where(*base, Assessment.status == AssessmentStatus.MET, Assessment.assessed_at.is_not(None),
                or_(Assessment.assessed_at < cutoff, Assessment.carried_from_id.is_not(None),
-                   Assessment.check_snapshot.is_not(None)))).all()
+                   Assessment.check_run_id.is_not(None)))).all()
     found: list[tuple[int, datetime]] = [(provider_id, at) for provider_id, _, at, derived in rows
                                          if not derived and at is not None]
     derived_ids = {assessment_id: provider_id for provider_id, assessment_id, _, derived in rows if derived}
