@@ -62,6 +62,11 @@ class Config:
     SEALING_KEY = ""
     SEALING_OLD_KEYS: list = []
     VERIFICATION_VALIDITY_DAYS = 365
+    # This many days before verified_until, the daily sweep opens the provider's re-verification request.
+    REVERIFICATION_LEAD_DAYS = 60
+    SWEEP_REVERIFICATION_SECONDS = 86400
+    # The deadline the catalogue editor proposes for the re-reviews a new criteria version schedules.
+    CRITERIA_REREVIEW_DEADLINE_DAYS = 30
     SLA_FIRST_RESPONSE_BUSINESS_DAYS = 2
     SLA_DECISION_BUSINESS_DAYS = 10
     RECHECK_INTERVAL_DAYS = 30
@@ -338,6 +343,7 @@ POSITIVE = (
     "SWEEP_RECHECK_SECONDS", "SWEEP_EXCLUSION_SECONDS", "SWEEP_EXPIRY_REMINDER_SECONDS", "SWEEP_SLA_SECONDS",
     "RECHECK_BATCH_SIZE", "RECHECK_LEASE_SECONDS", "CHECK_TIME_LIMIT_SECONDS", "BROKER_VISIBILITY_TIMEOUT_SECONDS",
     "STAFF_IDLE_TIMEOUT_MINUTES", "SECOND_FACTOR_PENDING_SECONDS", "VERIFICATION_VALIDITY_DAYS",
+    "REVERIFICATION_LEAD_DAYS", "SWEEP_REVERIFICATION_SECONDS", "CRITERIA_REREVIEW_DEADLINE_DAYS",
     "RECHECK_INTERVAL_DAYS", "OUTBOUND_CONNECT_TIMEOUT_SECONDS", "OUTBOUND_TOTAL_TIMEOUT_SECONDS",
     "REDIS_WEB_TIMEOUT_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_BATCH_SIZE", "MAIL_MAX_ATTEMPTS",
     "MAIL_RETRY_BACKOFF_SECONDS", "MAIL_MAX_BACKOFF_SECONDS", "MAIL_SENDING_LEASE_SECONDS",
@@ -413,6 +419,11 @@ def contradictions(settings: dict) -> list[str]:
             f"MAIL_SENDING_LEASE_SECONDS {settings['MAIL_SENDING_LEASE_SECONDS']} is not longer than "
             f"MAIL_DELIVERY_TIME_LIMIT_SECONDS {settings['MAIL_DELIVERY_TIME_LIMIT_SECONDS']}: a message still being "
             "sent would be sent again by the next run")
+    if settings["REVERIFICATION_LEAD_DAYS"] >= settings["VERIFICATION_VALIDITY_DAYS"]:
+        problems.append(
+            f"REVERIFICATION_LEAD_DAYS {settings['REVERIFICATION_LEAD_DAYS']} is not shorter than "
+            f"VERIFICATION_VALIDITY_DAYS {settings['VERIFICATION_VALIDITY_DAYS']}: every approval would open the "
+            "next re-verification at once")
     problems += [problem for name in LIMITS if (problem := _limit_problem(name, settings[name]))]
     try:
         metrics_networks(settings["METRICS_ALLOWED_NETWORKS"])

@@ -59,6 +59,7 @@ PERIODIC = [
     ("recheck-sweep", "tasks.checks.recheck_sweep", "SWEEP_RECHECK_SECONDS"),
     ("exclusion-sweep", "tasks.checks.exclusion_sweep", "SWEEP_EXCLUSION_SECONDS"),
     ("expiry-sweep", "tasks.checks.expiry_sweep", "SWEEP_EXPIRY_REMINDER_SECONDS"),
+    ("reverification-sweep", "tasks.sweeps.reverification_sweep", "SWEEP_REVERIFICATION_SECONDS"),
     ("sla-sweep", "tasks.checks.sla_sweep", "SWEEP_SLA_SECONDS"),
     ("audit-verification", "tasks.sweeps.audit_verification", "SWEEP_AUDIT_VERIFICATION_SECONDS"),
     ("deliver-notifications", "tasks.sweeps.deliver_notifications", "SWEEP_OUTBOX_SECONDS"),

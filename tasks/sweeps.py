@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from celery import shared_task
 from flask import current_app
@@ -9,7 +10,7 @@ from flask import current_app
 from backoffice import mail, unit_of_work
 from backoffice.extensions import db
 from backoffice.models import utcnow
-from backoffice.services import audit_publish, expiry, outbox, staff_notices, work
+from backoffice.services import audit_publish, expiry, outbox, reverification, staff_notices, work
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -40,6 +41,32 @@ def verification_expiry_sweep(work_id: int | None = None) -> int:
     if work_id is not None:
         with unit_of_work.atomic():
             work.complete(db.session, work_id)
+    return total
+
+
+@shared_task(name="tasks.sweeps.reverification_sweep", time_limit=3600, soft_time_limit=3500)
+def reverification_sweep() -> int:
+    """Each day, open the re-verification request of every verified provider whose verification ends within
+    REVERIFICATION_LEAD_DAYS (once per verification period: a second pass opens nothing)."""
+    return open_reverifications(utcnow())
+
+
+def open_reverifications(now: datetime) -> int:
+    """The sweep's work at `now` (a test moves the clock through here): batches of due providers in id order,
+    each provider opened in its own transaction; returns how many requests were opened."""
+    actor = "system:reverification-sweep"
+    policy = reverification.Policy.from_config(current_app.config)
+    after_id, total, left = 0, 0, []
+    while True:
+        ids = reverification.due_provider_ids(db.session, now, policy, BATCH_SIZE, after_id)
+        unit_of_work.discard()  # the read ends here; each provider is read again in its own transaction
+        if not ids:
+            break
+        opened, missed = unit_of_work.one_by_one(db.session, ids, lambda provider_id: reverification.open_due(
+            db.session, actor, provider_id, now, policy), what="re-verification of provider")
+        total, left, after_id = total + opened, left + missed, ids[-1]
+    if left:
+        log.warning("re-verification: providers %s kept losing races; the next pass opens theirs", left)
     return total
 
 

@@ -222,9 +222,10 @@ def test_a_lead_edits_a_title_and_a_freshness_limit_previews_the_difference_and_
     assert catalogue.criteria[0].freshness_days == 365
     assert [c.code for c in catalogue.criteria] == [i["code"] for i in _definition()["criteria"]]
     assert catalogue.notes == "Licences are re-checked yearly." and catalogue.published_by == f"user:{lead.id}"
-    assert events(session) == before + 1
-    event = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
-    assert event.action == "criteria.published" and event.after["version"] == 2
+    assert events(session) == before + 2  # the version, and the impact report kept with it
+    published, kept = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(2)).all()[::-1]
+    assert published.action == "criteria.published" and published.after["version"] == 2
+    assert kept.action == "criteria.impact_kept" and kept.after["version"] == 2
 
     shown = visible_text(client.get("/admin/catalogue/v/2").get_data(as_text=True))
     assert "Criteria catalogue v2 is published; new reviews use it." in shown

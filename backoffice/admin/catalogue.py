@@ -7,25 +7,45 @@ back with it as typed (a criterion added, removed or moved; the difference shown
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
-from flask import Response, abort, request, url_for
+from flask import Response, abort, current_app, request, url_for
 from flask_admin import expose
 from flask_login import current_user
 from sqlalchemy import select
 
-from backoffice import unit_of_work
+from backoffice import unit_of_work, zones
 from backoffice.admin.base import SecuredView, flash_and_redirect, only
 from backoffice.admin.catalogue_forms import CatalogueDraftForm
 from backoffice.admin.refusals import Refusal
 from backoffice.extensions import db
-from backoffice.models import READER_ROLES, CriteriaCatalogue, Role
-from backoffice.services import criteria
+from backoffice.models import (
+    READER_ROLES,
+    CatalogueImpact,
+    CatalogueImpactProvider,
+    CriteriaCatalogue,
+    Role,
+    utcnow,
+)
+from backoffice.services import criteria, impact
 from backoffice.services.errors import DomainError
 
 EDITOR_ID = "catalogue-editor"
 BLANK_CRITERION = {"code": "", "title": "", "guidance": "", "evidence": "", "required": True,
                    "required_for_advertisers": False, "advertisers_only": False, "applies_to_levels": [],
                    "automated_check": "", "freshness_days": ""}
+
+
+# An impact report lists at most this many providers on its page; the counts above it cover them all.
+SHOWN_ROWS = 500
+
+
+def _providers(count: int) -> str:
+    return f"{count} listed provider{'s' if count != 1 else ''}"
+
+
+def _rereviews(count: int) -> str:
+    return f"{count} re-review{'s' if count != 1 else ''}"
 
 
 def _versions() -> list[CriteriaCatalogue]:
@@ -42,7 +62,7 @@ def _editor_refusal(form: CatalogueDraftForm, what: str) -> Refusal | None:
     first field in error is focused."""
     problems: list[str] = list(form.form_errors)
     focus = None
-    for field in (form.notes, form.based_on):
+    for field in (form.notes, form.based_on, form.schedule_rereviews, form.rereview_deadline):
         problems += [f"{field.label.text}: {error}" for error in field.errors]
         if field.errors and field is form.notes:
             focus = focus or field.id
@@ -96,9 +116,15 @@ class CatalogueView(SecuredView):
         before = criteria.previous(db.session, catalogue)
         latest = criteria.current(db.session)
         changes = criteria.difference(before.criteria if before else [], catalogue.criteria)
+        kept = db.session.get(CatalogueImpact, catalogue.id)
+        rows = list(db.session.scalars(
+            select(CatalogueImpactProvider).where(CatalogueImpactProvider.catalogue_id == catalogue.id)
+            .order_by(CatalogueImpactProvider.provider_name, CatalogueImpactProvider.provider_id)
+            .limit(SHOWN_ROWS))) if kept else []
         return self.render("admin/catalogue/version.html", catalogue=catalogue, before=before,
                            changes=changes, in_force=latest is not None and latest.id == catalogue.id,
-                           words=criteria)
+                           words=criteria, kept=kept, kept_rows=rows, shown_rows=SHOWN_ROWS,
+                           titles={c.code: c.title for c in catalogue.criteria})
 
     @expose("/v/<int:version>/definition.json", methods=["GET"])
     def definition(self, version: int):
@@ -122,6 +148,16 @@ class CatalogueView(SecuredView):
         form = CatalogueDraftForm()
         latest = criteria.current(db.session)
         verb, _, number = request.form.get("action", "preview").partition(":")
+        if verb == "impact":
+            if not form.validate():
+                return self._editor(form, latest, 400, _editor_refusal(form, "The impact report was not run"))
+            try:
+                draft = criteria.draft(form.next_version())
+            except DomainError as error:
+                form.form_errors.append(str(error))
+                return self._editor(form, latest, 400, _editor_refusal(form, "The impact report was not run"))
+            return self._editor(form, latest, changes=criteria.difference(latest.criteria if latest else [], draft),
+                                report=impact.run(db.session, draft, utcnow()))
         if verb == "preview":
             if not form.validate():
                 return self._editor(form, latest, 400, _editor_refusal(form, "The difference is not shown"))
@@ -162,16 +198,33 @@ class CatalogueView(SecuredView):
         def again(form: CatalogueDraftForm, status: int):
             return self._editor(form, latest, status, _editor_refusal(form, "Nothing was published"))
 
-        return unit_of_work.submit(
-            form, lambda f: criteria.publish(db.session, current_user, f.next_version(), based_on=f.based_on_version()),
-            done=lambda catalogue: flash_and_redirect(
-                f"Criteria catalogue v{catalogue.version} is published; new reviews use it.",
-                url_for(".version", version=catalogue.version)),
-            again=again)
+        def publish(f: CatalogueDraftForm):
+            """Publish, keep the impact report of the same draft against the version it replaces (run before
+            publishing, while that version is in force) and, when asked, open the re-reviews: all or nothing."""
+            now = utcnow()
+            respond_by = impact.deadline_from(f.rereview_deadline.data, now.date()) if f.schedule_rereviews.data else None
+            definition = f.next_version()
+            report = impact.run(db.session, criteria.draft(definition), now)
+            catalogue = criteria.publish(db.session, current_user, definition, based_on=f.based_on_version())
+            kept = impact.keep(db.session, current_user, catalogue, latest, report)
+            if respond_by is not None:
+                impact.schedule(db.session, current_user, catalogue, respond_by, now)
+            return catalogue, kept
+
+        def published(result):
+            catalogue, kept = result
+            said = (f"Criteria catalogue v{catalogue.version} is published; new reviews use it. Its impact report is "
+                    f"kept with it: {_providers(kept.affected_providers)} affected.")
+            if kept.respond_by is not None:
+                said += (f" {_rereviews(kept.scheduled or 0)} opened, to be answered by "
+                         f"{zones.day_text(kept.respond_by.date())}.")
+            return flash_and_redirect(said, url_for(".version", version=catalogue.version))
+
+        return unit_of_work.submit(form, publish, done=published, again=again)
 
     def _editor(self, form: CatalogueDraftForm, latest: CriteriaCatalogue | None, status: int = 200,
                 refusal: Refusal | None = None, changes: list[criteria.CriterionDifference] | None = None,
-                focus: str | None = None, opened: set[int] | None = None):
+                focus: str | None = None, opened: set[int] | None = None, report: impact.Report | None = None):
         """The editor with the draft as typed. Each criterion folds away (a <details>, no script) unless it needs
         looking at: new, changed in the preview, in error, or just added or moved."""
         in_force = {c.code for c in latest.criteria} if latest else set()
@@ -182,8 +235,12 @@ class CatalogueView(SecuredView):
             or any(field.errors for field in entry.form)}
         if focus and refusal is None:
             refusal = Refusal(what="", focus=focus)  # an empty refusal shows no banner; it only focuses
+        if form.rereview_deadline.data is None and not form.rereview_deadline.errors:
+            form.rereview_deadline.data = utcnow().date() + timedelta(
+                days=current_app.config["CRITERIA_REREVIEW_DEADLINE_DAYS"])
         return self.render("admin/catalogue/editor.html", form=form, latest=latest, in_force_codes=in_force,
-                           refusal=refusal, changes=changes, editor_id=EDITOR_ID, opened=opened,
+                           refusal=refusal, changes=changes, editor_id=EDITOR_ID, opened=opened, report=report,
+                           shown_rows=SHOWN_ROWS,
                            kinds={d.code: d.kind for d in changes} if changes is not None
                            else dict.fromkeys(edited, "edited")), status
 

@@ -5,9 +5,18 @@ import re
 
 from flask_wtf import FlaskForm
 from wtforms import Form
-from wtforms.fields import BooleanField, FieldList, FormField, HiddenField, SelectField, StringField, TextAreaField
+from wtforms.fields import (
+    BooleanField,
+    DateField,
+    FieldList,
+    FormField,
+    HiddenField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, ValidationError
+from wtforms.validators import InputRequired, Length, Optional, ValidationError
 
 from backoffice.admin.review_forms import MultiCheckboxField
 from backoffice.services import criteria
@@ -75,6 +84,9 @@ class CatalogueDraftForm(FlaskForm):
     notes = TextAreaField("What changed and why (published with the version)", filters=[_one_newline],
                           validators=[Length(max=5000)])
     criteria = FieldList(FormField(CriterionForm), label="Criteria")
+    schedule_rereviews = BooleanField("Open a re-review for each provider the impact report names, each told why")
+    rereview_deadline = DateField("The providers answer by", validators=[Optional()],
+                                  render_kw={"aria-describedby": "rereview-deadline-help"})
 
     #: Set by the publish page: notes are needed to publish, not to preview.
     publishing = False

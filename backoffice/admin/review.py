@@ -47,7 +47,7 @@ from backoffice.models import (
     VerificationAction,
     utcnow,
 )
-from backoffice.services import advertising, advertising_copy, profile, queue, rechecks, review, sources
+from backoffice.services import advertising, advertising_copy, profile, queue, rechecks, reverification, review, sources
 from backoffice.services.errors import DomainError
 from backoffice.services.review import AssessmentInput, AssessmentRefused, Evidence, ReviewPolicy
 from backoffice.vocab import US_STATES
@@ -220,6 +220,7 @@ class ReviewView(SecuredView):
             can_act=can_act, is_lead=is_lead,
             accounts=self._accounts(submission),
             refusal=refusal or self._refusal(bound),
+            reverification=reverification.of(db.session, submission),
             now=now,
         ), status
 

@@ -23,7 +23,7 @@ from backoffice.models.checks import (
     FindingSeverity,
     FindingState,
 )
-from backoffice.models.criteria import CriteriaCatalogue, Criterion
+from backoffice.models.criteria import CatalogueImpact, CatalogueImpactProvider, CriteriaCatalogue, Criterion
 from backoffice.models.exclusion import (
     ExclusionJudgement,
     ExclusionRecord,
@@ -62,6 +62,8 @@ from backoffice.models.submission import (
     DecisionStatus,
     Document,
     MessageKind,
+    Reverification,
+    ReverificationCause,
     Submission,
     SubmissionKind,
     SubmissionMessage,

@@ -140,6 +140,23 @@ TABLES: dict[str, Coverage] = {
         named_by=(("submission", "id"),),
         named_fields=frozenset({"state", "assignee_id", "catalogue_id"}),
     ),
+    "catalogue_impact": Coverage(
+        "the impact report kept with a published criteria version, and the re-reviews it scheduled",
+        audited=("catalogue_id", "compared_with_id", "run_by", "run_at", "listed_providers", "affected_providers",
+                 "rereviews", "scheduled", "respond_by"),
+        named_by=(("criteria_catalogue", "catalogue_id"),),
+    ),
+    "catalogue_impact_provider": Coverage(
+        "each provider a kept impact report names, with the criteria in question",
+        audited=("catalogue_id", "provider_id", "provider_name", "failing", "new"),
+        named_by=(("criteria_catalogue", "catalogue_id"),),
+    ),
+    "reverification": Coverage(
+        "why and by when a re-verification request was opened, and the verification period it renews",
+        audited=("submission_id", "provider_id", "cause", "reason", "respond_by", "renews_until", "catalogue_id",
+                 "opened_at"),
+        named_by=(("submission", "submission_id"),),
+    ),
     "submission_proposed_state": Coverage(
         "the US states a request proposes, kept beside it for the queue",
         audited=("submission_id", "state"),

@@ -54,3 +54,39 @@ class Criterion(Base):
 
     def __str__(self) -> str:
         return self.code
+
+
+class CatalogueImpact(Base):
+    """The impact report kept with a published version: what it changed for the providers listed when it was
+    published, compared with the version then in force, and the re-reviews its publication opened."""
+
+    __tablename__ = "catalogue_impact"
+
+    catalogue_id: Mapped[int] = mapped_column(ForeignKey("criteria_catalogue.id"), primary_key=True)
+    compared_with_id: Mapped[int | None] = mapped_column(ForeignKey("criteria_catalogue.id"))
+    run_by: Mapped[str] = mapped_column(String(100))
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    listed_providers: Mapped[int] = mapped_column(Integer)
+    affected_providers: Mapped[int] = mapped_column(Integer)
+    # How many re-reviews scheduling would open (affected providers without a listing request open).
+    rereviews: Mapped[int] = mapped_column(Integer)
+    # Set when the publication scheduled them: how many were opened and by when the providers must answer.
+    scheduled: Mapped[int | None] = mapped_column(Integer)
+    respond_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    catalogue: Mapped[CriteriaCatalogue] = relationship(foreign_keys=[catalogue_id])
+    compared_with: Mapped["CriteriaCatalogue | None"] = relationship(foreign_keys=[compared_with_id])
+
+
+class CatalogueImpactProvider(Base):
+    """One affected provider of a kept impact report, named as it was then, with the criteria in question."""
+
+    __tablename__ = "catalogue_impact_provider"
+
+    catalogue_id: Mapped[int] = mapped_column(ForeignKey("catalogue_impact.catalogue_id"), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), primary_key=True)
+    provider_name: Mapped[str] = mapped_column(String(300))
+    # [{"code": ..., "why": ...}]: required criteria it would no longer meet, and why, in words.
+    failing: Mapped[list] = mapped_column(JSON, default=list)
+    # Codes of required criteria the decision in force never assessed for it.
+    new: Mapped[list] = mapped_column(JSON, default=list)

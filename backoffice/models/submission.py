@@ -20,6 +20,13 @@ class SubmissionKind(StrEnum):
     UPDATE = "update"
     ADVERTISER_APPLICATION = "advertiser_application"
     REINSTATEMENT = "reinstatement"
+    # Opened by the system before verified_until (or when a new catalogue version asks more of the provider):
+    # the provider confirms or updates its listing, the research team reviews it like an update.
+    REVERIFICATION = "reverification"
+
+    @property
+    def label(self) -> str:
+        return "re-verification" if self is SubmissionKind.REVERIFICATION else super().label
 
 
 class SubmissionState(StrEnum):
@@ -203,6 +210,38 @@ class Assessment(Base):
     carried_from: Mapped["Assessment | None"] = relationship(remote_side="Assessment.id")
 
     __mapper_args__ = {"version_id_col": row_version}
+
+
+class ReverificationCause(StrEnum):
+    DUE = "due"  # verified_until comes near
+    CRITERIA = "criteria"  # a new catalogue version asks what the provider's file does not show
+
+    @property
+    def label(self) -> str:
+        return {"due": "verification ends soon", "criteria": "the criteria changed"}[self.value]
+
+
+class Reverification(Base):
+    """Why a re-verification request was opened, by when the provider must answer, and which verification period
+    it renews: the sweep opens one per period (renews_until), a criteria change one per version (catalogue_id)."""
+
+    __tablename__ = "reverification"
+    __table_args__ = (Index("ix_reverification_provider_renews", "provider_id", "renews_until"),)
+
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submission.id"), primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"))
+    cause: Mapped[ReverificationCause] = mapped_column(enum_type(ReverificationCause, "reverification_cause"))
+    # In words, as the provider reads it in the mail and on the request's page.
+    reason: Mapped[str] = mapped_column(Text)
+    respond_by: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The provider's verified_until when it was opened: the period this request renews.
+    renews_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The catalogue version whose publication scheduled it (a criteria change), else None.
+    catalogue_id: Mapped[int | None] = mapped_column(ForeignKey("criteria_catalogue.id"), index=True)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    submission: Mapped[Submission] = relationship()
+    catalogue: Mapped["CriteriaCatalogue | None"] = relationship()
 
 
 class AdvertisingCopy(Base):

@@ -14,7 +14,7 @@ from backoffice import formatting, unit_of_work, zones
 from backoffice.auth.access import roles_required
 from backoffice.downloads import send_document
 from backoffice.extensions import db
-from backoffice.models import Account, Document, OrganisationMember, Provider, Role, Submission, SubmissionKind
+from backoffice.models import Account, Document, OrganisationMember, Provider, Role, Submission
 from backoffice.portal.forms import (
     ActionForm,
     AdvertiseForm,
@@ -32,6 +32,7 @@ from backoffice.services import (
     documents,
     listing_requests,
     profile,
+    reverification,
     review,
     time_zones,
 )
@@ -133,6 +134,7 @@ def organisation(provider_id: int, error: str | None = None, status: int = 200,
         "portal/organisation.html", provider=provider, listing=profile.current(provider), requests=requests,
         next_kind=listing_requests.next_listing_kind(provider), open_request=open_request,
         open_request_editable=open_request is not None and listing_requests.may_edit(open_request),
+        open_reverification=reverification.of(db.session, open_request) if open_request is not None else None,
         advertising_blocked=advertising.why_not(db.session, provider), action=ActionForm(), error=error,
         labels=profile.value_labels(), zone_form=zone_form or _zone_form(provider),
         shown_zone=formatting.viewer_zone().key.replace("_", " "),
@@ -246,11 +248,21 @@ def _render_request(submission: Submission, forms: dict | None = None, error: st
         reason_titles=criteria.titles(db.session, decision.catalogue_id, decision.reason_codes) if decision else {},
         labels=profile.value_labels(), can_edit=listing_requests.may_edit(submission),
         can_withdraw=listing_requests.can_withdraw(submission),
-        diff=profile.diff(submission.provider, submission.proposed or {}) if submission.kind == SubmissionKind.UPDATE else None,
+        diff=profile.diff(submission.provider, submission.proposed or {})
+        if submission.kind in review.CHANGES_LISTING else None,
+        reverification=_reverification(submission),
         attestation=(submission.proposed or {}).get(listing_requests.ATTESTATION_KEY),
         ad_copy=advertising_copy.copy_of(db.session, submission),
         max_upload=documents.human_size(current_app.config["UPLOAD_MAX_BYTES"]),
     ), status
+
+
+def _reverification(submission: Submission) -> dict | None:
+    """Why a re-verification request was opened, by when, and what it asks, for its pages."""
+    record = reverification.of(db.session, submission)
+    if record is None:
+        return None
+    return {"record": record, "asks": reverification.asks(submission.provider, record)}
 
 
 @bp.route("/requests/<int:submission_id>")
@@ -313,7 +325,7 @@ def edit_request(submission_id: int):
 def _render_edit(submission: Submission, form: ListingForm, error: str | None = None, status: int = 200):
     form.add_blank_rows()
     return render_template("portal/request_edit.html", form=form, submission=submission,
-                           provider=submission.provider, error=error,
+                           provider=submission.provider, error=error, reverification=_reverification(submission),
                            upload=UploadForm(formdata=None),
                            max_upload=documents.human_size(current_app.config["UPLOAD_MAX_BYTES"])), status
 

@@ -38,7 +38,8 @@ from backoffice.services import (
 from backoffice.services.errors import DomainError, InvalidTransition, NotAllowed
 
 S = SubmissionState
-LISTING_KINDS = (SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE)
+# Requests whose listing the provider edits as a draft; one of them open at a time per organisation.
+LISTING_KINDS = (SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE, SubmissionKind.REVERIFICATION)
 EDITABLE_STATES = (S.DRAFT,)
 ATTESTATION_KEY = "attestation"
 

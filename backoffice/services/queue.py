@@ -47,6 +47,7 @@ VIEWS = {
     "signoff": "Waiting for my sign-off",
     "answered": "Answered by the provider",
     "overdue": "Overdue",
+    "reverification": "Re-verifications",
 }
 STATE_ORDER = {SubmissionState.SUBMITTED: 0, SubmissionState.IN_REVIEW: 1, SubmissionState.NEEDS_INFO: 2}
 
@@ -228,7 +229,7 @@ def overdue_clause(now: datetime):
 # Kinds of request that stand under the provider's current states too: an update changes a listed provider's
 # listing, an advertiser application proposes no change to it. A new listing or a reinstatement stands under
 # the states it proposes (a new provider has no location of its own until approval).
-KEEPS_CURRENT_STATES = (SubmissionKind.UPDATE, SubmissionKind.ADVERTISER_APPLICATION)
+KEEPS_CURRENT_STATES = (SubmissionKind.UPDATE, SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.REVERIFICATION)
 
 # Up to this many locations in a state, the queue starts from that state's requests; above it, it walks the
 # open requests in due order and keeps those in the state. Measured at 100k providers (SQLite / PostgreSQL):
@@ -294,6 +295,8 @@ def _matching(session: Session, filters: QueueFilters, viewer_id: int, now: date
         query = query.where(answered_clause())
     elif filters.view == "signoff":
         query = query.where(awaiting_signoff_clause(viewer_id))
+    elif filters.view == "reverification":
+        query = query.where(Submission.kind == SubmissionKind.REVERIFICATION)
     if filters.search:
         query = query.where(search_clause(session, filters.search))
     return query

@@ -66,7 +66,10 @@ from backoffice.services.reasons import require_reason
 S = SubmissionState
 NEEDS_SECOND_SIGNOFF = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.REINSTATEMENT})
 # Requests about a provider already listed: their review starts from the assessments of the decision in force.
-CARRIES_OVER = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.UPDATE})
+CARRIES_OVER = frozenset({SubmissionKind.ADVERTISER_APPLICATION, SubmissionKind.UPDATE,
+                          SubmissionKind.REVERIFICATION})
+# Requests that change a listed provider's listing and renew its verification when approved.
+CHANGES_LISTING = frozenset({SubmissionKind.UPDATE, SubmissionKind.REVERIFICATION})
 
 
 @dataclass(frozen=True)
@@ -578,7 +581,7 @@ def _provider_recipients(session: Session, submission: Submission) -> list[Accou
     return list(members)
 
 
-def _notify_provider(session: Session, submission: Submission, kind: str, subject: str, body: str) -> None:
+def notify_provider(session: Session, submission: Submission, kind: str, subject: str, body: str) -> None:
     """Mail the provider's people about a request, under the organisation's name, linking to the request's page
     in the portal (made absolute on PUBLIC_BASE_URL when the message is sent)."""
     name = submission.provider.public_name or submission.provider.legal_name
@@ -600,7 +603,7 @@ def request_info(session: Session, actor: Account, submission: Submission, messa
     note = SubmissionMessage(kind=MessageKind.INFO_REQUEST, author_id=actor.id, body=message)
     submission.messages.append(note)
     submissions.transition(session, actor, submission, S.NEEDS_INFO, reason=message)
-    _notify_provider(session, submission, "info_requested",
+    notify_provider(session, submission, "info_requested",
                      f"the research team has a question about request #{submission.id}",
                      f"The research team asks:\n\n{message}\n\nAnswer it on the request's page in your provider "
                      "portal; the review goes on once you have answered.")
@@ -789,11 +792,12 @@ def require_approvable(session: Session, submission: Submission) -> None:
         if open_findings is not None:
             raise DomainError("This provider has an open warning or critical finding; ADVERTISER_STANDARDS "
                               "cannot be met until it is resolved or dismissed.")
-    elif submission.kind in (SubmissionKind.NEW_LISTING, SubmissionKind.UPDATE):
+    elif submission.kind == SubmissionKind.NEW_LISTING or submission.kind in CHANGES_LISTING:
         if provider_status.needs_reinstatement(provider):
             raise DomainError(provider_status.reinstatement_only(provider))
-        if submission.kind == SubmissionKind.UPDATE and provider.listing_status != ListingStatus.LISTED:
-            raise DomainError("An update applies to a listed provider; this one is not listed.")
+        if submission.kind in CHANGES_LISTING and provider.listing_status != ListingStatus.LISTED:
+            raise DomainError(f"{'An update' if submission.kind == SubmissionKind.UPDATE else 'A re-verification'} "
+                              "applies to a listed provider; this one is not listed.")
 
 
 def _apply_decision(session: Session, actor: Account, submission: Submission, decision: Decision,
@@ -815,7 +819,7 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
         submissions.transition(session, actor, submission, S.REJECTED)
         if submission.kind == SubmissionKind.ADVERTISER_APPLICATION:
             provider_status.reject_advertising(session, actor, provider, submission)
-    _notify_provider(session, submission, "decided", f"decision on request #{submission.id}",
+    notify_provider(session, submission, "decided", f"decision on request #{submission.id}",
                      _decision_text(session, submission, decision, policy))
     concurrency.flush(session)
 

@@ -66,9 +66,11 @@ def propose(submission: Submission, proposed: dict[str, Any]) -> None:
                                                 for city in sorted(cities - {row.city for row in kept_cities})]
 
 
-def create_draft(session: Session, actor: Account, provider: Provider, kind: SubmissionKind,
+def create_draft(session: Session, actor: audit.Actor, provider: Provider, kind: SubmissionKind,
                  proposed: dict) -> Submission:
-    submission = Submission(provider_id=provider.id, kind=kind, created_by_id=actor.id, state=S.DRAFT)
+    """A draft request; a system actor (the re-verification sweep) leaves it without a creator account."""
+    submission = Submission(provider_id=provider.id, kind=kind, state=S.DRAFT,
+                            created_by_id=actor.id if isinstance(actor, Account) else None)
     propose(submission, audit.jsonable(proposed))
     session.add(submission)
     session.flush()
