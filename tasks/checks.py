@@ -207,9 +207,7 @@ def expiry_sweep() -> dict:
         db.session, "system:expiry-sweep", item, today), what="expired credential")
     if left:
         log.warning("expiry sweep: %s kept losing races; the next pass acts on them", left)
-    with unit_of_work.atomic():
-        confirmed = expiry.confirm_current_credentials(db.session, "system:expiry-sweep", utcnow())
-    return {"reminders": sent, "lapsed": lapsed, "confirmed": confirmed}
+    return {"reminders": sent, "lapsed": lapsed}
 
 
 @shared_task(name="tasks.checks.sla_sweep", time_limit=300, soft_time_limit=270)

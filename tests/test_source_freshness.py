@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import jsonschema
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from backoffice import formatting, zones
 from backoffice.api import openapi
@@ -24,6 +24,7 @@ from backoffice.models import (
     CheckOutcome,
     CheckRun,
     DataSource,
+    DecisionOutcome,
     ExclusionSource,
     FieldConfirmation,
     Finding,
@@ -36,11 +37,11 @@ from backoffice.models import (
     VerificationStatus,
     utcnow,
 )
-from backoffice.services import expiry, rechecks, sources
+from backoffice.services import rechecks, review, sources
 from tasks.checks import expiry_sweep
 from tests.conftest import login
 from tests.page_text import visible_text
-from tests.review_helpers import provider_member, publish_catalogue, submitted
+from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
 from tests.servers import fake_nppes
 from tests.test_exclusions import HEADER, import_text, record_screen
 
@@ -292,28 +293,28 @@ def test_confirmed_fields_show_on_the_case_page_in_the_feed_and_the_receipt_and_
     assert len(events) == 2
 
 
-def test_the_expiry_sweep_confirms_current_licences_and_leaves_an_expired_one_where_it_was(app, client, session,
-                                                                                           make_provider):
-    provider = listed(make_provider, session)
+def test_a_decision_confirms_current_licences_and_leaves_an_expired_accreditation_unconfirmed(
+        app, client, session, make_account, make_provider):
+    """Licences and accreditations are confirmed by the research team's decision, never by a sweep reading the
+    expiry dates we hold: a daily sweep writing one event per provider would drown the trail and prove nothing."""
+    publish_catalogue(session)
+    provider = make_provider()
     today = utcnow().date()
     provider.licences.append(Licence(state="PA", number="L-1", licence_type="outpatient",
                                      expires_on=today + timedelta(days=200)))
     provider.accreditations.append(Accreditation(body="CARF", expires_on=today - timedelta(days=1)))
+    member = provider_member(session, make_account, provider)
+    researcher = make_account(Role.RESEARCHER)
+    request = in_review(session, researcher, submitted(session, member, provider))
+    assess_all(session, researcher, request)
+    assert expiry_sweep().get("confirmed") is None  # the sweep confirms nothing
+    assert session.scalar(select(func.count()).select_from(FieldConfirmation)) == 0
+    review.decide(session, researcher, request, DecisionOutcome.APPROVED, [], "", "", POLICY, None)
     session.commit()
-    assert expiry_sweep()["confirmed"] == 1
     fields = feed_fields(client, provider.id)
     at = session.scalar(select(FieldConfirmation.confirmed_at).where(FieldConfirmation.field == "licence"))
-    assert fields["licence"] == {"confirmed_at": at.isoformat(), "source": "the recorded expiry date"}
+    assert fields["licence"] == {"confirmed_at": at.isoformat(),
+                                 "source": f"the research team's review of request #{request.id}"}
     assert fields["accreditation"] == {"confirmed_at": None, "source": None}  # expired: not confirmed
-    assert expiry_sweep()["confirmed"] == 0  # once a day
-
-    tomorrow = utcnow() + timedelta(days=1)
-    assert expiry.confirm_current_credentials(session, "system:test", tomorrow) == 1
-    session.commit()
-    assert feed_fields(client, provider.id)["licence"]["confirmed_at"] == tomorrow.isoformat()
-
-    provider.licences[0].expires_on = today + timedelta(days=1)
-    session.commit()
-    assert expiry.confirm_current_credentials(session, "system:test", utcnow() + timedelta(days=3)) == 0
-    session.commit()
-    assert feed_fields(client, provider.id)["licence"]["confirmed_at"] == tomorrow.isoformat()
+    expiry_sweep()
+    assert feed_fields(client, provider.id)["licence"]["confirmed_at"] == at.isoformat()  # the sweep moves nothing

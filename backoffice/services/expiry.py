@@ -14,7 +14,6 @@ from backoffice.models import (
     Accreditation,
     CheckKind,
     ExpiryReminder,
-    FieldConfirmation,
     Finding,
     FindingSeverity,
     Licence,
@@ -23,7 +22,7 @@ from backoffice.models import (
     Provider,
     VerificationStatus,
 )
-from backoffice.services import audit, findings, outbox, provider_status, sources
+from backoffice.services import audit, findings, outbox, provider_status
 
 
 @dataclass(frozen=True)
@@ -183,35 +182,6 @@ def lapse_credentials(session: Session, actor: audit.Actor, today: date) -> int:
     """Every expired licence and accreditation in the caller's transaction; returns how many were acted on.
     The daily sweep instead gives each one its own transaction (tasks/checks.py)."""
     return sum(lapse_credential(session, actor, item, today) for item in lapsed_credentials(session, today))
-
-
-def confirm_current_credentials(session: Session, actor: audit.Actor, now: datetime) -> int:
-    """Confirm, as of now, the licence and accreditation fields of each watched provider whose every licence (or
-    accreditation) is current by its recorded expiry date; returns how many providers had a field confirmed.
-
-    Once a day at most per field: a second sweep on the same day changes nothing. A provider with an expired or
-    undated credential is not confirmed, so its last confirmation stays where it was."""
-    today = now.date()
-    current: dict[int, dict[str, str]] = {}
-    for model, name in _CREDENTIALS:
-        held: dict[int, bool] = {}
-        for provider_id, expires_on in session.execute(
-                select(model.provider_id, model.expires_on).join(Provider, model.provider_id == Provider.id)
-                .where(_watched())):
-            held[provider_id] = held.get(provider_id, True) and expires_on is not None and expires_on >= today
-        for provider_id, ok in held.items():
-            if ok:
-                current.setdefault(provider_id, {})[name] = sources.EXPIRY_SOURCE
-    done_today = {(provider_id, name) for provider_id, name, at in session.execute(
-        select(FieldConfirmation.provider_id, FieldConfirmation.field, FieldConfirmation.confirmed_at)
-        .where(FieldConfirmation.field.in_([name for _, name in _CREDENTIALS]))) if at.date() == today}
-    confirmed = 0
-    for provider_id in sorted(current):
-        due = {name: source for name, source in current[provider_id].items() if (provider_id, name) not in done_today}
-        if due:
-            sources.confirm(session, actor, provider_id, due, now)
-            confirmed += 1
-    return confirmed
 
 
 # -- verification ---------------------------------------------------------------------------------

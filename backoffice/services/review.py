@@ -56,6 +56,7 @@ from backoffice.services import (
     provider_status,
     rechecks,
     sla,
+    sources,
     staff_notices,
     submissions,
     work,
@@ -813,6 +814,8 @@ def _apply_decision(session: Session, actor: Account, submission: Submission, de
             profile.apply(session, actor, provider, submission.proposed or {}, f"request #{submission.id} approved")
             decision.verified_until = now + timedelta(days=policy.verification_validity_days)
             provider_status.grant(session, actor, provider, decision, now, f"request #{submission.id} approved")
+            sources.confirm(session, actor, provider.id, sources.confirmed_by_decision(provider, submission.id, now.date()),
+                            now)
             # The grant's light signed checkpoint, published by a task once this commits (services/audit_publish).
             work.request(session, actor, audit_publish.grant_spec(decision.id), policy.work_policy)
     else:

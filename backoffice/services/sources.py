@@ -25,6 +25,7 @@ from backoffice.models import (
     DataSource,
     ExclusionSource,
     FieldConfirmation,
+    Provider,
     utcnow,
 )
 from backoffice.services import audit
@@ -266,6 +267,17 @@ def confirmed_fields(check: CheckKind, result: CheckResult) -> dict[str, str]:
             confirmed["address"] = label(NPPES)
         return confirmed
     return {}
+
+
+def confirmed_by_decision(provider: Provider, submission_id: int, today: date) -> dict[str, str]:
+    """The credential fields a research decision confirms: each the provider holds on file with every one current.
+
+    Licences and accreditations are confirmed against their primary source by the research team when it decides
+    (the evidence of its assessments), not by a sweep reading the expiry dates we hold ourselves."""
+    source = f"the research team's review of request #{submission_id}"
+    held = {"licence": provider.licences, "accreditation": provider.accreditations}
+    return {name: source for name, items in held.items()
+            if items and all(item.expires_on is not None and item.expires_on >= today for item in items)}
 
 
 def confirm(session: Session, actor: audit.Actor, provider_id: int, fields: Mapping[str, str], at: datetime,
