@@ -275,9 +275,10 @@ def confirmed_by_decision(provider: Provider, submission_id: int, today: date) -
     Licences and accreditations are confirmed against their primary source by the research team when it decides
     (the evidence of its assessments), not by a sweep reading the expiry dates we hold ourselves."""
     source = f"the research team's review of request #{submission_id}"
-    held = {"licence": provider.licences, "accreditation": provider.accreditations}
-    return {name: source for name, items in held.items()
-            if items and all(item.expires_on is not None and item.expires_on >= today for item in items)}
+    held = {"licence": [item.expires_on for item in provider.licences],
+            "accreditation": [item.expires_on for item in provider.accreditations]}
+    return {name: source for name, expiries in held.items()
+            if expiries and all(expires is not None and expires >= today for expires in expiries)}
 
 
 def confirm(session: Session, actor: audit.Actor, provider_id: int, fields: Mapping[str, str], at: datetime,
