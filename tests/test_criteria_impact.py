@@ -137,6 +137,22 @@ def test_a_draft_that_tightens_criteria_names_exactly_the_providers_that_would_n
     assert (report.failing, report.new, report.rereviews) == (2, 1, 3)
 
 
+def test_a_criterion_the_draft_leaves_alone_names_nobody_whatever_is_on_file(session, world):
+    """The licence criterion was required and found met by the decision in force: a provider whose licence we never
+    recorded on file does not "no longer meet" it because the draft made another criterion required."""
+    provider, _ = world("Alder House", accreditation=AssessmentStatus.MET, accredited_on_file=False)
+    provider.licences.clear()
+    session.commit()
+
+    def required(item):
+        item["required"] = True
+
+    report = impact.run(session, criteria.draft(definition_with(session, {"ACCREDITATION": required})), utcnow())
+    assert report_of(report) == []
+    unchanged = impact.run(session, criteria.draft(definition_with(session)), utcnow())
+    assert (report_of(unchanged), unchanged.listed) == ([], 1)
+
+
 def test_scheduling_opens_one_rereview_per_provider_each_told_why_and_a_second_run_opens_nothing(
         session, world, make_account):
     _, alder_member = world("Alder House")

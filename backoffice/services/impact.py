@@ -155,11 +155,14 @@ def run(session: Session, draft: Sequence[Criterion], now: datetime) -> Report:
                     {"code": code, "why": f"evidence from {zones.day_text(moment.date())} is older than the new "
                                           f"{criterion.freshness_days}-day limit"})
         on_file = CREDENTIAL_ON_FILE.get(criterion.automated_check or "")
-        if on_file is not None:
+        newly_required = before is None or not before.required or before.advertisers_only
+        if on_file is not None and newly_required:
+            # Only where the draft makes it required: a criterion required already was found met by the decision
+            # in force on its evidence, which the credentials we happen to hold on file do not overrule.
             model, why = on_file
             current = exists().where(model.provider_id == Provider.id,
                                      or_(model.expires_on.is_(None), model.expires_on >= today))
-            for provider_id in _ids(session, *scope, ~current):
+            for provider_id in _ids(session, *scope, ~current, ~_in_force(code, [AssessmentStatus.MET])):
                 failing.setdefault(provider_id, []).append({"code": code, "why": why})
     affected = sorted(set(failing) | set(new))
     names: dict[int, str] = {}
