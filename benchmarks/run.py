@@ -265,7 +265,7 @@ def render(records: list[dict]) -> str:
 
 def write(records_dir: Path = RESULTS, out: Path = HERE / "RESULTS.md") -> None:
     # A run of `make bench` names its engine; the others (match_quality.json, ...) are read by their notes.
-    records = [r for r in (json.loads(p.read_text()) for p in sorted(records_dir.glob("*.json"))) if "engine" in r]
+    records = [r for r in (json.loads(p.read_text()) for p in sorted(records_dir.glob("*.json"))) if "engine" in r and "machine" in r]
     for record in records:
         if record.get("pages"):
             try:
