@@ -87,6 +87,7 @@ def csp_problems(response, path: str, who: str) -> list[str]:
 
 
 MACHINE_READABLE = frozenset({"application/json", "text/plain"})
+COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def page_problems(response, path: str, who: str, static: bool) -> list[str]:
@@ -95,7 +96,10 @@ def page_problems(response, path: str, who: str, static: bool) -> list[str]:
     mimetype = response.mimetype
     problems = [f"{who}: {what}" for what, pattern in LIVE.items() if pattern.search(body)]
     if path.startswith("/api/"):
-        if mimetype != "application/json":
+        if mimetype == "application/jose":  # a signed answer (the status list, a receipt): base64url, nothing more
+            if not COMPACT_JWS.fullmatch(body.strip()):
+                problems.append(f"{who}: an application/jose answer that is not a compact JWS")
+        elif mimetype != "application/json":
             problems.append(f"{who}: the feed answered {response.content_type}, not application/json")
         else:
             json.loads(body)
