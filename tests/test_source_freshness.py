@@ -267,11 +267,14 @@ def test_confirmed_fields_show_on_the_case_page_in_the_feed_and_the_receipt_and_
     login(client, researcher)
     text = words(client.get(f"/admin/review/case/{submission.id}"))
     with app.test_request_context():
-        shown = formatting.when(first.finished_at)
+        shown, shown_day = formatting.when(first.finished_at), formatting.day(first.finished_at)
     assert f"NPI confirmed {shown} by NPPES NPI Registry" in text, text
     assert f"Address confirmed {shown} by NPPES NPI Registry" in text
     assert "Website never confirmed by a check" in text
     assert "Source: NPPES NPI Registry as of" in text
+    rechecks_page = words(client.get(f"/admin/finding-work/provider/{provider.id}"))
+    assert f"npi pass NPI {provider.npi} active; name and location match" in rechecks_page
+    assert f"NPPES NPI Registry as of {shown_day}" in rechecks_page, rechecks_page
 
     later = npi_check(session, provider, registry.url(path="/api/"), "w2")
     assert later.finished_at > first.finished_at

@@ -28,7 +28,7 @@ from backoffice.models import (
     Provider,
     WorkState,
 )
-from backoffice.services import findings, rechecks, work
+from backoffice.services import findings, rechecks, sources, work
 from backoffice.services.errors import DomainError
 from backoffice.services.reasons import REASON_MIN_LENGTH
 
@@ -153,7 +153,7 @@ class FindingWorkView(SecuredView):
         latest = rechecks.latest_runs(db.session, provider_id)
         return self.render("admin/findings/provider.html", provider=provider, findings=open_findings,
                            latest=latest, recheck=formatting.recheck_status(provider.last_rechecked_at, latest),
-                           form=FlaskForm(), can_act=self._can_act())
+                           run_sources=sources.of_run, form=FlaskForm(), can_act=self._can_act())
 
     @expose("/provider/<int:provider_id>/recheck", methods=["POST"])
     @only(*RESEARCH_ROLES)
