@@ -14,6 +14,7 @@ from backoffice.models import (
     Principal,
     PrincipalRole,
     Provider,
+    Role,
     Work,
     WorkKind,
     WorkState,
@@ -21,6 +22,8 @@ from backoffice.models import (
 )
 from backoffice.services import rechecks, screening, work
 from tasks import checks
+from tests.conftest import login
+from tests.page_text import visible_text
 
 HEADER = ('"LASTNAME","FIRSTNAME","MIDNAME","BUSNAME","GENERAL","SPECIALTY","UPIN","NPI","DOB","ADDRESS","CITY",'
           '"STATE","ZIP","EXCLTYPE","EXCLDATE","REINDATE","WAIVERDATE","WVRSTATE","SOURCE_FILE"\n')
@@ -156,3 +159,15 @@ def test_a_batch_that_loses_a_race_for_a_run_records_the_others_one_by_one(
     assert session.get(Work, row.id).state == WorkState.DONE
     assert session.scalar(select(func.count()).select_from(CheckRun)) == 5
     assert session.scalar(select(func.count(func.distinct(Finding.subject_key)))) == 3
+
+
+def test_staff_read_a_batch_of_screening_in_words(app, client, session, make_provider, make_account):
+    listed = [make_provider(listing_status=ListingStatus.LISTED) for _ in range(3)]
+    row = rechecks.request_screening(session, "system:exclusion-sweep", [p.id for p in listed], "monthly-202612",
+                                     work.Policy.from_config(app.config))
+    session.commit()
+    login(client, make_account(Role.RESEARCHER))
+    text = " ".join(visible_text(client.get("/admin/work/").get_data(as_text=True)).split())
+    assert (f"exclusion screening of a batch of providers exclusion screening of 3 providers (ids "
+            f"{listed[0].id}-{listed[-1].id})") in text
+    assert row is not None and row.idempotency_key == f"screening-batch:monthly-202612:{listed[0].id}-{listed[-1].id}"

@@ -282,7 +282,8 @@ class ListIndex:
         in_state = self.word_ranks.get(state)
         if not in_state:
             return []
-        return sorted(set(name_key.split()).intersection(in_state), key=in_state.__getitem__)[:BLOCKING_WORDS]
+        # Over the party's few words: set.intersection(a dict) would walk every word of the state.
+        return sorted([w for w in set(name_key.split()) if w in in_state], key=in_state.__getitem__)[:BLOCKING_WORDS]
 
 
 _cached: tuple[tuple, ListIndex] | None = None
@@ -336,7 +337,7 @@ def candidates(index: ListIndex, subjects: list[Subject], thresholds: Thresholds
                         party_words = party_words or set(name_key.split())
                         in_state = ranks.get(state)
                         words = words_of[(name_key, state)] = [] if in_state is None else sorted(
-                            party_words.intersection(in_state), key=in_state.__getitem__)[:BLOCKING_WORDS]
+                            [w for w in party_words if w in in_state], key=in_state.__getitem__)[:BLOCKING_WORDS]
                     for word in words:
                         queries[(state, word)][name_key].append((number, p))
     score_cutoff = 100 * (thresholds.name_token_set if cutoff is None else cutoff)
