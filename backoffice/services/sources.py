@@ -333,7 +333,9 @@ def confirmations(session: Session, provider_ids: list[int]) -> dict[int, dict[s
     """Each provider's last confirmation of every listed field (None where none was ever confirmed)."""
     found = {pid: confirmations_unknown() for pid in provider_ids}
     if provider_ids:
-        for row in session.scalars(select(FieldConfirmation).where(FieldConfirmation.provider_id.in_(provider_ids))):
+        for row in session.execute(select(FieldConfirmation.provider_id, FieldConfirmation.field,
+                                          FieldConfirmation.confirmed_at, FieldConfirmation.source)
+                                   .where(FieldConfirmation.provider_id.in_(provider_ids))):
             if row.field in FIELDS:
                 found[row.provider_id][row.field] = Confirmation(row.field, row.confirmed_at, row.source)
     return found
