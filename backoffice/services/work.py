@@ -39,6 +39,7 @@ KIND_WORDS = {
     WorkKind.IMPORT_SCREENING: "screening of every listed provider after a list import",
     WorkKind.EXPIRY_SWEEP: "verification-expiry sweep",
     WorkKind.CHECKPOINT: "signed checkpoint of the audit trail after a verification was granted",
+    WorkKind.REREVIEWS: "opening the re-reviews a criteria version's publication scheduled",
 }
 STATE_WORDS = {
     WorkState.REQUESTED: "waiting for the worker queue",
