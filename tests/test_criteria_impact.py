@@ -259,7 +259,16 @@ def test_the_lead_runs_the_report_and_publishes_with_rereviews_and_the_auditor_r
     assert session.scalar(select(func.count()).select_from(Reverification)) == 0  # not in the request
     assert (f"0 of 1 re-review opened so far, to be answered by {day_text(deadline)}; the rest are being "
             "opened.") in visible_text(client.get("/admin/catalogue/v/2").get_data(as_text=True))
-    assert open_rereviews(session.scalar(select(Work.id).where(Work.kind == WorkKind.REREVIEWS))) == 1
+    row = session.scalar(select(Work).where(Work.kind == WorkKind.REREVIEWS))
+    session.execute(update(Work).where(Work.id == row.id).values(state=WorkState.FAILED,
+                                                                 last_error="the worker stopped"))
+    session.commit()
+    assert (f"0 of 1 re-review opened, to be answered by {day_text(deadline)}; opening the rest stopped (the worker "
+            "stopped) and can be sent again from the work page.") in visible_text(
+                client.get("/admin/catalogue/v/2").get_data(as_text=True))
+    work.retry(session, lead, session.get(Work, row.id), work.Policy())
+    session.commit()
+    assert open_rereviews(row.id) == 1
     reverification = session.scalar(select(Reverification))
     assert reverification.reason.startswith("The listing criteria changed: version 2 is now in force. Your listing "
                                             "would no longer meet: ACCREDITATION (Current accreditation")

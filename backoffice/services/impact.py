@@ -258,9 +258,12 @@ def schedule(session: Session, actor: audit.Actor, catalogue: CriteriaCatalogue,
 
 
 def opening(session: Session, catalogue_id: int) -> Work | None:
-    """The latest work that opens this version's re-reviews (None: none was asked for, or before there was)."""
-    return session.scalar(select(Work).where(Work.idempotency_key == rereviews_key(catalogue_id))
-                          .order_by(Work.id.desc()).limit(1))
+    """The work opening this version's re-reviews while it is open or once it failed; None when it is done (or
+    was never asked for). Read from the work table's partial indexes on those states, never from its done rows."""
+    key = rereviews_key(catalogue_id)
+    return (session.scalar(select(Work).where(Work.idempotency_key == key, work.OPEN))
+            or session.scalar(select(Work).where(work.FAILED, Work.idempotency_key == key)
+                              .order_by(Work.updated_at.desc()).limit(1)))
 
 
 def _actor(session: Session, label: str) -> audit.Actor:
