@@ -30,6 +30,7 @@ WORK_TASKS = {
     WorkKind.IMPORT_SCREENING: "tasks.checks.exclusion_sweep",
     WorkKind.EXPIRY_SWEEP: "tasks.sweeps.verification_expiry_sweep",
     WorkKind.CHECKPOINT: "tasks.sweeps.publish_checkpoint",
+    WorkKind.REREVIEWS: "tasks.sweeps.open_rereviews",
 }
 
 

@@ -16,6 +16,7 @@ class WorkKind(StrEnum):
     IMPORT_SCREENING = "import_screening"  # screen every listed provider against a newly imported list
     EXPIRY_SWEEP = "expiry_sweep"  # a research lead asked for the verification-expiry sweep now
     CHECKPOINT = "checkpoint"  # a signed checkpoint of the audit chain's head, after a verification was granted
+    REREVIEWS = "rereviews"  # open the re-reviews a criteria version's publication scheduled, in batches
 
 
 class WorkState(StrEnum):

@@ -29,6 +29,7 @@ SEND_QUEUE = "work_to_send"
 # Written exactly as the partial indexes' predicate: SQLite (and PostgreSQL with bound parameters) uses a
 # partial index only when the query repeats its condition.
 OPEN = text("work.state IN ('requested', 'sent', 'running')")
+FAILED = text("work.state = 'failed'")
 CHECK_KINDS = frozenset({WorkKind.RECHECK_NOW, WorkKind.SCHEDULED_CHECK, WorkKind.SCREENING})
 
 # What each kind of work is, for the staff page.
@@ -39,6 +40,7 @@ KIND_WORDS = {
     WorkKind.IMPORT_SCREENING: "screening of every listed provider after a list import",
     WorkKind.EXPIRY_SWEEP: "verification-expiry sweep",
     WorkKind.CHECKPOINT: "signed checkpoint of the audit trail after a verification was granted",
+    WorkKind.REREVIEWS: "opening the re-reviews a criteria version's publication scheduled",
 }
 STATE_WORDS = {
     WorkState.REQUESTED: "waiting for the worker queue",
@@ -349,7 +351,7 @@ def in_flight(session: Session, limit: int = 200) -> list[Work]:
     """Open work (oldest first) then failed work (latest first), for the staff page."""
     open_rows = session.scalars(select(Work).where(OPEN).order_by(Work.created_at, Work.id).limit(limit)).all()
     failed = session.scalars(
-        select(Work).where(text("work.state = 'failed'")).order_by(Work.updated_at.desc()).limit(limit)).all()
+        select(Work).where(FAILED).order_by(Work.updated_at.desc()).limit(limit)).all()
     return [*open_rows, *failed]
 
 
