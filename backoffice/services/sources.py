@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -328,33 +328,53 @@ class Confirming:
     check_run_id: int | None = None
 
 
+# Core statements on the table: a batch of runs confirms many fields, and the ORM's unit of work (an entity
+# built, tracked and flushed per row) cost more than the rest of the confirmation. Nothing holds these rows as
+# entities (`confirmations` reads columns), so no loaded object can go stale behind them.
+_CONFIRMED = cast(Table, FieldConfirmation.__table__)
+_MOVE_CONFIRMED = (_CONFIRMED.update().where(_CONFIRMED.c.id == bindparam("row_id"))
+                   .values(confirmed_at=bindparam("at", type_=_CONFIRMED.c.confirmed_at.type),
+                           source=bindparam("by", type_=_CONFIRMED.c.source.type),
+                           check_run_id=bindparam("run_id", type_=_CONFIRMED.c.check_run_id.type)))
+
+
 def confirm_many(session: Session, confirmations: Sequence[Confirming]) -> None:
-    """`confirm` for several, in order, with one read of the rows they touch and one flush: each still its own
-    audited event, as if confirmed one after the other."""
+    """`confirm` for several, in order, with one read of the rows they touch and one write of each kind: each
+    still its own audited event, as if confirmed one after the other."""
     confirmations = [c for c in confirmations if c.fields]
     if not confirmations:
         return
     wanted = {(c.provider_id, name) for c in confirmations for name in c.fields}
-    current = {(row.provider_id, row.field): row for row in session.scalars(select(FieldConfirmation).where(
-        FieldConfirmation.provider_id.in_(sorted({pid for pid, _ in wanted})),
-        FieldConfirmation.field.in_(sorted({name for _, name in wanted}))))}
+    c_ = _CONFIRMED.c
+    current: dict[tuple[int, str], dict[str, Any]] = {
+        (row.provider_id, row.field): dict(row._mapping) for row in session.execute(
+            select(c_.id, c_.provider_id, c_.field, c_.confirmed_at, c_.source)
+            .where(c_.provider_id.in_(sorted({pid for pid, _ in wanted})),
+                   c_.field.in_(sorted({name for _, name in wanted}))))}
+    new: dict[tuple[int, str], dict[str, Any]] = {}
+    moved: dict[int, dict[str, Any]] = {}
     for c in confirmations:
         before, after = {}, {}
         for name, source in c.fields.items():
-            row = current.get((c.provider_id, name))
-            if row is not None and row.confirmed_at >= c.at:
+            key = (c.provider_id, name)
+            row = new.get(key) or current.get(key)
+            if row is not None and row["confirmed_at"] >= c.at:
                 continue
             if row is None:
-                row = current[(c.provider_id, name)] = FieldConfirmation(provider_id=c.provider_id, field=name)
-                session.add(row)
-            else:
-                before[name] = {"confirmed_at": row.confirmed_at, "source": row.source}
-            row.confirmed_at, row.source, row.check_run_id = c.at, source, c.check_run_id
+                row = new[key] = {"provider_id": c.provider_id, "field": name}
+            elif key not in new:
+                before[name] = {"confirmed_at": row["confirmed_at"], "source": row["source"]}
+            row.update(confirmed_at=c.at, source=source, check_run_id=c.check_run_id)
+            if key not in new:
+                moved[row["id"]] = {"row_id": row["id"], "at": c.at, "by": source, "run_id": c.check_run_id}
             after[name] = {"confirmed_at": c.at, "source": source, "check_run_id": c.check_run_id}
         if after:
             audit.record(session, c.actor, "field.confirmed", "provider", c.provider_id, before=before or None,
                          after=after, provider_id=c.provider_id)
-    session.flush()
+    if new:
+        session.execute(insert(_CONFIRMED), list(new.values()))
+    if moved:
+        session.execute(_MOVE_CONFIRMED, list(moved.values()))
 
 
 def recorded(session: Session, actor: audit.Actor, run: CheckRun, result: CheckResult, freshness: Freshness) -> None:
@@ -398,7 +418,9 @@ def confirmations(session: Session, provider_ids: list[int]) -> dict[int, dict[s
     """Each provider's last confirmation of every listed field (None where none was ever confirmed)."""
     found = {pid: confirmations_unknown() for pid in provider_ids}
     if provider_ids:
-        for row in session.scalars(select(FieldConfirmation).where(FieldConfirmation.provider_id.in_(provider_ids))):
+        c = _CONFIRMED.c
+        for row in session.execute(select(c.provider_id, c.field, c.confirmed_at, c.source)
+                                   .where(c.provider_id.in_(provider_ids))):
             if row.field in FIELDS:
                 found[row.provider_id][row.field] = Confirmation(row.field, row.confirmed_at, row.source)
     return found
