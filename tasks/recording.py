@@ -85,7 +85,9 @@ class _Group(Generic[T]):
             self._waiting.append(one)
             if arrived is not None:
                 arrived()
-            self._arrived.notify()
+            # The leader stops waiting only when the batch is full or nothing more may come: wake it then only.
+            if len(self._waiting) >= batch_size or not self._worth_waiting():
+                self._arrived.notify()
         while not one.taken:
             with self._lock:
                 while self._leading and not one.taken:
@@ -119,8 +121,9 @@ class _Group(Generic[T]):
         return batch
 
     def _changed(self) -> None:
-        """What the leader waits on has changed (holding the lock)."""
-        self._arrived.notify()
+        """What the leader waits for may have changed (holding the lock): wake it if nothing more may come."""
+        if not self._worth_waiting():
+            self._arrived.notify()
 
 
 class GroupRecorder(_Group[Pending]):
