@@ -93,7 +93,7 @@ def run(size: str, only: set[str], runs: int, url: str | None = None) -> dict:
     if "screening" in only:
         record["screening"] = screening.run(size, sample=scale.sample(200), one_by_one=scale.sample(5000))
     if "audit" in only:
-        record["audit"] = audit_chain.run(size, runs=scale.sample(200), repeats=1 if scale.quick else 3)
+        record["audit"] = audit_chain.run(size, runs=scale.sample(1000), repeats=1 if scale.quick else 3)
     if "import" in only:
         record["import"] = importer.run(scale.import_rows)
     if "sweep" in only:
