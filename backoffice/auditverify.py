@@ -46,6 +46,7 @@ Signed checkpoints (--checkpoints DIR --jwks FILE)
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import importlib
@@ -83,6 +84,20 @@ class CheckedEvent(dict):
     __slots__ = ("intact", "text")
     intact: bool
     text: str
+
+
+@dataclass(frozen=True)
+class CheckedRun:
+    """Events `first_seq` to `last_seq`, every one of them present, each naming the hash of the one before it and
+    matching its own hash, as a reader checked them on the way (the database's own walk, which hands on only
+    these bounds), so that they are not read one by one. `prev_hash` is what the first one names before it,
+    `hash` the last one's. Never built from a file's own claims. It covers no checkpoint: the reader hands the
+    events at checkpoints on one by one, as their hashes are checked against them."""
+
+    first_seq: int
+    last_seq: int
+    prev_hash: str
+    hash: str
 
 
 def checked_or_matches(record: dict[str, Any]) -> bool:
@@ -377,14 +392,15 @@ def content_matches(record: dict[str, Any]) -> bool:
     return compute_hash(record["prev_hash"], {name: record[name] for name in HASHED_FIELDS}) == record["hash"]
 
 
-def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, str] | None = None,
+def verify_records(records: Iterable[dict[str, Any] | CheckedRun], expect_head: tuple[int, str] | None = None,
                    content_ok: Callable[[dict[str, Any]], bool] = checked_or_matches,
                    signed: Sequence[SignedCheckpoint] = ()) -> Result:
     """Check an export's records (header first, then checkpoints and events in any order of kind).
     `content_ok` checks one event's hash against its content: by default from its fields, or, for an event a
     reader checked on the way (a CheckedEvent: the database walk, an export line in the event layout), what
-    that reader found. `signed`: checkpoints read from where they were published (read_checkpoints), which
-    the events must agree with and reach."""
+    that reader found; a CheckedRun stands for a stretch of events its reader checked in full. `signed`:
+    checkpoints read from where they were published (read_checkpoints), which the events must agree with and
+    reach."""
     header: dict[str, Any] | None = None
     # seq -> (hash, what vouched for it) for every checkpoint, the export's own and the signed ones: one
     # lookup per event whatever the number of checkpoints.
@@ -394,9 +410,27 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
             (checkpoint.hash, f"{checkpoint}: the chain was rewritten after it was signed"))
     latest_signed = max(signed, key=lambda checkpoint: checkpoint.seq) if signed else None
     newest_checkpoint = 0
+    marks: list[int] | None = None  # the checkpoints' seqs in order, for the checked runs; None when one was added
     provider: int | None = None
     checked, prev_hash, prev_seq = 0, None, None
     for record in records:
+        if isinstance(record, CheckedRun):
+            if header is None:
+                return Result(False, checked, None, "the export header is missing: it must be the first record")
+            if not header.get("contiguous"):
+                raise ValueError("a checked run is a stretch of a contiguous chain, not of one provider's history")
+            problem = _out_of_place(header, record.first_seq, record.prev_hash, prev_seq, prev_hash, checked)
+            if problem:
+                return problem
+            marks = sorted(checkpoints) if marks is None else marks
+            at = bisect.bisect_left(marks, record.first_seq)
+            if (at < len(marks) and marks[at] <= record.last_seq) or (
+                    expect_head and record.first_seq <= expect_head[0] <= record.last_seq):
+                raise ValueError(f"the checked run of events {record.first_seq} to {record.last_seq} covers a "
+                                 f"checkpoint or the expected head: its reader must hand that event on by itself")
+            prev_hash, prev_seq = record.hash, record.last_seq
+            checked += record.last_seq - record.first_seq + 1
+            continue
         kind = record.get("record")
         if kind == "export":
             header = record
@@ -409,24 +443,17 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
         if kind == "checkpoint":
             checkpoints.setdefault(int(record["seq"]), []).append((record["hash"], "the daily checkpoint taken at it"))
             newest_checkpoint = max(newest_checkpoint, int(record["seq"]))
+            marks = None
             continue
         if kind != "event":
             return Result(False, checked, None, f"unknown record kind {kind!r}")
         if header is None:
             return Result(False, checked, None, "the export header is missing: it must be the first record")
         seq = int(record["seq"])
-        contiguous = bool(header.get("contiguous"))
-        if prev_seq is not None and seq <= prev_seq:
-            return Result(False, checked, seq, f"event {seq} comes after event {prev_seq}: events are out of order")
-        if contiguous:
-            expected = prev_seq + 1 if prev_seq is not None else _first_seq(header)
-            if seq != expected:
-                return Result(False, checked, expected, f"event {expected} is missing")
-            if seq == 1 and record["prev_hash"] != GENESIS_HASH:
-                return Result(False, checked, seq, "the first event does not start from the genesis hash")
-            if prev_hash is not None and record["prev_hash"] != prev_hash:
-                return Result(False, checked, seq, "prev_hash does not match the hash of the event before it")
-        elif provider_of(record) != provider:
+        problem = _out_of_place(header, seq, record["prev_hash"], prev_seq, prev_hash, checked)
+        if problem:
+            return problem
+        if not header.get("contiguous") and provider_of(record) != provider:
             return Result(False, checked, seq, f"the event is provider {provider_of(record)}'s, but the export says "
                                                f"it is provider {provider}'s history: it was relabelled")
         if not content_ok(record):
@@ -467,6 +494,24 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
     if latest_signed is not None:
         note = f"It agrees with all {len(signed)} signed checkpoints and reaches the newest, {latest_signed}."
     return Result(True, checked, last_seq=prev_seq, last_hash=prev_hash, note=note)
+
+
+def _out_of_place(header: dict[str, Any], seq: int, names: str, prev_seq: int | None, prev_hash: str | None,
+                  checked: int) -> Result | None:
+    """What is wrong with an event at `seq`, naming `names` as the hash before it, coming after `prev_seq`
+    (whose hash is `prev_hash`): out of order, or, in a contiguous export, not the next one or not linked."""
+    if prev_seq is not None and seq <= prev_seq:
+        return Result(False, checked, seq, f"event {seq} comes after event {prev_seq}: events are out of order")
+    if not header.get("contiguous"):
+        return None
+    expected = prev_seq + 1 if prev_seq is not None else _first_seq(header)
+    if seq != expected:
+        return Result(False, checked, expected, f"event {expected} is missing")
+    if seq == 1 and names != GENESIS_HASH:
+        return Result(False, checked, seq, "the first event does not start from the genesis hash")
+    if prev_hash is not None and names != prev_hash:
+        return Result(False, checked, seq, "prev_hash does not match the hash of the event before it")
+    return None
 
 
 def _first_seq(header: dict[str, Any]) -> int:
