@@ -101,6 +101,10 @@ class Config:
     # chain for them all. A batch of 1 records each check on its own.
     RECHECK_RECORD_BATCH = 50
     RECHECK_RECORD_WAIT_MS = 250
+    # The check tasks of one worker process that start within RECHECK_CLAIM_WAIT_MS of each other claim their work
+    # rows (and read their providers) in one transaction, up to RECHECK_CLAIM_BATCH; 1 claims each on its own.
+    RECHECK_CLAIM_BATCH = 50
+    RECHECK_CLAIM_WAIT_MS = 20
     EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]
     # How fresh each external source must be (days since it was last imported or answered): a check against an
     # older one is recorded as "source stale", never as a pass (services/sources.py).
@@ -351,9 +355,9 @@ POSITIVE = (
     "REDIS_WEB_TIMEOUT_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_BATCH_SIZE", "MAIL_MAX_ATTEMPTS",
     "MAIL_RETRY_BACKOFF_SECONDS", "MAIL_MAX_BACKOFF_SECONDS", "MAIL_SENDING_LEASE_SECONDS",
     "MAIL_DELIVERY_TIME_LIMIT_SECONDS", "LEIE_FRESHNESS_DAYS", "STATE_LIST_FRESHNESS_DAYS", "NPPES_FRESHNESS_DAYS",
-    "RECHECK_RECORD_BATCH", "SCREENING_BATCH_SIZE",
+    "RECHECK_RECORD_BATCH", "RECHECK_CLAIM_BATCH", "SCREENING_BATCH_SIZE",
 )
-NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS", "RECHECK_RECORD_WAIT_MS")
+NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS", "RECHECK_RECORD_WAIT_MS", "RECHECK_CLAIM_WAIT_MS")
 # Similarity scores from 0 to 1: 0 would raise every record of a state, above 1 none at all.
 SCORE_THRESHOLDS = ("SCREENING_NAME_TOKEN_SET_THRESHOLD", "SCREENING_NAME_JARO_WINKLER_THRESHOLD",
                     "SCREENING_ADDRESS_THRESHOLD", "SCREENING_CITY_THRESHOLD")

@@ -46,6 +46,7 @@ Signed checkpoints (--checkpoints DIR --jwks FILE)
 """
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import importlib
@@ -53,6 +54,8 @@ import json
 import os
 import re
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -81,6 +84,20 @@ class CheckedEvent(dict):
     __slots__ = ("intact", "text")
     intact: bool
     text: str
+
+
+@dataclass(frozen=True)
+class CheckedRun:
+    """Events `first_seq` to `last_seq`, every one of them present, each naming the hash of the one before it and
+    matching its own hash, as a reader checked them on the way (the database's own walk, which hands on only
+    these bounds), so that they are not read one by one. `prev_hash` is what the first one names before it,
+    `hash` the last one's. Never built from a file's own claims. It covers no checkpoint: the reader hands the
+    events at checkpoints on one by one, as their hashes are checked against them."""
+
+    first_seq: int
+    last_seq: int
+    prev_hash: str
+    hash: str
 
 
 def checked_or_matches(record: dict[str, Any]) -> bool:
@@ -200,11 +217,8 @@ def _signed_payload(payload: dict[str, Any], name: str, digest: str) -> SignedCh
     return SignedCheckpoint(number, name, seq, head, taken_at, str(payload.get("occasion") or ""), digest)
 
 
-def read_checkpoints(directory: str, keys: Mapping[str, Any]) -> list[SignedCheckpoint]:
-    """Every checkpoint published in `directory`, oldest first, each checked: its name, its signature by a key
-    of `keys` (jws.read_jwks) within that key's period, its number, the previous file it names (by hash) and
-    that the head never goes back. The first thing wrong raises CheckpointsRefused naming the file and why."""
-    jws = _jws()
+def _checkpoint_files(directory: str) -> dict[int, str]:
+    """The folder's checkpoint files by number; a file of any other name is refused."""
     files: dict[int, str] = {}
     for name in os.listdir(directory):
         if name.startswith("."):
@@ -214,47 +228,149 @@ def read_checkpoints(directory: str, keys: Mapping[str, Any]) -> list[SignedChec
             raise CheckpointsRefused(f"{name} in the checkpoint folder is not a checkpoint (NNNNNNNN.jws): "
                                      f"something other than the back-office wrote there")
         files[int(match.group(1))] = name
-    checkpoints: list[SignedCheckpoint] = []
-    by_seq: dict[int, SignedCheckpoint] = {}
-    for position, number in enumerate(sorted(files), start=1):
-        if number != position:
-            raise CheckpointsRefused(f"checkpoint {position} ({checkpoint_file_name(position)}) is missing: "
-                                     f"its file was removed or renamed")
-        name = files[number]
-        with open(os.path.join(directory, name), "rb") as handle:
-            data = handle.read()
+    return files
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What changes when a file is rewritten, replaced or touched: device, inode, size, mtime and ctime."""
+    return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns
+
+
+def _read_next(jws: Any, keys: Mapping[str, Any], directory: str, number: int, name: str,
+               checkpoints: list[SignedCheckpoint]) -> os.stat_result:
+    """Check checkpoint `number` (file `name`) after `checkpoints`, the ones before it, and append it; returns
+    the file's status as it was when read (taken before its bytes, so a later change shows in a later stat)."""
+    with open(os.path.join(directory, name), "rb") as handle:
+        status = os.fstat(handle.fileno())
+        data = handle.read()
+    try:
+        verified = jws.verify_compact(data.decode("ascii"), keys, CHECKPOINT_TYP)
+    except (UnicodeDecodeError, jws.Refused) as error:
+        reason = "it is not ASCII text" if isinstance(error, UnicodeDecodeError) else str(error)
+        raise CheckpointsRefused(f"checkpoint {number} ({name}) is refused: {reason}") from None
+    checkpoint = _signed_payload(verified.payload, name, hashlib.sha256(data).hexdigest())
+    if checkpoint.number != number:
+        raise CheckpointsRefused(f"{name} holds checkpoint {checkpoint.number}, not {number}: the files were "
+                                 f"renamed or reordered")
+    try:
+        taken_at = jws.parse_rfc3339(checkpoint.taken_at, f"taken_at of checkpoint {number}")
+    except jws.Refused as error:
+        raise CheckpointsRefused(f"checkpoint {number} ({name}) is refused: {error}") from None
+    if not verified.key.covers(taken_at):
+        raise CheckpointsRefused(f"checkpoint {number} ({name}) is signed by key {verified.key.kid}, which "
+                                 f"did not sign at {checkpoint.taken_at} (outside the period the key set gives it)")
+    previous = checkpoints[-1] if checkpoints else None
+    if verified.payload.get("previous") != (previous.digest if previous else None):
+        raise CheckpointsRefused(
+            f"checkpoint {number} ({name}) names a previous checkpoint other than {previous.file} as it is "
+            f"now: {previous.file} was rewritten or replaced" if previous else
+            f"checkpoint 1 ({name}) names a checkpoint before it: the folder's first files were removed")
+    if previous and checkpoint.seq < previous.seq:
+        raise CheckpointsRefused(f"checkpoint {number} ({name}) is at event {checkpoint.seq}, before "
+                                 f"{previous} : the chain's head went back between them")
+    # The head never goes back (checked just above), so an earlier checkpoint at this event is the previous one.
+    if previous and previous.seq == checkpoint.seq and previous.hash != checkpoint.hash:
+        raise CheckpointsRefused(f"checkpoint {number} ({name}) gives event {checkpoint.seq} another hash than "
+                                 f"{previous}: the chain was rewritten between them")
+    checkpoints.append(checkpoint)
+    return status
+
+
+class VerifiedPrefix:
+    """What read_checkpoints verified in one folder with one key set, remembered (in this process) so that the
+    next reading reads and verifies only the files added since: for each file its identity when it was read
+    (device, inode, size, mtime, ctime) and the checkpoint it held.
+
+    A file is taken as verified only while its identity is unchanged and it had settled when read: its ctime at
+    least SETTLE_NS before that reading, because a file's times are kept at the file system's coarse clock and
+    a rewrite in the same tick as the reading would not show. Any remembered file changed or gone, a gap in the
+    numbers, another folder or another key set: every file is read again and judged afresh. A refusal forgets
+    everything, so a broken folder is read whole each time, as without this."""
+
+    SETTLE_NS = 2_000_000_000
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._source: tuple[str, tuple] | None = None
+        self._identities: list[tuple[tuple[int, int, int, int, int], bool]] = []  # (identity, settled) by position
+        self._checkpoints: list[SignedCheckpoint] = []
+        self.last_read = 0  # how many files the last reading read and verified
+
+    @property
+    def remembered(self) -> int:
+        """How many files are remembered as verified."""
+        return len(self._identities)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._forget()
+
+    def _forget(self) -> None:
+        self._source, self._identities, self._checkpoints = None, [], []
+
+    def _trusted(self, source: tuple[str, tuple], directory: str, files: dict[int, str]) -> int:
+        """How many of the folder's first files can be taken as verified; 0 forces reading them all."""
+        if source != self._source or len(files) < len(self._identities) or max(files, default=0) != len(files):
+            return 0
+        if os.stat not in os.supports_dir_fd:
+            return 0  # where a file cannot be looked up in an open folder (Windows), every file is read
         try:
-            verified = jws.verify_compact(data.decode("ascii"), keys, CHECKPOINT_TYP)
-        except (UnicodeDecodeError, jws.Refused) as error:
-            reason = "it is not ASCII text" if isinstance(error, UnicodeDecodeError) else str(error)
-            raise CheckpointsRefused(f"checkpoint {number} ({name}) is refused: {reason}") from None
-        checkpoint = _signed_payload(verified.payload, name, hashlib.sha256(data).hexdigest())
-        if checkpoint.number != number:
-            raise CheckpointsRefused(f"{name} holds checkpoint {checkpoint.number}, not {number}: the files were "
-                                     f"renamed or reordered")
+            folder = os.open(directory, os.O_RDONLY)
+        except OSError:
+            return 0
         try:
-            taken_at = jws.parse_rfc3339(checkpoint.taken_at, f"taken_at of checkpoint {number}")
-        except jws.Refused as error:
-            raise CheckpointsRefused(f"checkpoint {number} ({name}) is refused: {error}") from None
-        if not verified.key.covers(taken_at):
-            raise CheckpointsRefused(f"checkpoint {number} ({name}) is signed by key {verified.key.kid}, which "
-                                     f"did not sign at {checkpoint.taken_at} (outside the period the key set gives it)")
-        previous = checkpoints[-1] if checkpoints else None
-        if verified.payload.get("previous") != (previous.digest if previous else None):
-            raise CheckpointsRefused(
-                f"checkpoint {number} ({name}) names a previous checkpoint other than {previous.file} as it is "
-                f"now: {previous.file} was rewritten or replaced" if previous else
-                f"checkpoint 1 ({name}) names a checkpoint before it: the folder's first files were removed")
-        if previous and checkpoint.seq < previous.seq:
-            raise CheckpointsRefused(f"checkpoint {number} ({name}) is at event {checkpoint.seq}, before "
-                                     f"{previous} : the chain's head went back between them")
-        earlier = by_seq.get(checkpoint.seq)
-        if earlier is not None and earlier.hash != checkpoint.hash:
-            raise CheckpointsRefused(f"checkpoint {number} ({name}) gives event {checkpoint.seq} another hash than "
-                                     f"{earlier}: the chain was rewritten between them")
-        checkpoints.append(checkpoint)
-        by_seq[checkpoint.seq] = checkpoint
-    return checkpoints
+            now = [_identity(os.stat(files[position], dir_fd=folder))
+                   for position in range(1, len(self._identities) + 1)]
+        except OSError:
+            return 0
+        finally:
+            os.close(folder)
+        if now != [identity for identity, _ in self._identities]:
+            return 0
+        # Read again from the first file that was too fresh, when read, to trust its times.
+        return next((position for position, (_, settled) in enumerate(self._identities) if not settled),
+                    len(self._identities))
+
+    def read(self, directory: str, keys: Mapping[str, Any], jws: Any) -> list[SignedCheckpoint]:
+        source = (directory, _key_set_identity(jws, keys))
+        with self._lock:
+            self.last_read = 0
+            try:
+                files = _checkpoint_files(directory)
+                trusted = self._trusted(source, directory, files)
+                if trusted == 0:
+                    self._forget()
+                self._source = source
+                del self._identities[trusted:], self._checkpoints[trusted:]
+                for position, number in enumerate(sorted(files)[trusted:], start=trusted + 1):
+                    if number != position:
+                        raise CheckpointsRefused(f"checkpoint {position} ({checkpoint_file_name(position)}) is "
+                                                 f"missing: its file was removed or renamed")
+                    status = _read_next(jws, keys, directory, number, files[number], self._checkpoints)
+                    self.last_read += 1
+                    self._identities.append(
+                        (_identity(status), status.st_ctime_ns <= self._clock() - self.SETTLE_NS))
+            except BaseException:
+                self._forget()
+                raise
+            return list(self._checkpoints)
+
+
+def _key_set_identity(jws: Any, keys: Mapping[str, Any]) -> tuple:
+    return tuple(sorted((kid, jws.raw_public_key(key.key), key.valid_from, key.valid_until)
+                        for kid, key in keys.items()))
+
+
+def read_checkpoints(directory: str, keys: Mapping[str, Any],
+                     known: VerifiedPrefix | None = None) -> list[SignedCheckpoint]:
+    """Every checkpoint published in `directory`, oldest first, each checked: its name, its signature by a key
+    of `keys` (jws.read_jwks) within that key's period, its number, the previous file it names (by hash) and
+    that the head never goes back. The first thing wrong raises CheckpointsRefused naming the file and why.
+
+    With `known`, the files it holds as verified and unchanged are not read again (see VerifiedPrefix); without
+    it, as the offline verifier and the daily verification read, every file is read and checked."""
+    return (known if known is not None else VerifiedPrefix()).read(directory, keys, _jws())
 
 
 def _header_problem(header: dict[str, Any]) -> str | None:
@@ -276,14 +392,15 @@ def content_matches(record: dict[str, Any]) -> bool:
     return compute_hash(record["prev_hash"], {name: record[name] for name in HASHED_FIELDS}) == record["hash"]
 
 
-def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, str] | None = None,
+def verify_records(records: Iterable[dict[str, Any] | CheckedRun], expect_head: tuple[int, str] | None = None,
                    content_ok: Callable[[dict[str, Any]], bool] = checked_or_matches,
                    signed: Sequence[SignedCheckpoint] = ()) -> Result:
     """Check an export's records (header first, then checkpoints and events in any order of kind).
     `content_ok` checks one event's hash against its content: by default from its fields, or, for an event a
     reader checked on the way (a CheckedEvent: the database walk, an export line in the event layout), what
-    that reader found. `signed`: checkpoints read from where they were published (read_checkpoints), which
-    the events must agree with and reach."""
+    that reader found; a CheckedRun stands for a stretch of events its reader checked in full. `signed`:
+    checkpoints read from where they were published (read_checkpoints), which the events must agree with and
+    reach."""
     header: dict[str, Any] | None = None
     # seq -> (hash, what vouched for it) for every checkpoint, the export's own and the signed ones: one
     # lookup per event whatever the number of checkpoints.
@@ -293,9 +410,27 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
             (checkpoint.hash, f"{checkpoint}: the chain was rewritten after it was signed"))
     latest_signed = max(signed, key=lambda checkpoint: checkpoint.seq) if signed else None
     newest_checkpoint = 0
+    marks: list[int] | None = None  # the checkpoints' seqs in order, for the checked runs; None when one was added
     provider: int | None = None
     checked, prev_hash, prev_seq = 0, None, None
     for record in records:
+        if isinstance(record, CheckedRun):
+            if header is None:
+                return Result(False, checked, None, "the export header is missing: it must be the first record")
+            if not header.get("contiguous"):
+                raise ValueError("a checked run is a stretch of a contiguous chain, not of one provider's history")
+            problem = _out_of_place(header, record.first_seq, record.prev_hash, prev_seq, prev_hash, checked)
+            if problem:
+                return problem
+            marks = sorted(checkpoints) if marks is None else marks
+            at = bisect.bisect_left(marks, record.first_seq)
+            if (at < len(marks) and marks[at] <= record.last_seq) or (
+                    expect_head and record.first_seq <= expect_head[0] <= record.last_seq):
+                raise ValueError(f"the checked run of events {record.first_seq} to {record.last_seq} covers a "
+                                 f"checkpoint or the expected head: its reader must hand that event on by itself")
+            prev_hash, prev_seq = record.hash, record.last_seq
+            checked += record.last_seq - record.first_seq + 1
+            continue
         kind = record.get("record")
         if kind == "export":
             header = record
@@ -308,24 +443,17 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
         if kind == "checkpoint":
             checkpoints.setdefault(int(record["seq"]), []).append((record["hash"], "the daily checkpoint taken at it"))
             newest_checkpoint = max(newest_checkpoint, int(record["seq"]))
+            marks = None
             continue
         if kind != "event":
             return Result(False, checked, None, f"unknown record kind {kind!r}")
         if header is None:
             return Result(False, checked, None, "the export header is missing: it must be the first record")
         seq = int(record["seq"])
-        contiguous = bool(header.get("contiguous"))
-        if prev_seq is not None and seq <= prev_seq:
-            return Result(False, checked, seq, f"event {seq} comes after event {prev_seq}: events are out of order")
-        if contiguous:
-            expected = prev_seq + 1 if prev_seq is not None else _first_seq(header)
-            if seq != expected:
-                return Result(False, checked, expected, f"event {expected} is missing")
-            if seq == 1 and record["prev_hash"] != GENESIS_HASH:
-                return Result(False, checked, seq, "the first event does not start from the genesis hash")
-            if prev_hash is not None and record["prev_hash"] != prev_hash:
-                return Result(False, checked, seq, "prev_hash does not match the hash of the event before it")
-        elif provider_of(record) != provider:
+        problem = _out_of_place(header, seq, record["prev_hash"], prev_seq, prev_hash, checked)
+        if problem:
+            return problem
+        if not header.get("contiguous") and provider_of(record) != provider:
             return Result(False, checked, seq, f"the event is provider {provider_of(record)}'s, but the export says "
                                                f"it is provider {provider}'s history: it was relabelled")
         if not content_ok(record):
@@ -366,6 +494,24 @@ def verify_records(records: Iterable[dict[str, Any]], expect_head: tuple[int, st
     if latest_signed is not None:
         note = f"It agrees with all {len(signed)} signed checkpoints and reaches the newest, {latest_signed}."
     return Result(True, checked, last_seq=prev_seq, last_hash=prev_hash, note=note)
+
+
+def _out_of_place(header: dict[str, Any], seq: int, names: str, prev_seq: int | None, prev_hash: str | None,
+                  checked: int) -> Result | None:
+    """What is wrong with an event at `seq`, naming `names` as the hash before it, coming after `prev_seq`
+    (whose hash is `prev_hash`): out of order, or, in a contiguous export, not the next one or not linked."""
+    if prev_seq is not None and seq <= prev_seq:
+        return Result(False, checked, seq, f"event {seq} comes after event {prev_seq}: events are out of order")
+    if not header.get("contiguous"):
+        return None
+    expected = prev_seq + 1 if prev_seq is not None else _first_seq(header)
+    if seq != expected:
+        return Result(False, checked, expected, f"event {expected} is missing")
+    if seq == 1 and names != GENESIS_HASH:
+        return Result(False, checked, seq, "the first event does not start from the genesis hash")
+    if prev_hash is not None and names != prev_hash:
+        return Result(False, checked, seq, "prev_hash does not match the hash of the event before it")
+    return None
 
 
 def _first_seq(header: dict[str, Any]) -> int:

@@ -31,6 +31,7 @@ WORK_TASKS = {
     WorkKind.SCREENING_BATCH: "tasks.checks.screen_batch",
     WorkKind.EXPIRY_SWEEP: "tasks.sweeps.verification_expiry_sweep",
     WorkKind.CHECKPOINT: "tasks.sweeps.publish_checkpoint",
+    WorkKind.REREVIEWS: "tasks.sweeps.open_rereviews",
 }
 
 

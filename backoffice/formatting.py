@@ -271,6 +271,7 @@ EVENT_WORDS: dict[str, str] = {
     "reverification.opened": "re-verification request opened",
     "criteria.impact_kept": "impact report kept with the criteria version",
     "criteria.rereviews_scheduled": "re-reviews scheduled for the providers a criteria change affects",
+    "criteria.rereviews_opened": "a batch of the re-reviews a criteria change scheduled opened",
     "revocation.requested": "revocation asked for",
     "revocation.declined": "revocation declined",
     "verification.granted": "verification granted",

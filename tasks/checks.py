@@ -14,14 +14,15 @@ from backoffice.extensions import db
 from backoffice.models import CheckKind, WorkKind, utcnow
 from backoffice.services import expiry, overdue, rechecks, screening, sources, work
 from backoffice.services.review import ReviewPolicy
-from tasks.recording import GroupRecorder, Pending
+from tasks.recording import Claiming, GroupClaimer, GroupRecorder, Pending
 
 log = logging.getLogger(__name__)
 
 # The time limits come from CHECK_TIME_LIMIT_SECONDS (tasks/celery_app.py annotates this task with them).
 CHECK_TASK_OPTIONS = dict(acks_late=True, reject_on_worker_lost=True)
-# The results of this process's check tasks, recorded a batch per transaction.
+# The results of this process's check tasks, recorded a batch per transaction; their work rows, claimed so.
 RECORDER = GroupRecorder()
+CLAIMER = GroupClaimer()
 
 
 def _policy() -> work.Policy:
@@ -132,20 +133,37 @@ def screen_batch(work_id: int) -> int:
 @shared_task(bind=True, name="tasks.checks.run_check", **CHECK_TASK_OPTIONS)
 def run_check(self, work_id: int) -> str:
     """Run one check (a work row: provider, check, window); a second delivery finds it taken or done."""
+    with CLAIMER.running():
+        return _run_check(self, work_id)
+
+
+# What a claim found: the row taken (None: not), whether it was finished as recorded already, the provider.
+Taken = tuple[work.Claimed | None, bool, rechecks.ProviderFacts | None]
+
+
+def _run_check(task, work_id: int) -> str:
     config = current_app.config
     policy = _policy()
     # One transaction before any network call, ending there: nothing stays open (or locked, on SQLite) while we
     # wait on the network. Its first statement takes the row unless it is held, finished, or its run is
-    # recorded already; the claim and its lease are committed with the read of the provider.
-    # A claim that loses a race (on SQLite: the write lock, past its busy timeout) is tried again, as the sweep's
-    # claim is: the statement is conditional, so a second try takes the row only if it is still free.
-    def take() -> tuple[work.Claimed | None, bool, rechecks.ProviderFacts | None]:
-        row = work.claim(db.session, work_id, policy, retry=self.request.retries > 0, unless_recorded=True)
-        if row is None:
-            return None, work.complete_if_recorded(db.session, work_id), None
-        return row, False, rechecks.facts(db.session, int(row.target_id), CheckKind(row.params["check"]))
+    # recorded already; the claim and its lease are committed with the read of the provider. A first delivery
+    # claims with the other tasks of this process starting at the same moment (one transaction for them all).
+    taken: Taken | None = None
+    if task.request.retries == 0 and not task.request.is_eager and config["RECHECK_CLAIM_BATCH"] > 1:
+        taken = CLAIMER.claim(Claiming(work_id), lambda batch: _claim_batch(policy, batch),
+                              batch_size=config["RECHECK_CLAIM_BATCH"],
+                              wait_seconds=config["RECHECK_CLAIM_WAIT_MS"] / 1000).answer
+    if taken is None:
+        # A claim that loses a race (on SQLite: the write lock, past its busy timeout) is tried again, as the
+        # sweep's claim is: the statement is conditional, so a second try takes the row only if it is still free.
+        def take() -> Taken:
+            row = work.claim(db.session, work_id, policy, retry=task.request.retries > 0, unless_recorded=True)
+            if row is None:
+                return None, work.complete_if_recorded(db.session, work_id), None
+            return row, False, rechecks.facts(db.session, int(row.target_id), CheckKind(row.params["check"]))
 
-    row, recorded, subject = unit_of_work.retrying(db.session, take, attempts=5, what=f"the claim of work {work_id}")
+        taken = unit_of_work.retrying(db.session, take, attempts=5, what=f"the claim of work {work_id}")
+    row, recorded, subject = taken
     if row is None:
         return "already done" if recorded else "taken or done"
     provider_id, kind, key = int(row.target_id), CheckKind(row.params["check"]), row.idempotency_key
@@ -155,7 +173,7 @@ def run_check(self, work_id: int) -> str:
         return "provider gone"
     with RECORDER.checking() as hand_in:
         started = utcnow()
-        result = _check(self, config, policy, work_id, key, kind, subject)
+        result = _check(task, config, policy, work_id, key, kind, subject)
         pending = RECORDER.submit(Pending(work_id, rechecks.Outcome(provider_id, kind, key, result, started)), hand_in,
                                   lambda batch: _record_batch(config, batch),
                                   batch_size=config["RECHECK_RECORD_BATCH"],
@@ -168,6 +186,29 @@ def run_check(self, work_id: int) -> str:
         # _record's unit of work has rolled back what it wrote.
         log.exception("%s: the %s result could not be recorded; recording an error run", key, result.outcome.value)
         return _record(config, work_id, provider_id, kind, key, rechecks.failed_unexpectedly(kind, exc), started)
+
+
+def _claim_batch(policy: work.Policy, batch: list[Claiming]) -> None:
+    """Claim a batch of rows and read their providers in one commit; each answer is set once it is in. A batch
+    that fails is rolled back whole and left unanswered: each of its tasks then claims its own."""
+    ids = [one.work_id for one in batch]
+
+    def take() -> tuple[dict[int, work.Claimed], set[int], dict[int, rechecks.ProviderFacts]]:
+        rows = work.claim_many(db.session, ids, policy)
+        recorded = work.complete_many_if_recorded(db.session, [i for i in ids if i not in rows])
+        subjects = rechecks.facts_many(db.session, [(int(row.target_id), CheckKind(row.params["check"]))
+                                                    for row in rows.values()])
+        return rows, recorded, subjects
+
+    try:
+        rows, recorded, subjects = unit_of_work.retrying(db.session, take, attempts=5,
+                                                         what=f"the claim of {len(ids)} work rows")
+    except Exception:  # noqa: BLE001 - rolled back; each row is claimed alone, with its own handling
+        log.info("a batch of %s claims could not be made together; claiming each alone", len(batch), exc_info=True)
+        return
+    for one in batch:
+        row = rows.get(one.work_id)
+        one.answer = (row, one.work_id in recorded, subjects.get(int(row.target_id)) if row is not None else None)
 
 
 def _check(task, config, policy: work.Policy, work_id: int, key: str, kind: CheckKind,

@@ -9,8 +9,8 @@ from flask import current_app
 
 from backoffice import mail, unit_of_work
 from backoffice.extensions import db
-from backoffice.models import utcnow
-from backoffice.services import audit_publish, expiry, outbox, reverification, staff_notices, work
+from backoffice.models import CatalogueImpact, utcnow
+from backoffice.services import audit_publish, expiry, impact, outbox, reverification, staff_notices, work
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -132,3 +132,24 @@ def publish_checkpoint(work_id: int) -> bool:
             published = False
         work.complete(db.session, work_id)
     return published
+
+
+@shared_task(name="tasks.sweeps.open_rereviews", time_limit=3600, soft_time_limit=3500)
+def open_rereviews(work_id: int) -> int:
+    """Open the re-reviews a criteria version's publication scheduled, a batch per transaction, so the page shows
+    how many are open so far; a second run (a second delivery, or the reconciler's after a worker stopped) opens
+    only what is still missing."""
+    with unit_of_work.atomic():
+        # The lease covers the time limit: a second worker takes the row only once this one is surely gone.
+        claimed = work.claim(db.session, work_id, work.Policy.from_config(current_app.config), lease_seconds=3700)
+    if claimed is None:
+        return 0
+    catalogue_id, by, now = int(claimed.target_id), str(claimed.params["by"]), utcnow()
+    after: int | None = 0
+    while after is not None:
+        with unit_of_work.atomic():
+            after = impact.open_rereviews(db.session, catalogue_id, by, after, now)
+    with unit_of_work.atomic():
+        work.complete(db.session, work_id)
+        kept = db.session.get(CatalogueImpact, catalogue_id)
+        return (kept.scheduled or 0) if kept is not None else 0

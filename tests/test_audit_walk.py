@@ -8,10 +8,11 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select, text
 
-from backoffice.auditverify import canonical, compute_hash
+from backoffice.auditverify import CheckedRun, canonical, compute_hash
 from backoffice.models import AuditEvent
 from backoffice.services import audit
 from tests.audit_helpers import append, tamper
+from tests.conftest import BACKEND
 
 AWKWARD = [
     ("quotes and backslashes", {"name": 'Say "hi" \\ bye'}, 'a "quoted" reason \\ with a backslash'),
@@ -89,6 +90,67 @@ def test_the_walk_reads_in_batches_and_stops_at_the_head_it_was_given(session):
     append(session, 7)
     assert [e["seq"] for e in audit._walk(session, 5, 2)] == [1, 2, 3, 4, 5]
     assert session.scalar(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(1)) == 7
+
+
+# -- on PostgreSQL: the database hashes the events itself, in ranges read at once ----------------------------------
+
+postgresql_only = pytest.mark.skipif(BACKEND != "postgresql", reason="the database walk is PostgreSQL's")
+
+
+@postgresql_only
+def test_the_database_hands_back_only_the_events_that_need_a_look(session):
+    append(session, 10)
+    audit.run_verification(session, "system:audit-verification")  # a checkpoint at event 10
+    session.commit()
+    walked = list(audit._walk_in_database(session, 10, {6}, 2))
+    shape = [(w.first_seq, w.last_seq) if isinstance(w, CheckedRun) else w["seq"] for w in walked]
+    # each range's first and last event, the event at a checkpoint, and the runs between them
+    assert shape == [1, (2, 4), 5, 6, (7, 9), 10], shape
+    hashes = dict(session.execute(select(AuditEvent.seq, AuditEvent.hash)).all())
+    assert [(w.prev_hash, w.hash) for w in walked if isinstance(w, CheckedRun)] == \
+        [(hashes[1], hashes[4]), (hashes[6], hashes[9])]
+    assert all(w.intact for w in walked if not isinstance(w, CheckedRun))
+
+
+TAMPERS = {
+    "inside the second range": ["UPDATE audit_event SET reason = 'rewritten' WHERE seq = 6"],
+    "first of the second range": ["UPDATE audit_event SET reason = 'rewritten' WHERE seq = 5"],
+    "last of the first range": ["UPDATE audit_event SET after = '{\"n\"\\:99}' WHERE seq = 4"],
+    "first of the third range": ["UPDATE audit_event SET actor = 'system:other' WHERE seq = 9"],
+    "the last event": ["UPDATE audit_event SET entity_id = '99' WHERE seq = 13"],
+    "a hash rewritten at a seam": ["UPDATE audit_event SET hash = repeat('a', 64) WHERE seq = 4"],
+    "a link rewritten": ["UPDATE audit_event SET prev_hash = repeat('b', 64) WHERE seq = 10"],
+    "the genesis link": ["UPDATE audit_event SET prev_hash = repeat('c', 64) WHERE seq = 1"],
+    "deleted at a seam": ["DELETE FROM audit_event WHERE seq = 5"],
+    "deleted inside a range": ["DELETE FROM audit_event WHERE seq = 7"],
+    "a whole range deleted": ["DELETE FROM audit_event WHERE seq BETWEEN 5 AND 8"],
+    "another spelling, same content": ["UPDATE audit_event SET after = '{\"n\": 6}' WHERE seq = 6"],
+    "another spelling, then a change": ["UPDATE audit_event SET after = '{\"n\": 6}' WHERE seq = 6",
+                                        "UPDATE audit_event SET reason = 'rewritten' WHERE seq = 11"],
+    "a checkpoint rewritten": ["UPDATE audit_checkpoint SET head_hash = repeat('d', 64)"],
+    "the head rewound": ["DELETE FROM audit_event WHERE seq > 6",
+                         "UPDATE audit_chain_lock SET head_seq = 6, head_hash = (SELECT hash FROM audit_event "
+                         "WHERE seq = 6)"],
+    "nothing": [],
+}
+
+
+@postgresql_only
+@pytest.mark.parametrize("statements", TAMPERS.values(), ids=TAMPERS.keys())
+def test_the_database_walk_reports_exactly_what_the_walk_here_does(session, statements):
+    """However the trail was changed, and however the chain is split, the report is the same, to the event and
+    the word, as hashing every event here gives."""
+    append(session, 7)
+    audit.run_verification(session, "system:audit-verification")  # a checkpoint at event 7, inside a range
+    session.commit()
+    append(session, 6)
+    tamper(session, *statements)
+    here = audit.verify_chain(session, in_database=False)
+    session.rollback()
+    for ranges in (1, 2, 3, 5, 20):
+        assert audit.verify_chain(session, ranges=ranges) == here, ranges
+        session.rollback()
+    assert here.ok == (statements in ([], TAMPERS["another spelling, same content"])), here
 
 
 # -- the offline verifier over an export ----------------------------------------------------------------------

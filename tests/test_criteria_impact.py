@@ -25,12 +25,16 @@ from backoffice.models import (
     Role,
     Submission,
     SubmissionKind,
+    Work,
+    WorkKind,
+    WorkState,
     utcnow,
 )
-from backoffice.services import criteria, impact, review
+from backoffice.services import criteria, impact, review, work
 from backoffice.services.errors import DomainError
 from backoffice.services.review import Evidence
 from backoffice.zones import day_text
+from tasks.sweeps import open_rereviews
 from tests.conftest import login
 from tests.page_text import visible_text
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
@@ -153,7 +157,7 @@ def test_a_criterion_the_draft_leaves_alone_names_nobody_whatever_is_on_file(ses
     assert (report_of(unchanged), unchanged.listed) == ([], 1)
 
 
-def test_scheduling_opens_one_rereview_per_provider_each_told_why_and_a_second_run_opens_nothing(
+def test_scheduling_queues_the_work_and_running_it_opens_one_rereview_per_provider_each_told_why_once(
         session, world, make_account):
     _, alder_member = world("Alder House")
     world("Birch Residential", levels=("residential",))
@@ -165,11 +169,21 @@ def test_scheduling_opens_one_rereview_per_provider_each_told_why_and_a_second_r
     catalogue = criteria.publish(session, lead, definition, based_on=in_force.version)
     impact.keep(session, lead, catalogue, in_force, report)
     deadline = impact.deadline_from(now.date() + timedelta(days=30), now.date())
-    assert impact.schedule(session, lead, catalogue, deadline, now) == 2
+    row = impact.schedule(session, lead, catalogue, deadline, work.Policy())
+    # Nothing is opened in the publishing transaction: the work is queued, to be sent once it commits.
+    assert session.scalar(select(func.count()).select_from(Reverification)) == 0
+    assert (row.kind, row.target_id, row.state, row.params) == (WorkKind.REREVIEWS, str(catalogue.id),
+                                                                WorkState.REQUESTED, {"by": f"user:{lead.id}"})
     session.commit()
+
+    assert open_rereviews(row.id) == 2
+    assert open_rereviews(row.id) == 0  # a second delivery finds the work done
     events = session.scalar(select(func.count()).select_from(AuditEvent))
-    assert impact.schedule(session, lead, catalogue, deadline, now) == 0  # idempotent
+    # Running the batches again (a worker stopped half-way, the reconciler sent it again) opens nothing twice.
+    assert impact.open_rereviews(session, catalogue.id, f"user:{lead.id}", 0, utcnow(), limit=1) is not None
+    assert impact.open_rereviews(session, catalogue.id, f"user:{lead.id}", 0, utcnow()) is not None
     session.commit()
+    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
 
     opened = session.scalars(select(Reverification).order_by(Reverification.provider_id)).all()
     assert [(r.cause, r.catalogue_id, r.respond_by) for r in opened] == [
@@ -180,10 +194,15 @@ def test_scheduling_opens_one_rereview_per_provider_each_told_why_and_a_second_r
                                                      Notification.kind == "reverification_opened"))
     assert (f"The listing criteria changed: version {catalogue.version} is now in force. New for you: "
             "INSURANCE_VERIFIED (Professional liability insurance is current).") in mail.body
+    session.expire_all()
     kept = session.get(CatalogueImpact, catalogue.id)
     assert (kept.affected_providers, kept.rereviews, kept.scheduled, kept.respond_by) == (2, 2, 2, deadline)
-    # The second run changed the kept count by nothing but audited that it ran.
-    assert session.scalar(select(func.count()).select_from(AuditEvent)) == events + 1
+    # Each opening is audited in the lead's name, and so is each batch's count kept with the report.
+    actions = session.execute(select(AuditEvent.action, AuditEvent.actor).where(
+        AuditEvent.action.in_(["reverification.opened", "criteria.rereviews_opened"])).order_by(AuditEvent.seq)).all()
+    assert [tuple(a) for a in actions] == [("reverification.opened", f"user:{lead.id}")] * 2 + [
+        ("criteria.rereviews_opened", f"user:{lead.id}")]
+    assert session.get(Work, row.id).state == WorkState.DONE
 
 
 @pytest.mark.parametrize("day, message", [
@@ -235,7 +254,21 @@ def test_the_lead_runs_the_report_and_publishes_with_rereviews_and_the_auditor_r
     published = client.post("/admin/catalogue/publish", data=fields, follow_redirects=True)
     text = visible_text(published.get_data(as_text=True))
     assert ("Criteria catalogue v2 is published; new reviews use it. Its impact report is kept with it: 1 listed "
-            f"provider affected. 1 re-review opened, to be answered by {day_text(deadline)}.") in text
+            f"provider affected. 1 re-review is being opened, to be answered by {day_text(deadline)}; this version's "
+            "page shows how many have been opened so far.") in text
+    assert session.scalar(select(func.count()).select_from(Reverification)) == 0  # not in the request
+    assert (f"0 of 1 re-review opened so far, to be answered by {day_text(deadline)}; the rest are being "
+            "opened.") in visible_text(client.get("/admin/catalogue/v/2").get_data(as_text=True))
+    row = session.scalar(select(Work).where(Work.kind == WorkKind.REREVIEWS))
+    session.execute(update(Work).where(Work.id == row.id).values(state=WorkState.FAILED,
+                                                                 last_error="the worker stopped"))
+    session.commit()
+    assert (f"0 of 1 re-review opened, to be answered by {day_text(deadline)}; opening the rest stopped (the worker "
+            "stopped) and can be sent again from the work page.") in visible_text(
+                client.get("/admin/catalogue/v/2").get_data(as_text=True))
+    work.retry(session, lead, session.get(Work, row.id), work.Policy())
+    session.commit()
+    assert open_rereviews(row.id) == 1
     reverification = session.scalar(select(Reverification))
     assert reverification.reason.startswith("The listing criteria changed: version 2 is now in force. Your listing "
                                             "would no longer meet: ACCREDITATION (Current accreditation")

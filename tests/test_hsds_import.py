@@ -82,7 +82,44 @@ def test_a_folder_imports_and_what_is_not_a_dataset_is_refused(app, session, cli
     refused = run(app, broken)
     assert refused.exit_code == 1 and "broken.json: broken.json is not JSON (Expecting value at line 1" in refused.output
     assert "Nothing was imported." in refused.output
-    # The HSDS example shipped with the schemas is an API's `/` answer, not an organization.
+    # The HSDS example shipped with the schemas is an API's `/` answer, not an organization: said so, in words.
     example = run(app, SHIPPED.parent / "examples" / "base.json")
-    assert example.exit_code == 1 and "record 1: not an HSDS 3.0 organization: 'id' is a required property" in example.output
+    assert example.exit_code == 1
+    assert ("base.json is an HSDS API's root answer (version 3.0), which lists no organization: save the pages of "
+            "its /organizations?full=true&full_service=true and import those") in example.output
     assert len(imported(session)) == 2
+
+
+def test_an_npi_among_the_identifiers_is_imported_and_a_wrong_one_refused(app, session, client, make_provider,
+                                                                        tmp_path):
+    make_provider(listing_status=ListingStatus.LISTED, verification_status=VerificationStatus.VERIFIED,
+                  verified_at=utcnow() - timedelta(days=3), verified_until=utcnow() + timedelta(days=300),
+                  levels_of_care=["outpatient"], npi="1234567893")
+    page = client.get("/hsds/organizations?full=true&full_service=true").get_json()
+    good = page["contents"][0]
+    assert good["organization_identifiers"][0]["identifier"] == "1234567893"
+    wrong = {**good, "id": "2f0c3f0e-8a51-4f0c-9d3a-2e6b1c7d9f10", "organization_identifiers": [
+        {**good["organization_identifiers"][0], "identifier_type": "npi", "identifier": "1234567890"}]}
+    two = {**good, "id": "3a1d4e5f-6b7c-4d8e-9f01-23456789abcd", "organization_identifiers": [
+        {**good["organization_identifiers"][0], "identifier": "1234567893"},
+        {**good["organization_identifiers"][0], "identifier": "1245319599"}]}
+    path = tmp_path / "npi.json"
+    path.write_text(json.dumps([good, wrong, two]), encoding="utf-8")
+    refused = run(app, path)
+    assert refused.exit_code == 1
+    assert ("rejected record 2: organization_identifiers/0: This is not a valid NPI: its check digit does not "
+            "match.") in refused.output
+    assert ("rejected record 3: organization_identifiers: more than one NPI (1234567893, 1245319599); a provider "
+            "has one") in refused.output
+    assert imported(session) == []
+    path.write_text(json.dumps([good]), encoding="utf-8")
+    assert run(app, path).exit_code == 0
+    session.expire_all()
+    [provider] = imported(session)
+    assert provider.npi == "1234567893"
+    # A record that carries no NPI leaves the one on file alone, and so changes nothing.
+    path.write_text(json.dumps([{**good, "organization_identifiers": []}]), encoding="utf-8")
+    again = run(app, path)
+    assert "0 created, 0 updated, 1 unchanged" in again.output
+    session.expire_all()
+    assert imported(session)[0].npi == "1234567893"

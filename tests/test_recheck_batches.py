@@ -26,7 +26,7 @@ from backoffice.models import (
     utcnow,
 )
 from backoffice.services import audit, findings, rechecks, work
-from tasks.recording import GroupRecorder, Pending
+from tasks.recording import Claiming, GroupClaimer, GroupRecorder, Pending
 from tests.celery_helpers import start_celery  # noqa: F401 (fixture)
 from tests.servers import html_page
 from tests.test_recheck_worker import (  # noqa: F401 (fixtures)
@@ -149,6 +149,48 @@ def test_alone_a_result_is_written_at_once():
     assert written == [[1]] and pending.answer is None and time.monotonic() - started < 1
 
 
+def test_claims_that_start_together_are_made_in_batches_and_a_failed_batch_is_handed_back():
+    claimer = GroupClaimer()
+    batches: list[list[int]] = []
+    start = threading.Barrier(12)
+
+    def write(batch: list[Claiming]) -> None:
+        batches.append([one.work_id for one in batch])
+        for one in batch:
+            # A batch holding work 7 cannot be claimed: each of its tasks claims its own row alone.
+            one.answer = None if any(o.work_id == 7 for o in batch) else f"claimed {one.work_id}"
+
+    answers: dict[int, str | None] = {}
+
+    def task(work_id: int) -> None:
+        with claimer.running():
+            start.wait()
+            time.sleep(0.01 * (work_id % 3))
+            answers[work_id] = claimer.claim(Claiming(work_id), write, batch_size=5, wait_seconds=1).answer
+
+    threads = [threading.Thread(target=task, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+
+    assert sorted(n for batch in batches for n in batch) == list(range(12))
+    assert max(len(batch) for batch in batches) == 5 and len(batches) < 12
+    failed = next(batch for batch in batches if 7 in batch)
+    assert answers == {n: None if n in failed else f"claimed {n}" for n in range(12)}
+
+
+def test_alone_a_claim_is_made_at_once():
+    claimer = GroupClaimer()
+    claimed: list[list[int]] = []
+    started = time.monotonic()
+    with claimer.running():
+        claimer.claim(Claiming(1), lambda batch: claimed.append([one.work_id for one in batch]), batch_size=50,
+                      wait_seconds=5)
+    # No other task running: no wait for a batch to fill.
+    assert claimed == [[1]] and time.monotonic() - started < 1
+
+
 def test_a_threaded_worker_records_checks_in_batches_and_a_second_delivery_changes_nothing(
         app, session, make_provider, start_celery, sites, registry):  # noqa: F811
     def slow_page(path):
@@ -170,6 +212,8 @@ def test_a_threaded_worker_records_checks_in_batches_and_a_second_delivery_chang
 
     assert set(session.scalars(select(CheckRun.outcome))) == {CheckOutcome.FAIL}
     assert session.scalar(select(func.count()).select_from(Work).where(Work.state == WorkState.DONE)) == 10
+    # Claimed in batches too: the rows taken by one statement started at one time.
+    assert len(set(session.scalars(select(Work.started_at)))) < 10
     opened = _events(session, "finding.opened")
     assert sorted(e.provider_id for e in opened) == sorted(p.id for p in providers)
     assert {session.get(Finding, int(e.entity_id)).subject_key for e in opened} == {"website:not_named"}

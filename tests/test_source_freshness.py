@@ -12,11 +12,13 @@ from datetime import timedelta
 
 import jsonschema
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from backoffice import formatting, zones
 from backoffice.api import openapi
 from backoffice.checks.http import GuardedClient, OutboundError
+from backoffice.checks.result import CheckResult
+from backoffice.extensions import db
 from backoffice.models import (
     Accreditation,
     AuditEvent,
@@ -43,7 +45,7 @@ from tests.conftest import login
 from tests.page_text import visible_text
 from tests.review_helpers import POLICY, assess_all, in_review, provider_member, publish_catalogue, submitted
 from tests.servers import fake_nppes
-from tests.test_exclusions import HEADER, import_text, record_screen
+from tests.test_exclusions import HEADER, import_text, record_screen, screen
 
 ROW = ('"{last}","{first}","","","NURSING","NURSE","","0000000000","","1 MAIN ST","RICHMOND","VA","23220",'
        '"1128a1","20200101","00000000","00000000","",""\n')
@@ -321,3 +323,61 @@ def test_a_decision_confirms_current_licences_and_leaves_an_expired_accreditatio
     assert fields["accreditation"] == {"confirmed_at": None, "source": None}  # expired: not confirmed
     expiry_sweep()
     assert feed_fields(client, provider.id)["licence"]["confirmed_at"] == at.isoformat()  # the sweep moves nothing
+
+
+def test_a_batch_of_screenings_reads_the_sources_once_and_flags_a_stale_one_once(app, session, make_provider,
+                                                                                 tmp_path):
+    providers = [make_provider(public_name=f"Quiet Waters {n}") for n in range(3)]
+    leie(session, tmp_path, "leie.csv", ("DOE", "JANE"))
+    age_lists(session, 40)
+    results = [screen(session, p) for p in providers]
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and ("exclusion_source" in statement
+                                                                or "data_source" in statement):
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        runs = rechecks.record_many(session, "system:test", [
+            rechecks.Outcome(p.id, CheckKind.EXCLUSION, rechecks.run_key(p.id, CheckKind.EXCLUSION, "b1"), r, utcnow())
+            for p, r in zip(providers, results, strict=True)], auto_suspend=False, cadence_days=30)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    session.commit()
+
+    assert [run.outcome for run in runs] == [CheckOutcome.ERROR] * 3
+    assert all(run.evidence["source_stale"] == ["oig_leie"] for run in runs)
+    # Judging three runs: the lists' imports and the sources' rows, once; flagging the stale list, once: its row,
+    # then its standing for the event's words (the imports and the rows again). One run at a time: 11.
+    assert len(reads) == 5
+    assert len(session.scalars(select(AuditEvent).where(AuditEvent.action == "source.stale")).all()) == 1
+
+
+def test_a_batch_confirms_each_runs_fields_with_one_read_as_if_one_after_the_other(session, make_provider):
+    first, second = make_provider(), make_provider()
+    named = CheckResult(CheckOutcome.PASS, "The website names the provider", {"names_provider": True})
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "field_confirmation" in statement:
+            reads.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        runs = rechecks.record_many(session, "system:test", [
+            rechecks.Outcome(p.id, CheckKind.WEBSITE, rechecks.run_key(p.id, CheckKind.WEBSITE, window), named, utcnow())
+            for p, window in ((first, "b1"), (second, "b1"), (first, "b2"))], auto_suspend=False, cadence_days=30)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    session.commit()
+
+    assert len(reads) == 1
+    rows = {row.provider_id: row for row in session.scalars(select(FieldConfirmation))}
+    assert {pid: (row.field, row.check_run_id) for pid, row in rows.items()} == {
+        first.id: ("website", runs[0].id), second.id: ("website", runs[1].id)}
+    # The second run of the first provider confirms it at the same moment: not moved, no second event.
+    confirmed = session.scalars(select(AuditEvent).where(AuditEvent.action == "field.confirmed")
+                                .order_by(AuditEvent.seq)).all()
+    assert [e.provider_id for e in confirmed] == [first.id, second.id]

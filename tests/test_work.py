@@ -105,6 +105,31 @@ def test_a_check_whose_run_an_earlier_delivery_recorded_is_finished_without_bein
     assert taken.params == {"check": "website", "window": "w2"}
 
 
+def test_claiming_many_takes_only_the_free_rows_and_finishes_only_the_recorded(app, session, make_provider):
+    provider = make_provider()
+    free, held, recorded, done, expired = (ask(session, provider.id, w) for w in ("w1", "w2", "w3", "w4", "w5"))
+    session.commit()
+    assert work.claim(session, held.id, POLICY) is not None and work.claim(session, expired.id, POLICY) is not None
+    work.complete(session, done.id)
+    session.add(CheckRun(provider_id=provider.id, check=CheckKind.WEBSITE, outcome=CheckOutcome.PASS, summary="ok",
+                         evidence={}, idempotency_key=recorded.idempotency_key, started_at=utcnow(),
+                         finished_at=utcnow(), duration_ms=1))
+    session.commit()
+    age(session, expired, 1)  # its worker stopped: the lease ran out
+
+    ids = [free.id, held.id, recorded.id, done.id, expired.id]
+    taken = work.claim_many(session, ids, POLICY)
+    assert sorted(taken) == [free.id, expired.id]
+    assert (taken[free.id].state, taken[free.id].attempts) == (WorkState.RUNNING, 1)
+    assert taken[expired.id].attempts == 2 and taken[free.id].lease_expires_at > utcnow()
+    assert taken[free.id].params == {"check": "website", "window": "w1"}
+    assert work.complete_many_if_recorded(session, [i for i in ids if i not in taken]) == {recorded.id}
+    session.commit()
+    assert [reread(session, row).state for row in (held, recorded, done)] == [WorkState.RUNNING, WorkState.DONE,
+                                                                              WorkState.DONE]
+    assert work.claim_many(session, ids, POLICY) == {}  # a second delivery of them all takes nothing
+
+
 def test_marking_sent_late_leaves_a_row_a_worker_has_taken(app, session, make_provider):
     row = ask(session, make_provider().id)
     session.commit()

@@ -27,7 +27,7 @@ from backoffice.models import (
     Role,
     utcnow,
 )
-from backoffice.services import criteria, impact
+from backoffice.services import criteria, impact, work
 from backoffice.services.errors import DomainError
 
 EDITOR_ID = "catalogue-editor"
@@ -124,6 +124,7 @@ class CatalogueView(SecuredView):
         return self.render("admin/catalogue/version.html", catalogue=catalogue, before=before,
                            changes=changes, in_force=latest is not None and latest.id == catalogue.id,
                            words=criteria, kept=kept, kept_rows=rows, shown_rows=SHOWN_ROWS,
+                           opening=impact.opening(db.session, catalogue.id) if kept and kept.respond_by else None,
                            titles={c.code: c.title for c in catalogue.criteria})
 
     @expose("/v/<int:version>/definition.json", methods=["GET"])
@@ -208,7 +209,8 @@ class CatalogueView(SecuredView):
             catalogue = criteria.publish(db.session, current_user, definition, based_on=f.based_on_version())
             kept = impact.keep(db.session, current_user, catalogue, latest, report)
             if respond_by is not None:
-                impact.schedule(db.session, current_user, catalogue, respond_by, now)
+                impact.schedule(db.session, current_user, catalogue, respond_by,
+                                work.Policy.from_config(current_app.config))
             return catalogue, kept
 
         def published(result):
@@ -216,8 +218,9 @@ class CatalogueView(SecuredView):
             said = (f"Criteria catalogue v{catalogue.version} is published; new reviews use it. Its impact report is "
                     f"kept with it: {_providers(kept.affected_providers)} affected.")
             if kept.respond_by is not None:
-                said += (f" {_rereviews(kept.scheduled or 0)} opened, to be answered by "
-                         f"{zones.day_text(kept.respond_by.date())}.")
+                said += (f" {_rereviews(kept.rereviews)} {'is' if kept.rereviews == 1 else 'are'} being opened, to "
+                         f"be answered by {zones.day_text(kept.respond_by.date())}; this version's page shows how "
+                         f"many have been opened so far.")
             return flash_and_redirect(said, url_for(".version", version=catalogue.version))
 
         return unit_of_work.submit(form, publish, done=published, again=again)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from backoffice import links
 from backoffice.api import hsds_openapi, hsds_profile
@@ -46,6 +46,11 @@ def _list(endpoint: str, read: Callable[[hsds.Query], tuple[hsds.Found, list[dic
     return _json(hsds.page(found, query, contents))
 
 
+def _totals() -> hsds.Totals:
+    """This app's kept list totals (one set per app: each app is one database)."""
+    return current_app.extensions.setdefault("hsds_totals", hsds.Totals())
+
+
 def _context(providers, with_metadata: bool) -> hsds.Context:
     return hsds.context(db.session, providers, utcnow(), _receipt_url, with_metadata)
 
@@ -69,7 +74,7 @@ def index():
 @public
 def organizations():
     def read(query: hsds.Query):
-        found = hsds.organizations(db.session, query, utcnow())
+        found = hsds.organizations(db.session, query, utcnow(), _totals())
         ctx = _context(found.rows, with_metadata=query.full)
         return found, [hsds.organization(p, ctx, query.full_service) if query.full
                        else hsds.organization_summary(p, ctx) for p in found.rows]
@@ -93,7 +98,7 @@ def organization(organization_id: str):
 @public
 def services():
     def read(query: hsds.Query):
-        found = hsds.services(db.session, query, utcnow())
+        found = hsds.services(db.session, query, utcnow(), _totals())
         if query.minimal:
             return found, [hsds.minimal_service(p, level) for p, level in found.rows]
         ctx = _context(list({p.id: p for p, _ in found.rows}.values()), with_metadata=query.full)
@@ -119,7 +124,7 @@ def service(service_id: str):
 @public
 def service_at_locations():
     def read(query: hsds.Query):
-        found = hsds.service_at_locations(db.session, query, utcnow())
+        found = hsds.service_at_locations(db.session, query, utcnow(), _totals())
         ctx = _context(list({p.id: p for p, _, _ in found.rows}.values()), with_metadata=query.full)
         return found, [hsds.service_at_location(p, level, loc, ctx, query.full) for p, level, loc in found.rows]
     return _list("service_at_locations", read)

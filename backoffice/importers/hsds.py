@@ -4,7 +4,8 @@ A file holds one organization, a list of them, or an HSDS page (`contents`); a f
 it, in name order. Each organization is validated against the shipped HSDS 3.0 organization schema (its
 `$ref`s resolved from data/hsds-3.0, nothing fetched), then mapped: `name` the public name, `alternate_name`
 the legal name (else the name), `website`, the first phone, its first US physical address as the location,
-and the codes of our taxonomies found in its services' attributes (a term's `code`) as the coded lists.
+and the codes of our taxonomies found in its services' attributes (a term's `code`) as the coded lists; an
+`organization_identifiers` entry of type NPI is the NPI (checked as every NPI is: ten digits, a valid check digit).
 The organization's HSDS id is the import key, so a re-import updates instead of duplicating.
 """
 from __future__ import annotations
@@ -22,12 +23,14 @@ from referencing.jsonschema import DRAFT202012
 
 from backoffice.importers.locator import FacilityRecord, ImportFileError, RowError
 from backoffice.jsonerrors import where_it_breaks
+from backoffice.services.listing_rules import npi as valid_npi
 from backoffice.vocab import US_STATES, VOCABULARIES
 
 SOURCE = "hsds"
 SCHEMAS = Path(__file__).resolve().parent.parent.parent / "data" / "hsds-3.0" / "schema"
 PUBLISHED = "https://raw.githubusercontent.com/openreferral/specification/3.0/schema/"
 ZIP = re.compile(r"^\d{5}(-\d{4})?$")
+NPI_TYPES = {"npi", "national provider identifier"}
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +58,11 @@ def _organizations(path: Path) -> list[Any]:
             raise ImportFileError(f"{file.name} is not JSON ({where_it_breaks(exc)})") from None
         if isinstance(data, dict) and isinstance(data.get("contents"), list):
             data = data["contents"]
+        elif isinstance(data, dict) and "id" not in data and "version" in data and \
+                ("openapi_url" in data or "profile" in data):
+            raise ImportFileError(
+                f"{file.name} is an HSDS API's root answer (version {data['version']}), which lists no "
+                "organization: save the pages of its /organizations?full=true&full_service=true and import those")
         found += data if isinstance(data, list) else [data]
     return found
 
@@ -90,6 +98,23 @@ def _codes(record: dict) -> tuple[dict[str, list[str]], list[str]]:
     return {name: sorted(codes) for name, codes in lists.items()}, unmapped
 
 
+def _npi(record: dict) -> tuple[str | None, str | None]:
+    """The NPI among the organization's identifiers (type "NPI", any case), or why it cannot be used."""
+    found: list[str] = []
+    for position, identifier in enumerate(record.get("organization_identifiers") or []):
+        if str(identifier.get("identifier_type", "")).strip().casefold() not in NPI_TYPES:
+            continue
+        try:
+            number = valid_npi(str(identifier.get("identifier", "")))
+        except ValueError as exc:
+            return None, f"organization_identifiers/{position}: {exc}"
+        if number not in found:
+            found.append(number)
+    if len(found) > 1:
+        return None, f"organization_identifiers: more than one NPI ({', '.join(found)}); a provider has one"
+    return (found[0] if found else None), None
+
+
 def _record(number: int, record: Any) -> FacilityRecord | RowError:
     where = f"record {number}"
     errors = sorted(_validator().iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path])
@@ -103,6 +128,9 @@ def _record(number: int, record: Any) -> FacilityRecord | RowError:
     name = " ".join(record["name"].split())
     if not name:
         return RowError(where, "the organization's name is empty")
+    npi, problem = _npi(record)
+    if problem:
+        return RowError(where, problem)
     phones = [p.get("number") for p in (record.get("phones") or []) + (location.get("phones") or []) if p.get("number")]
     lists, unmapped = _codes(record)
     return FacilityRecord(
@@ -112,7 +140,7 @@ def _record(number: int, record: Any) -> FacilityRecord | RowError:
         city=str(address["city"]).strip()[:100], state=str(address["state_province"]).strip().upper(),
         zip=str(address["postal_code"]).strip(), county=address.get("region") or None,
         phone=phones[0][:40] if phones else None, website=record.get("website") or None,
-        latitude=location.get("latitude"), longitude=location.get("longitude"),
+        latitude=location.get("latitude"), longitude=location.get("longitude"), npi=npi,
         unmapped=unmapped, **lists)
 
 

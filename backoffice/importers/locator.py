@@ -39,6 +39,8 @@ class FacilityRecord:
     website: str | None = None
     latitude: float | None = None
     longitude: float | None = None
+    # A source that carries the NPI (HSDS organization_identifiers); None leaves the provider's NPI as it is.
+    npi: str | None = None
     levels_of_care: list[str] = field(default_factory=list)
     services: list[str] = field(default_factory=list)
     populations: list[str] = field(default_factory=list)

@@ -17,6 +17,7 @@ class WorkKind(StrEnum):
     SCREENING_BATCH = "screening_batch"  # the exclusion screening of a batch of providers in one window
     EXPIRY_SWEEP = "expiry_sweep"  # a research lead asked for the verification-expiry sweep now
     CHECKPOINT = "checkpoint"  # a signed checkpoint of the audit chain's head, after a verification was granted
+    REREVIEWS = "rereviews"  # open the re-reviews a criteria version's publication scheduled, in batches
 
 
 class WorkState(StrEnum):

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from enum import Enum
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Collection, Iterable, Iterator, Sequence
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
@@ -166,37 +169,48 @@ def _chain_pending_events(session: Session) -> None:
     if not events:
         return
     # The append runs on every commit that changes anything, so it speaks to the driver directly, on the
-    # transaction's own connection: three statements, no statement building (SQLAlchemy's per-statement cost
-    # was several times the statements themselves; benchmarks/audit_chain.py compares with the bare driver).
+    # transaction's own connection, with no statement building (SQLAlchemy's per-statement cost was several times
+    # the statements themselves; benchmarks/audit_chain.py compares with the bare driver): lock and read the
+    # head, then insert the events and move the head, on PostgreSQL in one statement.
     connection = session.connection()
-    dialect = connection.dialect.name
-    lock, insert_events, move_head = _APPEND_SQL["sqlite" if dialect == "sqlite" else "format"]
+    sqlite = connection.dialect.name == "sqlite"
     cursor = connection.connection.cursor()
     try:
         now = utcnow()
-        stamp = _sqlite_stamp(now) if dialect == "sqlite" else now
         # An UPDATE takes a row lock on PostgreSQL and the write lock on SQLite: a second committer waits
         # here until this one ends, so both cannot extend the same head. It returns the head it locked.
-        cursor.execute(lock, (stamp,))
+        cursor.execute(_LOCK_SQL["?" if sqlite else "%s"], (_sqlite_stamp(now) if sqlite else now,))
         head = cursor.fetchone()
         if head is None:
             raise ChainLockMissing("the audit chain's head row is missing; refusing to write to a tampered trail")
         seq, prev_hash = head
-        rows = []
-        for ev in events:
-            seq += 1
-            ev.seq, ev.occurred_at, ev.prev_hash = seq, now, prev_hash
-            ev.hash = compute_hash(prev_hash, event_fields(ev))
-            prev_hash = ev.hash
-            # `before` and `after` are stored as their canonical text (None as JSON null): exactly the text the
-            # hash covers, so the verification rebuilds the hashed text from the columns (_walk) as stored.
-            rows.append((seq, stamp, ev.actor, ev.action, ev.entity_type, ev.entity_id, ev.provider_id,
-                         canonical(ev.before), canonical(ev.after), ev.reason, ev.request_id, ev.ip,
-                         ev.prev_hash, ev.hash))
-        cursor.executemany(insert_events, rows)
-        cursor.execute(move_head, (seq, prev_hash))
+        rows = _chained_rows(events, seq, prev_hash, now, _sqlite_stamp(now) if sqlite else now)
+        seq, prev_hash = events[-1].seq, events[-1].hash
+        if sqlite:
+            cursor.executemany(_insert_sql("?", 1), rows)
+            cursor.execute(_MOVE_HEAD_SQL["?"], (seq, prev_hash))
+            return
+        for at in range(0, len(rows) - _INSERT_ROWS_AT_MOST, _INSERT_ROWS_AT_MOST):
+            cursor.execute(_insert_sql("%s", _INSERT_ROWS_AT_MOST),
+                           [value for row in rows[at:at + _INSERT_ROWS_AT_MOST] for value in row])
+        last = rows[(len(rows) - 1) // _INSERT_ROWS_AT_MOST * _INSERT_ROWS_AT_MOST:]
+        cursor.execute(_insert_and_move_head_sql(len(last)), [value for row in last for value in row] + [seq, prev_hash])
     finally:
         cursor.close()
+
+
+def _chained_rows(events: list[PendingEvent], seq: int, prev_hash: str, now: datetime, stamp: Any) -> list[tuple]:
+    """Number, stamp and hash `events` after the head (`seq`, `prev_hash`); their rows for audit_event."""
+    rows = []
+    for ev in events:
+        seq += 1
+        ev.seq, ev.occurred_at, ev.prev_hash = seq, now, prev_hash
+        ev.hash = prev_hash = compute_hash(prev_hash, event_fields(ev))
+        # `before` and `after` are stored as their canonical text (None as JSON null): exactly the text the
+        # hash covers, so the verification rebuilds the hashed text from the columns (_walk) as stored.
+        rows.append((seq, stamp, ev.actor, ev.action, ev.entity_type, ev.entity_id, ev.provider_id,
+                     canonical(ev.before), canonical(ev.after), ev.reason, ev.request_id, ev.ip, ev.prev_hash, ev.hash))
+    return rows
 
 
 def _sqlite_stamp(value: datetime) -> str:
@@ -205,16 +219,26 @@ def _sqlite_stamp(value: datetime) -> str:
 
 
 _EVENT_COLUMNS = (*HASHED_FIELDS, "prev_hash", "hash")
+# By the driver's parameter style: sqlite3 "?", psycopg "%s".
+_LOCK_SQL = {mark: f"UPDATE audit_chain_lock SET locked_at = {mark} WHERE id = 1 RETURNING head_seq, head_hash"
+             for mark in ("?", "%s")}
+_MOVE_HEAD_SQL = {mark: f"UPDATE audit_chain_lock SET head_seq = {mark}, head_hash = {mark} WHERE id = 1"
+                  for mark in ("?", "%s")}
+# A commit's events go in one INSERT (many rows, one round trip), up to this many rows a statement: PostgreSQL
+# takes at most 65,535 parameters in one.
+_INSERT_ROWS_AT_MOST = 1_000
 
 
-def _append_sql(mark: str) -> tuple[str, str, str]:
-    return (f"UPDATE audit_chain_lock SET locked_at = {mark} WHERE id = 1 RETURNING head_seq, head_hash",
-            f"INSERT INTO audit_event ({', '.join(_EVENT_COLUMNS)}) VALUES ({', '.join([mark] * len(_EVENT_COLUMNS))})",
-            f"UPDATE audit_chain_lock SET head_seq = {mark}, head_hash = {mark} WHERE id = 1")
+@functools.lru_cache(maxsize=32)
+def _insert_sql(mark: str, rows: int) -> str:
+    values = "(" + ", ".join([mark] * len(_EVENT_COLUMNS)) + ")"
+    return f"INSERT INTO audit_event ({', '.join(_EVENT_COLUMNS)}) VALUES {', '.join([values] * rows)}"
 
 
-# By the driver's parameter style: sqlite3 "qmark", psycopg "format".
-_APPEND_SQL = {"sqlite": _append_sql("?"), "format": _append_sql("%s")}
+@functools.lru_cache(maxsize=32)
+def _insert_and_move_head_sql(rows: int) -> str:
+    """PostgreSQL: insert the last rows and move the head in one statement."""
+    return f"WITH inserted AS ({_insert_sql('%s', rows)}) {_MOVE_HEAD_SQL['%s']}"
 
 
 ChainReport = auditverify.Result
@@ -234,12 +258,23 @@ def iter_event_rows(session: Session, batch_size: int = 20_000, *, from_seq: int
         rows = session.execute(query.order_by(table.c.seq).limit(batch_size)).mappings().all()
         if not rows:
             return
-        for row in rows:
-            record = {"record": "event", **{k: row[k] for k in HASHED_FIELDS}}
-            record["occurred_at"] = jsonable(row["occurred_at"])
-            record["prev_hash"], record["hash"] = row["prev_hash"], row["hash"]
-            yield record
+        yield from map(_event_record, rows)
         last = rows[-1]["seq"]
+
+
+def _event_record(row: Any) -> dict[str, Any]:
+    """A stored event (a row of audit_event as a mapping) as an export record."""
+    record = {"record": "event", **{k: row[k] for k in HASHED_FIELDS}}
+    record["occurred_at"] = jsonable(row["occurred_at"])
+    record["prev_hash"], record["hash"] = row["prev_hash"], row["hash"]
+    return record
+
+
+def _decoded_events(session: Session, seqs: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """These events, by seq, as export records (decoded and typed as exports read them)."""
+    table = AuditEvent.__table__
+    rows = session.execute(select(table).where(table.c.seq.in_(seqs))).mappings()
+    return {row["seq"]: _event_record(row) for row in rows}
 
 
 # The hashed text of an event rebuilt from its stored columns by the database itself: the canonical JSON of the
@@ -253,9 +288,8 @@ def _rebuilt_text_sql(dialect: str) -> str:
                  "ELSE occurred_at END, ' ', 'T')")
     else:
         quote, null = "coalesce(to_json({})::text, 'null')".format, "coalesce({}::text, 'null')".format
-        stamp = ("to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE WHEN "
-                 "extract(microseconds FROM occurred_at)::bigint % 1000000 = 0 THEN '' "
-                 "ELSE to_char(occurred_at AT TIME ZONE 'UTC', '.US') END")
+        # Python leaves out the fraction of a whole second; '.000000' can only be that fraction.
+        stamp = "replace(to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US'), '.000000', '')"
     parts = [f"""'{{"action":' || {quote('action')}""", f"""',"actor":' || {quote('actor')}""",
              f"""',"after":' || {null('after')}""", f"""',"before":' || {null('before')}""",
              f"""',"entity_id":' || {quote('entity_id')}""", f"""',"entity_type":' || {quote('entity_type')}""",
@@ -284,8 +318,6 @@ def _walk(session: Session, to_seq: int, batch_size: int) -> Iterator[_WalkedEve
     mark = "?" if dialect == "sqlite" else "%s"
     query = (f"SELECT seq, prev_hash, hash, {_rebuilt_text_sql(dialect)} FROM audit_event "
              f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {int(batch_size)}")
-    if dialect != "sqlite":
-        query = query.replace("% 1000000", "%% 1000000")
     cursor = connection.connection.cursor()
     sha256 = hashlib.sha256
     last = 0
@@ -312,6 +344,97 @@ def _walk(session: Session, to_seq: int, batch_size: int) -> Iterator[_WalkedEve
             last = rows[-1][0]
     finally:
         cursor.close()
+
+
+# On PostgreSQL the database checks the chain itself, each range of seqs in one statement: every event's hash
+# from the text it rebuilds (_rebuilt_text_sql), and every event's place (its seq follows the one before it and it
+# names that one's hash). It hands back only the events that need a look of their own: those whose hash does not
+# match the rebuilt text (judged again the slow way, as _walk does), those that do not follow the one before them,
+# those at a checkpoint, and the range's first and last; what lies between two of them is a CheckedRun.
+_DATABASE_WALK_SQL = """
+SELECT seq, prev_hash, hash, intact, before_seq, before_hash FROM (
+    SELECT seq, prev_hash, hash,
+           coalesce(encode(sha256(convert_to(prev_hash || {text}, 'UTF8')), 'hex') = hash, false) AS intact,
+           lag(seq) OVER by_seq AS before_seq, lag(hash) OVER by_seq AS before_hash,
+           lead(seq) OVER by_seq AS after_seq
+    FROM audit_event WHERE seq > %(after)s AND seq <= %(through)s
+    WINDOW by_seq AS (ORDER BY seq)
+) AS walked
+WHERE NOT intact OR before_seq IS NULL OR after_seq IS NULL OR seq <> before_seq + 1
+   OR prev_hash IS DISTINCT FROM before_hash OR seq = ANY(%(marks)s::bigint[])
+ORDER BY seq
+""".format(text=_rebuilt_text_sql("postgresql"))
+
+# A range is hashed by one database backend on one core. The chain is split into one range per core this process
+# may run on (the database is taken to run on a machine like it: here, the same one), each read on a connection
+# of its own at once; a range is never shorter than this, as each costs a connection and a statement of its own.
+VERIFY_RANGE_MIN_EVENTS = 50_000
+
+
+def verify_ranges(events: int) -> int:
+    """How many ranges the database walk splits `events` events into (see VERIFY_RANGE_MIN_EVENTS)."""
+    return max(1, min(len(os.sched_getaffinity(0)), events // VERIFY_RANGE_MIN_EVENTS))
+
+
+def _flagged_rows(engine: Any, after: int, through: int, marks: list[int]) -> list[tuple]:
+    """The rows _DATABASE_WALK_SQL flags in one range, read on a connection of its own (ranges are read at once)."""
+    with engine.connect() as connection:
+        cursor = connection.connection.cursor()
+        try:
+            # Compiling the statement's expressions (JIT) makes it about twice as slow, in this transaction only.
+            cursor.execute("SET LOCAL jit = off")
+            cursor.execute(_DATABASE_WALK_SQL, {"after": after, "through": through, "marks": marks})
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+def _walk_in_database(session: Session, to_seq: int, marks: Collection[int],
+                      ranges: int) -> Iterator[_WalkedEvent | auditverify.CheckedRun]:
+    """Every event up to `to_seq` in order, checked by the database (_DATABASE_WALK_SQL) in `ranges` ranges read
+    at once: the events it flags one by one, each as _walk would give it (an event whose hash does not match the
+    rebuilt text is decoded and judged as exports are), and the stretches between them as CheckedRuns. `marks`:
+    the seqs of the checkpoints the events are held to, which come one by one too."""
+    bounds = [to_seq * n // ranges for n in range(ranges + 1)]
+    pairs = list(zip(bounds, bounds[1:], strict=False))
+    engine = session.get_bind()
+    work = [(engine, after, through, sorted(m for m in marks if after < m <= through)) for after, through in pairs]
+    executor = None
+    if len(work) == 1:
+        results: Iterator[list[tuple]] = iter([_flagged_rows(*work[0])])
+    else:
+        executor = ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="audit-verify")
+        results = (future.result() for future in [executor.submit(_flagged_rows, *job) for job in work])
+    try:
+        for rows in results:
+            yield from _runs_and_events(session, rows)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+
+_SLOW_BATCH = 1_000
+
+
+def _runs_and_events(session: Session, rows: list[tuple]) -> Iterator[_WalkedEvent | auditverify.CheckedRun]:
+    """One range's flagged rows (seq order) as events, with the runs of unflagged events between them."""
+    suspects = [row[0] for row in rows if not row[3]]  # decoded a batch at a time, as the walk reaches them
+    decoded: dict[int, dict[str, Any]] = {}
+    reached = 0
+    previous: tuple | None = None
+    for seq, prev_hash, digest, intact, before_seq, before_hash in rows:
+        if previous is not None and before_seq > previous[0]:
+            yield auditverify.CheckedRun(previous[0] + 1, before_seq, previous[2], before_hash)
+        event = _WalkedEvent(record="event", seq=seq, prev_hash=prev_hash, hash=digest)
+        if not intact:
+            if reached % _SLOW_BATCH == 0:
+                decoded = _decoded_events(session, suspects[reached:reached + _SLOW_BATCH])
+            reached += 1
+            record = decoded.get(seq)
+            intact = record is not None and auditverify.content_matches(record)
+        event.intact = intact
+        yield event
+        previous = (seq, prev_hash, digest)
 
 
 def chain_head(session: Session) -> tuple[int, str]:
@@ -349,7 +472,8 @@ def checkpoint_records(session: Session, through_id: int | None = None) -> Itera
 
 
 def verify_chain(session: Session, batch_size: int = 20_000,
-                 signed: Sequence[auditverify.SignedCheckpoint] = ()) -> ChainReport:
+                 signed: Sequence[auditverify.SignedCheckpoint] = (), *, in_database: bool | None = None,
+                 ranges: int | None = None) -> ChainReport:
     """Walk the stored chain from the first event, checking every checkpoint on the way, and check it
     ends at the head the chain records; the same check the offline script makes on an export.
 
@@ -362,6 +486,11 @@ def verify_chain(session: Session, batch_size: int = 20_000,
     of this run; a head rewound over deleted events is still caught by the checkpoints taken before, and,
     since those live in this database too, by the `signed` ones published outside it (audit_publish.read),
     which the caller reads before this starts.
+
+    On PostgreSQL (unless `in_database` is False) the database hashes the events itself, in `ranges` ranges
+    at once (by default verify_ranges), and hands back only what needs a look (_walk_in_database); otherwise
+    the events are read in batches of `batch_size` and hashed here (_walk). Both judge every event by the same
+    rule and give the same report.
     """
     try:
         bounds = chain_bounds(session)
@@ -369,8 +498,16 @@ def verify_chain(session: Session, batch_size: int = 20_000,
         return ChainReport(False, 0, None, str(exc))
     header = {"record": "export", "contiguous": True, "through_head": True,
               "head_seq": bounds.head_seq, "head_hash": bounds.head_hash}
-    records = itertools.chain([header], checkpoint_records(session, bounds.checkpoint_id),
-                              _walk(session, bounds.head_seq, batch_size))
+    checkpoints = list(checkpoint_records(session, bounds.checkpoint_id))
+    if in_database is None:
+        in_database = session.get_bind().dialect.name == "postgresql"
+    if in_database:
+        marks = {checkpoint["seq"] for checkpoint in checkpoints} | {checkpoint.seq for checkpoint in signed}
+        events: Iterator[Any] = _walk_in_database(session, bounds.head_seq, marks,
+                                                  ranges or verify_ranges(bounds.head_seq))
+    else:
+        events = _walk(session, bounds.head_seq, batch_size)
+    records = itertools.chain([header], checkpoints, events)
     return auditverify.verify_records(records, content_ok=_walked_intact, signed=signed)
 
 

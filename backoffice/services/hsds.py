@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -217,18 +219,77 @@ class Found:
     total: int
 
 
-def _counted(session: Session, stmt: Select, query: Query, order) -> Found:
-    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+class Totals:
+    """How many records each list holds, kept between requests (per process, a bounded number of lists).
+
+    Counting a list means reading every listed provider's codes (a join over ~150k rows at 100k providers),
+    which costs more than the page itself. A total is exact while the audit trail stays where it was when it was
+    counted and until the first verification it counted lapses: every change to who is listed, to their coded
+    lists and to their locations writes an audit event, and a listed provider leaves the directory otherwise
+    only when its verified_until passes. A list filtered by modified_after is counted every time (updated_at
+    also moves with writes that are not audited, the re-checks' last_rechecked_at).
+    """
+
+    SIZE = 512
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple, tuple[int, datetime | None, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, version: int, now: datetime) -> int | None:
+        with self._lock:
+            kept = self._kept.get(key)
+            if kept is None:
+                return None
+            kept_version, until, total = kept
+            if kept_version != version or (until is not None and until <= now):
+                del self._kept[key]
+                return None
+            self._kept.move_to_end(key)
+            return total
+
+    def put(self, key: tuple, version: int, until: datetime | None, total: int) -> None:
+        with self._lock:
+            self._kept[key] = (version, until, total)
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.SIZE:
+                self._kept.popitem(last=False)
+
+
+def _total_key(endpoint: str, query: Query) -> tuple | None:
+    """What decides a list's total: its filters, not its page or how much each record shows."""
+    if query.modified_after is not None:
+        return None
+    return (endpoint, query.search, query.term and (query.term.taxonomy.name, query.term.code),
+            query.taxonomy and query.taxonomy.name, query.organization_id, query.postcode)
+
+
+def _counted(session: Session, stmt: Select, query: Query, order, now: datetime, totals: Totals | None = None,
+             endpoint: str = "") -> Found:
+    key = _total_key(endpoint, query) if totals is not None else None
+    total: int | None = None
+    if key is not None:
+        assert totals is not None
+        version = session.scalar(select(func.max(AuditEvent.seq))) or 0
+        total = totals.get(key, version, now)
+    if total is None:
+        counted = stmt.add_columns(Provider.verified_until.label("counted_until")).order_by(None).subquery()
+        total, until = session.execute(select(func.count(), func.min(counted.c.counted_until))).one()
+        total = total or 0
+        if key is not None:
+            assert totals is not None
+            totals.put(key, version, until, total)
     rows = list(session.execute(stmt.order_by(*order).offset(query.offset).limit(query.per_page)).all()) \
         if query.offset < total else []
     return Found(rows, total)
 
 
-def organizations(session: Session, query: Query, now: datetime) -> Found:
+def organizations(session: Session, query: Query, now: datetime, totals: Totals | None = None) -> Found:
     clauses = _provider_filters(session, query, now)
     if query.term and query.term.taxonomy is LEVELS:
         clauses.append(_has_code(LEVELS.name, [query.term.code]))
-    found = _counted(session, select(Provider.id).where(*clauses), query, [Provider.id])
+    found = _counted(session, select(Provider.id).where(*clauses), query, [Provider.id], now, totals,
+                     "organizations")
     found.rows = load_providers(session, [row.id for row in found.rows])
     return found
 
@@ -240,22 +301,23 @@ def _service_rows(session: Session, query: Query, now: datetime) -> Select:
                    *_provider_filters(session, query, now)))
 
 
-def services(session: Session, query: Query, now: datetime) -> Found:
+def services(session: Session, query: Query, now: datetime, totals: Totals | None = None) -> Found:
     """(provider, level of care) pairs: one HSDS service per level of care, by provider id then code."""
     found = _counted(session, _service_rows(session, query, now), query,
-                     [ProviderCode.provider_id, ProviderCode.code])
+                     [ProviderCode.provider_id, ProviderCode.code], now, totals, "services")
     providers = {p.id: p for p in load_providers(session, sorted({row.provider_id for row in found.rows}))}
     found.rows = [(providers[row.provider_id], ids.term(LEVELS.name, row.code)) for row in found.rows]
     return found
 
 
-def service_at_locations(session: Session, query: Query, now: datetime) -> Found:
+def service_at_locations(session: Session, query: Query, now: datetime, totals: Totals | None = None) -> Found:
     """(provider, level of care, location) triples, by provider id, code, then location id."""
     stmt = _service_rows(session, query, now).join(Location, Location.provider_id == Provider.id) \
         .add_columns(Location.id.label("location_id"))
     if query.postcode:
         stmt = stmt.where(Location.zip.like(query.postcode + "%"))
-    found = _counted(session, stmt, query, [ProviderCode.provider_id, ProviderCode.code, Location.id])
+    found = _counted(session, stmt, query, [ProviderCode.provider_id, ProviderCode.code, Location.id], now,
+                     totals, "service_at_locations")
     providers = {p.id: p for p in load_providers(session, sorted({row.provider_id for row in found.rows}))}
     triples = []
     for row in found.rows:

@@ -1,7 +1,7 @@
 """The impact of a criteria catalogue draft on the providers listed now: who would no longer meet a required
 criterion (by the assessments of the decision in force and the data on file), which required criteria are new
 for whom, how many re-reviews it would open; kept with the version when it is published, and the re-reviews
-scheduled from it.
+scheduled from it (asked for with the publication, opened after it commits by work, in batches).
 
 Every rule is one set-based query per criterion of the draft over all listed providers (a dozen or so queries
 whatever their number), never a query per provider.
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, aliased, selectinload
 from backoffice import zones
 from backoffice.models import (
     OPEN_STATES,
+    Account,
     Accreditation,
     Assessment,
     AssessmentStatus,
@@ -36,11 +37,15 @@ from backoffice.models import (
     Submission,
     SubmissionState,
     VerificationStatus,
+    Work,
+    WorkKind,
 )
-from backoffice.services import audit, criteria, listing_requests, reverification, review
+from backoffice.services import audit, criteria, listing_requests, reverification, review, work
 from backoffice.services.errors import DomainError
 
 CHUNK = 5000
+# Re-reviews opened per transaction by the work a publication asks for.
+REREVIEW_BATCH = 200
 # The deadline a research lead may give the re-reviews: from tomorrow up to this many days ahead.
 DEADLINE_MAX_DAYS = 365
 # Criteria whose automated check reads a credential on file: with none current, the criterion cannot be met.
@@ -223,33 +228,93 @@ def reason_for(catalogue: CriteriaCatalogue, row: CatalogueImpactProvider, title
     return " ".join(parts)
 
 
+def rereviews_key(catalogue_id: int) -> str:
+    return f"rereviews:catalogue:{catalogue_id}"
+
+
+def rereviews_spec(catalogue_id: int, actor: audit.Actor) -> work.Spec:
+    """The work a publication asks for to open its re-reviews: one per version, however often asked; the re-reviews
+    are opened in the name of who asked."""
+    return work.Spec(WorkKind.REREVIEWS, "criteria_catalogue", catalogue_id, rereviews_key(catalogue_id),
+                     {"by": audit.actor_label(actor)})
+
+
 def schedule(session: Session, actor: audit.Actor, catalogue: CriteriaCatalogue, respond_by: datetime,
-             now: datetime) -> int:
-    """Open one re-review (a re-verification request) for each provider the kept report names that is still
-    verified and listed, each told why; a provider that already has one for this version, or another listing
-    request open, gets none. Returns how many were opened; running it again opens nothing."""
+             policy: work.Policy) -> Work | None:
+    """Ask for the re-reviews of the providers the kept report names, to be answered by `respond_by`: recorded
+    (audited) with the publication, opened after it commits by the work it queues (open_rereviews, in batches),
+    so that publishing does not wait for tens of thousands of them. Returns the work row."""
     kept = session.get(CatalogueImpact, catalogue.id)
     if kept is None:
         raise DomainError(f"v{catalogue.version} has no impact report to schedule re-reviews from.")
+    before = {"scheduled": kept.scheduled, "respond_by": kept.respond_by}
+    kept.scheduled = kept.scheduled or 0
+    kept.respond_by = respond_by
+    audit.record(session, actor, "criteria.rereviews_scheduled", "criteria_catalogue", catalogue.id,
+                 before=before, after={"scheduled": kept.scheduled, "respond_by": respond_by,
+                                       "to_open": kept.rereviews})
+    session.flush()
+    return work.request(session, actor, rereviews_spec(catalogue.id, actor), policy)
+
+
+def opening(session: Session, catalogue_id: int) -> Work | None:
+    """The work opening this version's re-reviews while it is open or once it failed; None when it is done (or
+    was never asked for). Read from the work table's partial indexes on those states, never from its done rows."""
+    key = rereviews_key(catalogue_id)
+    return (session.scalar(select(Work).where(Work.idempotency_key == key, work.OPEN))
+            or session.scalar(select(Work).where(work.FAILED, Work.idempotency_key == key)
+                              .order_by(Work.updated_at.desc()).limit(1)))
+
+
+def _actor(session: Session, label: str) -> audit.Actor:
+    """Who asked for the work, as it was recorded: an account, or a system job by its label."""
+    if label.startswith("user:"):
+        account = session.get(Account, int(label.removeprefix("user:")))
+        if account is not None:
+            return account
+        raise DomainError(f"the account that asked for the re-reviews ({label}) no longer exists")
+    return label
+
+
+def open_rereviews(session: Session, catalogue_id: int, by: str, after_provider_id: int, now: datetime,
+                   limit: int = REREVIEW_BATCH) -> int | None:
+    """Open one batch of a version's re-reviews: for the next `limit` providers the kept report names after
+    `after_provider_id`, one re-review (a re-verification request) each, told why, for those still verified
+    and listed; a provider that already has one for this version, or another listing request open, gets none,
+    so running it again opens nothing twice. Each opening is audited, as is the count kept with the report.
+    Returns the last provider looked at, or None when none is left. The caller commits each batch."""
+    # Held until the batch commits: another run of the same work waits here, then finds what this one opened.
+    kept = session.scalar(select(CatalogueImpact).where(CatalogueImpact.catalogue_id == catalogue_id)
+                          .with_for_update().execution_options(populate_existing=True))
+    catalogue = session.get(CriteriaCatalogue, catalogue_id)
+    if kept is None or catalogue is None or kept.respond_by is None:
+        return None
+    rows = session.scalars(select(CatalogueImpactProvider)
+                           .where(CatalogueImpactProvider.catalogue_id == catalogue_id,
+                                  CatalogueImpactProvider.provider_id > after_provider_id)
+                           .order_by(CatalogueImpactProvider.provider_id).limit(limit)).all()
+    if not rows:
+        return None
+    ids = [row.provider_id for row in rows]
+    done = set(session.scalars(select(Reverification.provider_id).where(
+        Reverification.catalogue_id == catalogue_id, Reverification.provider_id.in_(ids))))
+    providers = {p.id: p for p in session.scalars(select(Provider).where(Provider.id.in_(ids)))}
     titles = {c.code: c.title for c in catalogue.criteria}
-    done = set(session.scalars(select(Reverification.provider_id).where(Reverification.catalogue_id == catalogue.id)))
-    opened = 0
-    rows = session.scalars(select(CatalogueImpactProvider).where(CatalogueImpactProvider.catalogue_id == catalogue.id)
-                           .order_by(CatalogueImpactProvider.provider_id)).all()
+    actor, opened = _actor(session, by), 0
     for row in rows:
-        provider = session.get(Provider, row.provider_id)
+        provider = providers.get(row.provider_id)
         if row.provider_id in done or provider is None or not _listed_now(provider, now):
             continue
         opened += reverification.open_for(session, actor, provider, reason=reason_for(catalogue, row, titles),
-                                          respond_by=respond_by, cause=ReverificationCause.CRITERIA,
-                                          catalogue_id=catalogue.id, now=now) is not None
-    before = {"scheduled": kept.scheduled, "respond_by": kept.respond_by}
-    kept.scheduled = (kept.scheduled or 0) + opened
-    kept.respond_by = respond_by
-    audit.record(session, actor, "criteria.rereviews_scheduled", "criteria_catalogue", catalogue.id,
-                 before=before, after={"scheduled": kept.scheduled, "respond_by": respond_by, "opened_now": opened})
+                                          respond_by=kept.respond_by, cause=ReverificationCause.CRITERIA,
+                                          catalogue_id=catalogue_id, now=now) is not None
+    if opened:
+        before = kept.scheduled
+        kept.scheduled = (kept.scheduled or 0) + opened
+        audit.record(session, actor, "criteria.rereviews_opened", "criteria_catalogue", catalogue_id,
+                     before={"scheduled": before}, after={"scheduled": kept.scheduled, "opened_now": opened})
     session.flush()
-    return opened
+    return ids[-1]
 
 
 def _listed_now(provider: Provider, now: datetime) -> bool:

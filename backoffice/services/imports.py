@@ -41,10 +41,12 @@ class ImportSummary:
 
 
 def _record_values(record: FacilityRecord) -> tuple[dict, dict]:
-    return (
-        {name: getattr(record, name) for name in PROVIDER_FIELDS},
-        {name: getattr(record, name) for name in LOCATION_FIELDS},
-    )
+    """The provider's and its location's values a record sets. The NPI only where the source carries one: a source
+    without NPIs (the SAMHSA files) never clears one a provider gave or the research team recorded."""
+    provider_values = {name: getattr(record, name) for name in PROVIDER_FIELDS}
+    if record.npi is not None:
+        provider_values["npi"] = record.npi
+    return provider_values, {name: getattr(record, name) for name in LOCATION_FIELDS}
 
 
 def _existing(session: Session, source: str, keys: list[str]) -> dict[str, Provider]:
@@ -116,7 +118,7 @@ def apply(
 def _update(session: Session, actor: audit.Actor, provider: Provider, record: FacilityRecord,
             provider_values: dict, location_values: dict, summary: ImportSummary) -> None:
     location = provider.locations[0] if provider.locations else None
-    before = {**audit.snapshot(provider, PROVIDER_FIELDS),
+    before = {**audit.snapshot(provider, provider_values),
               "location": audit.snapshot(location, LOCATION_FIELDS) if location else None}
     after = {**audit.jsonable(provider_values), "location": audit.jsonable(location_values)}
     old, new = audit.changed(before, after)

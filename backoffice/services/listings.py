@@ -8,20 +8,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from sqlalchemy import ColumnExpressionArgument, exists, select
-from sqlalchemy.orm import Session, load_only, selectinload
+from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from backoffice.models import (
     CODED_LISTS,
     AdvertisingCopy,
+    AdvertisingStatus,
     AssessmentStatus,
     CriteriaCatalogue,
+    ListingStatus,
     Location,
     Provider,
     ProviderCode,
+    VerificationStatus,
     utcnow,
 )
 from backoffice.services import advertising_copy, history, rechecks, sources
@@ -118,35 +121,78 @@ def _offers(kind: str, code: str) -> ColumnElement[bool]:
 
 
 # What a listing shows of a provider and of its locations, and what decides whether it is listed and advertises.
-FEED_COLUMNS = (Provider.public_name, Provider.legal_name, Provider.website, Provider.phone, Provider.levels_of_care,
-                Provider.services, Provider.populations, Provider.payment_accepted, Provider.listing_status,
-                Provider.verification_status, Provider.verified_at, Provider.verified_until,
-                Provider.verified_catalogue_id, Provider.last_rechecked_at, Provider.advertising_status,
-                Provider.row_version)
+FEED_COLUMNS = (Provider.id, Provider.public_name, Provider.legal_name, Provider.website, Provider.phone,
+                Provider.levels_of_care, Provider.services, Provider.populations, Provider.payment_accepted,
+                Provider.listing_status, Provider.verification_status, Provider.verified_at, Provider.verified_until,
+                Provider.verified_catalogue_id, Provider.last_rechecked_at, Provider.advertising_status)
 LOCATION_COLUMNS = (Location.provider_id, Location.street1, Location.street2, Location.city, Location.state,
                     Location.zip, Location.latitude, Location.longitude)
 
 
-def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Provider], str | None]:
-    stmt = select(Provider).where(listed_clause(now), Provider.id > query.after_id)
+class ListedProvider:
+    """What a listing shows of one provider, read as plain rows: the feed is read far more than any staff page,
+    and building ORM entities (identity map, attribute instrumentation, the locations' relationship) cost more
+    than the queries that find them (benchmarks/NOTES.md). It answers the rules a listing needs exactly as
+    Provider does: the same functions, on the same columns."""
+
+    __slots__ = ("id", "public_name", "legal_name", "website", "phone", "levels_of_care", "services", "populations",
+                 "payment_accepted", "listing_status", "verification_status", "verified_at", "verified_until",
+                 "verified_catalogue_id", "last_rechecked_at", "advertising_status", "locations")
+    id: int
+    public_name: str
+    legal_name: str
+    website: str | None
+    phone: str | None
+    levels_of_care: list[str] | None
+    services: list[str] | None
+    populations: list[str] | None
+    payment_accepted: list[str] | None
+    listing_status: ListingStatus
+    verification_status: VerificationStatus
+    verified_at: datetime | None
+    verified_until: datetime | None
+    verified_catalogue_id: int | None
+    last_rechecked_at: datetime | None
+    advertising_status: AdvertisingStatus
+    locations: list[Any]
+
+    def __init__(self, row: Any) -> None:
+        for name, value in zip(self.__slots__[:-1], row, strict=True):
+            setattr(self, name, value)
+        self.locations = []
+
+    # Provider's own rules (its hybrid methods' instance side), not a copy of them.
+    is_verified = Provider.__dict__["is_verified"].func
+    is_active_advertiser = Provider.__dict__["is_active_advertiser"].func
+
+
+assert ListedProvider.__slots__[:-1] == tuple(column.key for column in FEED_COLUMNS), "a row is read in slot order"
+
+
+Listed = Provider | ListedProvider  # a listing is written from either
+
+
+def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[ListedProvider], str | None]:
+    stmt = select(*FEED_COLUMNS).where(listed_clause(now), Provider.id > query.after_id)
     if query.state:
         stmt = stmt.where(exists().where(Location.provider_id == Provider.id, Location.state == query.state))
     if query.level_of_care:
         stmt = stmt.where(_offers(CODED_LISTS["levels_of_care"], query.level_of_care))
     if query.service:
         stmt = stmt.where(_offers(CODED_LISTS["services"], query.service))
-    # Only what a listing shows and the rule that lets it leave: the feed is read far more than any staff page,
-    # and loading each provider whole costs more than the query that finds it.
-    providers = list(session.scalars(stmt.options(load_only(*FEED_COLUMNS),
-                                                  selectinload(Provider.locations).load_only(*LOCATION_COLUMNS))
-                                     .order_by(Provider.id).limit(query.limit + 1)))
+    providers = [ListedProvider(row) for row in session.execute(stmt.order_by(Provider.id).limit(query.limit + 1))]
     more = len(providers) > query.limit
     providers = providers[:query.limit]
+    if providers:
+        by_id = {p.id: p for p in providers}
+        for loc in session.execute(select(*LOCATION_COLUMNS).where(Location.provider_id.in_(by_id))
+                                   .order_by(Location.provider_id, Location.id)):
+            by_id[loc.provider_id].locations.append(loc)
     return providers, encode_cursor(providers[-1].id) if more else None
 
 
 # Keyed by catalogue id, and read with a provider's verified_catalogue_id, which may be None (then no version).
-def catalogue_versions(session: Session, providers: list[Provider]) -> dict[int | None, int]:
+def catalogue_versions(session: Session, providers: Sequence[Listed]) -> dict[int | None, int]:
     ids = {p.verified_catalogue_id for p in providers if p.verified_catalogue_id}
     return dict(session.execute(select(CriteriaCatalogue.id, CriteriaCatalogue.version)
                                 .where(CriteriaCatalogue.id.in_(ids))).all()) if ids else {}
@@ -159,12 +205,12 @@ def coded(values: list[str] | None, vocabulary: dict[str, str]) -> list[str]:
     return sorted(value for value in values or [] if value in vocabulary)
 
 
-def advertisements(session: Session, providers: list[Provider], now: datetime) -> dict[int, AdvertisingCopy]:
+def advertisements(session: Session, providers: Sequence[Listed], now: datetime) -> dict[int, AdvertisingCopy]:
     """The copy in force of each active advertiser of a page, in one query (none when the page has none)."""
     return advertising_copy.in_force(session, [p.id for p in providers if p.is_active_advertiser(now)])
 
 
-def disclosure(provider: Provider, copy: AdvertisingCopy | None) -> str:
+def disclosure(provider: Listed, copy: AdvertisingCopy | None) -> str:
     """The sentence shown beside an advertiser: who pays, and the approved advertisement it describes."""
     if copy is None or copy.approved_at is None:
         return ADVERTISER_DISCLOSURE
@@ -173,7 +219,7 @@ def disclosure(provider: Provider, copy: AdvertisingCopy | None) -> str:
             f"reviewed the advertisement on {advertising_copy.approved_on(copy.approved_at)}. {NEVER_AFFECTS}")
 
 
-def advertiser_fields(provider: Provider, copies: Mapping[int, AdvertisingCopy],
+def advertiser_fields(provider: Listed, copies: Mapping[int, AdvertisingCopy],
                       now: datetime | None = None) -> dict[str, Any]:
     """The advertiser mark, its disclosure and the advertisement in force (`copies`: advertising_copy.in_force
     of the page's providers); all null but the mark for a provider that does not advertise."""
@@ -187,7 +233,7 @@ def advertiser_fields(provider: Provider, copies: Mapping[int, AdvertisingCopy],
     }
 
 
-def confirmations(session: Session, providers: list[Provider]) -> dict[int, dict[str, sources.Confirmation]]:
+def confirmations(session: Session, providers: Sequence[Listed]) -> dict[int, dict[str, sources.Confirmation]]:
     """The per-field confirmations of a page's providers, in one query."""
     return sources.confirmations(session, [p.id for p in providers])
 
@@ -197,7 +243,7 @@ def _moment(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value is not None else None
 
 
-def listing(provider: Provider, versions: dict[int | None, int],
+def listing(provider: Listed, versions: dict[int | None, int],
             copies: Mapping[int, AdvertisingCopy],
             confirmed: Mapping[int, Mapping[str, sources.Confirmation]] | None = None) -> dict[str, Any]:
     """One listing as JSON-ready values, each converted where it is read (every field's type is known here);

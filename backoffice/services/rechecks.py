@@ -143,46 +143,38 @@ class ProviderFacts:
 NEEDS_PLACES_AND_PRINCIPALS = frozenset({CheckKind.NPI, CheckKind.EXCLUSION})
 
 
-# Built once: a check reads it once per run, and building a statement costs more than running its cached form.
+# Built once: a check reads them once per run, and building a statement costs more than running its cached form.
 _FACTS = (select(Provider.id, Provider.legal_name, Provider.public_name, Provider.website, Provider.npi)
-          .where(Provider.id == bindparam("provider_id")))
+          .where(Provider.id.in_(bindparam("provider_ids", expanding=True))))
+_PLACES = (select(Location.provider_id, Location.street1, Location.city, Location.state, Location.zip)
+           .where(Location.provider_id.in_(bindparam("provider_ids", expanding=True))).order_by(Location.id))
+_PRINCIPALS = (select(Principal.provider_id, Principal.name, Principal.npi)
+               .where(Principal.provider_id.in_(bindparam("provider_ids", expanding=True))).order_by(Principal.id))
 
 
 def facts(session: Session, provider_id: int, check: CheckKind | None = None) -> ProviderFacts | None:
     """What a check needs of the provider, read in as few statements as it needs (a website check: one row of
     five columns; the others add the locations and principals)."""
-    row = session.execute(_FACTS, {"provider_id": provider_id}).first()
-    if row is None:
-        return None
-    subject = ProviderFacts(id=row.id, legal_name=row.legal_name, public_name=row.public_name, website=row.website,
-                            npi=row.npi)
-    if check is None or check in NEEDS_PLACES_AND_PRINCIPALS:
-        subject.locations = [{"street1": street1, "city": city, "state": state, "zip": zip_code}
-                             for street1, city, state, zip_code in session.execute(
-                                 select(Location.street1, Location.city, Location.state, Location.zip)
-                                 .where(Location.provider_id == provider_id).order_by(Location.id))]
-        subject.principals = [(name, npi) for name, npi in session.execute(
-            select(Principal.name, Principal.npi).where(Principal.provider_id == provider_id).order_by(Principal.id))]
-    return subject
+    return facts_many(session, [(provider_id, check)]).get(provider_id)
 
 
-def facts_many(session: Session, provider_ids: list[int]) -> list[ProviderFacts]:
-    """`facts` (with places and principals) of many providers in three statements, in id order; those gone are
-    left out."""
-    subjects = {row.id: ProviderFacts(id=row.id, legal_name=row.legal_name, public_name=row.public_name,
-                                      website=row.website, npi=row.npi)
-                for row in session.execute(
-                    select(Provider.id, Provider.legal_name, Provider.public_name, Provider.website, Provider.npi)
-                    .where(Provider.id.in_(provider_ids)).order_by(Provider.id))}
-    for provider_id, street1, city, state, zip_code in session.execute(
-            select(Location.provider_id, Location.street1, Location.city, Location.state, Location.zip)
-            .where(Location.provider_id.in_(subjects)).order_by(Location.id)):
-        subjects[provider_id].locations.append({"street1": street1, "city": city, "state": state, "zip": zip_code})
-    for provider_id, name, npi in session.execute(
-            select(Principal.provider_id, Principal.name, Principal.npi)
-            .where(Principal.provider_id.in_(subjects)).order_by(Principal.id)):
-        subjects[provider_id].principals.append((name, npi))
-    return list(subjects.values())
+def facts_many(session: Session, wanted: list[tuple[int, CheckKind | None]]) -> dict[int, ProviderFacts]:
+    """`facts` for the providers of several checks, by provider id, in as few statements as one (a provider gone
+    is left out): the locations and principals are read only for the providers whose check needs them."""
+    if not wanted:
+        return {}
+    ids = sorted({provider_id for provider_id, _ in wanted})
+    found = {row.id: ProviderFacts(id=row.id, legal_name=row.legal_name, public_name=row.public_name,
+                                   website=row.website, npi=row.npi)
+             for row in session.execute(_FACTS, {"provider_ids": ids})}
+    fuller = sorted({provider_id for provider_id, check in wanted
+                     if provider_id in found and (check is None or check in NEEDS_PLACES_AND_PRINCIPALS)})
+    if fuller:
+        for provider_id, street1, city, state, zip_code in session.execute(_PLACES, {"provider_ids": fuller}):
+            found[provider_id].locations.append({"street1": street1, "city": city, "state": state, "zip": zip_code})
+        for provider_id, name, npi in session.execute(_PRINCIPALS, {"provider_ids": fuller}):
+            found[provider_id].principals.append((name, npi))
+    return found
 
 
 def screening_subject(subject: ProviderFacts) -> screening.Subject:
@@ -298,7 +290,8 @@ def record_many(session: Session, actor: audit.Actor | Callable[[CheckKind], aud
     session.execute(select(Provider.id).where(Provider.id.in_(provider_ids)).order_by(Provider.id)
                     .with_for_update())
     finished = utcnow()
-    outcomes = [replace(o, result=sources.judge(session, o.check, o.result, finished, freshness)) for o in outcomes]
+    judged = sources.judge_many(session, [(o.check, o.result) for o in outcomes], finished, freshness)
+    outcomes = [replace(o, result=result) for o, result in zip(outcomes, judged, strict=True)]
     runs = [CheckRun(provider_id=o.provider_id, check=o.check, outcome=o.result.outcome,
                      summary=o.result.summary[:500], evidence=audit.jsonable(o.result.evidence),
                      source_version=o.result.source_version, idempotency_key=o.key, started_at=o.started_at,
@@ -306,8 +299,8 @@ def record_many(session: Session, actor: audit.Actor | Callable[[CheckKind], aud
             for o in outcomes]
     session.add_all(runs)
     session.flush()
-    for o, run in zip(outcomes, runs, strict=True):
-        sources.recorded(session, actor_of(o.check), run, o.result, freshness)
+    sources.recorded_many(session, [(actor_of(o.check), run, o.result) for o, run in zip(outcomes, runs, strict=True)],
+                          freshness)
 
     def provider_of(provider_id: int) -> Provider:
         return session.get_one(Provider, provider_id)
@@ -398,7 +391,9 @@ def screen_batch(session: Session, provider_ids: list[int], window: str, thresho
     """The exclusion screening of the providers whose run in this window is not recorded yet, in one pass
     (screening.screen_many): one Outcome each, keyed as the one-provider check's run is; providers gone are left
     out. Any error of the screening itself is each provider's error run, as for one provider's check."""
-    subjects = facts_many(session, unrecorded(session, provider_ids, CheckKind.EXCLUSION, window))
+    todo = unrecorded(session, provider_ids, CheckKind.EXCLUSION, window)
+    found = facts_many(session, [(provider_id, CheckKind.EXCLUSION) for provider_id in todo])
+    subjects = [found[provider_id] for provider_id in todo if provider_id in found]
     try:
         results = screening.screen_many(session, [screening_subject(s) for s in subjects], today, thresholds)
     except Exception as exc:  # noqa: BLE001 - whatever the screening does, each provider's run is recorded

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -204,19 +204,38 @@ def flag_stale(session: Session, actor: audit.Actor, name: str, now: datetime, f
 # -- what a run may conclude ------------------------------------------------------------------------
 
 
-def _used(session: Session, check: CheckKind, result: CheckResult, freshness: Freshness,
-          now: datetime) -> list[Standing]:
+class _Reads:
+    """What judging runs reads of the sources, read once for a batch of runs and only if a run needs it."""
+
+    def __init__(self, session: Session, freshness: Freshness, now: datetime) -> None:
+        self.session, self.freshness, self.now = session, freshness, now
+        self._known: dict[str, Standing] | None = None
+        self._nppes: tuple[DataSource | None] | None = None
+
+    def known(self) -> dict[str, Standing]:
+        if self._known is None:
+            self._known = _known(self.session, self.freshness, self.now)
+        return self._known
+
+    def nppes(self) -> DataSource | None:
+        if self._nppes is None:
+            self._nppes = (self.session.scalar(select(DataSource).where(DataSource.name == NPPES)),)
+        return self._nppes[0]
+
+
+def _used(reads: _Reads, check: CheckKind, result: CheckResult) -> list[Standing]:
     """The sources a run rests on and their standing; empty for a check that asks no external source."""
+    freshness, now = reads.freshness, reads.now
     if check == CheckKind.EXCLUSION:
         if result.inconclusive:
             return []  # nothing was screened (no list imported yet): that error already says so
         states = set(result.evidence.get("states") or ())
-        return [standing for name, standing in _known(session, freshness, now).items()
+        return [standing for name, standing in reads.known().items()
                 if name != NPPES and (LIST_STATES.get(name) is None or LIST_STATES[name] in states)]
     if check == CheckKind.NPI:
         if nppes_answered(result):
             return [Standing(NPPES, now, freshness.nppes_days, False, None)]
-        row = session.scalar(select(DataSource).where(DataSource.name == NPPES))
+        row = reads.nppes()
         # Never answered: no NPI check has rested on it yet, so there is no date to be stale against.
         if result.outcome == CheckOutcome.ERROR and row is not None and row.last_refreshed_at is not None:
             return [_standing(NPPES, row.last_refreshed_at, row.stale_since, freshness, now)]
@@ -229,10 +248,20 @@ def nppes_answered(result: CheckResult) -> bool:
 
 
 def judge(session: Session, check: CheckKind, result: CheckResult, now: datetime, freshness: Freshness) -> CheckResult:
-    """What a run may be recorded as, given the age of its sources: a clean result against a stale source is
+    """What a run may be recorded as, given the age of its sources (`judge_many` of one)."""
+    return judge_many(session, [(check, result)], now, freshness)[0]
+
+
+def judge_many(session: Session, checked: Sequence[tuple[CheckKind, CheckResult]], now: datetime,
+               freshness: Freshness) -> list[CheckResult]:
+    """What each run may be recorded as, given the age of its sources: a clean result against a stale source is
     'source stale' (an inconclusive error run); matches found on a stale list still stand. The run's evidence
-    names each source and its date."""
-    used = _used(session, check, result, freshness, now)
+    names each source and its date. The sources are read once for all the runs."""
+    reads = _Reads(session, freshness, now)
+    return [_judged(check, result, _used(reads, check, result)) for check, result in checked]
+
+
+def _judged(check: CheckKind, result: CheckResult, used: list[Standing]) -> CheckResult:
     if not used:
         return result
     evidence = {**result.evidence, "sources": [s.as_evidence() for s in used]}
@@ -285,37 +314,93 @@ def confirm(session: Session, actor: audit.Actor, provider_id: int, fields: Mapp
             check_run_id: int | None = None) -> None:
     """Record that these fields were confirmed at `at` by these sources (one audited event); a later date only
     moves them forward."""
-    if not fields:
+    confirm_many(session, [Confirming(actor, provider_id, fields, at, check_run_id)])
+
+
+@dataclass(frozen=True)
+class Confirming:
+    """One run's (or decision's) confirmation of a provider's fields."""
+
+    actor: audit.Actor
+    provider_id: int
+    fields: Mapping[str, str]
+    at: datetime
+    check_run_id: int | None = None
+
+
+# Core statements on the table: a batch of runs confirms many fields, and the ORM's unit of work (an entity
+# built, tracked and flushed per row) cost more than the rest of the confirmation. Nothing holds these rows as
+# entities (`confirmations` reads columns), so no loaded object can go stale behind them.
+_CONFIRMED = cast(Table, FieldConfirmation.__table__)
+_MOVE_CONFIRMED = (_CONFIRMED.update().where(_CONFIRMED.c.id == bindparam("row_id"))
+                   .values(confirmed_at=bindparam("at", type_=_CONFIRMED.c.confirmed_at.type),
+                           source=bindparam("by", type_=_CONFIRMED.c.source.type),
+                           check_run_id=bindparam("run_id", type_=_CONFIRMED.c.check_run_id.type)))
+
+
+def confirm_many(session: Session, confirmations: Sequence[Confirming]) -> None:
+    """`confirm` for several, in order, with one read of the rows they touch and one write of each kind: each
+    still its own audited event, as if confirmed one after the other."""
+    confirmations = [c for c in confirmations if c.fields]
+    if not confirmations:
         return
-    current = {c.field: c for c in session.scalars(select(FieldConfirmation).where(
-        FieldConfirmation.provider_id == provider_id, FieldConfirmation.field.in_(list(fields))))}
-    before, after = {}, {}
-    for name, source in fields.items():
-        row = current.get(name)
-        if row is not None and row.confirmed_at >= at:
-            continue
-        if row is None:
-            row = FieldConfirmation(provider_id=provider_id, field=name)
-            session.add(row)
-        else:
-            before[name] = {"confirmed_at": row.confirmed_at, "source": row.source}
-        row.confirmed_at, row.source, row.check_run_id = at, source, check_run_id
-        after[name] = {"confirmed_at": at, "source": source, "check_run_id": check_run_id}
-    if after:
-        audit.record(session, actor, "field.confirmed", "provider", provider_id, before=before or None, after=after,
-                     provider_id=provider_id)
-    session.flush()
+    wanted = {(c.provider_id, name) for c in confirmations for name in c.fields}
+    c_ = _CONFIRMED.c
+    current: dict[tuple[int, str], dict[str, Any]] = {
+        (row.provider_id, row.field): dict(row._mapping) for row in session.execute(
+            select(c_.id, c_.provider_id, c_.field, c_.confirmed_at, c_.source)
+            .where(c_.provider_id.in_(sorted({pid for pid, _ in wanted})),
+                   c_.field.in_(sorted({name for _, name in wanted}))))}
+    new: dict[tuple[int, str], dict[str, Any]] = {}
+    moved: dict[int, dict[str, Any]] = {}
+    for c in confirmations:
+        before, after = {}, {}
+        for name, source in c.fields.items():
+            key = (c.provider_id, name)
+            row = new.get(key) or current.get(key)
+            if row is not None and row["confirmed_at"] >= c.at:
+                continue
+            if row is None:
+                row = new[key] = {"provider_id": c.provider_id, "field": name}
+            elif key not in new:
+                before[name] = {"confirmed_at": row["confirmed_at"], "source": row["source"]}
+            row.update(confirmed_at=c.at, source=source, check_run_id=c.check_run_id)
+            if key not in new:
+                moved[row["id"]] = {"row_id": row["id"], "at": c.at, "by": source, "run_id": c.check_run_id}
+            after[name] = {"confirmed_at": c.at, "source": source, "check_run_id": c.check_run_id}
+        if after:
+            audit.record(session, c.actor, "field.confirmed", "provider", c.provider_id, before=before or None,
+                         after=after, provider_id=c.provider_id)
+    if new:
+        session.execute(insert(_CONFIRMED), list(new.values()))
+    if moved:
+        session.execute(_MOVE_CONFIRMED, list(moved.values()))
 
 
 def recorded(session: Session, actor: audit.Actor, run: CheckRun, result: CheckResult, freshness: Freshness) -> None:
     """After a run is written: note the sources it found answering or stale, and the fields it confirmed."""
-    now = run.finished_at or utcnow()
-    for used in result.evidence.get("sources") or ():
-        if used["stale"]:
-            flag_stale(session, actor, used["source"], now, freshness)
-        elif used["source"] == NPPES and run.check == CheckKind.NPI and nppes_answered(result):
-            answered(session, actor, NPPES, now)
-    confirm(session, actor, run.provider_id, confirmed_fields(run.check, result), now, run.id)
+    recorded_many(session, [(actor, run, result)], freshness)
+
+
+def recorded_many(session: Session, written: Sequence[tuple[audit.Actor, CheckRun, CheckResult]],
+                  freshness: Freshness) -> None:
+    """`recorded` for a batch of runs: a source found stale is flagged once (by the first run that found it), an
+    NPPES answer noted once, and the fields confirmed with one read."""
+    flagged: set[str] = set()
+    answered_at: tuple[audit.Actor, datetime] | None = None
+    for actor, run, result in written:
+        now = run.finished_at or utcnow()
+        for used in result.evidence.get("sources") or ():
+            if used["stale"]:
+                if used["source"] not in flagged:
+                    flagged.add(used["source"])
+                    flag_stale(session, actor, used["source"], now, freshness)
+            elif used["source"] == NPPES and run.check == CheckKind.NPI and nppes_answered(result):
+                answered_at = (actor, now) if answered_at is None or now > answered_at[1] else answered_at
+    if answered_at is not None:
+        answered(session, answered_at[0], NPPES, answered_at[1])
+    confirm_many(session, [Confirming(actor, run.provider_id, confirmed_fields(run.check, result),
+                                      run.finished_at or utcnow(), run.id) for actor, run, result in written])
 
 
 @dataclass(frozen=True)
@@ -333,7 +418,9 @@ def confirmations(session: Session, provider_ids: list[int]) -> dict[int, dict[s
     """Each provider's last confirmation of every listed field (None where none was ever confirmed)."""
     found = {pid: confirmations_unknown() for pid in provider_ids}
     if provider_ids:
-        for row in session.scalars(select(FieldConfirmation).where(FieldConfirmation.provider_id.in_(provider_ids))):
+        c = _CONFIRMED.c
+        for row in session.execute(select(c.provider_id, c.field, c.confirmed_at, c.source)
+                                   .where(c.provider_id.in_(provider_ids))):
             if row.field in FIELDS:
                 found[row.provider_id][row.field] = Confirmation(row.field, row.confirmed_at, row.source)
     return found

@@ -29,6 +29,7 @@ SEND_QUEUE = "work_to_send"
 # Written exactly as the partial indexes' predicate: SQLite (and PostgreSQL with bound parameters) uses a
 # partial index only when the query repeats its condition.
 OPEN = text("work.state IN ('requested', 'sent', 'running')")
+FAILED = text("work.state = 'failed'")
 CHECK_KINDS = frozenset({WorkKind.RECHECK_NOW, WorkKind.SCHEDULED_CHECK, WorkKind.SCREENING})
 
 # What each kind of work is, for the staff page.
@@ -40,6 +41,7 @@ KIND_WORDS = {
     WorkKind.SCREENING_BATCH: "exclusion screening of a batch of providers",
     WorkKind.EXPIRY_SWEEP: "verification-expiry sweep",
     WorkKind.CHECKPOINT: "signed checkpoint of the audit trail after a verification was granted",
+    WorkKind.REREVIEWS: "opening the re-reviews a criteria version's publication scheduled",
 }
 STATE_WORDS = {
     WorkState.REQUESTED: "waiting for the worker queue",
@@ -188,15 +190,27 @@ def claim(session: Session, work_id: int, policy: Policy, *, lease_seconds: int 
     return Claimed(*row) if row is not None else None
 
 
-def _claim_statement(unless_recorded: bool):
-    """One statement that takes the row and returns it (no second read). Built once: this runs once per check,
-    and building a statement costs more than the cached compiled form it finds."""
+def claim_many(session: Session, work_ids: list[int], policy: Policy) -> dict[int, Claimed]:
+    """`claim` of several check rows in one statement (first deliveries, `unless_recorded`), by id: each row is
+    taken on the same condition as alone; those left out are held, finished or recorded already."""
+    if not work_ids:
+        return {}
+    now = utcnow()
+    rows = session.execute(_CLAIM_MANY, {"work_ids": sorted(set(work_ids)), "now": now, "attempt": 1,
+                                         "lease_until": now + timedelta(seconds=policy.run_lease_seconds)}).all()
+    return {row.id: Claimed(*row) for row in rows}
+
+
+def _claim_statement(unless_recorded: bool, many: bool = False):
+    """One statement that takes the row (or the rows) and returns it (no second read). Built once: this runs once
+    per check, and building a statement costs more than the cached compiled form it finds."""
     c = _TABLE.c
     now = bindparam("now", type_=c.updated_at.type)
     takeable = or_(c.state.in_([WorkState.REQUESTED, WorkState.SENT]),
                    and_(c.state == WorkState.RUNNING, c.lease_expires_at < now))
+    which = c.id.in_(bindparam("work_ids", expanding=True)) if many else c.id == bindparam("work_id")
     return (_TABLE.update()
-            .where(c.id == bindparam("work_id"), takeable, *([~_run_recorded()] if unless_recorded else []))
+            .where(which, takeable, *([~_run_recorded()] if unless_recorded else []))
             .values(state=WorkState.RUNNING, started_at=now, updated_at=now,
                     attempts=c.attempts + bindparam("attempt"),
                     lease_expires_at=bindparam("lease_until", type_=c.lease_expires_at.type))
@@ -204,12 +218,20 @@ def _claim_statement(unless_recorded: bool):
 
 
 _CLAIM = {unless: _claim_statement(unless) for unless in (False, True)}
+_CLAIM_MANY = _claim_statement(True, many=True)
 
 
 def complete_if_recorded(session: Session, work_id: int) -> bool:
     """A check row whose run is recorded already (an earlier delivery recorded it) is done; False when it is
     not recorded, or the row is no longer open."""
     return _finish(session, work_id, _run_recorded())
+
+
+def complete_many_if_recorded(session: Session, work_ids: list[int]) -> set[int]:
+    """`complete_if_recorded` for several rows in one statement: the ids it finished."""
+    if not work_ids:
+        return set()
+    return set(session.scalars(_FINISH_IF_RECORDED, {"work_ids": sorted(set(work_ids)), "now": utcnow()}))
 
 
 def release_for_retry(session: Session, work_id: int, countdown: int, reason: str, policy: Policy) -> None:
@@ -252,6 +274,7 @@ def _finish_statement(*condition):
 
 
 _FINISH = _finish_statement()
+_FINISH_IF_RECORDED = _finish_statement(_run_recorded()).returning(_TABLE.c.id)
 
 
 @dataclass
@@ -350,7 +373,7 @@ def in_flight(session: Session, limit: int = 200) -> list[Work]:
     """Open work (oldest first) then failed work (latest first), for the staff page."""
     open_rows = session.scalars(select(Work).where(OPEN).order_by(Work.created_at, Work.id).limit(limit)).all()
     failed = session.scalars(
-        select(Work).where(text("work.state = 'failed'")).order_by(Work.updated_at.desc()).limit(limit)).all()
+        select(Work).where(FAILED).order_by(Work.updated_at.desc()).limit(limit)).all()
     return [*open_rows, *failed]
 
 

@@ -10,13 +10,12 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = 'f4b8d2e6a1c3'
-down_revision = 'e3f7a2c9b614'
+down_revision = 'f4a8c2e1d937'
 branch_labels = None
 depends_on = None
 
-BEFORE = ('recheck_now', 'scheduled_check', 'screening', 'import_screening', 'expiry_sweep', 'checkpoint')
-AFTER = ('recheck_now', 'scheduled_check', 'screening', 'import_screening', 'screening_batch', 'expiry_sweep',
-         'checkpoint')
+BEFORE = ('recheck_now', 'scheduled_check', 'screening', 'import_screening', 'expiry_sweep', 'checkpoint', 'rereviews')
+AFTER = (*BEFORE, 'screening_batch')
 
 
 def _kinds(kinds):
