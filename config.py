@@ -86,6 +86,9 @@ class Config:
     SWEEP_EXPIRY_REMINDER_SECONDS = 86400
     SWEEP_SLA_SECONDS = 3600
     RECHECK_BATCH_SIZE = 200
+    # The monthly and post-import exclusion sweeps: this many listed providers are screened in one pass and their
+    # runs recorded in one transaction, one piece of work (tasks.checks.screen_batch) per batch.
+    SCREENING_BATCH_SIZE = 500
     # A claimed re-check that has not completed within this time is picked up again by the sweep.
     RECHECK_LEASE_SECONDS = 6 * 3600
     CHECK_MAX_RETRIES = 3
@@ -352,7 +355,7 @@ POSITIVE = (
     "REDIS_WEB_TIMEOUT_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_BATCH_SIZE", "MAIL_MAX_ATTEMPTS",
     "MAIL_RETRY_BACKOFF_SECONDS", "MAIL_MAX_BACKOFF_SECONDS", "MAIL_SENDING_LEASE_SECONDS",
     "MAIL_DELIVERY_TIME_LIMIT_SECONDS", "LEIE_FRESHNESS_DAYS", "STATE_LIST_FRESHNESS_DAYS", "NPPES_FRESHNESS_DAYS",
-    "RECHECK_RECORD_BATCH", "RECHECK_CLAIM_BATCH",
+    "RECHECK_RECORD_BATCH", "RECHECK_CLAIM_BATCH", "SCREENING_BATCH_SIZE",
 )
 NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS", "RECHECK_RECORD_WAIT_MS", "RECHECK_CLAIM_WAIT_MS")
 # Similarity scores from 0 to 1: 0 would raise every record of a state, above 1 none at all.

@@ -28,6 +28,7 @@ WORK_TASKS = {
     WorkKind.SCHEDULED_CHECK: "tasks.checks.run_check",
     WorkKind.SCREENING: "tasks.checks.run_check",
     WorkKind.IMPORT_SCREENING: "tasks.checks.exclusion_sweep",
+    WorkKind.SCREENING_BATCH: "tasks.checks.screen_batch",
     WorkKind.EXPIRY_SWEEP: "tasks.sweeps.verification_expiry_sweep",
     WorkKind.CHECKPOINT: "tasks.sweeps.publish_checkpoint",
     WorkKind.REREVIEWS: "tasks.sweeps.open_rereviews",

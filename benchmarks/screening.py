@@ -9,7 +9,10 @@ time with the index built afresh: exact names only (SCREENING_FUZZY off) and exa
 Bare baseline, same run: a dict join over the same normalised keys (read the rows' keys, build the dicts, look
 every party up by NPI and by name key and state), the goal being ours <= 2x it. Also `screening.screen` one
 provider at a time (what one exclusion re-check task calls) on a sample, extrapolated, and the old nested
-comparison of every party with every row, on a sample, extrapolated. The load average is recorded.
+comparison of every party with every row, on a sample, extrapolated. Also the dict join with the garbage
+collector paused (as screen_many pauses it: the stricter baseline), and the sweep's own path short of recording:
+every provider read and screened a batch of SCREENING_BATCH_SIZE at a time (tasks.checks.screen_batch). The load
+average is recorded.
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ import time
 from sqlalchemy import func, select
 
 from backoffice.extensions import db
-from backoffice.models import ExclusionRecord, ExclusionRecordKind, Location, Principal, Provider, utcnow
-from backoffice.services import screening
+from backoffice.models import CheckKind, ExclusionRecord, ExclusionRecordKind, Location, Principal, Provider, utcnow
+from backoffice.services import rechecks, screening
 from benchmarks.generate import bench_app, ensure_built, parse_size
 
 
@@ -81,6 +84,25 @@ def dict_join(subjects_: list[screening.Subject]) -> tuple[int, float]:
     return hits, time.perf_counter() - started
 
 
+def dict_join_gc_paused(subjects_: list[screening.Subject]) -> tuple[int, float]:
+    """The dict join with the garbage collector paused as screen_many pauses it: the stricter baseline."""
+    with screening.gc_paused():
+        return dict_join(subjects_)
+
+
+def timed_batches(provider_ids: list[int], today, thresholds: screening.Thresholds, batch_size: int) -> float:
+    """What the sweep's batch tasks do short of recording: read each batch's providers (rechecks.facts_many) and
+    screen them with screen_many, the index built by the first batch and kept, as in one worker process."""
+    screening.forget_index()
+    started = time.perf_counter()
+    for start in range(0, len(provider_ids), batch_size):
+        found = rechecks.facts_many(db.session, [(provider_id, CheckKind.EXCLUSION)
+                                                 for provider_id in provider_ids[start:start + batch_size]])
+        subjects_ = [rechecks.screening_subject(f) for f in found.values()]
+        screening.screen_many(db.session, subjects_, today, thresholds)
+    return time.perf_counter() - started
+
+
 def timed_screening(everyone: list[screening.Subject], today, thresholds: screening.Thresholds) -> tuple[list, float]:
     screening.forget_index()  # each measurement builds the index of the lists, as a new worker process does
     started = time.perf_counter()
@@ -105,6 +127,10 @@ def run(size: str, sample: int = 200, one_by_one: int = 5000, log=print) -> dict
         results, fuzzy_seconds = timed_screening(everyone, today, screening.Thresholds())
         join_hits_again, join_again = dict_join(everyone)
         baseline = min(join_seconds, join_again)
+        strict_baseline = min(dict_join_gc_paused(everyone)[1] for _ in range(2))
+        batch_size = app.config["SCREENING_BATCH_SIZE"]
+        batched_seconds = timed_batches(list(db.session.scalars(select(Provider.id).order_by(Provider.id))), today,
+                                        screening.Thresholds(), batch_size)
         ours = fuzzy_seconds + read_seconds
         matches = sum(len(r.findings) for r in results)
         exact_matches = sum(len(r.findings) for r in exact_results)
@@ -125,6 +151,9 @@ def run(size: str, sample: int = 200, one_by_one: int = 5000, log=print) -> dict
         "dict_join_seconds": round(baseline, 3), "exact_seconds": round(exact_seconds, 3),
         "fuzzy_seconds": round(fuzzy_seconds, 3),
         "exact_vs_dict_join": round(exact_seconds / baseline, 2), "fuzzy_vs_dict_join": round(fuzzy_seconds / baseline, 2),
+        "dict_join_gc_paused_seconds": round(strict_baseline, 3),
+        "fuzzy_vs_dict_join_gc_paused": round(fuzzy_seconds / strict_baseline, 2),
+        "batch_size": batch_size, "batched_read_and_screen_seconds": round(batched_seconds, 2),
         "load_at_start": load_at_start, "load_at_end": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(ours, 2), "read_seconds": round(read_seconds, 2),
         "per_provider_ms": round(ours / len(everyone) * 1000, 3),
@@ -133,7 +162,9 @@ def run(size: str, sample: int = 200, one_by_one: int = 5000, log=print) -> dict
         "baseline_extrapolated_seconds": round(base_sample / sample * len(everyone), 1),
     }
     log(f"  exact {exact_seconds:.2f} s, exact+fuzzy {fuzzy_seconds:.2f} s, dict join {baseline:.2f} s "
-        f"({result['exact_vs_dict_join']}x, {result['fuzzy_vs_dict_join']}x); load {load_at_start}")
+        f"({result['exact_vs_dict_join']}x, {result['fuzzy_vs_dict_join']}x; against the dict join with the "
+        f"collector paused {strict_baseline:.2f} s: {result['fuzzy_vs_dict_join_gc_paused']}x); load {load_at_start}")
+    log(f"  the sweep's batches of {batch_size} (read the providers, screen): {batched_seconds:.1f} s")
     log(f"  screening {len(everyone):,} providers ({parties:,} parties) against {rows:,} rows: {ours:.1f} s, "
         f"{matches} matches; nested baseline extrapolated {result['baseline_extrapolated_seconds']} s")
     return result

@@ -60,7 +60,9 @@ SWEEP_LEASE_SECONDS = 900
 
 @shared_task(name="tasks.checks.exclusion_sweep", time_limit=600, soft_time_limit=540)
 def exclusion_sweep(work_id: int | None = None) -> int:
-    """Screen every listed provider: after a list import (requested work, window import-<id>) and monthly."""
+    """Screen every listed provider: after a list import (requested work, window import-<id>) and monthly. Each
+    SCREENING_BATCH_SIZE listed providers are one piece of work (screen_batch screens them in one pass and
+    records their runs together), recorded and sent a batch per transaction; returns how many providers."""
     policy = _policy()
     window = "monthly-" + utcnow().strftime("%Y%m")
     if work_id is not None:
@@ -69,14 +71,12 @@ def exclusion_sweep(work_id: int | None = None) -> int:
         if row is None:
             return 0
         window = row.params["window"]
-    batch_size = current_app.config["RECHECK_BATCH_SIZE"]
+    batch_size = current_app.config["SCREENING_BATCH_SIZE"]
     after_id, total = 0, 0
     while True:
         with unit_of_work.atomic():  # each batch of screening work is recorded, and sent, on its own
             ids = rechecks.listed_provider_ids(db.session, after_id, batch_size)
-            work.request_many(db.session, "system:exclusion-sweep", [
-                work.check_spec(WorkKind.SCREENING, provider_id, CheckKind.EXCLUSION, window) for provider_id in ids],
-                policy)
+            rechecks.request_screening(db.session, "system:exclusion-sweep", ids, window, policy)
             last = len(ids) < batch_size
             if last and work_id is not None:
                 work.complete(db.session, work_id)
@@ -84,6 +84,50 @@ def exclusion_sweep(work_id: int | None = None) -> int:
         if last:
             return total
         after_id = ids[-1]
+
+
+@shared_task(name="tasks.checks.screen_batch", time_limit=600, soft_time_limit=540, **CHECK_TASK_OPTIONS)
+def screen_batch(work_id: int) -> int:
+    """Screen a batch of providers (a work row: their ids and the window) in one pass and record their runs in
+    one transaction with the row's completion; returns how many runs were recorded. The providers whose run is
+    recorded already are left out, so a second delivery, or a worker killed half-way whose row the reconciler
+    sends again, screens only what is left."""
+    config = current_app.config
+    policy = _policy()
+    row = unit_of_work.retrying(db.session, lambda: work.claim(db.session, work_id, policy,
+                                                               lease_seconds=SWEEP_LEASE_SECONDS),
+                                attempts=5, what=f"the claim of work {work_id}")
+    if row is None:
+        return 0
+    outcomes = rechecks.screen_batch(db.session, [int(i) for i in row.params["provider_ids"]], row.params["window"],
+                                     screening.Thresholds.from_config(config), utcnow().date(), utcnow())
+    unit_of_work.discard()  # the read ends here; the runs are recorded in a transaction of their own
+    if not outcomes:
+        with unit_of_work.atomic():
+            work.complete(db.session, work_id)
+        return 0
+    try:
+        with unit_of_work.atomic():
+            rechecks.record_many(db.session, _actor(CheckKind.EXCLUSION), outcomes,
+                                 auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
+                                 cadence_days=config["RECHECK_INTERVAL_DAYS"],
+                                 freshness=sources.Freshness.from_config(config))
+            work.complete(db.session, work_id)
+        return len(outcomes)
+    except Exception:  # noqa: BLE001 - rolled back; each run is then recorded alone, with its own handling
+        log.info("work %s: the %s screening runs could not be recorded together; recording each alone", work_id,
+                 len(outcomes), exc_info=True)
+    for one in outcomes:
+        try:
+            _record(config, None, one.provider_id, one.check, one.key, one.result, one.started_at)
+        except Exception as exc:  # noqa: BLE001 - a result that cannot be stored still leaves a run
+            log.exception("%s: the %s result could not be recorded; recording an error run", one.key,
+                          one.result.outcome.value)
+            _record(config, None, one.provider_id, one.check, one.key, rechecks.failed_unexpectedly(one.check, exc),
+                    one.started_at)
+    with unit_of_work.atomic():
+        work.complete(db.session, work_id)
+    return len(outcomes)
 
 
 @shared_task(bind=True, name="tasks.checks.run_check", **CHECK_TASK_OPTIONS)
@@ -214,21 +258,25 @@ def _record_batch(config, batch: list[Pending]) -> None:
         one.answer = one.outcome.result.outcome.value
 
 
-def _record(config, work_id: int, provider_id: int, kind: CheckKind, key: str, result: CheckResult, started) -> str:
-    """Record the run and finish its work row in one commit; a second delivery that got there first leaves it."""
+def _record(config, work_id: int | None, provider_id: int, kind: CheckKind, key: str, result: CheckResult,
+            started) -> str:
+    """Record the run and finish its work row (if it has one of its own) in one commit; a second delivery that
+    got there first leaves it."""
     try:
         with unit_of_work.atomic():
             rechecks.record(db.session, _actor(kind), provider_id, kind, key, result, started,
                             auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
                             cadence_days=config["RECHECK_INTERVAL_DAYS"],
                             freshness=sources.Freshness.from_config(config))
-            work.complete(db.session, work_id)
+            if work_id is not None:
+                work.complete(db.session, work_id)
     except IntegrityError:
         # Rolled back; a second delivery may have recorded this run first.
         with unit_of_work.atomic():
             if not rechecks.already_done(db.session, key):
                 raise
-            work.complete(db.session, work_id)
+            if work_id is not None:
+                work.complete(db.session, work_id)
         return "already done"
     return result.outcome.value
 

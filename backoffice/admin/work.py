@@ -85,6 +85,8 @@ def _what(row: Work, providers: dict, sources: dict) -> str:
         check = rechecks.CHECK_NAMES.get(CheckKind(row.params["check"]), row.params["check"])
         name = provider.public_name if provider else f"provider #{row.target_id} (no longer on file)"
         return f"{check} check of {name}"
+    if row.target_type == "provider_batch":
+        return f"exclusion screening of {len(row.params['provider_ids']):,} providers (ids {row.target_id})"
     if row.target_type == "exclusion_source":
         source = sources.get(int(row.target_id))
         return f"every listed provider against {source.file_name}" if source else "every listed provider"

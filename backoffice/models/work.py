@@ -14,6 +14,7 @@ class WorkKind(StrEnum):
     SCHEDULED_CHECK = "scheduled_check"  # one network check of a provider's due window (the re-check sweep)
     SCREENING = "screening"  # one provider's exclusion screening (after a list import, and monthly)
     IMPORT_SCREENING = "import_screening"  # screen every listed provider against a newly imported list
+    SCREENING_BATCH = "screening_batch"  # the exclusion screening of a batch of providers in one window
     EXPIRY_SWEEP = "expiry_sweep"  # a research lead asked for the verification-expiry sweep now
     CHECKPOINT = "checkpoint"  # a signed checkpoint of the audit chain's head, after a verification was granted
     REREVIEWS = "rereviews"  # open the re-reviews a criteria version's publication scheduled, in batches

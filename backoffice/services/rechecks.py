@@ -6,6 +6,7 @@ delivered twice finds its run already recorded and changes nothing.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Callable
@@ -30,6 +31,8 @@ from backoffice.models import (
     utcnow,
 )
 from backoffice.services import audit, exclusion_judgements, findings, provider_status, screening, sources, work
+
+log = logging.getLogger(__name__)
 
 NETWORK_CHECKS = (CheckKind.WEBSITE, CheckKind.NPI, CheckKind.EXCLUSION)
 # How a run's summary names the check and the source it asks.
@@ -174,6 +177,15 @@ def facts_many(session: Session, wanted: list[tuple[int, CheckKind | None]]) -> 
     return found
 
 
+def screening_subject(subject: ProviderFacts) -> screening.Subject:
+    """Who and where exclusion screening looks for: the provider's names and principals, its states, cities and
+    street addresses."""
+    return screening.Subject(
+        screening.parties(subject.legal_name, subject.public_name, subject.npi, subject.principals),
+        {loc["state"] for loc in subject.locations}, {loc["city"] for loc in subject.locations},
+        {loc["street1"] for loc in subject.locations if loc["street1"]})
+
+
 @dataclass
 class Sources:
     """The outbound clients a check may use, built by the caller from configuration."""
@@ -231,10 +243,7 @@ def perform(session: Session, check: CheckKind, subject: ProviderFacts, sources:
             return unreachable(check, exc)
         return nppes.compare(nppes.ProviderFacts(subject.npi, subject.names, subject.locations), answer)
     if check == CheckKind.EXCLUSION:
-        parties = screening.parties(subject.legal_name, subject.public_name, subject.npi, subject.principals)
-        return screening.screen(session, parties, {loc["state"] for loc in subject.locations},
-                                {loc["city"] for loc in subject.locations}, today, sources.screening,
-                                {loc["street1"] for loc in subject.locations if loc["street1"]})
+        return screening.screen_many(session, [screening_subject(subject)], today, sources.screening)[0]
     raise ValueError(f"{check} is not a network re-check")
 
 
@@ -344,6 +353,55 @@ def _complete_window(session: Session, actor_of: Callable[[CheckKind], audit.Act
                             "outcomes": {check.value: recorded[key].value
                                          for check, key in zip(NETWORK_CHECKS, window_keys, strict=True)}},
                      provider_id=provider_id)
+
+
+def unrecorded(session: Session, provider_ids: list[int], check: CheckKind, window: str) -> list[int]:
+    """The providers whose run of this check in this window is not recorded yet, in the order given."""
+    keys = {run_key(provider_id, check, window): provider_id for provider_id in provider_ids}
+    done = set(session.scalars(select(CheckRun.idempotency_key).where(CheckRun.idempotency_key.in_(list(keys)))))
+    return [provider_id for key, provider_id in keys.items() if key not in done]
+
+
+def screening_batch_spec(provider_ids: list[int], window: str) -> work.Spec:
+    """The exclusion screening of a batch of providers in one window, as one piece of work. Its key names the
+    batch's first and last id, so a sweep run again over the same providers asks for the same work."""
+    span = f"{provider_ids[0]}-{provider_ids[-1]}"
+    return work.Spec(WorkKind.SCREENING_BATCH, "provider_batch", span, f"screening-batch:{window}:{span}",
+                     {"window": window, "provider_ids": provider_ids})
+
+
+def request_screening(session: Session, actor: audit.Actor, provider_ids: list[int], window: str,
+                      policy: work.Policy) -> Work | None:
+    """Ask for the exclusion screening of a batch of providers in one window (one piece of work, sent after the
+    caller commits); the providers whose run is recorded already are left out, and nothing is asked when none is
+    left. The key is the whole batch's, so asking again while it is open gives nothing new."""
+    if not provider_ids:
+        return None
+    todo = unrecorded(session, provider_ids, CheckKind.EXCLUSION, window)
+    if not todo:
+        return None
+    spec = screening_batch_spec(provider_ids, window)
+    rows = work.request_many(session, actor, [replace(spec, params={**(spec.params or {}), "provider_ids": todo})],
+                             policy)
+    return rows[0] if rows else None
+
+
+def screen_batch(session: Session, provider_ids: list[int], window: str, thresholds: screening.Thresholds,
+                 today: date, started_at: datetime) -> list[Outcome]:
+    """The exclusion screening of the providers whose run in this window is not recorded yet, in one pass
+    (screening.screen_many): one Outcome each, keyed as the one-provider check's run is; providers gone are left
+    out. Any error of the screening itself is each provider's error run, as for one provider's check."""
+    todo = unrecorded(session, provider_ids, CheckKind.EXCLUSION, window)
+    found = facts_many(session, [(provider_id, CheckKind.EXCLUSION) for provider_id in todo])
+    subjects = [found[provider_id] for provider_id in todo if provider_id in found]
+    try:
+        results = screening.screen_many(session, [screening_subject(s) for s in subjects], today, thresholds)
+    except Exception as exc:  # noqa: BLE001 - whatever the screening does, each provider's run is recorded
+        log.exception("the exclusion screening of %s providers failed unexpectedly; recording error runs",
+                      len(subjects))
+        results = [failed_unexpectedly(CheckKind.EXCLUSION, exc) for _ in subjects]
+    return [Outcome(s.id, CheckKind.EXCLUSION, run_key(s.id, CheckKind.EXCLUSION, window), result, started_at)
+            for s, result in zip(subjects, results, strict=True)]
 
 
 def request_now(session: Session, actor: audit.Actor, provider: Provider, policy: work.Policy) -> list[Work]:

@@ -1,11 +1,13 @@
 """Exclusion lists: import files (recording the source file and date) and screen providers and principals."""
 from __future__ import annotations
 
+import gc
 import re
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 from rapidfuzz import fuzz, process
@@ -164,10 +166,30 @@ class ListRow(NamedTuple):
     reinstated_on: date | None
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the index is built or a chunk screened: they allocate hundreds of
+    thousands of objects that all stay alive, and each full collection they set off would walk the whole heap
+    again for nothing (it cost as much as building the index). Reference counting still frees what dies."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 LIST_COLUMNS = [getattr(ExclusionRecord, column) for column in ListRow._fields]
 # A fuzzy candidate must share one of a party's rarest words with the record, in one of the provider's states:
 # the blocks stay small, and a typo in one word still leaves the other to find it by.
 BLOCKING_WORDS = 2
+# Blocks of at most this many (query, name) pairs are scored pair by pair rather than in one cdist call.
+SMALL_BLOCK = 40
+token_set_ratio = fuzz.token_set_ratio
+# Of a block's names, by position: those with a word of two letters or more beginning with a letter, and those
+# with the letter as an initial.
+BlockLetters = tuple[dict[str, list[int]], dict[str, list[int]]]
 
 
 class ListIndex:
@@ -179,34 +201,50 @@ class ListIndex:
         self.by_name: dict[tuple[str, str | None], list[ListRow]] = defaultdict(list)
         # A reinstatement names the exclusion it ends by NPI or by name and state, and its exclusion date.
         self.reinstated: set[tuple] = set()
-        self._blocks: dict[tuple[str | None, str], list[ListRow]] | None = None
-        self.block_names: dict[tuple[str | None, str], list[str]] = {}
+        # state -> word -> (the exclusions whose name has the word, their name keys): a state's blocks are read
+        # once per party and state, not once per word.
+        self._blocks: dict[str | None, dict[str, tuple[list[ListRow], list[str]]]] | None = None
+        self._letters: dict[tuple[str, str], BlockLetters] = {}
+        self._ranks: dict[str | None, dict[str, tuple[int, str]]] | None = None
+        by_npi, by_name, reinstated = self.by_npi, self.by_name, self.reinstated
+        reinstatement = ExclusionRecordKind.REINSTATEMENT
         for row in rows:
             if row.npi:
-                self.by_npi[row.npi].append(row)
-            self.by_name[(row.name_key, row.state)].append(row)
-            if row.kind == ExclusionRecordKind.REINSTATEMENT:
+                by_npi[row.npi].append(row)
+            by_name[(row.name_key, row.state)].append(row)
+            if row.kind == reinstatement:
                 if row.npi:
-                    self.reinstated.add((row.npi, row.excluded_on))
-                self.reinstated.add((row.name_key, row.state, row.excluded_on))
+                    reinstated.add((row.npi, row.excluded_on))
+                reinstated.add((row.name_key, row.state, row.excluded_on))
 
     @property
-    def blocks(self) -> dict[tuple[str | None, str], list[ListRow]]:
-        """The exclusions by (state, word), built on first use: exact-only screening never needs them."""
+    def blocks(self) -> dict[str | None, dict[str, tuple[list[ListRow], list[str]]]]:
+        """The exclusions by state and word, built on first use: exact-only screening never needs them."""
         if self._blocks is None:
-            blocks: dict[tuple[str | None, str], list[ListRow]] = defaultdict(list)
-            names_of: dict[tuple[str | None, str], list[str]] = defaultdict(list)
-            for row in self.rows:
-                if row.kind == ExclusionRecordKind.EXCLUSION:
-                    for word in set(row.name_key.split()):
-                        blocks[(row.state, word)].append(row)
-                        names_of[(row.state, word)].append(row.name_key)
-            self._blocks, self.block_names = dict(blocks), dict(names_of)
+            with gc_paused():
+                self._blocks = self._build_blocks()
         return self._blocks
+
+    def _build_blocks(self) -> dict[str | None, dict[str, tuple[list[ListRow], list[str]]]]:
+        blocks: dict[str | None, dict[str, tuple[list[ListRow], list[str]]]] = defaultdict(dict)
+        exclusion = ExclusionRecordKind.EXCLUSION
+        for row in self.rows:
+            if row.kind == exclusion:
+                in_state = blocks[row.state]
+                for word in set(row.name_key.split()):
+                    block = in_state.get(word)
+                    if block is None:
+                        block = in_state[word] = ([], [])
+                    block[0].append(row)
+                    block[1].append(row.name_key)
+        return dict(blocks)
 
     @classmethod
     def load(cls, session: Session) -> ListIndex:
-        return cls([ListRow(*row) for row in session.execute(select(*LIST_COLUMNS).order_by(ExclusionRecord.id))])
+        # A Core read on the session's connection: the ORM's row handling would cost as much as the index.
+        with gc_paused():
+            return cls(list(map(ListRow._make, session.connection().execute(
+                select(*LIST_COLUMNS).order_by(ExclusionRecord.id)))))
 
     def counts(self, row: ListRow, today: date) -> bool:
         """An exclusion in force: not a reinstatement, not ended, not named by a reinstatement."""
@@ -215,12 +253,37 @@ class ListIndex:
         return (row.npi, row.excluded_on) not in self.reinstated and \
             (row.name_key, row.state, row.excluded_on) not in self.reinstated
 
+    def block_letters(self, state: str, word: str) -> BlockLetters:
+        """For one block: which of its names have a longer word beginning with each letter, and which have each
+        letter as an initial (built on first use, for the names with an initial asked of the block)."""
+        key = (state, word)
+        letters = self._letters.get(key)
+        if letters is None:
+            first_letter_at: dict[str, list[int]] = defaultdict(list)
+            initial_at: dict[str, list[int]] = defaultdict(list)
+            for c, theirs in enumerate(self.blocks[state][word][1]):
+                for letter in {w for w in theirs.split() if len(w) == 1}:
+                    initial_at[letter].append(c)
+                for letter in {w[0] for w in theirs.split() if len(w) > 1}:
+                    first_letter_at[letter].append(c)
+            letters = self._letters[key] = (dict(first_letter_at), dict(initial_at))
+        return letters
+
+    @property
+    def word_ranks(self) -> dict[str | None, dict[str, tuple[int, str]]]:
+        """Per state, each word's place among the rarest: the size of its block, then the word itself."""
+        if self._ranks is None:
+            self._ranks = {state: {word: (len(block[0]), word) for word, block in in_state.items()}
+                           for state, in_state in self.blocks.items()}
+        return self._ranks
+
     def blocking_words(self, name_key: str, state: str) -> list[str]:
         """The party's rarest words that the list has in that state."""
-        blocks = self.blocks
-        sizes = sorted((len(block), word) for word in set(name_key.split())
-                       if (block := blocks.get((state, word))) is not None)
-        return [word for _, word in sizes[:BLOCKING_WORDS]]
+        in_state = self.word_ranks.get(state)
+        if not in_state:
+            return []
+        # Over the party's few words: set.intersection(a dict) would walk every word of the state.
+        return sorted([w for w in set(name_key.split()) if w in in_state], key=in_state.__getitem__)[:BLOCKING_WORDS]
 
 
 _cached: tuple[tuple, ListIndex] | None = None
@@ -250,37 +313,88 @@ def candidates(index: ListIndex, subjects: list[Subject], thresholds: Thresholds
     `cutoff`), each block scored in one rapidfuzz cdist call."""
     found: list[dict[tuple[int, int], ListRow]] = [{} for _ in subjects]
     queries: dict[tuple[str, str], dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+    by_npi, by_name = index.by_npi, index.by_name
+    # The same name in the same state (a principal of several providers, a chain's sites) is blocked once.
+    words_of: dict[tuple[str, str], list[str]] = {}
+    ranks = index.word_ranks if thresholds.fuzzy else {}
     for number, subject in enumerate(subjects):
         pairs = found[number]
         for p, party in enumerate(subject.parties):
             if party.npi:
-                for row in index.by_npi.get(party.npi, ()):
+                for row in by_npi.get(party.npi, ()):
                     pairs[(p, row.id)] = row
-            if not party.name_key:
+            name_key = party.name_key
+            if not name_key:
                 continue
+            party_words = None
             for state in subject.states:
-                for row in index.by_name.get((party.name_key, state), ()):
+                for row in by_name.get((name_key, state), ()):
                     pairs[(p, row.id)] = row
                 if thresholds.fuzzy:
-                    for word in index.blocking_words(party.name_key, state):
-                        queries[(state, word)][party.name_key].append((number, p))
+                    words = words_of.get((name_key, state))
+                    if words is None:
+                        # index.blocking_words, written out: this runs for every party in every state.
+                        party_words = party_words or set(name_key.split())
+                        in_state = ranks.get(state)
+                        words = words_of[(name_key, state)] = [] if in_state is None else sorted(
+                            [w for w in party_words if w in in_state], key=in_state.__getitem__)[:BLOCKING_WORDS]
+                    for word in words:
+                        queries[(state, word)][name_key].append((number, p))
     score_cutoff = 100 * (thresholds.name_token_set if cutoff is None else cutoff)
-    for block_key, wanted in queries.items():
-        block, block_names = index.blocks[block_key], index.block_names[block_key]
-        plain = [name for name in wanted if not has_initial(name)]
+    blocks = index.blocks if queries else {}
+    initials: dict[str, bool] = {}
+
+    def initialled(name: str) -> bool:
+        # A name is asked of each of its blocks: its pattern is tested once.
+        found_initial = initials.get(name)
+        if found_initial is None:
+            found_initial = initials[name] = has_initial(name)
+        return found_initial
+
+    for (state, word), wanted in queries.items():
+        block, block_names = blocks[state][word]
+        plain = [name for name in wanted if not initialled(name)]
         hits: list[tuple[str, int]] = []
-        if plain:
-            scores = process.cdist(plain, block_names, scorer=fuzz.token_set_ratio, score_cutoff=score_cutoff,
-                                   dtype=np.uint8, workers=1)
-            hits += [(plain[q], int(c)) for q, c in zip(*np.nonzero(scores), strict=True)]
-        # Names written with an initial are few: scored one by one with the initial read as its word.
-        hits += [(name, c) for name in wanted if has_initial(name) for c, theirs in enumerate(block_names)
-                 if 100 * name_scores(name, theirs)[0] >= score_cutoff]
+        with_initial = [name for name in wanted if initialled(name)]
+        if len(wanted) * len(block_names) <= SMALL_BLOCK:
+            # A cdist call costs as much as scoring a few dozen pairs: a small block is scored pair by pair.
+            hits += [(name, c) for name in plain for c, theirs in enumerate(block_names)
+                     if token_set_ratio(name, theirs, score_cutoff=score_cutoff) >= score_cutoff]
+            hits += [(name, c) for name in with_initial for c, theirs in enumerate(block_names)
+                     if 100 * name_scores(name, theirs)[0] >= score_cutoff]
+        else:
+            if plain:
+                scores = process.cdist(plain, block_names, scorer=token_set_ratio, score_cutoff=score_cutoff,
+                                       dtype=np.uint8, workers=1)
+                hits += [(plain[q], int(c)) for q, c in zip(*np.nonzero(scores), strict=True)]
+            if with_initial:
+                hits += _initialled_hits(with_initial, block_names, index.block_letters(state, word), score_cutoff)
         for name, c in hits:
             row = block[c]
             for number, p in wanted[name]:
                 found[number][(p, row.id)] = row
     return found
+
+
+def _initialled_hits(queries: list[str], block_names: list[str], letters: BlockLetters,
+                     score_cutoff: float) -> list[tuple[str, int]]:
+    """The names of a block that names written with an initial reach, scored as `name_scores` scores them (the
+    initial read as the word it begins on the other side). Only a pair where an initial begins a word of the
+    other name is aligned and scored one by one; every other pair is what it is, so all of them are scored in
+    one cdist call (with a cut-off a little lower, then rounded as name_scores rounds)."""
+    first_letter_at, initial_at = letters
+    near = process.cdist(queries, block_names, scorer=fuzz.token_set_ratio, score_cutoff=max(0.0, score_cutoff - 0.1),
+                         dtype=np.float64, workers=1)
+    hits = []
+    for q, name in enumerate(queries):
+        words = name.split()
+        aligned: set[int] = set()
+        for word in words:
+            aligned.update(first_letter_at.get(word, ()) if len(word) == 1 else initial_at.get(word[0], ()))
+        hits += [(name, int(c)) for c in np.nonzero(near[q])[0]
+                 if c not in aligned and 100 * round(float(near[q, c]) / 100, 3) >= score_cutoff]
+        hits += [(name, c) for c in sorted(aligned) if 100 * name_scores(name, block_names[c])[0] >= score_cutoff]
+    return hits
 
 
 @dataclass
@@ -436,32 +550,33 @@ def screen_many(session: Session, subjects: list[Subject], today: date,
     results = []
     for start in range(0, len(subjects), SCREEN_CHUNK):
         chunk = subjects[start:start + SCREEN_CHUNK]
-        found = candidates(index, chunk, thresholds)
-        # The latest version of each record only, and only exclusions in force.
-        latest: list[dict[str, ListRow]] = []
-        for pairs in found:
-            rows: dict[str, ListRow] = {}
-            for row in pairs.values():
-                if index.counts(row, today) and (row.identity not in rows or rows[row.identity].id < row.id):
-                    rows[row.identity] = row
-            latest.append(rows)
-        wanted = sorted({row.id for rows in latest for row in rows.values()})
-        records: dict[int, ExclusionRecord] = {}
-        for offset in range(0, len(wanted), INSERT_CHUNK):
-            records.update((r.id, r) for r in session.scalars(
-                select(ExclusionRecord).where(ExclusionRecord.id.in_(wanted[offset:offset + INSERT_CHUNK]))))
-        for subject, rows in zip(chunk, latest, strict=True):
-            matches = []
-            for row in sorted(rows.values(), key=lambda r: r.id):
-                record = records[row.id]
-                summary = _record_summary(record, source_files.get(record.source_id))
-                best = max(((judged, party) for party in subject.parties
-                            if (judged := judge_pair(party, summary, subject, thresholds))),
-                           key=lambda pair: pair[0][1], default=None)
-                if best:
-                    (scored, confidence, how), party = best
-                    matches.append(Match(party, record, summary, scored, confidence, how))
-            results.append(_judge(matches, subject, version))
+        with gc_paused():
+            found = candidates(index, chunk, thresholds)
+            # The latest version of each record only, and only exclusions in force.
+            latest: list[dict[str, ListRow]] = []
+            for pairs in found:
+                rows: dict[str, ListRow] = {}
+                for row in pairs.values():
+                    if index.counts(row, today) and (row.identity not in rows or rows[row.identity].id < row.id):
+                        rows[row.identity] = row
+                latest.append(rows)
+            wanted = sorted({row.id for rows in latest for row in rows.values()})
+            records: dict[int, ExclusionRecord] = {}
+            for offset in range(0, len(wanted), INSERT_CHUNK):
+                records.update((r.id, r) for r in session.scalars(
+                    select(ExclusionRecord).where(ExclusionRecord.id.in_(wanted[offset:offset + INSERT_CHUNK]))))
+            for subject, rows in zip(chunk, latest, strict=True):
+                matches = []
+                for row in sorted(rows.values(), key=lambda r: r.id):
+                    record = records[row.id]
+                    summary = _record_summary(record, source_files.get(record.source_id))
+                    best = max(((judged, party) for party in subject.parties
+                                if (judged := judge_pair(party, summary, subject, thresholds))),
+                               key=lambda pair: pair[0][1], default=None)
+                    if best:
+                        (scored, confidence, how), party = best
+                        matches.append(Match(party, record, summary, scored, confidence, how))
+                results.append(_judge(matches, subject, version))
     return results
 
 

@@ -38,6 +38,7 @@ KIND_WORDS = {
     WorkKind.SCHEDULED_CHECK: "scheduled re-check",
     WorkKind.SCREENING: "exclusion screening",
     WorkKind.IMPORT_SCREENING: "screening of every listed provider after a list import",
+    WorkKind.SCREENING_BATCH: "exclusion screening of a batch of providers",
     WorkKind.EXPIRY_SWEEP: "verification-expiry sweep",
     WorkKind.CHECKPOINT: "signed checkpoint of the audit trail after a verification was granted",
     WorkKind.REREVIEWS: "opening the re-reviews a criteria version's publication scheduled",
