@@ -206,8 +206,12 @@ def _claim_batch(policy: work.Policy, batch: list[Claiming]) -> None:
     except Exception:  # noqa: BLE001 - rolled back; each row is claimed alone, with its own handling
         log.info("a batch of %s claims could not be made together; claiming each alone", len(batch), exc_info=True)
         return
+    handed: set[int] = set()
     for one in batch:
-        row = rows.get(one.work_id)
+        # Two deliveries of one row (the reconciler resent it while its first message waited) can start together:
+        # the row is the first one's; the other finds it taken, as a claim of its own would.
+        row = rows.get(one.work_id) if one.work_id not in handed else None
+        handed.add(one.work_id)
         one.answer = (row, one.work_id in recorded, subjects.get(int(row.target_id)) if row is not None else None)
 
 

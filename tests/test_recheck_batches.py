@@ -26,6 +26,7 @@ from backoffice.models import (
     utcnow,
 )
 from backoffice.services import audit, findings, rechecks, work
+from tasks import checks
 from tasks.recording import Claiming, GroupClaimer, GroupRecorder, Pending
 from tests.celery_helpers import start_celery  # noqa: F401 (fixture)
 from tests.servers import html_page
@@ -229,3 +230,18 @@ def test_a_threaded_worker_records_checks_in_batches_and_a_second_delivery_chang
     assert session.scalar(select(func.count()).select_from(CheckRun)) == runs
     assert session.scalar(select(func.count()).select_from(AuditEvent)) == events
     db.session.rollback()
+
+
+def test_two_deliveries_of_one_row_starting_together_hand_the_row_to_one_of_them(app, session, make_provider):
+    provider = listed(make_provider, "Clinic twice", "https://twice.clinic.test/")
+    policy = work.Policy.from_config(app.config)
+    row = work.request(session, "system:test", work.check_spec(WorkKind.SCHEDULED_CHECK, provider.id,
+                                                               CheckKind.WEBSITE, "batch-1"), policy)
+    session.commit()
+    first, again = Claiming(row.id), Claiming(row.id)
+    checks._claim_batch(policy, [first, again])
+    claimed, recorded, subject = first.answer
+    assert claimed is not None and claimed.id == row.id and not recorded and subject is not None
+    assert again.answer == (None, False, None)  # "taken or done", as a claim of its own would find it
+    session.rollback()
+    assert session.get(Work, row.id).attempts == 1
