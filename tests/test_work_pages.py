@@ -7,9 +7,10 @@ import pytest
 from sqlalchemy import select, update
 
 from backoffice.models import AuditEvent, CheckKind, Role, Work, WorkKind, WorkState, utcnow
-from backoffice.services import work
+from backoffice.services import audit_publish, impact, work
 from tests.conftest import login
 from tests.page_text import readability_problems, visible_text
+from tests.review_helpers import publish_catalogue
 
 
 @pytest.fixture(autouse=True)
@@ -102,3 +103,16 @@ def test_a_retry_needs_the_csrf_token(make_app, make_account):
         client.post("/login", data={"email": account.email, "password": "correct horse battery staple",
                                     "csrf_token": token})
         assert client.post("/admin/work/1/retry").status_code == 400
+
+
+def test_a_publications_re_reviews_and_a_grants_checkpoint_are_named_in_words(app, client, session, make_account):
+    catalogue = publish_catalogue(session)
+    policy = work.Policy.from_config(app.config)
+    work.request(session, "system:test", impact.rereviews_spec(catalogue.id, "system:test"), policy)
+    work.request(session, "system:test", audit_publish.grant_spec(41), policy)
+    session.commit()
+    login(client, make_account(Role.RESEARCHER))
+    text = " ".join(visible_text(client.get("/admin/work/").get_data(as_text=True)).split())
+    assert f"the re-reviews criteria v{catalogue.version} scheduled" in text
+    assert "the audit trail's head after decision #41 granted a verification" in text
+    assert "every lapsed verification" not in text

@@ -10,7 +10,16 @@ from sqlalchemy import select
 from backoffice import unit_of_work
 from backoffice.admin.base import SecuredView, flash_and_redirect
 from backoffice.extensions import db
-from backoffice.models import RESEARCH_ROLES, CheckKind, ExclusionSource, Provider, Work, WorkState, utcnow
+from backoffice.models import (
+    RESEARCH_ROLES,
+    CheckKind,
+    CriteriaCatalogue,
+    ExclusionSource,
+    Provider,
+    Work,
+    WorkState,
+    utcnow,
+)
 from backoffice.services import rechecks, work
 
 
@@ -46,9 +55,11 @@ class WorkInFlightView(SecuredView):
             {int(r.target_id) for r in rows if r.target_type == "provider"})))}
         sources = {s.id: s for s in db.session.scalars(select(ExclusionSource).where(ExclusionSource.id.in_(
             {int(r.target_id) for r in rows if r.target_type == "exclusion_source"})))}
+        versions = dict(db.session.execute(select(CriteriaCatalogue.id, CriteriaCatalogue.version).where(
+            CriteriaCatalogue.id.in_({int(r.target_id) for r in rows if r.target_type == "criteria_catalogue"}))).all())
         shown = [{
             "row": r, "kind": work.KIND_WORDS[r.kind], "state": work.STATE_WORDS[r.state],
-            "what": _what(r, providers, sources), "provider": providers.get(int(r.target_id))
+            "what": _what(r, providers, sources, versions), "provider": providers.get(int(r.target_id))
             if r.target_type == "provider" else None,
             "age": age_words((now - r.created_at).total_seconds()), "attempts": attempts_words(r),
         } for r in rows]
@@ -79,7 +90,7 @@ class WorkInFlightView(SecuredView):
                                   url_for(".index"))
 
 
-def _what(row: Work, providers: dict, sources: dict) -> str:
+def _what(row: Work, providers: dict, sources: dict, versions: dict) -> str:
     if row.target_type == "provider":
         provider = providers.get(int(row.target_id))
         check = rechecks.CHECK_NAMES.get(CheckKind(row.params["check"]), row.params["check"])
@@ -90,6 +101,11 @@ def _what(row: Work, providers: dict, sources: dict) -> str:
     if row.target_type == "exclusion_source":
         source = sources.get(int(row.target_id))
         return f"every listed provider against {source.file_name}" if source else "every listed provider"
+    if row.target_type == "criteria_catalogue":
+        version = versions.get(int(row.target_id))
+        return f"the re-reviews criteria v{version} scheduled" if version else "the re-reviews a criteria version scheduled"
+    if row.target_type == "decision":
+        return f"the audit trail's head after decision #{row.target_id} granted a verification"
     return "every lapsed verification"
 
 
