@@ -254,8 +254,9 @@ def test_the_lead_runs_the_report_and_publishes_with_rereviews_and_the_auditor_r
     published = client.post("/admin/catalogue/publish", data=fields, follow_redirects=True)
     text = visible_text(published.get_data(as_text=True))
     assert ("Criteria catalogue v2 is published; new reviews use it. Its impact report is kept with it: 1 listed "
-            f"provider affected. 1 re-review is being opened, to be answered by {day_text(deadline)}; this version's "
-            "page shows how many have been opened so far.") in text
+            "provider affected. 1 re-review is being opened (none for a provider no longer listed or with another "
+            f"request open by then), to be answered by {day_text(deadline)}; this version's page shows how many have "
+            "been opened so far.") in text
     assert session.scalar(select(func.count()).select_from(Reverification)) == 0  # not in the request
     assert (f"0 of 1 re-review opened so far, to be answered by {day_text(deadline)}; the rest are being "
             "opened.") in visible_text(client.get("/admin/catalogue/v/2").get_data(as_text=True))
@@ -322,3 +323,19 @@ def test_a_bad_deadline_or_a_non_lead_publishes_nothing(session, world, client, 
     assert client.post("/admin/catalogue/next", data={**fields, "action": "impact"}).status_code == 403
     assert session.scalar(select(func.count()).select_from(CriteriaCatalogue)) == 1
     assert session.scalar(select(func.count()).select_from(Reverification)) == 0
+
+
+def test_publishing_with_rereviews_that_the_report_names_nobody_for_says_so_and_queues_nothing(
+        session, world, client, make_account):
+    world("Alder House", accreditation=AssessmentStatus.MET)
+    lead = make_account(Role.RESEARCH_LEAD)
+    assert login(client, lead).status_code == 302
+    fields = _tightened_editor(client)
+    set_fields(fields, action="publish", schedule_rereviews="y",
+               rereview_deadline=(date.today() + timedelta(days=21)).isoformat())
+    text = visible_text(client.post("/admin/catalogue/publish", data=fields, follow_redirects=True)
+                        .get_data(as_text=True))
+    assert ("Its impact report is kept with it: 0 listed providers affected. The impact report names no provider to "
+            "re-review, so none is opened.") in text
+    assert "being opened" not in text and "No re-review was scheduled." in text
+    assert session.scalar(select(func.count()).select_from(Work).where(Work.kind == WorkKind.REREVIEWS)) == 0

@@ -208,19 +208,22 @@ class CatalogueView(SecuredView):
             report = impact.run(db.session, criteria.draft(definition), now)
             catalogue = criteria.publish(db.session, current_user, definition, based_on=f.based_on_version())
             kept = impact.keep(db.session, current_user, catalogue, latest, report)
-            if respond_by is not None:
+            if respond_by is not None and kept.rereviews:
                 impact.schedule(db.session, current_user, catalogue, respond_by,
                                 work.Policy.from_config(current_app.config))
-            return catalogue, kept
+            return catalogue, kept, respond_by is not None
 
         def published(result):
-            catalogue, kept = result
+            catalogue, kept, asked = result
             said = (f"Criteria catalogue v{catalogue.version} is published; new reviews use it. Its impact report is "
                     f"kept with it: {_providers(kept.affected_providers)} affected.")
             if kept.respond_by is not None:
-                said += (f" {_rereviews(kept.rereviews)} {'is' if kept.rereviews == 1 else 'are'} being opened, to "
-                         f"be answered by {zones.day_text(kept.respond_by.date())}; this version's page shows how "
-                         f"many have been opened so far.")
+                said += (f" {_rereviews(kept.rereviews)} {'is' if kept.rereviews == 1 else 'are'} being opened "
+                         f"(none for a provider no longer listed or with another request open by then), to be "
+                         f"answered by {zones.day_text(kept.respond_by.date())}; this version's page shows how many "
+                         f"have been opened so far.")
+            elif asked:
+                said += " The impact report names no provider to re-review, so none is opened."
             return flash_and_redirect(said, url_for(".version", version=catalogue.version))
 
         return unit_of_work.submit(form, publish, done=published, again=again)
