@@ -106,6 +106,8 @@ def _import_facilities(path: Path, reader, partial: bool) -> None:
     with unit_of_work.atomic(), tqdm(total=len(records), desc="writing", unit=" rows",
                                      disable=not sys.stderr.isatty()) as bar:
         imports.apply(db.session, "system:import", records, summary, progress=bar.update)
+    for note in summary.kept:
+        click.echo(f"kept {note}", err=True)
     click.echo(
         f"{path.name} ({source}): {summary.created} created, {summary.updated} updated, "
         f"{summary.unchanged} unchanged, {len(summary.duplicates)} duplicates skipped, "

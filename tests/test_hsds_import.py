@@ -123,3 +123,12 @@ def test_an_npi_among_the_identifiers_is_imported_and_a_wrong_one_refused(app, s
     assert "0 created, 0 updated, 1 unchanged" in again.output
     session.expire_all()
     assert imported(session)[0].npi == "1234567893"
+    # A record that carries another NPI leaves the one on file too, and says so.
+    path.write_text(json.dumps([{**good, "organization_identifiers": [
+        {**good["organization_identifiers"][0], "identifier": "1245319599"}]}]), encoding="utf-8")
+    other = run(app, path)
+    assert other.exit_code == 0 and "0 created, 0 updated, 1 unchanged" in other.output
+    assert ("kept record 1: its NPI 1245319599 differs from the one on file (1234567893), which is kept: the research "
+            "team changes an NPI, from evidence") in other.output
+    session.expire_all()
+    assert imported(session)[0].npi == "1234567893"

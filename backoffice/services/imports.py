@@ -29,6 +29,8 @@ class ImportSummary:
     rejected: list[RowError] = field(default_factory=list)
     # "GROUP: label" of each source value not mapped onto the vocabularies -> rows that carried it
     unmapped: Counter[str] = field(default_factory=Counter)
+    # Values of a record left as they were on file, each with why (an NPI the research team holds, say).
+    kept: list[str] = field(default_factory=list)
 
     @property
     def written(self) -> int:
@@ -117,6 +119,10 @@ def apply(
 
 def _update(session: Session, actor: audit.Actor, provider: Provider, record: FacilityRecord,
             provider_values: dict, location_values: dict, summary: ImportSummary) -> None:
+    if provider_values.get("npi") and provider.npi and provider_values["npi"] != provider.npi:
+        # The NPI on file is the one the research team checked (NPI_ACTIVE): an import does not replace it.
+        summary.kept.append(f"{record.where}: its NPI {provider_values.pop('npi')} differs from the one on file "
+                            f"({provider.npi}), which is kept: the research team changes an NPI, from evidence")
     location = provider.locations[0] if provider.locations else None
     before = {**audit.snapshot(provider, provider_values),
               "location": audit.snapshot(location, LOCATION_FIELDS) if location else None}
