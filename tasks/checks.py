@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
@@ -100,7 +101,8 @@ def screen_batch(work_id: int) -> int:
     if row is None:
         return 0
     outcomes = rechecks.screen_batch(db.session, [int(i) for i in row.params["provider_ids"]], row.params["window"],
-                                     screening.Thresholds.from_config(config), utcnow().date(), utcnow())
+                                     screening.Thresholds.from_config(config), utcnow().date(), utcnow(),
+                                     passes_through=(SoftTimeLimitExceeded,))
     unit_of_work.discard()  # the read ends here; the runs are recorded in a transaction of their own
     if not outcomes:
         with unit_of_work.atomic():

@@ -2,12 +2,15 @@
 findings as screening each provider on its own, nothing lost when a batch is cut short or loses a race."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
 
 from backoffice.checks import exclusion_lists
 from backoffice.models import (
     AuditEvent,
     CheckKind,
+    CheckOutcome,
     CheckRun,
     Finding,
     ListingStatus,
@@ -171,3 +174,30 @@ def test_staff_read_a_batch_of_screening_in_words(app, client, session, make_pro
     assert (f"exclusion screening of a batch of providers exclusion screening of 3 providers (ids "
             f"{listed[0].id}-{listed[-1].id})") in text
     assert row is not None and row.idempotency_key == f"screening-batch:monthly-202612:{listed[0].id}-{listed[-1].id}"
+
+
+def test_a_database_error_or_the_time_limit_is_not_recorded_as_each_providers_error(app, session, make_provider,
+                                                                                 tmp_path, monkeypatch):
+    import_list(session, tmp_path)
+    listed = providers(make_provider, session, ListingStatus.LISTED)
+    ids = [p.id for p in listed]
+
+    def fails_with(exc):
+        def screen_many(*args, **kwargs):
+            raise exc
+        return screen_many
+
+    class TimeLimit(Exception):
+        pass
+
+    for exc, passes in ((OperationalError("SELECT 1", {}, Exception("server closed the connection")), ()),
+                        (TimeLimit("soft time limit"), (TimeLimit,))):
+        monkeypatch.setattr(screening, "screen_many", fails_with(exc))
+        with pytest.raises(type(exc)):
+            rechecks.screen_batch(session, ids, "monthly-1", screening.Thresholds(), utcnow().date(), utcnow(),
+                                  passes_through=passes)
+    # Any other error is each provider's error run, as for one provider's check.
+    monkeypatch.setattr(screening, "screen_many", fails_with(ValueError("a bug")))
+    outcomes = rechecks.screen_batch(session, ids, "monthly-1", screening.Thresholds(), utcnow().date(), utcnow())
+    assert [o.provider_id for o in outcomes] == ids
+    assert {o.result.outcome for o in outcomes} == {CheckOutcome.ERROR}

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from typing import Callable
 
 from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from backoffice.checks import nppes, website
@@ -387,16 +388,22 @@ def request_screening(session: Session, actor: audit.Actor, provider_ids: list[i
 
 
 def screen_batch(session: Session, provider_ids: list[int], window: str, thresholds: screening.Thresholds,
-                 today: date, started_at: datetime) -> list[Outcome]:
+                 today: date, started_at: datetime,
+                 passes_through: tuple[type[BaseException], ...] = ()) -> list[Outcome]:
     """The exclusion screening of the providers whose run in this window is not recorded yet, in one pass
     (screening.screen_many): one Outcome each, keyed as the one-provider check's run is; providers gone are left
-    out. Any error of the screening itself is each provider's error run, as for one provider's check."""
+    out. An error of the screening itself is each provider's error run, as for one provider's check; but not a
+    database error or one of `passes_through` (the task's time limit): those say nothing of the providers, and
+    recording 500 error runs for them would leave the batch screened for its window, so they reach the work row's
+    lease and the reconciler instead."""
     todo = unrecorded(session, provider_ids, CheckKind.EXCLUSION, window)
     found = facts_many(session, [(provider_id, CheckKind.EXCLUSION) for provider_id in todo])
     subjects = [found[provider_id] for provider_id in todo if provider_id in found]
     try:
         results = screening.screen_many(session, [screening_subject(s) for s in subjects], today, thresholds)
-    except Exception as exc:  # noqa: BLE001 - whatever the screening does, each provider's run is recorded
+    except Exception as exc:  # noqa: BLE001 - whatever else the screening does, each provider's run is recorded
+        if isinstance(exc, (SQLAlchemyError, *passes_through)):
+            raise
         log.exception("the exclusion screening of %s providers failed unexpectedly; recording error runs",
                       len(subjects))
         results = [failed_unexpectedly(CheckKind.EXCLUSION, exc) for _ in subjects]
