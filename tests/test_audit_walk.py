@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 
 from backoffice.auditverify import CheckedRun, canonical, compute_hash
 from backoffice.models import AuditEvent
@@ -204,3 +204,11 @@ def test_an_export_line_written_in_another_layout_is_judged_by_its_fields(sessio
     lines[at] = json.dumps(record) + "\n"
     report = verify_lines(lines)
     assert not report.ok and report.first_bad_seq == 2, report
+
+
+def test_ranges_read_at_once_take_at_most_half_the_pool():
+    # The walk holds a connection already; readers beyond half the pool wait for one to finish instead.
+    assert audit._spare_connections(create_engine("postgresql://nobody@127.0.0.1:1/none")) == 7  # 5 + 10
+    assert audit._spare_connections(create_engine("postgresql://nobody@127.0.0.1:1/none", pool_size=2,
+                                                  max_overflow=0)) == 1
+    assert audit._spare_connections(create_engine("sqlite://")) == 1

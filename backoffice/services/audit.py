@@ -14,6 +14,7 @@ from typing import Any, Collection, Iterable, Iterator, Sequence
 
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import QueuePool
 
 from backoffice import auditverify, txn
 from backoffice.auditverify import (  # one hash for the database check and exports
@@ -389,6 +390,16 @@ def _flagged_rows(engine: Any, after: int, through: int, marks: list[int]) -> li
             cursor.close()
 
 
+def _spare_connections(engine: Any) -> int:
+    """How many ranges may be read at once: at most half the engine's pool (its size and overflow), so that the
+    walk, which holds one connection already, never waits on the pool and leaves the rest to the process's other
+    work; ranges beyond it wait for a reader to finish."""
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return 1
+    return max(1, (pool.size() + max(0, pool._max_overflow)) // 2)
+
+
 def _walk_in_database(session: Session, to_seq: int, marks: Collection[int],
                       ranges: int) -> Iterator[_WalkedEvent | auditverify.CheckedRun]:
     """Every event up to `to_seq` in order, checked by the database (_DATABASE_WALK_SQL) in `ranges` ranges read
@@ -403,7 +414,8 @@ def _walk_in_database(session: Session, to_seq: int, marks: Collection[int],
     if len(work) == 1:
         results: Iterator[list[tuple]] = iter([_flagged_rows(*work[0])])
     else:
-        executor = ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="audit-verify")
+        executor = ThreadPoolExecutor(max_workers=min(len(work), _spare_connections(engine)),
+                                      thread_name_prefix="audit-verify")
         results = (future.result() for future in [executor.submit(_flagged_rows, *job) for job in work])
     try:
         for rows in results:
