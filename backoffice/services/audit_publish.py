@@ -92,10 +92,8 @@ def read(publication: Publication, every_file: bool = False) -> list[SignedCheck
     Files this process verified already and that are unchanged are not read again, unless `every_file`."""
     if not publication.directory.exists():
         return []
-    known = verified_prefix(publication.directory)
-    if every_file:
-        known.forget()
-    return auditverify.read_checkpoints(str(publication.directory), publication.signing.trusted(), known)
+    return auditverify.read_checkpoints(str(publication.directory), publication.signing.trusted(),
+                                        verified_prefix(publication.directory), every_file)
 
 
 @dataclass(frozen=True)
