@@ -146,9 +146,16 @@ def open_rereviews(work_id: int) -> int:
         return 0
     catalogue_id, by, now = int(claimed.target_id), str(claimed.params["by"]), utcnow()
     after: int | None = 0
-    while after is not None:
+    try:
+        while after is not None:
+            with unit_of_work.atomic():
+                after = impact.open_rereviews(db.session, catalogue_id, by, after, now)
+    except Exception as exc:
+        # The batches opened so far stay; the version page names the error until the row is sent again.
+        log.exception("opening the re-reviews of catalogue %s stopped", catalogue_id)
         with unit_of_work.atomic():
-            after = impact.open_rereviews(db.session, catalogue_id, by, after, now)
+            work.note_error(db.session, work_id, f"{type(exc).__name__}: {exc}")
+        raise
     with unit_of_work.atomic():
         work.complete(db.session, work_id)
         kept = db.session.get(CatalogueImpact, catalogue_id)

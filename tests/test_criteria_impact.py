@@ -339,3 +339,30 @@ def test_publishing_with_rereviews_that_the_report_names_nobody_for_says_so_and_
             "re-review, so none is opened.") in text
     assert "being opened" not in text and "No re-review was scheduled." in text
     assert session.scalar(select(func.count()).select_from(Work).where(Work.kind == WorkKind.REREVIEWS)) == 0
+
+
+def test_a_stopped_opening_keeps_its_error_for_the_version_page_until_it_is_sent_again(
+        session, world, make_account, client, monkeypatch):
+    world("Alder House")
+    lead = make_account(Role.RESEARCH_LEAD)
+    in_force, now = criteria.current(session), utcnow()
+    definition = definition_with(session, added=[INSURANCE])
+    catalogue = criteria.publish(session, lead, definition, based_on=in_force.version)
+    impact.keep(session, lead, catalogue, in_force, impact.run(session, criteria.draft(definition), now))
+    row = impact.schedule(session, lead, catalogue, impact.deadline_from(now.date() + timedelta(days=30), now.date()),
+                          work.Policy())
+    session.commit()
+
+    def stops(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(impact, "open_rereviews", stops)
+    with pytest.raises(RuntimeError):
+        open_rereviews(row.id)
+    session.expire_all()
+    stopped = session.get(Work, row.id)
+    assert (stopped.state, stopped.last_error) == (WorkState.RUNNING, "RuntimeError: the database went away")
+    assert login(client, lead).status_code == 302
+    text = visible_text(client.get(f"/admin/catalogue/v/{catalogue.version}").get_data(as_text=True))
+    assert ("the rest are being opened. The last attempt stopped (RuntimeError: the database went away); it is "
+            "tried again once its lease runs out.") in text

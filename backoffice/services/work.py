@@ -245,6 +245,16 @@ def release_for_retry(session: Session, work_id: int, countdown: int, reason: st
     )
 
 
+def note_error(session: Session, work_id: int, reason: str) -> None:
+    """A running row's task stopped on an error: the row keeps its lease (the reconciler sends it again once the
+    lease runs out, and fails it after its last attempt), and the error is kept for staff to read meanwhile."""
+    session.execute(
+        update(Work).where(Work.id == work_id, Work.state == WorkState.RUNNING)
+        .values(updated_at=utcnow(), last_error=reason[:2000]),
+        execution_options={"synchronize_session": False},
+    )
+
+
 def complete(session: Session, work_id: int) -> bool:
     """Done; in the transaction that records the work's result. A row done already, or failed by the reconciler
     (audited), changes nothing: a late worker's result is recorded, its row stays as the staff page shows it."""
