@@ -39,7 +39,7 @@ from backoffice.models import (
     VerificationStatus,
     utcnow,
 )
-from backoffice.services import rechecks, review, sources
+from backoffice.services import audit, rechecks, review, sources
 from tasks.checks import expiry_sweep
 from tests.conftest import login
 from tests.page_text import visible_text
@@ -381,3 +381,17 @@ def test_a_batch_confirms_each_runs_fields_with_one_read_as_if_one_after_the_oth
     confirmed = session.scalars(select(AuditEvent).where(AuditEvent.action == "field.confirmed")
                                 .order_by(AuditEvent.seq)).all()
     assert [e.provider_id for e in confirmed] == [first.id, second.id]
+
+
+def test_a_field_confirmed_twice_in_one_batch_names_the_first_confirmation_as_its_before(session, make_provider):
+    provider = make_provider()
+    first, second = utcnow() - timedelta(minutes=2), utcnow() - timedelta(minutes=1)
+    sources.confirm_many(session, [
+        sources.Confirming("system:test", provider.id, {"website": sources.WEBSITE_SOURCE}, first),
+        sources.Confirming("system:test", provider.id, {"website": sources.WEBSITE_SOURCE}, second)])
+    session.commit()
+    befores = [e.before for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "field.confirmed")
+                                                 .order_by(AuditEvent.seq))]
+    assert befores[0] is None
+    assert befores[1] == {"website": {"confirmed_at": audit.jsonable(first), "source": sources.WEBSITE_SOURCE}}
+    assert sources.confirmations(session, [provider.id])[provider.id]["website"].confirmed_at == second

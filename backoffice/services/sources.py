@@ -362,7 +362,7 @@ def confirm_many(session: Session, confirmations: Sequence[Confirming]) -> None:
                 continue
             if row is None:
                 row = new[key] = {"provider_id": c.provider_id, "field": name}
-            elif key not in new:
+            else:  # confirmed before: on file, or by an earlier run of this batch
                 before[name] = {"confirmed_at": row["confirmed_at"], "source": row["source"]}
             row.update(confirmed_at=c.at, source=source, check_run_id=c.check_run_id)
             if key not in new:
