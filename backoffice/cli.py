@@ -12,7 +12,7 @@ from backoffice import auditverify, demo, unit_of_work
 from backoffice.checks import exclusion_lists
 from backoffice.extensions import db
 from backoffice.importers import hsds as hsds_importer
-from backoffice.importers.locator import ImportFileError, read_file
+from backoffice.importers.locator import ImportFileError, NothingToImport, read_file
 from backoffice.models import Role, WorkKind, WorkState
 from backoffice.services import (
     accounts,
@@ -89,6 +89,9 @@ def _import_facilities(path: Path, reader, partial: bool) -> None:
         records, summary = imports.validate(tqdm(rows, desc="reading", unit=" rows", disable=not sys.stderr.isatty()), source)
     except ImportFileError as exc:
         raise click.ClickException(f"{path.name}: {exc}. Nothing was imported.") from None
+    except NothingToImport as exc:
+        click.echo(f"{path.name}: {exc}. Nothing was imported.")
+        return
     for problem in summary.rejected:
         click.echo(f"rejected {problem}", err=True)
     for note in summary.duplicates:

@@ -3,6 +3,7 @@ SAMHSA importer's messages; a re-import changes nothing."""
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -82,11 +83,15 @@ def test_a_folder_imports_and_what_is_not_a_dataset_is_refused(app, session, cli
     refused = run(app, broken)
     assert refused.exit_code == 1 and "broken.json: broken.json is not JSON (Expecting value at line 1" in refused.output
     assert "Nothing was imported." in refused.output
-    # The HSDS example shipped with the schemas is an API's `/` answer, not an organization: said so, in words.
+    # The HSDS example shipped with the schemas is an API's `/` answer: valid, and it lists no organization.
     example = run(app, SHIPPED.parent / "examples" / "base.json")
-    assert example.exit_code == 1
-    assert ("base.json is an HSDS API's root answer (version 3.0), which lists no organization: save the pages of "
-            "its /organizations?full=true&full_service=true and import those") in example.output
+    assert example.exit_code == 0
+    assert ("base.json: base.json is an HSDS API's root answer (version 3.0), which lists no organization: save the "
+            "pages of its /organizations?full=true&full_service=true and import those. Nothing was imported.") \
+        in example.output
+    # Beside the pages saved from that API, in one folder, it is left aside and the pages import.
+    shutil.copy(SHIPPED.parent / "examples" / "base.json", folder / "index.json")
+    assert "dataset (hsds): 0 created, 0 updated, 2 unchanged" in run(app, folder).output
     assert len(imported(session)) == 2
 
 

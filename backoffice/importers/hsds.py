@@ -21,7 +21,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from backoffice.importers.locator import FacilityRecord, ImportFileError, RowError
+from backoffice.importers.locator import FacilityRecord, ImportFileError, NothingToImport, RowError
 from backoffice.jsonerrors import where_it_breaks
 from backoffice.services.listing_rules import npi as valid_npi
 from backoffice.vocab import US_STATES, VOCABULARIES
@@ -43,11 +43,18 @@ def _validator() -> jsonschema.Draft202012Validator:
                                            format_checker=jsonschema.FormatChecker())
 
 
+def _is_api_root(data: Any) -> bool:
+    """An HSDS API's `/` answer (the shipped example's shape): its version and links, no organization."""
+    return isinstance(data, dict) and "id" not in data and "version" in data and \
+        ("openapi_url" in data or "profile" in data)
+
+
 def _organizations(path: Path) -> list[Any]:
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     if not files:
         raise ImportFileError("the folder holds no .json file")
     found: list[Any] = []
+    roots: list[str] = []
     for file in files:
         text = file.read_text(encoding="utf-8-sig", errors="strict")
         if not text.strip():
@@ -58,12 +65,13 @@ def _organizations(path: Path) -> list[Any]:
             raise ImportFileError(f"{file.name} is not JSON ({where_it_breaks(exc)})") from None
         if isinstance(data, dict) and isinstance(data.get("contents"), list):
             data = data["contents"]
-        elif isinstance(data, dict) and "id" not in data and "version" in data and \
-                ("openapi_url" in data or "profile" in data):
-            raise ImportFileError(
-                f"{file.name} is an HSDS API's root answer (version {data['version']}), which lists no "
-                "organization: save the pages of its /organizations?full=true&full_service=true and import those")
+        elif _is_api_root(data):
+            roots.append(f"{file.name} is an HSDS API's root answer (version {data['version']})")
+            continue  # beside the pages saved from that API, it says which API they are from
         found += data if isinstance(data, list) else [data]
+    if roots and not found:
+        raise NothingToImport(f"{'; '.join(roots)}, which lists no organization: save the pages of its "
+                              "/organizations?full=true&full_service=true and import those")
     return found
 
 

@@ -22,6 +22,10 @@ class ImportFileError(Exception):
     """The file as a whole cannot be read (not JSON, unknown columns, ...)."""
 
 
+class NothingToImport(Exception):
+    """The file is what its format allows but holds no record to import (an HSDS API's root answer): not an error."""
+
+
 @dataclass
 class FacilityRecord:
     source: str
