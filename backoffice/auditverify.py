@@ -111,6 +111,7 @@ def checked_or_matches(record: dict[str, Any]) -> bool:
 _EVENT_TAIL = re.compile(r',"actor_name":(?:null|"(?:[^"\\]|\\.)*"),"hash":"([0-9a-f]{64})",'
                          r'"prev_hash":"([0-9a-f]{64})","record":"event"}\n?$')
 _SEQ = re.compile(r',"seq":([0-9]+)$')
+_TAIL_LENGTH = len(',"hash":"') + 64 + len('","prev_hash":"') + 64 + len('","record":"event"}')  # 171
 
 
 def event_line(fields: dict[str, Any], actor_name: str | None, prev_hash: str, digest: str) -> str:
@@ -525,14 +526,23 @@ def _first_seq(header: dict[str, Any]) -> int:
 
 def read_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     for number, line in enumerate(lines, start=1):
-        event = read_event_line(line)
-        if event is not None and event.intact:
-            yield event
-        elif line.strip():
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"line {number} is not JSON: {exc.msg}") from None
+        record = _read_line(number, line)
+        if record is not None:
+            yield record
+
+
+def _read_line(number: int, line: str) -> dict[str, Any] | None:
+    """One line of a JSON-lines export: an event in the export layout checked without decoding, any other line
+    decoded; None for a blank line."""
+    event = read_event_line(line)
+    if event is not None and event.intact:
+        return event
+    if not line.strip():
+        return None
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"line {number} is not JSON: {exc.msg}") from None
 
 
 def read_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
@@ -544,13 +554,91 @@ def read_csv(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
             raise ValueError(f"line {reader.line_num}: a cell is not a JSON value ({exc.msg})") from None
 
 
+def read_jsonl_checked(lines: Iterable[bytes], marks: Iterable[int] = ()) -> Iterator[dict[str, Any] | CheckedRun]:
+    """read_jsonl over a file's lines as bytes, but in an export that says it is the whole chain (a contiguous
+    header), each stretch of event lines in the export layout whose hashes this reader checked, one after the
+    other, each naming the one before, comes as one CheckedRun instead of an event each. The events at `marks`
+    (the seqs the events are held to: signed checkpoints, the expected head) and at the export's own checkpoints
+    come one by one; any line this reading cannot check (another layout, a hash that does not match its text, a
+    broken link, text that is not UTF-8) ends the stretch and comes as read_jsonl gives it, so verify_records
+    judges it, and says what is wrong, exactly as it would."""
+    held = set(marks)
+    contiguous = False
+    sha256 = hashlib.sha256
+    first: int | None = None
+    first_prev = last_hash = ""
+    last = 0
+    for number, line in enumerate(lines, start=1):
+        if contiguous and line.startswith(b'{"action":'):
+            # The layout's tail at fixed places from the end (the same as _EVENT_TAIL, read by position):
+            #   ,"actor_name":<null or a string>,"hash":"<64 hex>","prev_hash":"<64 hex>","record":"event"}
+            end = len(line) - 1 if line.endswith(b"\n") else len(line)
+            start = line.rfind(b',"actor_name":', 0, end - _TAIL_LENGTH)
+            if start > 0 and line[end - 19:end] == b'","record":"event"}' and \
+                    line[end - 98:end - 83] == b'","prev_hash":"' and line[end - _TAIL_LENGTH:end - 162] == b',"hash":"':
+                text = line[:start]
+                at = text.rfind(b',"seq":')
+                digits = text[at + 7:]
+                # A hex digest is compared with the one computed, so neither hash needs a check of its own.
+                if at > 0 and digits.isdigit() and (text.isascii() or _is_utf8(text)):
+                    seq = int(digits)
+                    digest, prev_hash = line[end - 162:end - 98].decode("ascii", "replace"), \
+                        line[end - 83:end - 19].decode("ascii", "replace")
+                    hashed = sha256(line[end - 83:end - 19])
+                    hashed.update(text)
+                    hashed.update(b"}")
+                    if hashed.hexdigest() == digest:
+                        if seq in held:
+                            if first is not None:
+                                yield CheckedRun(first, last, first_prev, last_hash)
+                                first = None
+                            event = CheckedEvent(record="event", seq=seq, prev_hash=prev_hash, hash=digest)
+                            event.intact, event.text = True, text.decode("utf-8")
+                            yield event
+                        elif first is not None and seq == last + 1 and prev_hash == last_hash:
+                            last, last_hash = seq, digest
+                        else:
+                            if first is not None:
+                                yield CheckedRun(first, last, first_prev, last_hash)
+                            first, first_prev, last, last_hash = seq, prev_hash, seq, digest
+                        continue
+        if first is not None:
+            yield CheckedRun(first, last, first_prev, last_hash)
+            first = None
+        try:
+            decoded = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"line {number} is not UTF-8 text: {exc.reason}") from None
+        record = _read_line(number, decoded)
+        if record is None:
+            continue
+        if record.get("record") == "export":
+            contiguous = bool(record.get("contiguous"))
+        elif record.get("record") == "checkpoint" and isinstance(record.get("seq"), int):
+            held.add(record["seq"])
+        yield record
+    if first is not None:
+        yield CheckedRun(first, last, first_prev, last_hash)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def verify_file(path: str, expect_head: tuple[int, str] | None = None,
                 signed: Sequence[SignedCheckpoint] = ()) -> Result:
     with open(path, encoding="utf-8", newline="") as handle:
         first = handle.read(1)
         handle.seek(0)
-        records = read_jsonl(handle) if first == "{" else read_csv(handle)
-        return verify_records(records, expect_head, signed=signed)
+        if first != "{":
+            return verify_records(read_csv(handle), expect_head, signed=signed)
+    marks = [checkpoint.seq for checkpoint in signed] + ([expect_head[0]] if expect_head else [])
+    with open(path, "rb") as raw:
+        return verify_records(read_jsonl_checked(raw, marks), expect_head, signed=signed)
 
 
 def read_key_set(path: str) -> Mapping[str, Any]:

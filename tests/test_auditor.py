@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text
 
+from backoffice import auditverify
 from backoffice.models import (
     AuditCheckpoint,
     AuditEvent,
@@ -252,3 +253,55 @@ def test_expect_head_catches_a_cut_export_whose_header_was_rewritten(client, ses
     assert result.returncode == 1 and "before the head you expected" in result.stdout
     page = client.get("/admin/audit/").get_data(as_text=True)
     assert re.search(r'id="chain-head">\d+:[0-9a-f]{64}<', page)
+
+
+def test_an_export_file_is_judged_by_the_stretch_reading_exactly_as_line_by_line(client, session, auditor, tmp_path):
+    """The offline verifier checks a whole export's event lines in stretches (auditverify.read_jsonl_checked);
+    whatever is done to the file, its verdict is the one the line-by-line reading gives."""
+    append(session, 12)
+    audit.run_verification(session, "system:test")  # a checkpoint in the export, held one by one
+    session.commit()
+    append(session, 6)
+    lines = export(client).splitlines(keepends=True)
+    events = [n for n, line in enumerate(lines) if '"record":"event"' in line]
+    middle = events[len(events) // 2]
+
+    def respelled(line: str) -> str:  # the same event, spelled with spaces: not the layout, still its content
+        return json.dumps(json.loads(line), indent=None, separators=(", ", ": ")) + "\n"
+
+    def with_line(at: int, new: str) -> list[str]:
+        return lines[:at] + [new] + lines[at + 1:]
+
+    cases = {
+        "as exported": lines,
+        "a changed action": with_line(middle, lines[middle].replace('{"action":"', '{"action":"re', 1)),
+        "a changed hash": with_line(middle, re.sub(r'"hash":"[0-9a-f]{64}"', '"hash":"' + "0" * 64 + '"',
+                                                   lines[middle], count=1)),
+        "a line removed": lines[:middle] + lines[middle + 1:],
+        "two lines swapped": lines[:middle] + [lines[middle + 1], lines[middle]] + lines[middle + 2:],
+        "the last event removed": lines[:events[-1]] + lines[events[-1] + 1:],
+        "an event respelled": with_line(middle, respelled(lines[middle])),
+        "a line that is not JSON": with_line(middle, "not json\n"),
+        "a blank line": lines[:middle] + ["\n"] + lines[middle:],
+    }
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(content), encoding="utf-8")
+        try:
+            line_by_line = str(auditverify.verify_records(auditverify.read_jsonl(content)))
+        except ValueError as exc:
+            line_by_line = f"refused: {exc}"
+        try:
+            stretches = str(auditverify.verify_file(str(path)))
+        except ValueError as exc:
+            stretches = f"refused: {exc}"
+        assert stretches == line_by_line, name
+    assert str(auditverify.verify_file(str(tmp_path / "as exported.jsonl"))).startswith("OK: ")
+    assert "BROKEN at event" in str(auditverify.verify_file(str(tmp_path / "a changed action.jsonl")))
+    assert "BROKEN at event" in str(auditverify.verify_file(str(tmp_path / "two lines swapped.jsonl")))
+    # Bytes that are not UTF-8, inside an event's hashed text, are refused as the text reading refuses them.
+    broken = "".join(lines[:middle]).encode("utf-8") + lines[middle].encode("utf-8").replace(
+        b'{"action":"', b'{"action":"\xff', 1) + "".join(lines[middle + 1:]).encode("utf-8")
+    (tmp_path / "bytes.jsonl").write_bytes(broken)
+    with pytest.raises(ValueError):
+        auditverify.verify_file(str(tmp_path / "bytes.jsonl"))
