@@ -108,25 +108,10 @@ def screen_batch(work_id: int) -> int:
         with unit_of_work.atomic():
             work.complete(db.session, work_id)
         return 0
-    try:
-        with unit_of_work.atomic():
-            rechecks.record_many(db.session, _actor(CheckKind.EXCLUSION), outcomes,
-                                 auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
-                                 cadence_days=config["RECHECK_INTERVAL_DAYS"],
-                                 freshness=sources.Freshness.from_config(config))
-            work.complete(db.session, work_id)
+    if _record_together(config, outcomes, [work_id]):
         return len(outcomes)
-    except Exception:  # noqa: BLE001 - rolled back; each run is then recorded alone, with its own handling
-        log.info("work %s: the %s screening runs could not be recorded together; recording each alone", work_id,
-                 len(outcomes), exc_info=True)
     for one in outcomes:
-        try:
-            _record(config, None, one.provider_id, one.check, one.key, one.result, one.started_at)
-        except Exception as exc:  # noqa: BLE001 - a result that cannot be stored still leaves a run
-            log.exception("%s: the %s result could not be recorded; recording an error run", one.key,
-                          one.result.outcome.value)
-            _record(config, None, one.provider_id, one.check, one.key, rechecks.failed_unexpectedly(one.check, exc),
-                    one.started_at)
+        _record_alone(config, None, one)
     with unit_of_work.atomic():
         work.complete(db.session, work_id)
     return len(outcomes)
@@ -182,12 +167,7 @@ def _run_check(task, work_id: int) -> str:
                                   wait_seconds=config["RECHECK_RECORD_WAIT_MS"] / 1000)
     if pending.answer is not None:
         return pending.answer
-    try:
-        return _record(config, work_id, provider_id, kind, key, result, started)
-    except Exception as exc:  # noqa: BLE001 - a result that cannot be stored still leaves a run
-        # _record's unit of work has rolled back what it wrote.
-        log.exception("%s: the %s result could not be recorded; recording an error run", key, result.outcome.value)
-        return _record(config, work_id, provider_id, kind, key, rechecks.failed_unexpectedly(kind, exc), started)
+    return _record_alone(config, work_id, pending.outcome)
 
 
 def _claim_batch(policy: work.Policy, batch: list[Claiming]) -> None:
@@ -249,19 +229,39 @@ def _actor(kind: CheckKind) -> str:
 def _record_batch(config, batch: list[Pending]) -> None:
     """Record a batch of results and finish their work rows in one commit; each answer is set once it is in.
     A batch that fails is rolled back whole and left unanswered: each of its tasks then records its own."""
-    try:
-        with unit_of_work.atomic():
-            rechecks.record_many(db.session, _actor, [one.outcome for one in batch],
-                                 auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
-                                 cadence_days=config["RECHECK_INTERVAL_DAYS"],
-                                 freshness=sources.Freshness.from_config(config))
-            work.complete_many(db.session, [one.work_id for one in batch])
-    except Exception:  # noqa: BLE001 - rolled back; each result is recorded alone, with its own handling
-        log.info("a batch of %s results could not be recorded together; recording each alone", len(batch),
-                 exc_info=True)
+    if not _record_together(config, [one.outcome for one in batch], [one.work_id for one in batch]):
         return
     for one in batch:
         one.answer = one.outcome.result.outcome.value
+
+
+def _record_together(config, outcomes: list[rechecks.Outcome], work_ids: list[int]) -> bool:
+    """Record runs and finish their work rows in one commit; False, rolled back, when they cannot be recorded
+    together (the caller then records each alone, with its own handling)."""
+    try:
+        with unit_of_work.atomic():
+            rechecks.record_many(db.session, _actor, outcomes, auto_suspend=config["AUTO_SUSPEND_ON_CRITICAL"],
+                                 cadence_days=config["RECHECK_INTERVAL_DAYS"],
+                                 freshness=sources.Freshness.from_config(config))
+            work.complete_many(db.session, work_ids)
+    except Exception:  # noqa: BLE001 - rolled back; each result is recorded alone, with its own handling
+        log.info("%s results could not be recorded together; recording each alone", len(outcomes), exc_info=True)
+        return False
+    return True
+
+
+def _record_alone(config, work_id: int | None, outcome: rechecks.Outcome) -> str:
+    """Record one run (and finish its own work row, if it has one); a result that cannot be stored still leaves
+    a run: an error run saying why."""
+    try:
+        return _record(config, work_id, outcome.provider_id, outcome.check, outcome.key, outcome.result,
+                       outcome.started_at)
+    except Exception as exc:  # noqa: BLE001 - a result that cannot be stored still leaves a run
+        # _record's unit of work has rolled back what it wrote.
+        log.exception("%s: the %s result could not be recorded; recording an error run", outcome.key,
+                      outcome.result.outcome.value)
+        return _record(config, work_id, outcome.provider_id, outcome.check, outcome.key,
+                       rechecks.failed_unexpectedly(outcome.check, exc), outcome.started_at)
 
 
 def _record(config, work_id: int | None, provider_id: int, kind: CheckKind, key: str, result: CheckResult,

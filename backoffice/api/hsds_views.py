@@ -48,7 +48,8 @@ def _list(endpoint: str, read: Callable[[hsds.Query], tuple[hsds.Found, list[dic
 
 def _totals() -> hsds.Totals:
     """This app's kept list totals (one set per app: each app is one database)."""
-    return current_app.extensions.setdefault("hsds_totals", hsds.Totals())
+    kept = current_app.extensions.get("hsds_totals")
+    return kept if kept is not None else current_app.extensions.setdefault("hsds_totals", hsds.Totals())
 
 
 def _context(providers, with_metadata: bool) -> hsds.Context:
