@@ -105,6 +105,11 @@ class Config:
     # rows (and read their providers) in one transaction, up to RECHECK_CLAIM_BATCH; 1 claims each on its own.
     RECHECK_CLAIM_BATCH = 50
     RECHECK_CLAIM_WAIT_MS = 20
+    # The re-check sweep's checks are sent this many work rows a message (tasks.checks.run_checks), which runs
+    # them side by side in RECHECK_CHECK_THREADS threads of the worker process (each claimed, checked and
+    # recorded as a check sent alone) and is acknowledged once all are recorded; 1 sends each row alone.
+    RECHECK_MESSAGE_ROWS = 10
+    RECHECK_CHECK_THREADS = 50
     EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]
     # How fresh each external source must be (days since it was last imported or answered): a check against an
     # older one is recorded as "source stale", never as a pass (services/sources.py).
@@ -355,7 +360,8 @@ POSITIVE = (
     "REDIS_WEB_TIMEOUT_SECONDS", "MAIL_TIMEOUT_SECONDS", "MAIL_BATCH_SIZE", "MAIL_MAX_ATTEMPTS",
     "MAIL_RETRY_BACKOFF_SECONDS", "MAIL_MAX_BACKOFF_SECONDS", "MAIL_SENDING_LEASE_SECONDS",
     "MAIL_DELIVERY_TIME_LIMIT_SECONDS", "LEIE_FRESHNESS_DAYS", "STATE_LIST_FRESHNESS_DAYS", "NPPES_FRESHNESS_DAYS",
-    "RECHECK_RECORD_BATCH", "RECHECK_CLAIM_BATCH", "SCREENING_BATCH_SIZE",
+    "RECHECK_RECORD_BATCH", "RECHECK_CLAIM_BATCH", "SCREENING_BATCH_SIZE", "RECHECK_MESSAGE_ROWS",
+    "RECHECK_CHECK_THREADS",
 )
 NOT_NEGATIVE = ("CHECK_MAX_RETRIES", "CHECK_RETRY_BACKOFF_SECONDS", "RECHECK_RECORD_WAIT_MS", "RECHECK_CLAIM_WAIT_MS")
 # Similarity scores from 0 to 1: 0 would raise every record of a state, above 1 none at all.

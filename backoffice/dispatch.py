@@ -54,23 +54,50 @@ def _task(name: str):
     return celery.tasks[name]
 
 
+# Work sent several rows a message (RECHECK_MESSAGE_ROWS): the sweep's scheduled checks, many at once.
+BUNDLED = {WorkKind.SCHEDULED_CHECK: "tasks.checks.run_checks"}
+
+
+def _messages(items: list[tuple[int, WorkKind]], rows_a_message: int) -> list[tuple[str, list, list[int]]]:
+    """(task, args, the rows it carries) for each message: a bundled kind's rows `rows_a_message` at a time
+    (a lone row still goes alone to its own task), every other row alone, in the order given."""
+    messages: list[tuple[str, list, list[int]]] = []
+    gathering: dict[WorkKind, list[int]] = {}
+    for work_id, kind in items:
+        if kind not in BUNDLED or rows_a_message <= 1:
+            messages.append((WORK_TASKS[kind], [work_id], [work_id]))
+            continue
+        rows = gathering.setdefault(kind, [])
+        rows.append(work_id)
+        if len(rows) == rows_a_message:
+            messages.append((BUNDLED[kind], [rows], rows))
+            gathering[kind] = []
+    for kind, rows in gathering.items():
+        if len(rows) == 1:
+            messages.append((WORK_TASKS[kind], rows, rows))
+        elif rows:
+            messages.append((BUNDLED[kind], [rows], rows))
+    return messages
+
+
 def send_work(items: list[tuple[int, WorkKind]]) -> list[int]:
-    """Send each row's id to its task, then mark the accepted ones sent; returns their ids.
+    """Send each row's id to its task (the sweep's checks several a message), then mark the accepted ones sent;
+    returns their ids.
 
     Never raises for the broker: the first refusal is logged and the rest are left requested, for the
     reconciler (a broker that refused one message would refuse the next, each after its own timeout)."""
     if not items:
         return []
     sent: list[int] = []
-    for position, (work_id, kind) in enumerate(items):
+    for task, args, rows in _messages(items, current_app.config["RECHECK_MESSAGE_ROWS"]):
         try:
-            _task(WORK_TASKS[kind]).apply_async(args=[work_id])
+            _task(task).apply_async(args=args)
         except Exception as exc:  # noqa: BLE001 - whatever the broker's client raises, the row is kept
             log.warning("The worker queue did not accept work %s (%s: %s); it and %d more are kept as requested "
-                        "and will be sent by the reconciler", work_id, exc.__class__.__name__, exc,
-                        len(items) - position - 1)
+                        "and will be sent by the reconciler", rows[0], exc.__class__.__name__, exc,
+                        len(items) - len(sent) - 1)
             break
-        sent.append(work_id)
+        sent.extend(rows)
     if sent:
         # The asking transaction has ended; this bookkeeping has a short one of its own.
         with Session(db.engine) as marking, unit_of_work.atomic(marking):

@@ -85,6 +85,10 @@ def init_celery(app: Flask) -> Celery:
         # From the settings, so config.check_consistency can hold them against the visibility timeout and lease.
         task_annotations={"tasks.checks.run_check": {"time_limit": check_time_limit,
                                                      "soft_time_limit": check_soft_time_limit},
+                          # Its rows run side by side; as long as they would one after the other, at most.
+                          "tasks.checks.run_checks": {
+                              "time_limit": check_time_limit * app.config["RECHECK_MESSAGE_ROWS"],
+                              "soft_time_limit": check_soft_time_limit * app.config["RECHECK_MESSAGE_ROWS"]},
                           "tasks.sweeps.deliver_notifications": {
                               "time_limit": app.config["MAIL_DELIVERY_TIME_LIMIT_SECONDS"],
                               "soft_time_limit": max(1, app.config["MAIL_DELIVERY_TIME_LIMIT_SECONDS"] * 9 // 10)}},

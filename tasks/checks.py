@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -117,18 +123,71 @@ def screen_batch(work_id: int) -> int:
     return len(outcomes)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """How a check's work row reached this worker: in a message of its own (`task`: a transient error retries
+    that task) or as one of several rows of one message (no task of its own: a retry is sent alone)."""
+
+    retries: int
+    eager: bool
+    task: Any = None
+
+
 @shared_task(bind=True, name="tasks.checks.run_check", **CHECK_TASK_OPTIONS)
 def run_check(self, work_id: int) -> str:
     """Run one check (a work row: provider, check, window); a second delivery finds it taken or done."""
     with CLAIMER.running():
-        return _run_check(self, work_id)
+        return _run_check(Delivery(self.request.retries, bool(self.request.is_eager), self), work_id)
+
+
+@shared_task(bind=True, name="tasks.checks.run_checks", **CHECK_TASK_OPTIONS)
+def run_checks(self, work_ids: list[int]) -> dict[str, int]:
+    """Run the checks of several work rows sent in one message (the sweep's, RECHECK_MESSAGE_ROWS a message) side
+    by side in this process's check threads, each claimed, checked and recorded as if sent alone; the message is
+    acknowledged once every one is recorded (or left to the reconciler: a row whose check stopped on an error, as
+    a task of its own would). Returns how many rows ended each way. A second delivery finds them taken or done."""
+    eager = bool(self.request.is_eager)
+    if eager:  # the tests' eager tasks and the solo pool: one after the other, in this thread
+        answers = [_one_of_several(None, work_id, eager) for work_id in work_ids]
+    else:
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        threads = _check_threads(app.config["RECHECK_CHECK_THREADS"])
+        answers = [future.result() for future in [threads.submit(_one_of_several, app, work_id, eager)
+                                                  for work_id in work_ids]]
+    return dict(Counter(answers))
+
+
+_THREADS: ThreadPoolExecutor | None = None
+_THREADS_LOCK = threading.Lock()
+
+
+def _check_threads(size: int) -> ThreadPoolExecutor:
+    """The threads this worker process runs the rows of several-row messages in, made at the first such message
+    (after the pool's fork, in the process that uses them)."""
+    global _THREADS
+    with _THREADS_LOCK:
+        if _THREADS is None:
+            _THREADS = ThreadPoolExecutor(max_workers=size, thread_name_prefix="check")
+        return _THREADS
+
+
+def _one_of_several(app, work_id: int, eager: bool) -> str:
+    """One row of a several-row message, in a check thread with an app context (and so a session) of its own."""
+    with (app.app_context() if app is not None else nullcontext()), CLAIMER.running():
+        try:
+            return _run_check(Delivery(0, eager), work_id)
+        except Exception:  # noqa: BLE001 - the other rows go on; this one is left as its own task would leave it
+            log.exception("work %s: its check stopped on an error; the reconciler sends it again once its lease "
+                          "runs out", work_id)
+            unit_of_work.discard()
+            return "stopped on an error"
 
 
 # What a claim found: the row taken (None: not), whether it was finished as recorded already, the provider.
 Taken = tuple[work.Claimed | None, bool, rechecks.ProviderFacts | None]
 
 
-def _run_check(task, work_id: int) -> str:
+def _run_check(delivery: Delivery, work_id: int) -> str:
     config = current_app.config
     policy = _policy()
     # One transaction before any network call, ending there: nothing stays open (or locked, on SQLite) while we
@@ -136,7 +195,7 @@ def _run_check(task, work_id: int) -> str:
     # recorded already; the claim and its lease are committed with the read of the provider. A first delivery
     # claims with the other tasks of this process starting at the same moment (one transaction for them all).
     taken: Taken | None = None
-    if task.request.retries == 0 and not task.request.is_eager and config["RECHECK_CLAIM_BATCH"] > 1:
+    if delivery.retries == 0 and not delivery.eager and config["RECHECK_CLAIM_BATCH"] > 1:
         taken = CLAIMER.claim(Claiming(work_id), lambda batch: _claim_batch(policy, batch),
                               batch_size=config["RECHECK_CLAIM_BATCH"],
                               wait_seconds=config["RECHECK_CLAIM_WAIT_MS"] / 1000).answer
@@ -144,7 +203,7 @@ def _run_check(task, work_id: int) -> str:
         # A claim that loses a race (on SQLite: the write lock, past its busy timeout) is tried again, as the
         # sweep's claim is: the statement is conditional, so a second try takes the row only if it is still free.
         def take() -> Taken:
-            row = work.claim(db.session, work_id, policy, retry=task.request.retries > 0, unless_recorded=True)
+            row = work.claim(db.session, work_id, policy, retry=delivery.retries > 0, unless_recorded=True)
             if row is None:
                 return None, work.complete_if_recorded(db.session, work_id), None
             return row, False, rechecks.facts(db.session, int(row.target_id), CheckKind(row.params["check"]))
@@ -160,7 +219,9 @@ def _run_check(task, work_id: int) -> str:
         return "provider gone"
     with RECORDER.checking() as hand_in:
         started = utcnow()
-        result = _check(task, config, policy, work_id, key, kind, subject)
+        result = _check(delivery, config, policy, work_id, key, kind, subject)
+        if result is None:
+            return "retrying"
         pending = RECORDER.submit(Pending(work_id, rechecks.Outcome(provider_id, kind, key, result, started)), hand_in,
                                   lambda batch: _record_batch(config, batch),
                                   batch_size=config["RECHECK_RECORD_BATCH"],
@@ -197,22 +258,26 @@ def _claim_batch(policy: work.Policy, batch: list[Claiming]) -> None:
         one.answer = (row, one.work_id in recorded, subjects.get(int(row.target_id)) if row is not None else None)
 
 
-def _check(task, config, policy: work.Policy, work_id: int, key: str, kind: CheckKind,
-           subject: rechecks.ProviderFacts) -> CheckResult:
-    """The check's result; a transient network error is retried (the task raises Retry) while retries last."""
+def _check(delivery: Delivery, config, policy: work.Policy, work_id: int, key: str, kind: CheckKind,
+           subject: rechecks.ProviderFacts) -> CheckResult | None:
+    """The check's result; a transient network error is retried while retries last: a row with a task of its
+    own raises Retry, one of several is sent again alone after the back-off (None: nothing to record yet)."""
     sources = rechecks.Sources(http=client_for(config), nppes_url=config["NPPES_API_URL"],
                                screening=screening.Thresholds.from_config(config))
     try:
         return rechecks.perform(db.session, kind, subject, sources, utcnow().date())
     except OutboundError as exc:
         retries = config["CHECK_MAX_RETRIES"]
-        if exc.transient and task.request.retries < retries:
-            countdown = config["CHECK_RETRY_BACKOFF_SECONDS"] * (2 ** task.request.retries)
-            log.info("%s: transient error (%s), retry %s in %s s", key, exc, task.request.retries + 1, countdown)
+        if exc.transient and delivery.retries < retries:
+            countdown = config["CHECK_RETRY_BACKOFF_SECONDS"] * (2 ** delivery.retries)
+            log.info("%s: transient error (%s), retry %s in %s s", key, exc, delivery.retries + 1, countdown)
             unit_of_work.discard()
             with unit_of_work.atomic():
                 work.release_for_retry(db.session, work_id, countdown, f"retrying after: {exc}", policy)
-            raise task.retry(exc=exc, countdown=countdown, max_retries=retries) from exc
+            if delivery.task is not None:
+                raise delivery.task.retry(exc=exc, countdown=countdown, max_retries=retries) from exc
+            _send_retry(work_id, countdown, delivery.retries + 1)
+            return None
         return rechecks.unreachable(kind, exc, retries if exc.transient else 0)
     except OutboundRefused as exc:
         return rechecks.unreachable(kind, exc)
@@ -220,6 +285,16 @@ def _check(task, config, policy: work.Policy, work_id: int, key: str, kind: Chec
         log.exception("%s: the check failed unexpectedly; recording an error run", key)
         unit_of_work.discard()
         return rechecks.failed_unexpectedly(kind, exc)
+
+
+def _send_retry(work_id: int, countdown: int, retries: int) -> None:
+    """A row of a several-row message retries in a message of its own, counted as the task's own retries are. A
+    broker that refuses leaves the row waiting as sent: the reconciler sends it once its lease runs out."""
+    try:
+        run_check.apply_async(args=[work_id], countdown=countdown, retries=retries)
+    except Exception as exc:  # noqa: BLE001 - whatever the broker's client raises, the row is kept
+        log.warning("work %s: its retry was not accepted by the worker queue (%s: %s); the reconciler sends it "
+                    "again", work_id, exc.__class__.__name__, exc)
 
 
 def _actor(kind: CheckKind) -> str:

@@ -1,0 +1,139 @@
+"""The sweep's checks several work rows a message (RECHECK_MESSAGE_ROWS): who gets which rows, a broker refusing
+half-way, a transient error in one row, a second delivery. The real threaded worker running such messages:
+tests/test_recheck_batches.py and the sweep end to end in tests/test_recheck_worker.py."""
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from backoffice import dispatch
+from backoffice.extensions import db
+from backoffice.models import CheckKind, CheckOutcome, CheckRun, ListingStatus, Work, WorkKind, WorkState
+from backoffice.services import work
+from tests.servers import LocalServer, html_page
+
+CHECK = WorkKind.SCHEDULED_CHECK
+NOW = WorkKind.RECHECK_NOW
+
+
+def test_the_sweeps_checks_go_several_rows_a_message_and_everything_else_alone():
+    items = [(n, CHECK) for n in range(1, 24)] + [(100, NOW), (101, WorkKind.SCREENING_BATCH)]
+    messages = dispatch._messages(items, 10)
+    # Each message as soon as it is full, what is left of the checks at the end.
+    assert [(task, rows) for task, _, rows in messages] == [
+        ("tasks.checks.run_checks", list(range(1, 11))), ("tasks.checks.run_checks", list(range(11, 21))),
+        ("tasks.checks.run_check", [100]), ("tasks.checks.screen_batch", [101]),
+        ("tasks.checks.run_checks", [21, 22, 23])]
+    assert messages[0][1] == [list(range(1, 11))]  # one argument: the rows' ids
+    # A lone check left over goes to the one-row task; a message of one row is the same as none.
+    assert [(task, args) for task, args, _ in dispatch._messages([(1, CHECK), (2, NOW)], 10)] == [
+        ("tasks.checks.run_check", [2]), ("tasks.checks.run_check", [1])]
+    assert {task for task, _, _ in dispatch._messages(items, 1)} == {
+        "tasks.checks.run_check", "tasks.checks.screen_batch"}
+    assert len(dispatch._messages(items, 1)) == len(items)
+
+
+class Refusing:
+    """A broker client that takes `accept` messages, then refuses."""
+
+    def __init__(self, accept: int):
+        self.accept, self.sent = accept, []
+
+    def apply_async(self, args=(), kwargs=None, **options):
+        if len(self.sent) == self.accept:
+            raise ConnectionError("the broker is down")
+        self.sent.append(args)
+
+
+def test_a_broker_refusing_half_way_leaves_the_rest_requested_for_the_reconciler(app, session, make_provider,
+                                                                                monkeypatch, caplog):
+    app.config["RECHECK_MESSAGE_ROWS"] = 4
+    providers = [make_provider(public_name=f"Clinic {n}", listing_status=ListingStatus.LISTED) for n in range(10)]
+    broker = Refusing(accept=1)
+    monkeypatch.setattr(dispatch, "_task", lambda name: broker)
+    rows = work.request_many(session, "system:test", [
+        work.check_spec(CHECK, p.id, CheckKind.WEBSITE, "w1") for p in providers], work.Policy.from_config(app.config))
+    ids = [row.id for row in rows]
+    session.commit()  # sent once it commits: the first message of four rows, then the broker refuses
+    assert broker.sent == [[ids[:4]]]
+    session.rollback()
+    states = dict(session.execute(select(Work.id, Work.state)).all())
+    assert [states[i] for i in ids] == [WorkState.SENT] * 4 + [WorkState.REQUESTED] * 6
+    assert f"did not accept work {ids[4]} (ConnectionError: the broker is down); it and 5 more are kept as " \
+           "requested and will be sent by the reconciler" in caplog.text
+
+
+@pytest.fixture
+def sites():
+    """A fine site, a site that names someone else, and one too slow to answer within the outbound timeout."""
+    def answer(path, headers):
+        if path.startswith("/slow"):
+            time.sleep(1.5)
+            return html_page("late")
+        return html_page("Fine Clinic" if path.startswith("/fine") else "Someone else")
+
+    server = LocalServer(answer)
+    yield server
+    server.close()
+
+
+def test_a_transient_error_in_one_row_retries_that_row_alone_and_the_others_are_recorded(make_app, make_provider,
+                                                                                          sites, monkeypatch):
+    app = make_app(CELERY_TASK_ALWAYS_EAGER=True, OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS=True, CHECK_MAX_RETRIES=2,
+                   CHECK_RETRY_BACKOFF_SECONDS=0, OUTBOUND_TOTAL_TIMEOUT_SECONDS=1, OUTBOUND_CONNECT_TIMEOUT_SECONDS=1,
+                   OUTBOUND_PER_HOST_INTERVAL_MS=1)
+    with app.app_context():
+        from tasks.checks import run_checks
+
+        providers = {name: make_provider(public_name=f"{name.title()} Clinic", website=sites.url(path=f"/{name}"),
+                                         listing_status=ListingStatus.LISTED)
+                     for name in ("fine", "slow", "renamed")}
+        policy = work.Policy.from_config(app.config)
+        broker = Refusing(accept=10)
+        monkeypatch.setattr(dispatch, "_task", lambda name: broker)
+        rows = {name: work.request(db.session, "system:test",
+                                   work.check_spec(CHECK, p.id, CheckKind.WEBSITE, "w1"), policy)
+                for name, p in providers.items()}
+        db.session.commit()
+        ids = [row.id for row in rows.values()]
+        assert broker.sent == [[ids]]  # one message for the three
+        monkeypatch.undo()
+
+        answer = run_checks.apply(args=broker.sent[0]).get()
+        # The slow one's two retries ran as messages of its own (eagerly here) before it was recorded.
+        assert answer == {"warn": 1, "retrying": 1, "fail": 1}  # plain HTTP is a warning
+        assert sum(1 for path in sites.hits if path.startswith("/slow")) == 3  # the first try and two retries
+        runs = {run.provider_id: run for run in db.session.scalars(select(CheckRun))}
+        assert runs[providers["fine"].id].outcome == CheckOutcome.WARN
+        assert runs[providers["renamed"].id].outcome == CheckOutcome.FAIL
+        slow = runs[providers["slow"].id]
+        assert slow.outcome == CheckOutcome.ERROR and "after 2 retries" in slow.summary
+        for row in rows.values():
+            db.session.refresh(row)
+            assert row.state == WorkState.DONE and row.attempts == 1  # retries are not lost attempts
+
+        # The message delivered again: every row is done, nothing is fetched or recorded twice.
+        hits = len(sites.hits)
+        assert run_checks.apply(args=[ids]).get() == {"taken or done": 3}
+        assert len(sites.hits) == hits
+        assert db.session.scalar(select(func.count()).select_from(CheckRun)) == 3
+
+
+def test_a_row_that_stops_on_an_error_leaves_the_others_to_finish(app, monkeypatch, caplog):
+    from tasks import checks
+
+    app.config["CELERY_TASK_ALWAYS_EAGER"] = True
+    done = []
+
+    def run(delivery, work_id):
+        if work_id == 2:
+            raise RuntimeError("the database went away")
+        done.append(work_id)
+        return "pass"
+
+    monkeypatch.setattr(checks, "_run_check", run)
+    assert checks.run_checks.apply(args=[[1, 2, 3]]).get() == {"pass": 2, "stopped on an error": 1}
+    assert done == [1, 3]
+    assert "work 2: its check stopped on an error; the reconciler sends it again once its lease runs out" in caplog.text
