@@ -107,9 +107,11 @@ class Config:
     RECHECK_CLAIM_WAIT_MS = 20
     # The re-check sweep's checks are sent this many work rows a message (tasks.checks.run_checks), which runs
     # them side by side in RECHECK_CHECK_THREADS threads of the worker process (each claimed, checked and
-    # recorded as a check sent alone) and is acknowledged once all are recorded; 1 sends each row alone.
+    # recorded as a check sent alone) and is acknowledged once all are recorded; 1 sends each row alone. A check
+    # thread mostly waits (on the site, then for its result's batch to commit), so there are more of them than
+    # the worker's own threads; none holds a database connection while it waits.
     RECHECK_MESSAGE_ROWS = 10
-    RECHECK_CHECK_THREADS = 50
+    RECHECK_CHECK_THREADS = 100
     EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]
     # How fresh each external source must be (days since it was last imported or answered): a check against an
     # older one is recorded as "source stale", never as a pass (services/sources.py).

@@ -159,7 +159,8 @@ def bare_http_cpu(urls: dict[int, str], sample: int) -> float:
 
 
 def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int = 50, processes: int | None = None,
-        profile: Path | None = None, record_batch: int | None = None, log=print) -> dict:
+        profile: Path | None = None, record_batch: int | None = None, message_rows: int | None = None,
+        log=print) -> dict:
     instance = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
     sample = min(sample, checks)
     processes = processes or os.cpu_count() or 1
@@ -175,6 +176,8 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
         "OUTBOX_FOLDER": str(instance / "outbox"),
         # The product's setting unless asked otherwise (1: each check recorded in its own transaction).
         **({"RECHECK_RECORD_BATCH": str(record_batch)} if record_batch else {}),
+        # The product's setting unless asked otherwise (1: each check in a message of its own).
+        **({"RECHECK_MESSAGE_ROWS": str(message_rows)} if message_rows else {}),
     }
     with scratch_database("sweep", instance) as url:
         env = {**os.environ, **settings, "BACKOFFICE_ENV": "testing", "BACKOFFICE_INSTANCE_PATH": str(instance),
@@ -182,7 +185,8 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
         app = bench_app(SQLALCHEMY_DATABASE_URI=url, **{**settings, "OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS": True,
                                                          "OUTBOUND_HOST_OVERRIDES": {n: "127.0.0.1" for n in names},
                                                          "CHECK_MAX_RETRIES": 0,
-                                                         **({"RECHECK_RECORD_BATCH": record_batch} if record_batch else {})})
+                                                         **({"RECHECK_RECORD_BATCH": record_batch} if record_batch else {}),
+                                                         **({"RECHECK_MESSAGE_ROWS": message_rows} if message_rows else {})})
         with app.app_context():
             from flask_migrate import upgrade
 
@@ -310,6 +314,7 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
     result = {
         "checks": checks, "hosts": hosts, "work_rows": True, "worker": " ".join(command[3:]),
         "processes": processes, "concurrency": concurrency, "record_batch": int(app.config["RECHECK_RECORD_BATCH"]),
+        "message_rows": int(app.config["RECHECK_MESSAGE_ROWS"]),
         "load_average": {"start": [round(x, 2) for x in load_at_start], "end": [round(x, 2) for x in load_at_end]},
         "seconds": round(elapsed, 1), "enqueue_seconds": round(enqueued, 1),
         "worker_cpu_ms_per_check": round(worker_cpu * 1000 / checks, 2) if worker_cpu is not None else None,
@@ -340,9 +345,11 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=50, help="checks timed one after another in this process")
     parser.add_argument("--profile", type=Path, default=None, help="folder for py-spy's samples of each worker")
     parser.add_argument("--record-batch", type=int, default=None, help="RECHECK_RECORD_BATCH for the workers")
+    parser.add_argument("--message-rows", type=int, default=None, help="RECHECK_MESSAGE_ROWS for the sweep")
     args = parser.parse_args()
     print(json.dumps(run(args.checks, args.hosts, sample=args.sample, processes=args.processes,
-                         profile=args.profile, record_batch=args.record_batch), indent=1))
+                         profile=args.profile, record_batch=args.record_batch, message_rows=args.message_rows),
+                     indent=1))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 
 from backoffice.dispatch import after_commit
 from backoffice.extensions import db
-from backoffice.models import AuditEvent, CheckRun, Finding, Role, Work, WorkState, utcnow
+from backoffice.models import AuditEvent, CheckKind, CheckRun, Finding, Role, Work, WorkKind, WorkState, utcnow
+from backoffice.services import audit, work
 from tasks.work import reconcile
 from tests.celery_helpers import Forwarder, start_celery  # noqa: F401 (fixture)
 from tests.conftest import login
@@ -144,6 +145,53 @@ def test_a_worker_killed_during_a_requested_check_does_it_exactly_once_after_one
         AuditEvent.entity_type == "finding",
         AuditEvent.entity_id.in_([str(f.id) for f in findings if f.subject_key == "website:not_named"]))).all()
     assert [e.action for e in website_events] == ["finding.opened"]  # one audit event for the redone check
+    db.session.rollback()
+
+
+@pytest.mark.parametrize("app", BROKERS, indirect=True)
+def test_a_worker_killed_during_a_message_of_several_sweep_checks_does_each_exactly_once(
+        app, session, make_provider, start_celery, sites, registry):
+    release = threading.Event()
+    answered = []
+
+    def hold(path):
+        answered.append(path)
+        if len(answered) == 1:
+            release.wait(20)  # the first worker dies while waiting here
+        return html_page("Slow But Fine Clinic")
+
+    sites.routes["slow.clinic.test"] = hold
+    sites.routes["fine.clinic.test"] = lambda path: html_page(f"Clinic {path.strip('/')}")
+    held = listed(make_provider, "Slow But Fine Clinic", f"https://slow.clinic.test:{sites.port}/")
+    others = [listed(make_provider, f"Clinic {n}", f"https://fine.clinic.test:{sites.port}/{n}") for n in (1, 2)]
+    settings = worker_settings(sites, registry, **{key: str(value) for key, value in SHORT_HOLD.items()})
+    first = start_celery("worker", **settings)
+    policy = work.Policy.from_config(app.config)
+    rows = work.request_many(session, "system:recheck-sweep", [
+        work.check_spec(WorkKind.SCHEDULED_CHECK, p.id, CheckKind.WEBSITE, "sweep-1") for p in [held, *others]], policy)
+    ids = [row.id for row in rows]
+    session.commit()  # one message carries the three rows
+    wait_for_runs(session, 2, timeout=30)  # the two quick ones are recorded while the slow one waits
+    first.kill()
+    release.set()
+    states = {row.id: (row.state, row.attempts) for row in session.scalars(select(Work).where(Work.id.in_(ids)))}
+    assert states == {ids[0]: (WorkState.RUNNING, 1), ids[1]: (WorkState.DONE, 1), ids[2]: (WorkState.DONE, 1)}
+
+    start_celery("worker", **settings)
+    # The message may come back through Redis's visibility timeout as the lease runs out, or the reconciler sends
+    # the unfinished row again alone.
+    wait_until(lambda: lease_ran_out_or_redone(session.get(Work, ids[0])), 30, "the lease running out")
+    run_reconciler_once(session)
+    wait_for_runs(session, 3, timeout=60)
+    time.sleep(5)  # past the lease and the visibility timeout: nothing else comes back
+    session.rollback()
+    runs = session.scalars(select(CheckRun)).all()
+    assert sorted(run.provider_id for run in runs) == sorted(p.id for p in [held, *others])  # one run each
+    assert {run.outcome.value for run in runs} == {"pass"}
+    assert len(answered) == 2  # the killed attempt and exactly one redo
+    rows_now = {row.id: (row.state, row.attempts) for row in session.scalars(select(Work).where(Work.id.in_(ids)))}
+    assert rows_now == {ids[0]: (WorkState.DONE, 2), ids[1]: (WorkState.DONE, 1), ids[2]: (WorkState.DONE, 1)}
+    assert audit.verify_chain(session).ok
     db.session.rollback()
 
 
