@@ -59,8 +59,9 @@ BUNDLED = {WorkKind.SCHEDULED_CHECK: "tasks.checks.run_checks"}
 
 
 def _messages(items: list[tuple[int, WorkKind]], rows_a_message: int) -> list[tuple[str, list, list[int]]]:
-    """(task, args, the rows it carries) for each message: a bundled kind's rows `rows_a_message` at a time
-    (a lone row still goes alone to its own task), every other row alone, in the order given."""
+    """(task, args, the rows it carries) for each message: a bundled kind's rows `rows_a_message` at a time, each
+    message as soon as it is full and what is left at the end (a lone row goes to its own task); every other row
+    alone, in the order given."""
     messages: list[tuple[str, list, list[int]]] = []
     gathering: dict[WorkKind, list[int]] = {}
     for work_id, kind in items:
@@ -80,16 +81,16 @@ def _messages(items: list[tuple[int, WorkKind]], rows_a_message: int) -> list[tu
     return messages
 
 
-def send_work(items: list[tuple[int, WorkKind]]) -> list[int]:
-    """Send each row's id to its task (the sweep's checks several a message), then mark the accepted ones sent;
-    returns their ids.
+def send_work(items: list[tuple[int, WorkKind]], *, alone: bool = False) -> list[int]:
+    """Send each row's id to its task (the sweep's checks several a message, unless `alone`: rows sent again), then
+    mark the accepted ones sent; returns their ids.
 
     Never raises for the broker: the first refusal is logged and the rest are left requested, for the
     reconciler (a broker that refused one message would refuse the next, each after its own timeout)."""
     if not items:
         return []
     sent: list[int] = []
-    for task, args, rows in _messages(items, current_app.config["RECHECK_MESSAGE_ROWS"]):
+    for task, args, rows in _messages(items, 1 if alone else current_app.config["RECHECK_MESSAGE_ROWS"]):
         try:
             _task(task).apply_async(args=args)
         except Exception as exc:  # noqa: BLE001 - whatever the broker's client raises, the row is kept
@@ -110,5 +111,11 @@ def _send_work(session: Session, items: list, committed: bool) -> None:
         send_work(items)
 
 
+def _send_work_again(session: Session, items: list, committed: bool) -> None:
+    if committed:
+        send_work(items, alone=True)
+
+
 txn.on_root_end(_QUEUE, _send)
 txn.on_root_end(work.SEND_QUEUE, _send_work)
+txn.on_root_end(work.RESEND_QUEUE, _send_work_again)

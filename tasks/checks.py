@@ -147,7 +147,7 @@ def run_checks(self, work_ids: list[int]) -> dict[str, int]:
     acknowledged once every one is recorded (or left to the reconciler: a row whose check stopped on an error, as
     a task of its own would). Returns how many rows ended each way. A second delivery finds them taken or done."""
     eager = bool(self.request.is_eager)
-    if eager:  # the tests' eager tasks and the solo pool: one after the other, in this thread
+    if eager:  # a task run eagerly (apply, the tests): one after the other, in this thread
         answers = [_one_of_several(None, work_id, eager) for work_id in work_ids]
     else:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -265,7 +265,9 @@ def _check(delivery: Delivery, config, policy: work.Policy, work_id: int, key: s
     sources = rechecks.Sources(http=client_for(config), nppes_url=config["NPPES_API_URL"],
                                screening=screening.Thresholds.from_config(config))
     try:
-        return rechecks.perform(db.session, kind, subject, sources, utcnow().date())
+        result = rechecks.perform(db.session, kind, subject, sources, utcnow().date())
+        unit_of_work.discard()  # what the check read ends here: no connection is held while its result waits
+        return result
     except OutboundError as exc:
         retries = config["CHECK_MAX_RETRIES"]
         if exc.transient and delivery.retries < retries:

@@ -192,8 +192,9 @@ def test_alone_a_claim_is_made_at_once():
     assert claimed == [[1]] and time.monotonic() - started < 1
 
 
+@pytest.mark.parametrize("rows_a_message", [1, 10])  # each check its own task in Celery's threads; ten a message
 def test_a_threaded_worker_records_checks_in_batches_and_a_second_delivery_changes_nothing(
-        app, session, make_provider, start_celery, sites, registry):  # noqa: F811
+        app, session, make_provider, start_celery, sites, registry, rows_a_message):  # noqa: F811
     def slow_page(path):
         time.sleep(0.3)  # the checks in flight finish together
         return html_page("<h1>Someone else</h1>")
@@ -201,8 +202,10 @@ def test_a_threaded_worker_records_checks_in_batches_and_a_second_delivery_chang
     sites.routes["fine.clinic.test"] = slow_page
     providers = [listed(make_provider, f"Clinic {n}", f"https://fine.clinic.test:{sites.port}/{n}")
                  for n in range(10)]
+    app.config["RECHECK_MESSAGE_ROWS"] = rows_a_message
     start_celery("worker", pool="threads", **worker_settings(sites, registry, RECHECK_RECORD_BATCH="4",
-                                                             RECHECK_RECORD_WAIT_MS="500"))
+                                                             RECHECK_RECORD_WAIT_MS="500",
+                                                             RECHECK_MESSAGE_ROWS=str(rows_a_message)))
     work.request_many(session, "system:test", [
         work.check_spec(WorkKind.SCHEDULED_CHECK, p.id, CheckKind.WEBSITE, "batch-1") for p in providers],
         work.Policy.from_config(app.config))

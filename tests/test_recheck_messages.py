@@ -137,3 +137,26 @@ def test_a_row_that_stops_on_an_error_leaves_the_others_to_finish(app, monkeypat
     assert checks.run_checks.apply(args=[[1, 2, 3]]).get() == {"pass": 2, "stopped on an error": 1}
     assert done == [1, 3]
     assert "work 2: its check stopped on an error; the reconciler sends it again once its lease runs out" in caplog.text
+
+
+def test_rows_sent_again_by_the_reconciler_go_one_a_message(app, session, make_provider, monkeypatch):
+    from datetime import timedelta
+
+    from backoffice.models import utcnow
+
+    app.config["RECHECK_MESSAGE_ROWS"] = 4
+    providers = [make_provider(public_name=f"Clinic {n}", listing_status=ListingStatus.LISTED) for n in range(5)]
+    down = Refusing(accept=0)
+    monkeypatch.setattr(dispatch, "_task", lambda name: down)
+    policy = work.Policy.from_config(app.config)
+    rows = work.request_many(session, "system:test", [
+        work.check_spec(CHECK, p.id, CheckKind.WEBSITE, "w1") for p in providers], policy)
+    ids = [row.id for row in rows]
+    session.commit()  # the broker refuses: every row stays requested
+    back = Refusing(accept=100)
+    monkeypatch.setattr(dispatch, "_task", lambda name: back)
+    done = work.reconcile(session, policy, now=utcnow() + timedelta(seconds=policy.send_grace_seconds + 1))
+    session.commit()
+    assert sorted(i for i, _ in done.resent) == ids
+    # Each alone: a row that keeps killing its worker takes no other row down with it.
+    assert sorted(back.sent) == [[i] for i in ids]

@@ -26,6 +26,9 @@ from backoffice.services.errors import Conflict, InvalidTransition, LostRace
 
 # The queue (backoffice/txn.py) of rows to send when the asking transaction commits: (id, kind) each.
 SEND_QUEUE = "work_to_send"
+# Rows sent again (the reconciler, a researcher's retry): each in a message of its own, never with others, so a
+# row that keeps killing its worker takes no other row down with it.
+RESEND_QUEUE = "work_to_send_again"
 # Written exactly as the partial indexes' predicate: SQLite (and PostgreSQL with bound parameters) uses a
 # partial index only when the query repeats its condition.
 OPEN = text("work.state IN ('requested', 'sent', 'running')")
@@ -349,7 +352,7 @@ def reconcile(session: Session, policy: Policy, now: datetime | None = None) -> 
         ).all()
         resent = [(r.id, r.kind) for r in moved]
         for item in resent:
-            txn.queue(session, SEND_QUEUE, item)
+            txn.queue(session, RESEND_QUEUE, item)
     session.flush()
     return Pass(resent=resent, failed=failed)
 
@@ -375,7 +378,7 @@ def retry(session: Session, actor: audit.Actor, work: Work, policy: Policy) -> W
                  after={"state": work.state.value, "attempts": 0}, reason=work.last_error,
                  provider_id=_provider_of(work))
     session.flush()
-    txn.queue(session, SEND_QUEUE, (work.id, work.kind))
+    txn.queue(session, RESEND_QUEUE, (work.id, work.kind))
     return work
 
 
