@@ -78,6 +78,17 @@ def wait_until(condition, timeout: float = 60, what: str = "the condition") -> N
     raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
+def held_first(release: threading.Event, answered: list, heading: str):
+    """A site whose first answer waits for `release` (the first worker dies meanwhile); every answer is `heading`."""
+    def answer(path):
+        answered.append(path)
+        if len(answered) == 1:
+            release.wait(20)
+        return html_page(heading)
+
+    return answer
+
+
 def lease_ran_out_or_redone(row: Work) -> bool:
     if row.state == WorkState.DONE:
         return True
@@ -99,16 +110,9 @@ def recheck_now(client, provider) -> str:
 @pytest.mark.parametrize("app", BROKERS, indirect=True)
 def test_a_worker_killed_during_a_requested_check_does_it_exactly_once_after_one_reconciler_pass(
         app, client, session, make_account, make_provider, start_celery, sites, registry):
-    release = threading.Event()
-    answered = []
-
-    def hold(path):
-        answered.append(path)
-        if len(answered) == 1:
-            release.wait(20)  # the first worker dies while waiting here
-        return html_page("Under new management")  # the provider's name is gone: one finding
-
-    sites.routes["slow.clinic.test"] = hold
+    release, answered = threading.Event(), []
+    # The provider's name is gone: one finding.
+    sites.routes["slow.clinic.test"] = held_first(release, answered, "Under new management")
     provider = listed(make_provider, "Slow But Fine Clinic", f"https://slow.clinic.test:{sites.port}/")
     settings = worker_settings(sites, registry, **{key: str(value) for key, value in SHORT_HOLD.items()})
     first = start_celery("worker", **settings)
@@ -151,16 +155,8 @@ def test_a_worker_killed_during_a_requested_check_does_it_exactly_once_after_one
 @pytest.mark.parametrize("app", BROKERS, indirect=True)
 def test_a_worker_killed_during_a_message_of_several_sweep_checks_does_each_exactly_once(
         app, session, make_provider, start_celery, sites, registry):
-    release = threading.Event()
-    answered = []
-
-    def hold(path):
-        answered.append(path)
-        if len(answered) == 1:
-            release.wait(20)  # the first worker dies while waiting here
-        return html_page("Slow But Fine Clinic")
-
-    sites.routes["slow.clinic.test"] = hold
+    release, answered = threading.Event(), []
+    sites.routes["slow.clinic.test"] = held_first(release, answered, "Slow But Fine Clinic")
     sites.routes["fine.clinic.test"] = lambda path: html_page(f"Clinic {path.strip('/')}")
     held = listed(make_provider, "Slow But Fine Clinic", f"https://slow.clinic.test:{sites.port}/")
     others = [listed(make_provider, f"Clinic {n}", f"https://fine.clinic.test:{sites.port}/{n}") for n in (1, 2)]
