@@ -109,7 +109,8 @@ class Config:
     # them side by side in RECHECK_CHECK_THREADS threads of the worker process (each claimed, checked and
     # recorded as a check sent alone) and is acknowledged once all are recorded; 1 sends each row alone. A check
     # thread mostly waits (on the site, then for its result's batch to commit), so there are more of them than
-    # the worker's own threads; none holds a database connection while it waits.
+    # the worker's own threads (the Procfile's 10 x 10 rows fill these 100: no row a process has taken waits
+    # unstarted); none holds a database connection while it waits.
     RECHECK_MESSAGE_ROWS = 10
     RECHECK_CHECK_THREADS = 100
     EXPIRY_REMINDER_DAYS = [90, 60, 30, 7]

@@ -222,7 +222,10 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
             bare_cpu = bare_http_cpu(urls, sample)
 
             command = worker_command() + ["-Q", settings["CELERY_QUEUE"], "--without-mingle", "--without-gossip"]
-            concurrency = concurrency_of(command) * processes
+            # Checks in flight: the worker's threads, or with several checks a message its check threads.
+            rows = int(app.config["RECHECK_MESSAGE_ROWS"])
+            concurrency = processes * (min(concurrency_of(command) * rows, int(app.config["RECHECK_CHECK_THREADS"]))
+                                       if rows > 1 else concurrency_of(command))
             logs = [instance / f"worker-{n}.log" for n in range(processes)]
             workers = [subprocess.Popen(command + ["-n", f"sweep{n}@%h"], cwd=ROOT, env=env, stdout=log.open("w"),
                                         stderr=subprocess.STDOUT) for n, log in enumerate(logs)]

@@ -12,6 +12,7 @@ from backoffice import dispatch
 from backoffice.extensions import db
 from backoffice.models import CheckKind, CheckOutcome, CheckRun, ListingStatus, Work, WorkKind, WorkState
 from backoffice.services import work
+from tests.celery_helpers import start_celery  # noqa: F401 (fixture)
 from tests.servers import LocalServer, html_page
 
 CHECK = WorkKind.SCHEDULED_CHECK
@@ -160,3 +161,29 @@ def test_rows_sent_again_by_the_reconciler_go_one_a_message(app, session, make_p
     assert sorted(i for i, _ in done.resent) == ids
     # Each alone: a row that keeps killing its worker takes no other row down with it.
     assert sorted(back.sent) == [[i] for i in ids]
+
+
+def test_in_a_real_worker_a_transient_error_retries_its_row_in_a_message_of_its_own(app, session, make_provider,
+                                                                                     start_celery, sites):
+    from tests.test_recheck_worker import wait_for_runs
+
+    start_celery("worker", pool="threads", OUTBOUND_ALLOW_LOOPBACK_FOR_TESTS="1", CHECK_MAX_RETRIES="1",
+                 CHECK_RETRY_BACKOFF_SECONDS="1", OUTBOUND_TOTAL_TIMEOUT_SECONDS="1",
+                 OUTBOUND_CONNECT_TIMEOUT_SECONDS="1", OUTBOUND_PER_HOST_INTERVAL_MS="1")
+    fine = make_provider(public_name="Fine Clinic", website=sites.url(path="/fine"), listing_status=ListingStatus.LISTED)
+    slow = make_provider(public_name="Slow Clinic", website=sites.url(path="/slow"), listing_status=ListingStatus.LISTED)
+    rows = work.request_many(session, "system:recheck-sweep", [
+        work.check_spec(CHECK, p.id, CheckKind.WEBSITE, "w1") for p in (fine, slow)], work.Policy.from_config(app.config))
+    ids = [row.id for row in rows]
+    session.commit()  # one message for both
+    wait_for_runs(session, 2, timeout=60)
+    session.rollback()
+    runs = {run.provider_id: run for run in session.scalars(select(CheckRun))}
+    assert runs[fine.id].outcome == CheckOutcome.WARN  # plain HTTP
+    assert runs[slow.id].outcome == CheckOutcome.ERROR and "after 1 retries" in runs[slow.id].summary
+    assert sum(1 for path in sites.hits if path.startswith("/slow")) == 2  # the first try and its one retry
+    # The retry counted as the task's own, not as a lost attempt; the quick row was not held back by it.
+    assert {row.id: (row.state, row.attempts) for row in session.scalars(select(Work).where(Work.id.in_(ids)))} == {
+        ids[0]: (WorkState.DONE, 1), ids[1]: (WorkState.DONE, 1)}
+    assert runs[fine.id].started_at < runs[slow.id].started_at
+    db.session.rollback()
