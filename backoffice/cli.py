@@ -202,7 +202,10 @@ def audit_verify() -> None:
               help="A folder of signed checkpoints (CHECKPOINT_PUBLISH_DIR, or the auditors' mailed copies).")
 @click.option("--jwks", "jwks_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The JWK set that signed them (/.well-known/jwks.json).")
-def audit_verify_export(path: str, expect_head: str | None, directory: str | None, jwks_path: str | None) -> None:
+@click.option("--jobs", type=click.IntRange(1, 64), default=None,
+              help="Processes to read a large whole-chain export with, side by side (default: one per core).")
+def audit_verify_export(path: str, expect_head: str | None, directory: str | None, jwks_path: str | None,
+                        jobs: int | None) -> None:
     """Verify an exported trail (JSONL or CSV) without the database: the same check as backoffice/auditverify.py."""
     if (directory is None) != (jwks_path is None):
         raise click.UsageError("--checkpoints and --jwks go together: the folder and the key set that signed it")
@@ -215,7 +218,7 @@ def audit_verify_export(path: str, expect_head: str | None, directory: str | Non
         raise click.ClickException(f"cannot read the checkpoints or the key set: {exc}") from None
     try:
         head = auditverify.parse_head(expect_head) if expect_head else None
-        result = auditverify.verify_file(path, head, signed)
+        result = auditverify.verify_file(path, head, signed, jobs=jobs or auditverify.available_cores())
     except (ValueError, KeyError) as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
     click.echo(str(result), err=not result.ok)

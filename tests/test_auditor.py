@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -142,6 +143,31 @@ def test_cli_verify_export_is_the_same_check(app, client, session, auditor, tmp_
     assert result.exit_code == 1 and "BROKEN at event 1" in result.output
 
 
+def test_both_verifiers_read_a_large_export_in_parts_and_refuse_a_bad_jobs_count(app, client, session, auditor,
+                                                                                   tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(auditverify, "PARTS_FROM_BYTES", 0)  # every export counts as large here
+    append(session, 9)
+    path = tmp_path / "e.jsonl"
+    path.write_text(export(client))
+    # Read in two parts, not by the one-piece reading the parts fall back to.
+    read = auditverify._read_in_parts(str(path), [], 2)
+    assert read is not None and sum(isinstance(record, auditverify.CheckedRun) for record in read) == 2
+    runner = app.test_cli_runner()
+    assert auditverify.main(["auditverify.py", str(path), "--jobs", "2"]) == 0
+    assert re.match(r"OK: \d+ events verified", capsys.readouterr().out)
+    result = runner.invoke(args=["audit", "verify-export", str(path), "--jobs", "3"])
+    assert result.exit_code == 0 and re.search(r"OK: \d+ events verified", result.output)
+    for bad in (["--jobs", "0"], ["--jobs", "two"], ["--jobs"]):
+        assert auditverify.main(["auditverify.py", str(path), *bad]) == 2
+        error = capsys.readouterr().err
+        assert ("--jobs takes the number of processes" in error) if len(bad) == 2 else \
+            ("an option is missing its value" in error)
+    assert runner.invoke(args=["audit", "verify-export", str(path), "--jobs", "0"]).exit_code == 2
+    path.write_text(path.read_text().replace('"actor":"system:test"', '"actor":"user:1"', 1))
+    assert auditverify.main(["auditverify.py", str(path), "--jobs", "2"]) == 1
+    assert "BROKEN at event 1" in capsys.readouterr().out
+
+
 def test_a_provider_history_export_verifies_each_event(client, session, auditor, tmp_path, make_provider):
     provider = make_provider()
     for i in range(4):
@@ -255,9 +281,13 @@ def test_expect_head_catches_a_cut_export_whose_header_was_rewritten(client, ses
     assert re.search(r'id="chain-head">\d+:[0-9a-f]{64}<', page)
 
 
-def test_an_export_file_is_judged_by_the_stretch_reading_exactly_as_line_by_line(client, session, auditor, tmp_path):
-    """The offline verifier checks a whole export's event lines in stretches (auditverify.read_jsonl_checked);
-    whatever is done to the file, its verdict is the one the line-by-line reading gives."""
+@pytest.mark.parametrize("jobs", [1, 2, 3])
+def test_an_export_file_is_judged_by_the_stretch_reading_exactly_as_line_by_line(client, session, auditor, tmp_path,
+                                                                               monkeypatch, jobs):
+    """The offline verifier checks a whole export's event lines in stretches (auditverify.read_jsonl_checked),
+    in `jobs` parts side by side (every file split here, however small); whatever is done to the file, its
+    verdict is the one the line-by-line reading gives."""
+    monkeypatch.setattr(auditverify, "PARTS_FROM_BYTES", 0)
     append(session, 12)
     audit.run_verification(session, "system:test")  # a checkpoint in the export, held one by one
     session.commit()
@@ -283,25 +313,36 @@ def test_an_export_file_is_judged_by_the_stretch_reading_exactly_as_line_by_line
         "an event respelled": with_line(middle, respelled(lines[middle])),
         "a line that is not JSON": with_line(middle, "not json\n"),
         "a blank line": lines[:middle] + ["\n"] + lines[middle:],
+        "the checkpoint moved among the events": [line for line in lines if '"record":"checkpoint"' not in line][
+            :middle] + [line for line in lines if '"record":"checkpoint"' in line] + [
+            line for line in lines if '"record":"checkpoint"' not in line][middle:],
     }
+    held = json.loads(lines[events[-3]])
+    heads = {"no head": None, "a head in the last part": (held["seq"], held["hash"]),
+             "a head that differs": (held["seq"], "f" * 64)}
     for name, content in cases.items():
         path = tmp_path / f"{name}.jsonl"
         path.write_text("".join(content), encoding="utf-8")
-        try:
-            line_by_line = str(auditverify.verify_records(auditverify.read_jsonl(content)))
-        except ValueError as exc:
-            line_by_line = f"refused: {exc}"
-        try:
-            stretches = str(auditverify.verify_file(str(path)))
-        except ValueError as exc:
-            stretches = f"refused: {exc}"
-        assert stretches == line_by_line, name
-    assert str(auditverify.verify_file(str(tmp_path / "as exported.jsonl"))).startswith("OK: ")
-    assert "BROKEN at event" in str(auditverify.verify_file(str(tmp_path / "a changed action.jsonl")))
-    assert "BROKEN at event" in str(auditverify.verify_file(str(tmp_path / "two lines swapped.jsonl")))
+        for head_name, head in heads.items():
+            try:
+                line_by_line = str(auditverify.verify_records(auditverify.read_jsonl(content), head))
+            except ValueError as exc:
+                line_by_line = f"refused: {exc}"
+            try:
+                stretches = str(auditverify.verify_file(str(path), head, jobs=jobs))
+            except ValueError as exc:
+                stretches = f"refused: {exc}"
+            assert stretches == line_by_line, (name, head_name)
+    verdict = partial(auditverify.verify_file, jobs=jobs)
+    assert str(verdict(str(tmp_path / "as exported.jsonl"))).startswith("OK: ")
+    assert str(verdict(str(tmp_path / "as exported.jsonl"), heads["a head in the last part"])).startswith("OK: ")
+    assert "differs from the head you expected" in str(
+        verdict(str(tmp_path / "as exported.jsonl"), heads["a head that differs"]))
+    assert "BROKEN at event" in str(verdict(str(tmp_path / "a changed action.jsonl")))
+    assert "BROKEN at event" in str(verdict(str(tmp_path / "two lines swapped.jsonl")))
     # Bytes that are not UTF-8, inside an event's hashed text, are refused as the text reading refuses them.
     broken = "".join(lines[:middle]).encode("utf-8") + lines[middle].encode("utf-8").replace(
         b'{"action":"', b'{"action":"\xff', 1) + "".join(lines[middle + 1:]).encode("utf-8")
     (tmp_path / "bytes.jsonl").write_bytes(broken)
     with pytest.raises(ValueError):
-        auditverify.verify_file(str(tmp_path / "bytes.jsonl"))
+        auditverify.verify_file(str(tmp_path / "bytes.jsonl"), jobs=jobs)

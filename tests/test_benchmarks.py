@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backoffice.models import Role
-from benchmarks import audit_checkpoints, audit_export, generate, pages, run, website_checks
+from benchmarks import audit_checkpoints, audit_export, generate, offline_verify, pages, run, website_checks
 from benchmarks.expect import NotMeasured
 
 BENCHMARKS = {"pages", "sweep", "screening", "audit", "import", "reconciler", "gc"}
@@ -67,6 +67,13 @@ def test_the_benchmark_sign_in_passes_the_second_factor(app, client, make_accoun
     # The same client then measures the page.
     median, p95 = pages.timed(client, "/admin/providers/", runs=2)
     assert 0 < median <= p95
+
+
+def test_the_offline_verifier_benchmark_runs_at_its_smallest_size():
+    result = offline_verify.run(events=200, jobs=2, rounds=1)
+    assert set(result["results"]) == {"floor, one process", "floor, 2 processes", "verifier, --jobs 1",
+                                      "verifier, --jobs 2"}
+    assert all(kind["events_per_s"] > 0 for kind in result["results"].values())
 
 
 def test_the_checkpoint_benchmark_runs_at_its_smallest_size():
