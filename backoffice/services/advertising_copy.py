@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Iterable
 from urllib.parse import urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from backoffice.models import (
@@ -211,18 +211,25 @@ def approve(session: Session, actor: audit.Actor, application: Submission) -> No
                  provider_id=application.provider_id)
 
 
+def _latest_approved() -> Select:
+    latest = (select(AdvertisingCopy.provider_id, func.max(AdvertisingCopy.approved_at).label("approved_at"))
+              .where(AdvertisingCopy.provider_id.in_(bindparam("ids", expanding=True)),
+                     AdvertisingCopy.approved_at.is_not(None))
+              .group_by(AdvertisingCopy.provider_id).subquery())
+    return select(AdvertisingCopy).join(latest, (latest.c.provider_id == AdvertisingCopy.provider_id)
+                                        & (latest.c.approved_at == AdvertisingCopy.approved_at))
+
+
+# Built once: the feed asks for a page's copies on every request.
+_IN_FORCE = _latest_approved()
+
+
 def in_force(session: Session, provider_ids: Iterable[int]) -> dict[int, AdvertisingCopy]:
     """The latest approved copy of each provider, read in one query (the feed asks for a page at a time)."""
     ids = list(provider_ids)
     if not ids:
         return {}
-    latest = (select(AdvertisingCopy.provider_id, func.max(AdvertisingCopy.approved_at).label("approved_at"))
-              .where(AdvertisingCopy.provider_id.in_(ids), AdvertisingCopy.approved_at.is_not(None))
-              .group_by(AdvertisingCopy.provider_id).subquery())
-    rows = session.scalars(select(AdvertisingCopy).join(
-        latest, (latest.c.provider_id == AdvertisingCopy.provider_id)
-        & (latest.c.approved_at == AdvertisingCopy.approved_at))).all()
-    return {row.provider_id: row for row in rows}
+    return {row.provider_id: row for row in session.scalars(_IN_FORCE, {"ids": ids})}
 
 
 def approved_on(moment: datetime) -> str:

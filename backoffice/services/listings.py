@@ -5,12 +5,13 @@ advertising.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import ColumnExpressionArgument, exists, select
+from sqlalchemy import ColumnExpressionArgument, Integer, Select, String, bindparam, exists, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -109,12 +110,12 @@ def decode_cursor(cursor: str) -> int:
     return min(int(cursor[len(CURSOR_VERSION):]), MAX_ID)
 
 
-def listed_clause(now: datetime) -> ColumnExpressionArgument[bool]:
-    """Listed and currently verified: nothing else leaves this system."""
-    return Provider.is_in_directory(now)
+def listed_clause(now: datetime | ColumnElement[datetime]) -> ColumnExpressionArgument[bool]:
+    """Listed and currently verified: nothing else leaves this system. `now` may be a bound parameter."""
+    return Provider.is_in_directory(now)  # type: ignore[arg-type]  # the expression side takes either
 
 
-def _offers(kind: str, code: str) -> ColumnElement[bool]:
+def _offers(kind: str, code: str | ColumnElement[str]) -> ColumnElement[bool]:
     """The providers whose coded list of this kind holds the code, from the provider_code index."""
     return Provider.id.in_(select(ProviderCode.provider_id).where(ProviderCode.kind == kind,
                                                                   ProviderCode.code == code))
@@ -172,21 +173,37 @@ assert ListedProvider.__slots__[:-1] == tuple(column.key for column in FEED_COLU
 Listed = Provider | ListedProvider  # a listing is written from either
 
 
+@functools.cache
+def _page_statement(state: bool, level_of_care: bool, service: bool) -> Select:
+    """The feed page's query for one combination of filters, built once: the feed is read far more than any
+    staff page, and building the statement cost more than the query of a page of few rows (benchmarks/NOTES.md).
+    Its values are bound when it runs (`now`, `after_id`, `state`, `level_of_care`, `service`, `rows`)."""
+    now = bindparam("now", type_=Provider.verified_until.type)
+    stmt = select(*FEED_COLUMNS).where(listed_clause(now), Provider.id > bindparam("after_id"))
+    if state:
+        stmt = stmt.where(exists().where(Location.provider_id == Provider.id, Location.state == bindparam("state")))
+    if level_of_care:
+        stmt = stmt.where(_offers(CODED_LISTS["levels_of_care"], bindparam("level_of_care", type_=String())))
+    if service:
+        stmt = stmt.where(_offers(CODED_LISTS["services"], bindparam("service", type_=String())))
+    return stmt.order_by(Provider.id).limit(bindparam("rows", type_=Integer))
+
+
+_PAGE_LOCATIONS = (select(*LOCATION_COLUMNS).where(Location.provider_id.in_(bindparam("ids", expanding=True)))
+                   .order_by(Location.provider_id, Location.id))
+
+
 def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[ListedProvider], str | None]:
-    stmt = select(*FEED_COLUMNS).where(listed_clause(now), Provider.id > query.after_id)
-    if query.state:
-        stmt = stmt.where(exists().where(Location.provider_id == Provider.id, Location.state == query.state))
-    if query.level_of_care:
-        stmt = stmt.where(_offers(CODED_LISTS["levels_of_care"], query.level_of_care))
-    if query.service:
-        stmt = stmt.where(_offers(CODED_LISTS["services"], query.service))
-    providers = [ListedProvider(row) for row in session.execute(stmt.order_by(Provider.id).limit(query.limit + 1))]
+    stmt = _page_statement(bool(query.state), bool(query.level_of_care), bool(query.service))
+    # The values of every filter: those this combination's statement does not bind are left out by SQLAlchemy.
+    values = {"now": now, "after_id": query.after_id, "rows": query.limit + 1, "state": query.state,
+              "level_of_care": query.level_of_care, "service": query.service}
+    providers = [ListedProvider(row) for row in session.execute(stmt, values)]
     more = len(providers) > query.limit
     providers = providers[:query.limit]
     if providers:
         by_id = {p.id: p for p in providers}
-        for loc in session.execute(select(*LOCATION_COLUMNS).where(Location.provider_id.in_(by_id))
-                                   .order_by(Location.provider_id, Location.id)):
+        for loc in session.execute(_PAGE_LOCATIONS, {"ids": list(by_id)}):
             by_id[loc.provider_id].locations.append(loc)
     return providers, encode_cursor(providers[-1].id) if more else None
 
@@ -194,8 +211,11 @@ def page(session: Session, query: FeedQuery, now: datetime) -> tuple[list[Listed
 # Keyed by catalogue id, and read with a provider's verified_catalogue_id, which may be None (then no version).
 def catalogue_versions(session: Session, providers: Sequence[Listed]) -> dict[int | None, int]:
     ids = {p.verified_catalogue_id for p in providers if p.verified_catalogue_id}
-    return dict(session.execute(select(CriteriaCatalogue.id, CriteriaCatalogue.version)
-                                .where(CriteriaCatalogue.id.in_(ids))).all()) if ids else {}
+    return dict(session.execute(_VERSIONS, {"ids": list(ids)}).all()) if ids else {}
+
+
+_VERSIONS = select(CriteriaCatalogue.id, CriteriaCatalogue.version).where(
+    CriteriaCatalogue.id.in_(bindparam("ids", expanding=True)))
 
 
 def coded(values: list[str] | None, vocabulary: dict[str, str]) -> list[str]:

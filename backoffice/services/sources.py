@@ -414,13 +414,16 @@ class Confirmation:
         return FIELD_LABELS[self.field]
 
 
+# Built once: the feed asks for a page's confirmations on every request.
+_CONFIRMATIONS = select(_CONFIRMED.c.provider_id, _CONFIRMED.c.field, _CONFIRMED.c.confirmed_at,
+                        _CONFIRMED.c.source).where(_CONFIRMED.c.provider_id.in_(bindparam("ids", expanding=True)))
+
+
 def confirmations(session: Session, provider_ids: list[int]) -> dict[int, dict[str, Confirmation]]:
     """Each provider's last confirmation of every listed field (None where none was ever confirmed)."""
     found = {pid: confirmations_unknown() for pid in provider_ids}
     if provider_ids:
-        c = _CONFIRMED.c
-        for row in session.execute(select(c.provider_id, c.field, c.confirmed_at, c.source)
-                                   .where(c.provider_id.in_(provider_ids))):
+        for row in session.execute(_CONFIRMATIONS, {"ids": list(provider_ids)}):
             if row.field in FIELDS:
                 found[row.provider_id][row.field] = Confirmation(row.field, row.confirmed_at, row.source)
     return found
