@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -74,7 +75,7 @@ def load(settings: Mapping[str, Any]) -> SigningKeys:
         if not path.exists():
             if settings.get("ENV_NAME") == "production":
                 raise config.SettingsError(f"SIGNING_KEY_FILE {path} does not exist")
-            write_private_key(path, Ed25519PrivateKey.generate())
+            create_key_file_once(path)
         pem = path.read_bytes()
         where = f"SIGNING_KEY_FILE {path}"
     private_key = _read_private_key(pem, where)
@@ -122,14 +123,32 @@ def pem(private_key: Ed25519PrivateKey) -> bytes:
     return private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
 
 
-def write_private_key(path: Path, private_key: Ed25519PrivateKey) -> None:
-    """Write a key file readable by its owner only, replacing any other in one step."""
+def _written_beside(path: Path, private_key: Ed25519PrivateKey) -> Path:
+    """The key in a new file of this process's own beside `path` (readable by its owner only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem(private_key))
-    os.replace(temporary, path)
+    return temporary
+
+
+def write_private_key(path: Path, private_key: Ed25519PrivateKey) -> None:
+    """Write a key file readable by its owner only, replacing any other in one step."""
+    os.replace(_written_beside(path, private_key), path)
+
+
+def create_key_file_once(path: Path) -> None:
+    """Generate the missing key file, unless another process does first: the web, worker and beat processes
+    of a fresh instance start at once, and each must sign with the one key the file holds. The file appears
+    whole (a hard link to a file already written) and only once (linking fails where it exists)."""
+    temporary = _written_beside(path, Ed25519PrivateKey.generate())
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process made it first: its key is the one
+    finally:
+        temporary.unlink()
 
 
 def new_key_file(path: Path) -> str:

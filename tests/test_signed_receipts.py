@@ -295,6 +295,30 @@ def test_new_key_writes_an_owner_only_file_without_a_key_configured_and_never_ov
                                     "with `flask signing rotate`, or name another file)")
 
 
+def _kid_after_loading(path: str, start) -> str:
+    start.wait()  # every process asks for the missing key at the same moment
+    keys = signing.load({"SIGNING_KEY_FILE": path, "SIGNING_RETIRED_KEYS_FILE": path + ".retired.json"})
+    return keys.kid
+
+
+def test_processes_starting_at_once_on_a_fresh_instance_all_sign_with_the_one_key_its_file_holds(tmp_path):
+    """A fresh instance's web, worker and beat processes start together, and each generates the key file
+    it finds missing: one of them makes it, and every one signs with the key the file holds."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    path = str(tmp_path / "signing" / "ed25519.pem")
+    for _ in range(5):  # the moment of the race differs from try to try
+        Path(path).unlink(missing_ok=True)
+        start = context.Manager().Barrier(8)
+        with context.Pool(8) as pool:
+            kids = pool.starmap(_kid_after_loading, [(path, start)] * 8)
+        on_file = jws.public_jwk(signing._read_private_key(Path(path).read_bytes(), path).public_key())["kid"]
+        assert set(kids) == {on_file}
+        assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
+        assert sorted(p.name for p in Path(path).parent.iterdir()) == ["ed25519.pem"]  # no file left half-made
+
+
 def test_production_without_a_key_is_refused_in_one_line(monkeypatch):
     for name in ("SIGNING_KEY_FILE", "SIGNING_KEY", "BACKOFFICE_ENV"):
         monkeypatch.delenv(name, raising=False)
