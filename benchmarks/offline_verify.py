@@ -8,7 +8,7 @@ process of its own as an auditor runs it, alternating in every round:
               (python -c, the standard library only), in one process and in --jobs parts side by side;
   verifier    `python backoffice/auditverify.py EXPORT --jobs 1`, and `--jobs N`.
 Reports events per second of wall time and per CPU second (user + system of the processes), best of --rounds,
-with the load average before and after; --write records it in benchmarks/results/offline_verify.json.
+with the load average before and after; --write records it in benchmarks/results/offline/.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,12 +106,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--jobs", type=int, default=auditverify.available_cores())
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--write", action="store_true", help="record in benchmarks/results/offline_verify.json")
+    parser.add_argument("--write", action="store_true", help="record it in benchmarks/results/offline/")
     args = parser.parse_args()
     result = run(args.events, args.jobs, args.rounds)
     print(json.dumps(result, indent=2))
     if args.write:
-        (ROOT / "benchmarks" / "results" / "offline_verify.json").write_text(json.dumps(result, indent=2) + "\n")
+        folder = ROOT / "benchmarks" / "results" / "offline"
+        folder.mkdir(exist_ok=True)
+        (folder / f"offline-verify-{time.strftime('%d%b-%H%M').lower()}.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import shlex
 import signal
 import subprocess
@@ -126,6 +127,20 @@ def database_server_cpu_seconds(url: str) -> float:
             fields = text.rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, all) CPU seconds of every core since boot, from /proc/stat: what the whole machine did in a span
+    (the workers, the database, Redis, this process's farm and enqueue, anything else running)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values[:8]) - idle) / tick, sum(values[:8]) / tick
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -248,6 +263,7 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
                                  for n, w in enumerate(workers)]
                 load_at_start = os.getloadavg()
                 database_cpu_before = database_server_cpu_seconds(url)
+                machine_before, own_before = machine_cpu_seconds(), own_cpu_seconds()
                 started = time.perf_counter()
                 # As the sweep asks for them: a work row per check, a batch per commit, sent after it.
                 policy = work.Policy.from_config(app.config)
@@ -272,6 +288,7 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
                                          f"{log_file.read_text()[-3000:]}")
                     time.sleep(0.5)
                 elapsed = time.perf_counter() - started
+                machine_after, own_used = machine_cpu_seconds(), own_cpu_seconds() - own_before
                 load_at_end = os.getloadavg()
                 database_cpu = database_server_cpu_seconds(url) - database_cpu_before
                 # Start-up (imports, the app, the pool) is not the sweep's: only what the workers used since ready.
@@ -331,12 +348,17 @@ def run(checks: int = 10_000, hosts: int = 1000, servers: int = 8, sample: int =
         "sequential_checks_per_s": round(1 / sequential_per_check, 2),
         "ratio_to_sequential": round(rate * sequential_per_check, 1),
         "bound_seconds": round(bound, 1), "ratio_to_bound": round(elapsed / bound, 2),
+        # Where the machine's CPU went in the sweep's span: how busy its cores were (1.0: every core all the
+        # time, so the sweep could only go faster by costing less CPU), and this process's share (the farm of
+        # sites and the enqueue), a check.
+        "machine_busy": round((machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1]), 2),
+        "benchmark_process_cpu_ms_per_check": round(own_used * 1000 / checks, 2),
     }
     log(f"  sweep {checks:,} checks: {elapsed:.1f} s, {rate:.1f} checks/s, {result['ratio_to_sequential']}x sequential, "
         f"bound {bound:.0f} s ({result['ratio_to_bound']}x the bound) with {processes} x {concurrency // processes}; "
         f"worker CPU {result['worker_cpu_ms_per_check']} ms a check ({result['cpu_ratio_to_inprocess']}x the "
         f"in-process check's {result['inprocess_check_cpu_ms']} ms, bare http.client {result['bare_http_cpu_ms']} ms), "
-        f"peak RSS {worker_rss} MB, load {result['load_average']}")
+        f"peak RSS {worker_rss} MB, machine busy {result['machine_busy']}, load {result['load_average']}")
     return result
 
 
