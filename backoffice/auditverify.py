@@ -61,7 +61,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = (
@@ -689,12 +689,7 @@ def _read_in_parts(path: str, marks: Sequence[int], jobs: int) -> list[dict[str,
             return None
         held = sorted({*marks, *(record["seq"] for record in records if isinstance(record, dict)
                                  and record.get("record") == "checkpoint" and isinstance(record.get("seq"), int))})
-        bounds = [start]
-        for part in range(1, jobs):
-            raw.seek(start + (size - start) * part // jobs)
-            raw.readline()
-            bounds.append(max(raw.tell(), bounds[-1]))
-        bounds.append(size)
+        bounds = part_bounds(raw, start, size, jobs)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -706,37 +701,36 @@ def _read_in_parts(path: str, marks: Sequence[int], jobs: int) -> list[dict[str,
     if any(part is None for part in parts):
         return None
     for part in parts:
-        for kind, *item in part:
-            if kind == "run":
-                records.append(CheckedRun(*item))
-            else:
-                seq, prev_hash, digest, text = item
-                event = CheckedEvent(record="event", seq=seq, prev_hash=prev_hash, hash=digest)
-                event.intact, event.text = True, text
-                records.append(event)
+        records.extend(part)
     return records
 
 
-def _checked_part(task: tuple[str, int, int, Sequence[int]]) -> list[tuple] | None:
-    """The event lines from byte `start` to `end` of a whole-chain export, each checked as read_jsonl_checked
-    does: ("run", first, last, prev_hash, hash) for each checked stretch, ("event", seq, prev_hash, hash, text)
-    for each event held by itself; None when a line in it is anything else."""
+def part_bounds(raw: BinaryIO, start: int, size: int, jobs: int) -> list[int]:
+    """Where `jobs` parts of a file's bytes from `start` to `size` begin, each at a line start, and its end."""
+    bounds = [start]
+    for part in range(1, jobs):
+        raw.seek(start + (size - start) * part // jobs)
+        raw.readline()
+        bounds.append(max(raw.tell(), bounds[-1]))
+    return [*bounds, size]
+
+
+def _checked_part(task: tuple[str, int, int, Sequence[int]]) -> list[CheckedRun | CheckedEvent] | None:
+    """The event lines from byte `start` to `end` of a whole-chain export, read as read_jsonl_checked reads them:
+    its checked stretches and the events it hands on one by one, checked; None when a line is anything else."""
     path, start, end, held = task
-    out: list[tuple] = []
+    items: list[CheckedRun | CheckedEvent] = []
     try:
-        for item in read_jsonl_checked(_lines_between(path, start, end), held, contiguous=True):
-            if isinstance(item, CheckedRun):
-                out.append(("run", item.first_seq, item.last_seq, item.prev_hash, item.hash))
-            elif isinstance(item, CheckedEvent) and item.intact:
-                out.append(("event", item["seq"], item["prev_hash"], item["hash"], item.text))
-            else:
+        for item in read_jsonl_checked(lines_between(path, start, end), held, contiguous=True):
+            if not isinstance(item, CheckedRun) and not (isinstance(item, CheckedEvent) and item.intact):
                 return None
+            items.append(item)
     except ValueError:
         return None
-    return out
+    return items
 
 
-def _lines_between(path: str, start: int, end: int) -> Iterator[bytes]:
+def lines_between(path: str, start: int, end: int) -> Iterator[bytes]:
     with open(path, "rb") as raw:
         raw.seek(start)
         left = end - start

@@ -4,8 +4,8 @@ Usage: python -m benchmarks.offline_verify [--events 1000000] [--jobs 2] [--roun
 
 Writes an export of N valid events in the layout the product writes (no database needed) and runs, each as a
 process of its own as an auditor runs it, alternating in every round:
-  floor       a bare loop with nothing but the necessary work: read each line as bytes, one SHA-256 of it
-              (python -c, the standard library only), in one process and in --jobs parts side by side;
+  floor       a bare loop with nothing but the necessary work: each line read as bytes (as the verifier reads
+              them) and one SHA-256 of it, in one process and in --jobs parts side by side;
   verifier    `python backoffice/auditverify.py EXPORT --jobs 1`, and `--jobs N`.
 Reports events per second of wall time and per CPU second (user + system of the processes), best of --rounds,
 with the load average before and after; --write records it in benchmarks/results/offline/.
@@ -27,33 +27,22 @@ from backoffice import auditverify  # noqa: E402
 from benchmarks.audit_checkpoints import figures, timed, write_export  # noqa: E402
 from benchmarks.expect import expect  # noqa: E402
 
-# The floor: split the file at line starts as the verifier does, and hash every line of each part.
+# The floor: the file cut into the same parts and its lines read the same way as the verifier does (its own
+# part_bounds and lines_between), and nothing else done to each line but one SHA-256 of it.
 FLOOR = """
 import hashlib, os, sys
 from concurrent.futures import ProcessPoolExecutor
+sys.path.insert(0, sys.argv[3])
+from auditverify import lines_between, part_bounds
 path, jobs = sys.argv[1], int(sys.argv[2])
 def part(bounds):
-    start, end = bounds
     sha256, count = hashlib.sha256, 0
-    with open(path, "rb") as raw:
-        raw.seek(start)
-        left = end - start
-        while left > 0:
-            line = raw.readline()
-            if not line:
-                break
-            left -= len(line)
-            sha256(line).hexdigest()
-            count += 1
+    for line in lines_between(path, *bounds):
+        sha256(line).hexdigest()
+        count += 1
     return count
-size = os.path.getsize(path)
-bounds = [0]
 with open(path, "rb") as raw:
-    for n in range(1, jobs):
-        raw.seek(size * n // jobs)
-        raw.readline()
-        bounds.append(raw.tell())
-bounds.append(size)
+    bounds = part_bounds(raw, 0, os.path.getsize(path), jobs)
 pieces = list(zip(bounds, bounds[1:]))
 if jobs == 1:
     lines = part(pieces[0])
@@ -72,8 +61,8 @@ def run(events: int = 1_000_000, jobs: int = 2, rounds: int = 3) -> dict:
         write_export(export, events, events + 1)
         size = export.stat().st_size
         kinds = {
-            "floor, one process": ["-c", FLOOR, str(export), "1"],
-            f"floor, {jobs} processes": ["-c", FLOOR, str(export), str(jobs)],
+            "floor, one process": ["-c", FLOOR, str(export), "1", str(ROOT / "backoffice")],
+            f"floor, {jobs} processes": ["-c", FLOOR, str(export), str(jobs), str(ROOT / "backoffice")],
             "verifier, --jobs 1": [script, str(export), "--jobs", "1"],
             f"verifier, --jobs {jobs}": [script, str(export), "--jobs", str(jobs)],
         }

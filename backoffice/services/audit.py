@@ -5,7 +5,6 @@ import contextvars
 import functools
 import hashlib
 import itertools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -374,7 +373,7 @@ VERIFY_RANGE_MIN_EVENTS = 50_000
 
 def verify_ranges(events: int) -> int:
     """How many ranges the database walk splits `events` events into (see VERIFY_RANGE_MIN_EVENTS)."""
-    return max(1, min(len(os.sched_getaffinity(0)), events // VERIFY_RANGE_MIN_EVENTS))
+    return max(1, min(auditverify.available_cores(), events // VERIFY_RANGE_MIN_EVENTS))
 
 
 def _flagged_rows(engine: Any, after: int, through: int, marks: list[int]) -> list[tuple]:
