@@ -102,7 +102,9 @@ def main() -> None:
     if args.write:
         folder = ROOT / "benchmarks" / "results" / "offline"
         folder.mkdir(exist_ok=True)
-        (folder / f"offline-verify-{time.strftime('%d%b-%H%M').lower()}.json").write_text(json.dumps(result, indent=2) + "\n")
+        now = time.localtime()
+        name = f"offline-verify-{now.tm_mday}{time.strftime('%b', now).lower()}-{time.strftime('%H%M', now)}.json"
+        (folder / name).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
